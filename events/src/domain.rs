@@ -1,0 +1,169 @@
+//! The union of all aggregates' events, and decoding from stored form.
+use crate::client::ClientEvent;
+use crate::group::GroupEvent;
+use crate::realm::RealmEvent;
+use crate::role::RoleEvent;
+use crate::signing_key::SigningKeyEvent;
+use crate::stream::StreamType;
+use crate::upcast::{self, UpcastError};
+use crate::user::UserEvent;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Any Annals domain event.
+// Events are short-lived values decoded one at a time; boxing variants would only complicate
+// every match in every projection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum DomainEvent {
+    Realm(RealmEvent),
+    Client(ClientEvent),
+    User(UserEvent),
+    Role(RoleEvent),
+    Group(GroupEvent),
+    SigningKey(SigningKeyEvent),
+}
+
+/// Why a stored event could not be turned back into a [`DomainEvent`].
+#[derive(Debug)]
+pub enum DecodeError {
+    UnknownType(String),
+    Upcast(UpcastError),
+    Payload {
+        event_type: String,
+        source: serde_json::Error,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::UnknownType(t) => write!(f, "unknown event type {t:?}"),
+            DecodeError::Upcast(e) => e.fmt(f),
+            DecodeError::Payload { event_type, source } => {
+                write!(
+                    f,
+                    "payload of {event_type} does not match its schema: {source}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+macro_rules! each_aggregate {
+    ($self:expr, $e:ident => $body:expr) => {
+        match $self {
+            DomainEvent::Realm($e) => $body,
+            DomainEvent::Client($e) => $body,
+            DomainEvent::User($e) => $body,
+            DomainEvent::Role($e) => $body,
+            DomainEvent::Group($e) => $body,
+            DomainEvent::SigningKey($e) => $body,
+        }
+    };
+}
+
+impl DomainEvent {
+    pub fn event_type(&self) -> &'static str {
+        each_aggregate!(self, e => e.event_type())
+    }
+
+    pub fn stream_type(&self) -> StreamType {
+        match self {
+            DomainEvent::Realm(_) => StreamType::Realm,
+            DomainEvent::Client(_) => StreamType::Client,
+            DomainEvent::User(_) => StreamType::User,
+            DomainEvent::Role(_) => StreamType::Role,
+            DomainEvent::Group(_) => StreamType::Group,
+            DomainEvent::SigningKey(_) => StreamType::SigningKey,
+        }
+    }
+
+    pub fn schema_version(&self) -> u32 {
+        upcast::current_version(self.event_type())
+    }
+
+    /// The payload alone (without the type tag), as stored.
+    pub fn payload(&self) -> Result<Value, serde_json::Error> {
+        let tagged = each_aggregate!(self, e => serde_json::to_value(e))?;
+        Ok(match tagged {
+            Value::Object(mut m) => m.remove("data").unwrap_or(Value::Object(Map::new())),
+            other => other,
+        })
+    }
+
+    /// Decodes a stored payload, upcasting it from its schema version first.
+    pub fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: Value,
+    ) -> Result<Self, DecodeError> {
+        let payload =
+            upcast::upcast(event_type, schema_version, payload).map_err(DecodeError::Upcast)?;
+        let prefix = event_type.split_once('.').map(|(p, _)| p).unwrap_or("");
+        let mut tagged = Map::with_capacity(2);
+        tagged.insert("type".into(), Value::String(event_type.to_string()));
+        tagged.insert("data".into(), payload);
+        let tagged = Value::Object(tagged);
+        let err = |source| DecodeError::Payload {
+            event_type: event_type.to_string(),
+            source,
+        };
+        Ok(match prefix {
+            "realm" => DomainEvent::Realm(serde_json::from_value(tagged).map_err(err)?),
+            "client" => DomainEvent::Client(serde_json::from_value(tagged).map_err(err)?),
+            "user" => DomainEvent::User(serde_json::from_value(tagged).map_err(err)?),
+            "role" => DomainEvent::Role(serde_json::from_value(tagged).map_err(err)?),
+            "group" => DomainEvent::Group(serde_json::from_value(tagged).map_err(err)?),
+            "signing_key" => DomainEvent::SigningKey(serde_json::from_value(tagged).map_err(err)?),
+            _ => return Err(DecodeError::UnknownType(event_type.to_string())),
+        })
+    }
+
+    /// Every wire name of every aggregate.
+    pub fn all_types() -> Vec<&'static str> {
+        [
+            RealmEvent::TYPES,
+            ClientEvent::TYPES,
+            UserEvent::TYPES,
+            RoleEvent::TYPES,
+            GroupEvent::TYPES,
+            SigningKeyEvent::TYPES,
+        ]
+        .concat()
+    }
+
+    /// JSON Schema of every payload, by wire name.
+    #[cfg(feature = "schema")]
+    pub fn schemas() -> Vec<(&'static str, schemars::schema::RootSchema)> {
+        let mut all = RealmEvent::schemas();
+        all.extend(ClientEvent::schemas());
+        all.extend(UserEvent::schemas());
+        all.extend(RoleEvent::schemas());
+        all.extend(GroupEvent::schemas());
+        all.extend(SigningKeyEvent::schemas());
+        all
+    }
+}
+
+macro_rules! into_domain {
+    ($($t:ident => $v:ident),*) => {$(
+        impl From<$t> for DomainEvent {
+            fn from(e: $t) -> Self { DomainEvent::$v(e) }
+        }
+        impl TryFrom<DomainEvent> for $t {
+            type Error = DomainEvent;
+            fn try_from(e: DomainEvent) -> Result<Self, DomainEvent> {
+                match e { DomainEvent::$v(x) => Ok(x), other => Err(other) }
+            }
+        }
+    )*};
+}
+
+into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, RoleEvent => Role,
+    GroupEvent => Group, SigningKeyEvent => SigningKey);
+
+#[cfg(test)]
+mod tests;

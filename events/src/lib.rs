@@ -1,0 +1,30 @@
+//! The Annals event vocabulary.
+//!
+//! This crate is deliberately small (serde, uuid, chrono, sha2) so that a SIEM consumer or a
+//! forensic tool can decode Annals events and check the hash chain without the server.
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod macros;
+
+pub mod canonical;
+pub mod chain;
+pub mod client;
+pub mod domain;
+pub mod envelope;
+pub mod group;
+pub mod metadata;
+pub mod realm;
+pub mod role;
+pub mod signing_key;
+pub mod stream;
+pub mod upcast;
+pub mod user;
+
+pub use domain::{DecodeError, DomainEvent};
+pub use envelope::{NewEvent, RecordedEvent};
+pub use metadata::{Actor, Metadata};
+pub use stream::{StreamId, StreamType};
+
+/// Attributes shared by payload structs: serde, and JSON Schema when the `schema` feature is on.
+pub(crate) type Extra = serde_json::Map<String, serde_json::Value>;

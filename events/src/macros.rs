@@ -1,0 +1,35 @@
+/// Declares one aggregate's event enum: each variant wraps a payload struct and carries its
+/// stable dotted wire name. The name appears once, so the serde tag, `event_type()` and the
+/// schema list cannot drift apart.
+macro_rules! event_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident($payload:ty) = $wire:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum $name {
+            $( #[serde(rename = $wire)] $variant($payload), )*
+        }
+
+        impl $name {
+            /// Every wire name this enum can carry.
+            pub const TYPES: &'static [&'static str] = &[$($wire),*];
+
+            /// The stable dotted wire name of this event.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $wire, )* }
+            }
+
+            /// JSON Schema of every payload, by wire name.
+            #[cfg(feature = "schema")]
+            pub fn schemas() -> Vec<(&'static str, schemars::schema::RootSchema)> {
+                vec![$( ($wire, schemars::schema_for!($payload)), )*]
+            }
+        }
+
+        $(
+            impl From<$payload> for $name {
+                fn from(p: $payload) -> Self { Self::$variant(p) }
+            }
+        )*
+    };
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this).
+# Installs what the suite needs when missing, starts a private PostgreSQL when none answers on
+# 127.0.0.1:5432, then runs formatting, lints, unit and integration tests on both stores, and
+# the benchmarks in quick mode so they are known to run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# PostgreSQL: the local server when it answers, else a throwaway one on a random port.
+PG_TMP=""
+cleanup() {
+  if [ -n "$PG_TMP" ]; then
+    "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_TMP"
+  fi
+}
+trap cleanup EXIT
+if [ -z "${ANNALS_TEST_PG:-}" ]; then
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && psql -h 127.0.0.1 -U postgres -Atc 'select 1' postgres >/dev/null 2>&1; then
+    export ANNALS_TEST_PG="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
+    PG_TMP=$(mktemp -d)
+    port=$(( 20000 + RANDOM % 20000 ))
+    log "starting a throwaway PostgreSQL on 127.0.0.1:$port"
+    chown -R "${PGUSER_OS:-$(id -un)}" "$PG_TMP" 2>/dev/null || true
+    run_pg() { if [ "$(id -u)" = 0 ]; then chown -R nobody "$PG_TMP"; su nobody -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
+    run_pg "'$PG_BIN/initdb' -D '$PG_TMP/data' -U postgres -A trust >/dev/null"
+    run_pg "'$PG_BIN/pg_ctl' -D '$PG_TMP/data' -o '-c listen_addresses=127.0.0.1 -p $port -k $PG_TMP' -l '$PG_TMP/log' -w start >/dev/null"
+    export ANNALS_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
+  fi
+fi
+log "PostgreSQL for tests: $ANNALS_TEST_PG"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "cargo test (unit and integration, SQLite and PostgreSQL)"
+cargo test --workspace --all-targets
+

@@ -1,0 +1,149 @@
+//! The event store: one trait, two sqlx implementations (SQLite embedded, PostgreSQL shared).
+//!
+//! Appends go through a group-commit writer (`writer.rs`): concurrent appends are planned
+//! together (`plan.rs`, pure) and written in one transaction, so one fsync serves many
+//! requests and positions are assigned by one party at a time.
+mod error;
+mod plan;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+mod writer;
+
+pub use error::StoreError;
+
+use annals_events::{NewEvent, RecordedEvent, StreamId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What the caller believes the stream's version is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the version (only for streams with a single writer by construction).
+    Any,
+    /// The stream is at exactly this version; 0 means it must not exist yet.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Events to append to one stream.
+#[derive(Clone, Debug)]
+pub struct StreamAppend {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// Where an append landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub stream: StreamId,
+    pub first_version: u64,
+    pub last_version: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+}
+
+/// How far to read a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadUntil {
+    End,
+    Version(u64),
+    Time(DateTime<Utc>),
+}
+
+/// A cached aggregate state at a stream version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub stream: StreamId,
+    pub version: u64,
+    pub state: String,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends to several streams atomically: all appends commit or none does.
+    async fn append_all(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError>;
+
+    /// Appends to one stream.
+    async fn append(&self, append: StreamAppend) -> Result<Appended, StoreError> {
+        let mut out = self.append_all(vec![append]).await?;
+        out.pop().ok_or(StoreError::Closed)
+    }
+
+    /// Events of one stream with `version > after_version`, up to `until`, in version order.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        until: ReadUntil,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The global log from `after_position` (exclusive), at most `limit` events.
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The last committed position, asked of the database.
+    async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Wake-ups when the head moves (this node's commits and, on PostgreSQL, other nodes').
+    fn watch_head(&self) -> watch::Receiver<u64>;
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Stops the writer after the appends already queued have been committed.
+    async fn shutdown(&self);
+}
+
+pub type SharedStore = Arc<dyn EventStore>;
+
+/// Opens the store a database URL names: `postgres://...` or `sqlite://FILE` / a bare path.
+pub async fn open(database_url: &str) -> Result<SharedStore, StoreError> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(database_url).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    }
+}
+
+/// Reads the whole global log in pages, handing each page to `f`.
+pub async fn for_each_page<F>(
+    store: &dyn EventStore,
+    after: u64,
+    page: usize,
+    mut f: F,
+) -> Result<u64, StoreError>
+where
+    F: FnMut(&[RecordedEvent]) -> Result<(), StoreError>,
+{
+    let mut pos = after;
+    loop {
+        let events = store.read_all(pos, page).await?;
+        let Some(last) = events.last() else {
+            return Ok(pos);
+        };
+        pos = last.position;
+        f(&events)?;
+        if events.len() < page {
+            return Ok(pos);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! PostgreSQL event store: the production store, shared by any number of nodes.
+//!
+//! Every batch takes a transaction-scoped advisory lock before reading the head. Positions
+//! are therefore assigned and committed in order across nodes: a reader can never see N+1
+//! before N. NOTIFY (delivered at commit) wakes the other nodes' projection runners.
+use super::plan::{self, Existing, Facts, Outcome};
+use super::rows::{decode_event_row, EVENT_COLUMNS};
+use super::writer::{Backend, Writer};
+use super::{Appended, EventStore, ReadUntil, Snapshot, StoreError, StreamAppend};
+use annals_events::{RecordedEvent, StreamId, StreamType};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool, Row};
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The advisory lock key that serializes appends (an arbitrary constant: "annals").
+const APPEND_LOCK: i64 = 0x616e_6e61_6c73;
+pub(crate) const NOTIFY_CHANNEL: &str = "annals_events";
+
+pub struct PgStore {
+    pool: PgPool,
+    writer: Writer,
+    head: Arc<watch::Sender<u64>>,
+    listener: JoinHandle<()>,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let head_now = head_position(&pool).await?;
+        let head = Arc::new(watch::channel(head_now).0);
+        let writer = Writer::spawn(PgWriter { pool: pool.clone() }, head.clone(), "postgres");
+        let listener = tokio::spawn(follow_other_nodes(pool.clone(), head.clone()));
+        Ok(PgStore {
+            pool,
+            writer,
+            head,
+            listener,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn head_position(pool: &PgPool) -> Result<u64, StoreError> {
+    let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(p.unwrap_or(0) as u64)
+}
+
+/// Moves the head watch when another node commits. NOTIFY is the fast path; a slow poll covers
+/// notifications lost while the listener reconnects.
+async fn follow_other_nodes(pool: PgPool, head: Arc<watch::Sender<u64>>) {
+    let bump = |p: u64| {
+        head.send_if_modified(|h| {
+            let moved = p > *h;
+            if moved {
+                *h = p;
+            }
+            moved
+        });
+    };
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    let mut listener = None;
+    loop {
+        if listener.is_none() {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut l) => {
+                    if l.listen(NOTIFY_CHANNEL).await.is_ok() {
+                        listener = Some(l);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "LISTEN connection failed; polling"),
+            }
+        }
+        tokio::select! {
+            n = async { listener.as_mut().expect("checked").recv().await }, if listener.is_some() => match n {
+                Ok(n) => if let Ok(p) = n.payload().parse() { bump(p) },
+                Err(_) => listener = None,
+            },
+            _ = poll.tick() => if let Ok(p) = head_position(&pool).await { bump(p) },
+        }
+    }
+}
+
+struct PgWriter {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl Backend for PgWriter {
+    async fn commit(
+        &mut self,
+        requests: &[&[StreamAppend]],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let mut facts = Facts::default();
+        if let Some(row) =
+            sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+        {
+            facts.head_position = row.try_get::<i64, _>(0)? as u64;
+            let h: Vec<u8> = row.try_get(1)?;
+            facts.head_hash = h.try_into().map_err(|_| StoreError::Corrupt {
+                position: facts.head_position,
+                reason: "hash is not 32 bytes".into(),
+            })?;
+        }
+        let ids: Vec<uuid::Uuid> = requests
+            .iter()
+            .flat_map(|r| r.iter())
+            .flat_map(|a| a.events.iter().map(|e| e.event_id))
+            .collect();
+        for row in sqlx::query("SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let position = row.try_get::<i64, _>(4)? as u64;
+            let kind: String = row.try_get(1)?;
+            let kind = StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
+            facts.existing.insert(
+                row.try_get(0)?,
+                Existing { stream: StreamId::new(kind, row.try_get::<String, _>(2)?), version: row.try_get::<i64, _>(3)? as u64, position },
+            );
+        }
+        let stream_ids: HashSet<&str> = requests
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|a| a.stream.id.as_str())
+            .collect();
+        let stream_ids: Vec<&str> = stream_ids.into_iter().collect();
+        for row in sqlx::query("SELECT stream_type, stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id, stream_type")
+            .bind(&stream_ids)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let kind: String = row.try_get(0)?;
+            if let Ok(kind) = StreamType::from_str(&kind) {
+                facts.versions.insert(StreamId::new(kind, row.try_get::<String, _>(1)?), row.try_get::<i64, _>(2)? as u64);
+            }
+        }
+        let (rows, outcomes) = plan::plan(requests, facts, now);
+        let new_head = rows.last().map(|r| r.position).unwrap_or(0);
+        if !rows.is_empty() {
+            // One statement for the whole batch: arrays unnest into rows, no bind-count limit.
+            sqlx::query(&format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::int[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])"
+            ))
+            .bind(rows.iter().map(|r| r.position as i64).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.stream.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.stream.id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.version as i64).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.recorded_at.timestamp_micros()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.schema_version as i32).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(new_head.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((outcomes, new_head))
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append_all(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        self.writer.append(appends).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        until: ReadUntil,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (cond, bound) = match until {
+            ReadUntil::End => ("", i64::MAX),
+            ReadUntil::Version(v) => (" AND version <= $4", v as i64),
+            ReadUntil::Time(t) => (" AND recorded_at_us <= $4", t.timestamp_micros()),
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_type = $2 AND version > $3{cond} ORDER BY version"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(&stream.id)
+            .bind(stream.kind.as_str())
+            .bind(after_version as i64);
+        if !cond.is_empty() {
+            q = q.bind(bound);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_position as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        head_position(&self.pool).await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query("SELECT version, state FROM snapshots WHERE stream_type = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1")
+            .bind(stream.kind.as_str())
+            .bind(&stream.id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Snapshot {
+                stream: stream.clone(),
+                version: r.try_get::<i64, _>(0)? as u64,
+                state: r.try_get(1)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn save_snapshot(&self, s: Snapshot) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO snapshots (stream_type, stream_id, version, state) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(s.stream.kind.as_str())
+            .bind(&s.stream.id)
+            .bind(s.version as i64)
+            .bind(&s.state)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn shutdown(&self) {
+        self.writer.shutdown().await;
+        self.listener.abort();
+    }
+}

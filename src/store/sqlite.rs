@@ -1,0 +1,297 @@
+//! SQLite event store: the embedded default. WAL mode; one writer connection owned by the
+//! group-commit task (BEGIN IMMEDIATE), a small pool for readers.
+use super::plan::{self, Existing, Facts, Outcome};
+use super::rows::{decode_event_row, EVENT_COLUMNS};
+use super::writer::{Backend, Writer};
+use super::{Appended, EventStore, ReadUntil, Snapshot, StoreError, StreamAppend};
+use annals_events::{RecordedEvent, StreamId, StreamType};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// SQLite's default limit on bound parameters is 32766; 12 columns per row.
+const ROWS_PER_INSERT: usize = 2000;
+const IDS_PER_QUERY: usize = 4000;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: Writer,
+    head: Arc<watch::Sender<u64>>,
+}
+
+/// Builds connect options from `sqlite://path`, `sqlite:path` or a bare file path.
+pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let opts = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url)?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    Ok(opts
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: an acknowledged append survives power loss, not only a process crash. Group
+        // commit is what keeps this affordable.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-65536")
+        .disable_statement_logging())
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = connect_options(url)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let conn = opts.connect().await?;
+        let head_now = head_position(&pool).await?;
+        let head = Arc::new(watch::channel(head_now).0);
+        let writer = Writer::spawn(SqliteWriter { conn }, head.clone(), "sqlite");
+        Ok(SqliteStore { pool, writer, head })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+async fn head_position(pool: &SqlitePool) -> Result<u64, StoreError> {
+    let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(p.unwrap_or(0) as u64)
+}
+
+struct SqliteWriter {
+    conn: SqliteConnection,
+}
+
+#[async_trait]
+impl Backend for SqliteWriter {
+    async fn commit(
+        &mut self,
+        requests: &[&[StreamAppend]],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
+        match self.commit_in_tx(requests, now).await {
+            Ok(out) => match sqlx::query("COMMIT").execute(&mut self.conn).await {
+                Ok(_) => Ok(out),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                if self.conn.ping().await.is_err() {
+                    tracing::error!("sqlite writer connection lost");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl SqliteWriter {
+    async fn commit_in_tx(
+        &mut self,
+        requests: &[&[StreamAppend]],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        let mut facts = Facts::default();
+        if let Some(row) =
+            sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+                .fetch_optional(&mut self.conn)
+                .await?
+        {
+            facts.head_position = row.try_get::<i64, _>(0)? as u64;
+            let h: Vec<u8> = row.try_get(1)?;
+            facts.head_hash = h.try_into().map_err(|_| StoreError::Corrupt {
+                position: facts.head_position,
+                reason: "hash is not 32 bytes".into(),
+            })?;
+        }
+        let ids: Vec<uuid::Uuid> = requests
+            .iter()
+            .flat_map(|r| r.iter())
+            .flat_map(|a| a.events.iter().map(|e| e.event_id))
+            .collect();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id IN (");
+            let mut sep = q.separated(",");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut self.conn).await? {
+                let position = row.try_get::<i64, _>(4)? as u64;
+                let kind: String = row.try_get(1)?;
+                let kind = StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt {
+                    position,
+                    reason: e.to_string(),
+                })?;
+                facts.existing.insert(
+                    row.try_get(0)?,
+                    Existing {
+                        stream: StreamId::new(kind, row.try_get::<String, _>(2)?),
+                        version: row.try_get::<i64, _>(3)? as u64,
+                        position,
+                    },
+                );
+            }
+        }
+        let streams: HashSet<&StreamId> = requests
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|a| &a.stream)
+            .collect();
+        let streams: Vec<&StreamId> = streams.into_iter().collect();
+        for chunk in streams.chunks(IDS_PER_QUERY) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT stream_type, stream_id, MAX(version) FROM events WHERE stream_id IN (",
+            );
+            let mut sep = q.separated(",");
+            for s in chunk {
+                sep.push_bind(s.id.as_str());
+            }
+            q.push(") GROUP BY stream_id, stream_type");
+            for row in q.build().fetch_all(&mut self.conn).await? {
+                let kind: String = row.try_get(0)?;
+                if let Ok(kind) = StreamType::from_str(&kind) {
+                    facts.versions.insert(
+                        StreamId::new(kind, row.try_get::<String, _>(1)?),
+                        row.try_get::<i64, _>(2)? as u64,
+                    );
+                }
+            }
+        }
+        let (rows, outcomes) = plan::plan(requests, facts, now);
+        let new_head = rows.last().map(|r| r.position).unwrap_or(0);
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.position as i64)
+                    .push_bind(r.event_id)
+                    .push_bind(r.stream.kind.as_str())
+                    .push_bind(r.stream.id.as_str())
+                    .push_bind(r.version as i64)
+                    .push_bind(r.recorded_at.timestamp_micros())
+                    .push_bind(r.event_type.as_str())
+                    .push_bind(r.schema_version as i32)
+                    .push_bind(r.payload.as_str())
+                    .push_bind(r.metadata.as_str())
+                    .push_bind(&r.prev_hash[..])
+                    .push_bind(&r.hash[..]);
+            });
+            q.build().execute(&mut self.conn).await?;
+        }
+        Ok((outcomes, new_head))
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append_all(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        self.writer.append(appends).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        until: ReadUntil,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (cond, bound) = match until {
+            ReadUntil::End => ("", i64::MAX),
+            ReadUntil::Version(v) => (" AND version <= ?", v as i64),
+            ReadUntil::Time(t) => (" AND recorded_at_us <= ?", t.timestamp_micros()),
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(&stream.id)
+            .bind(stream.kind.as_str())
+            .bind(after_version as i64);
+        if !cond.is_empty() {
+            q = q.bind(bound);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_position as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        head_position(&self.pool).await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query("SELECT version, state FROM snapshots WHERE stream_type = ? AND stream_id = ? ORDER BY version DESC LIMIT 1")
+            .bind(stream.kind.as_str())
+            .bind(&stream.id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Snapshot {
+                stream: stream.clone(),
+                version: r.try_get::<i64, _>(0)? as u64,
+                state: r.try_get(1)?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn save_snapshot(&self, s: Snapshot) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO snapshots (stream_type, stream_id, version, state) VALUES (?, ?, ?, ?)")
+            .bind(s.stream.kind.as_str())
+            .bind(&s.stream.id)
+            .bind(s.version as i64)
+            .bind(&s.state)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn shutdown(&self) {
+        self.writer.shutdown().await;
+    }
+}

@@ -1,0 +1,138 @@
+//! Group commit: one task per store takes every queued append, commits them in one
+//! transaction, and answers each caller. One writer per process also means positions are
+//! handed out by one party at a time (PostgreSQL adds an advisory lock across nodes).
+use super::plan::Outcome;
+use super::{Appended, StoreError, StreamAppend};
+use crate::metrics;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
+use tokio::task::JoinHandle;
+
+/// Upper bound of events per transaction: keeps one batch's latency and memory bounded.
+const MAX_BATCH_EVENTS: usize = 4096;
+/// Appends waiting for the writer; a full queue makes callers wait (back-pressure).
+const QUEUE: usize = 16 * 1024;
+
+/// A database that can commit one planned batch atomically.
+#[async_trait]
+pub(crate) trait Backend: Send + 'static {
+    /// Commits what it can of `requests` in one transaction. `Err` means nothing committed.
+    /// Returns each request's outcome and the new head position.
+    async fn commit(
+        &mut self,
+        requests: &[&[StreamAppend]],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), StoreError>;
+}
+
+struct Pending {
+    appends: Vec<StreamAppend>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Pending>,
+    stop: Arc<Notify>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn spawn<B: Backend>(
+        backend: B,
+        head: Arc<watch::Sender<u64>>,
+        store: &'static str,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(backend, rx, head, stop.clone(), store));
+        Writer {
+            queue,
+            stop,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Pending { appends, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let out = rx.await.map_err(|_| StoreError::Closed)?;
+        metrics::APPEND_SECONDS.observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Commits everything already queued, then stops.
+    pub async fn shutdown(&self) {
+        self.stop.notify_one();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run<B: Backend>(
+    mut backend: B,
+    mut rx: mpsc::Receiver<Pending>,
+    head: Arc<watch::Sender<u64>>,
+    stop: Arc<Notify>,
+    store: &'static str,
+) {
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => p,
+            _ = stop.notified() => { rx.close(); rx.recv().await }
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        let mut events: usize = batch[0].appends.iter().map(|a| a.events.len()).sum();
+        while events < MAX_BATCH_EVENTS {
+            match rx.try_recv() {
+                Ok(p) => {
+                    events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let requests: Vec<&[StreamAppend]> = batch.iter().map(|p| p.appends.as_slice()).collect();
+        match backend.commit(&requests, Utc::now()).await {
+            Ok((outcomes, new_head)) => {
+                let written: u64 = outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().ok())
+                    .flat_map(|v| v.iter())
+                    .map(|a| a.last_position + 1 - a.first_position)
+                    .sum();
+                metrics::EVENTS_APPENDED
+                    .with_label_values(&[store])
+                    .inc_by(written);
+                metrics::BATCH_SIZE.observe(batch.len() as f64);
+                head.send_if_modified(|h| {
+                    let moved = new_head > *h;
+                    if moved {
+                        *h = new_head;
+                    }
+                    moved
+                });
+                for (p, o) in batch.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(o);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "append batch failed; nothing of it was committed");
+                for p in batch {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests: one binary, real databases, real servers on port 0.
+mod store_contract;
+mod support;
