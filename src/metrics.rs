@@ -1,7 +1,6 @@
 //! Prometheus metrics, served as text on `/metrics`.
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -9,99 +8,64 @@ pub static REGISTRY: LazyLock<Registry> =
     LazyLock::new(|| Registry::new_custom(Some("annals".into()), None).expect("valid prefix"));
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(m: T) -> T {
-    REGISTRY
-        .register(Box::new(m.clone()))
-        .expect("metric registered once");
+    REGISTRY.register(Box::new(m.clone())).expect("metric registered once");
     m
 }
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 pub static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     reg(HistogramVec::new(
-        HistogramOpts::new(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
+        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
+            .buckets(LATENCY_BUCKETS.to_vec()),
         &["method", "route", "status"],
     )
     .expect("valid metric"))
 });
 
 pub static EVENTS_APPENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    reg(IntCounterVec::new(
-        Opts::new(
-            "events_appended_total",
-            "Events committed to the log by this node",
-        ),
-        &["store"],
-    )
-    .expect("valid metric"))
+    reg(IntCounterVec::new(Opts::new("events_appended_total", "Events committed to the log by this node"), &["store"])
+        .expect("valid metric"))
 });
 
 pub static APPEND_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     reg(Histogram::with_opts(
-        HistogramOpts::new(
-            "append_duration_seconds",
-            "Time from append request to durable commit",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
+        HistogramOpts::new("append_duration_seconds", "Time from append request to durable commit")
+            .buckets(LATENCY_BUCKETS.to_vec()),
     )
     .expect("valid metric"))
 });
 
 pub static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     reg(Histogram::with_opts(
-        HistogramOpts::new(
-            "append_batch_requests",
-            "Append requests committed per group-commit transaction",
-        )
-        .buckets(vec![
-            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-        ]),
+        HistogramOpts::new("append_batch_requests", "Append requests committed per group-commit transaction")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
     )
     .expect("valid metric"))
 });
 
 pub static PROJECTION_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     reg(IntGaugeVec::new(
-        Opts::new(
-            "projection_lag_events",
-            "Events between the log head and a projection's checkpoint",
-        ),
+        Opts::new("projection_lag_events", "Events between the log head and a projection's checkpoint"),
         &["projection"],
     )
     .expect("valid metric"))
 });
 
 pub static PROJECTION_POSITION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    reg(IntGaugeVec::new(
-        Opts::new(
-            "projection_position",
-            "Last position a projection has applied",
-        ),
-        &["projection"],
-    )
-    .expect("valid metric"))
+    reg(IntGaugeVec::new(Opts::new("projection_position", "Last position a projection has applied"), &["projection"])
+        .expect("valid metric"))
 });
 
 pub static ACTORS_LIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    reg(IntGaugeVec::new(
-        Opts::new("actors_live", "Aggregate actors currently activated"),
-        &["aggregate"],
-    )
-    .expect("valid metric"))
+    reg(IntGaugeVec::new(Opts::new("actors_live", "Aggregate actors currently activated"), &["aggregate"])
+        .expect("valid metric"))
 });
 
 pub static ACTOR_BUSY: LazyLock<IntCounterVec> = LazyLock::new(|| {
     reg(IntCounterVec::new(
-        Opts::new(
-            "actor_busy_total",
-            "Commands refused because an actor's mailbox was full",
-        ),
+        Opts::new("actor_busy_total", "Commands refused because an actor's mailbox was full"),
         &["aggregate"],
     )
     .expect("valid metric"))

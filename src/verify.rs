@@ -20,18 +20,14 @@ pub struct VerifyReport {
 }
 
 /// Walks the log from position 1. `progress` is called with the position reached.
-pub async fn verify_chain(
-    store: &dyn EventStore,
-    mut progress: impl FnMut(u64),
-) -> Result<VerifyReport, VerifyError> {
+pub async fn verify_chain(store: &dyn EventStore, mut progress: impl FnMut(u64)) -> Result<VerifyReport, VerifyError> {
     const PAGE: usize = 10_000;
     let mut v = ChainVerifier::new();
     let mut after = 0;
     loop {
         let page = store.read_all(after, PAGE).await?;
         for e in &page {
-            v.check(&e.chain_input(), &e.prev_hash, &e.hash)
-                .map_err(VerifyError::Broken)?;
+            v.check(&e.chain_input(), &e.prev_hash, &e.hash).map_err(VerifyError::Broken)?;
         }
         let Some(last) = page.last() else { break };
         after = last.position;
@@ -40,9 +36,5 @@ pub async fn verify_chain(
             break;
         }
     }
-    Ok(VerifyReport {
-        events: v.checked(),
-        head_position: v.next_position() - 1,
-        head_hash: hex::encode(v.head()),
-    })
+    Ok(VerifyReport { events: v.checked(), head_position: v.next_position() - 1, head_hash: hex::encode(v.head()) })
 }

@@ -62,10 +62,7 @@ mod tests {
         let a = json!({"b": 1, "a": {"y": [1, "x\"y"], "x": null}});
         let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,"x\"y"]},"b":1}"#).unwrap();
         assert_eq!(to_canonical_string(&a), to_canonical_string(&b));
-        assert_eq!(
-            to_canonical_string(&a),
-            r#"{"a":{"x":null,"y":[1,"x\"y"]},"b":1}"#
-        );
+        assert_eq!(to_canonical_string(&a), r#"{"a":{"x":null,"y":[1,"x\"y"]},"b":1}"#);
     }
 
     #[test]

@@ -69,9 +69,7 @@ impl ChainBreak {
     pub fn position(&self) -> u64 {
         match *self {
             ChainBreak::Gap { expected, .. } => expected,
-            ChainBreak::PrevHashMismatch { position } | ChainBreak::HashMismatch { position } => {
-                position
-            }
+            ChainBreak::PrevHashMismatch { position } | ChainBreak::HashMismatch { position } => position,
         }
     }
 }
@@ -114,45 +112,25 @@ impl Default for ChainVerifier {
 impl ChainVerifier {
     /// Verifies a log from position 1.
     pub fn new() -> Self {
-        ChainVerifier {
-            expected_position: 1,
-            prev: GENESIS,
-            checked: 0,
-        }
+        ChainVerifier { expected_position: 1, prev: GENESIS, checked: 0 }
     }
 
     /// Verifies a segment that starts right after a trusted `(position, hash)` anchor.
     pub fn resume(after_position: u64, anchor: Hash) -> Self {
-        ChainVerifier {
-            expected_position: after_position + 1,
-            prev: anchor,
-            checked: 0,
-        }
+        ChainVerifier { expected_position: after_position + 1, prev: anchor, checked: 0 }
     }
 
     /// Checks the next record against the chain so far.
-    pub fn check(
-        &mut self,
-        input: &ChainInput<'_>,
-        stored_prev: &Hash,
-        stored_hash: &Hash,
-    ) -> Result<(), ChainBreak> {
+    pub fn check(&mut self, input: &ChainInput<'_>, stored_prev: &Hash, stored_hash: &Hash) -> Result<(), ChainBreak> {
         if input.position != self.expected_position {
-            return Err(ChainBreak::Gap {
-                expected: self.expected_position,
-                found: input.position,
-            });
+            return Err(ChainBreak::Gap { expected: self.expected_position, found: input.position });
         }
         if stored_prev != &self.prev {
-            return Err(ChainBreak::PrevHashMismatch {
-                position: input.position,
-            });
+            return Err(ChainBreak::PrevHashMismatch { position: input.position });
         }
         let computed = event_hash(&self.prev, input);
         if &computed != stored_hash {
-            return Err(ChainBreak::HashMismatch {
-                position: input.position,
-            });
+            return Err(ChainBreak::HashMismatch { position: input.position });
         }
         self.prev = computed;
         self.expected_position += 1;
@@ -244,13 +222,7 @@ mod tests {
     fn given_a_deleted_record_when_verified_then_the_gap_is_named() {
         let mut rows = chain(5);
         rows.remove(1);
-        assert_eq!(
-            verify(&rows),
-            Err(ChainBreak::Gap {
-                expected: 2,
-                found: 3
-            })
-        );
+        assert_eq!(verify(&rows), Err(ChainBreak::Gap { expected: 2, found: 3 }));
     }
 
     #[test]
@@ -259,10 +231,7 @@ mod tests {
         let mut rows = chain(4);
         rows[1].payload = "{\"n\":99}".into();
         rows[1].hash = event_hash(&rows[1].prev, &input(&rows[1]));
-        assert_eq!(
-            verify(&rows),
-            Err(ChainBreak::PrevHashMismatch { position: 3 })
-        );
+        assert_eq!(verify(&rows), Err(ChainBreak::PrevHashMismatch { position: 3 }));
     }
 
     #[test]

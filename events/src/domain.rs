@@ -29,10 +29,7 @@ pub enum DomainEvent {
 pub enum DecodeError {
     UnknownType(String),
     Upcast(UpcastError),
-    Payload {
-        event_type: String,
-        source: serde_json::Error,
-    },
+    Payload { event_type: String, source: serde_json::Error },
 }
 
 impl fmt::Display for DecodeError {
@@ -41,10 +38,7 @@ impl fmt::Display for DecodeError {
             DecodeError::UnknownType(t) => write!(f, "unknown event type {t:?}"),
             DecodeError::Upcast(e) => e.fmt(f),
             DecodeError::Payload { event_type, source } => {
-                write!(
-                    f,
-                    "payload of {event_type} does not match its schema: {source}"
-                )
+                write!(f, "payload of {event_type} does not match its schema: {source}")
             }
         }
     }
@@ -95,22 +89,14 @@ impl DomainEvent {
     }
 
     /// Decodes a stored payload, upcasting it from its schema version first.
-    pub fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: Value,
-    ) -> Result<Self, DecodeError> {
-        let payload =
-            upcast::upcast(event_type, schema_version, payload).map_err(DecodeError::Upcast)?;
+    pub fn decode(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeError> {
+        let payload = upcast::upcast(event_type, schema_version, payload).map_err(DecodeError::Upcast)?;
         let prefix = event_type.split_once('.').map(|(p, _)| p).unwrap_or("");
         let mut tagged = Map::with_capacity(2);
         tagged.insert("type".into(), Value::String(event_type.to_string()));
         tagged.insert("data".into(), payload);
         let tagged = Value::Object(tagged);
-        let err = |source| DecodeError::Payload {
-            event_type: event_type.to_string(),
-            source,
-        };
+        let err = |source| DecodeError::Payload { event_type: event_type.to_string(), source };
         Ok(match prefix {
             "realm" => DomainEvent::Realm(serde_json::from_value(tagged).map_err(err)?),
             "client" => DomainEvent::Client(serde_json::from_value(tagged).map_err(err)?),

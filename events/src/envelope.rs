@@ -66,11 +66,8 @@ impl RecordedEvent {
 
     /// The typed event, upcast to the current schema.
     pub fn decode(&self) -> Result<DomainEvent, DecodeError> {
-        let payload: Value =
-            serde_json::from_str(&self.payload).map_err(|source| DecodeError::Payload {
-                event_type: self.event_type.clone(),
-                source,
-            })?;
+        let payload: Value = serde_json::from_str(&self.payload)
+            .map_err(|source| DecodeError::Payload { event_type: self.event_type.clone(), source })?;
         DomainEvent::decode(&self.event_type, self.schema_version, payload)
     }
 
@@ -89,10 +86,8 @@ impl RecordedEvent {
             recorded_at: self.recorded_at,
             event_type: self.event_type.clone(),
             schema_version: self.schema_version,
-            payload: serde_json::from_str(&self.payload)
-                .unwrap_or(Value::String(self.payload.clone())),
-            metadata: serde_json::from_str(&self.metadata)
-                .unwrap_or(Value::String(self.metadata.clone())),
+            payload: serde_json::from_str(&self.payload).unwrap_or(Value::String(self.payload.clone())),
+            metadata: serde_json::from_str(&self.metadata).unwrap_or(Value::String(self.metadata.clone())),
             prev_hash: hex::encode(self.prev_hash),
             hash: hex::encode(self.hash),
         }
@@ -134,9 +129,7 @@ impl TryFrom<RecordJson> for RecordedEvent {
     fn try_from(r: RecordJson) -> Result<Self, MalformedRecord> {
         let hash = |s: &str| -> Result<Hash, MalformedRecord> {
             let bytes = hex::decode(s).map_err(|e| MalformedRecord(format!("hash {s:?}: {e}")))?;
-            bytes
-                .try_into()
-                .map_err(|_| MalformedRecord(format!("hash {s:?} is not 32 bytes")))
+            bytes.try_into().map_err(|_| MalformedRecord(format!("hash {s:?} is not 32 bytes")))
         };
         Ok(RecordedEvent {
             event_id: r.event_id,

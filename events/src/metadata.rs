@@ -19,9 +19,7 @@ pub enum Actor {
 
 impl Default for Actor {
     fn default() -> Self {
-        Actor::System {
-            component: "annals".into(),
-        }
+        Actor::System { component: "annals".into() }
     }
 }
 
@@ -46,12 +44,7 @@ pub struct Metadata {
 impl Metadata {
     /// Metadata for an action of the server or an operator tool.
     pub fn system(component: &str) -> Self {
-        Metadata {
-            actor: Actor::System {
-                component: component.to_string(),
-            },
-            ..Default::default()
-        }
+        Metadata { actor: Actor::System { component: component.to_string() }, ..Default::default() }
     }
 
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {

@@ -61,10 +61,7 @@ impl std::error::Error for UnknownStreamType {}
 impl FromStr for StreamType {
     type Err = UnknownStreamType;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StreamType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownStreamType(s.to_string()))
+        StreamType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownStreamType(s.to_string()))
     }
 }
 
@@ -77,10 +74,7 @@ pub struct StreamId {
 
 impl StreamId {
     pub fn new(kind: StreamType, id: impl Into<String>) -> Self {
-        StreamId {
-            kind,
-            id: id.into(),
-        }
+        StreamId { kind, id: id.into() }
     }
 }
 
@@ -94,9 +88,7 @@ impl FromStr for StreamId {
     type Err = UnknownStreamType;
     /// Parses `TYPE/ID`; the id may itself contain slashes.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, id) = s
-            .split_once('/')
-            .ok_or_else(|| UnknownStreamType(s.to_string()))?;
+        let (kind, id) = s.split_once('/').ok_or_else(|| UnknownStreamType(s.to_string()))?;
         if id.is_empty() {
             return Err(UnknownStreamType(s.to_string()));
         }

@@ -21,28 +21,19 @@ pub const UPCASTERS: &[Upcaster] = &[];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpcastError {
     /// The event was written by a newer Annals than this one.
-    FromTheFuture {
-        event_type: String,
-        version: u32,
-        current: u32,
-    },
+    FromTheFuture { event_type: String, version: u32, current: u32 },
     /// A version has no upcaster: the registry has a hole.
     Missing { event_type: String, version: u32 },
     /// The upcaster refused the payload.
-    Failed {
-        event_type: String,
-        version: u32,
-        reason: String,
-    },
+    Failed { event_type: String, version: u32, reason: String },
 }
 
 impl fmt::Display for UpcastError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UpcastError::FromTheFuture { event_type, version, current } => write!(
-                f,
-                "{event_type} v{version} is newer than this build understands (v{current}); upgrade Annals"
-            ),
+            UpcastError::FromTheFuture { event_type, version, current } => {
+                write!(f, "{event_type} v{version} is newer than this build understands (v{current}); upgrade Annals")
+            }
             UpcastError::Missing { event_type, version } => {
                 write!(f, "no upcaster for {event_type} v{version}")
             }
@@ -61,10 +52,7 @@ pub fn current_version(event_type: &str) -> u32 {
 }
 
 pub fn current_version_with(upcasters: &[Upcaster], event_type: &str) -> u32 {
-    1 + upcasters
-        .iter()
-        .filter(|u| u.event_type == event_type)
-        .count() as u32
+    1 + upcasters.iter().filter(|u| u.event_type == event_type).count() as u32
 }
 
 /// Brings a stored payload up to the current version.
@@ -80,20 +68,13 @@ pub fn upcast_with(
 ) -> Result<Value, UpcastError> {
     let current = current_version_with(upcasters, event_type);
     if version > current {
-        return Err(UpcastError::FromTheFuture {
-            event_type: event_type.into(),
-            version,
-            current,
-        });
+        return Err(UpcastError::FromTheFuture { event_type: event_type.into(), version, current });
     }
     while version < current {
         let step = upcasters
             .iter()
             .find(|u| u.event_type == event_type && u.from_version == version)
-            .ok_or_else(|| UpcastError::Missing {
-                event_type: event_type.into(),
-                version,
-            })?;
+            .ok_or_else(|| UpcastError::Missing { event_type: event_type.into(), version })?;
         payload = (step.upcast)(payload).map_err(|reason| UpcastError::Failed {
             event_type: event_type.into(),
             version,
@@ -123,25 +104,14 @@ mod tests {
         Ok(v)
     }
     const HISTORY: &[Upcaster] = &[
-        Upcaster {
-            event_type: "t.x",
-            from_version: 2,
-            upcast: add_enabled,
-        },
-        Upcaster {
-            event_type: "t.x",
-            from_version: 1,
-            upcast: split_name,
-        },
+        Upcaster { event_type: "t.x", from_version: 2, upcast: add_enabled },
+        Upcaster { event_type: "t.x", from_version: 1, upcast: split_name },
     ];
 
     #[test]
     fn given_a_v1_payload_when_upcast_then_every_step_applies_in_order() {
         let out = upcast_with(HISTORY, "t.x", 1, json!({"name": "Ada Lovelace"})).unwrap();
-        assert_eq!(
-            out,
-            json!({"first_name": "Ada", "last_name": "Lovelace", "enabled": true})
-        );
+        assert_eq!(out, json!({"first_name": "Ada", "last_name": "Lovelace", "enabled": true}));
     }
 
     #[test]
@@ -168,9 +138,7 @@ mod tests {
     fn production_registry_has_no_holes() {
         for u in UPCASTERS {
             for v in 1..current_version(u.event_type) {
-                assert!(UPCASTERS
-                    .iter()
-                    .any(|x| x.event_type == u.event_type && x.from_version == v));
+                assert!(UPCASTERS.iter().any(|x| x.event_type == u.event_type && x.from_version == v));
             }
         }
     }

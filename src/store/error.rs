@@ -9,11 +9,7 @@ pub enum StoreError {
     /// The stream moved on since the caller read it. Handled by the aggregate host: reload and
     /// decide again once; surfaced to HTTP as 409.
     #[error("version conflict on {stream}: expected {expected}, stream is at version {actual}")]
-    Conflict {
-        stream: StreamId,
-        expected: ExpectedVersion,
-        actual: u64,
-    },
+    Conflict { stream: StreamId, expected: ExpectedVersion, actual: u64 },
     /// A retried append whose event ids are only partly stored or stored on another stream: a
     /// caller bug, never retried; surfaced as 500.
     #[error("event {event_id} was already appended with different contents")]

@@ -91,11 +91,7 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The global log from `after_position` (exclusive), at most `limit` events.
-    async fn read_all(
-        &self,
-        after_position: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The last committed position, asked of the database.
     async fn head(&self) -> Result<u64, StoreError>;
@@ -125,12 +121,7 @@ pub async fn open(database_url: &str) -> Result<SharedStore, StoreError> {
 }
 
 /// Reads the whole global log in pages, handing each page to `f`.
-pub async fn for_each_page<F>(
-    store: &dyn EventStore,
-    after: u64,
-    page: usize,
-    mut f: F,
-) -> Result<u64, StoreError>
+pub async fn for_each_page<F>(store: &dyn EventStore, after: u64, page: usize, mut f: F) -> Result<u64, StoreError>
 where
     F: FnMut(&[RecordedEvent]) -> Result<(), StoreError>,
 {

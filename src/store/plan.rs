@@ -29,11 +29,7 @@ pub type Outcome = Result<Vec<Appended>, StoreError>;
 
 /// Plans a batch. Requests are independent: one request's conflict does not affect another's.
 /// Within a request, appends are all-or-nothing.
-pub fn plan(
-    requests: &[&[StreamAppend]],
-    mut facts: Facts,
-    now: DateTime<Utc>,
-) -> (Vec<RecordedEvent>, Vec<Outcome>) {
+pub fn plan(requests: &[&[StreamAppend]], mut facts: Facts, now: DateTime<Utc>) -> (Vec<RecordedEvent>, Vec<Outcome>) {
     let mut rows: Vec<RecordedEvent> = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     let micros = now.timestamp_micros();
@@ -77,11 +73,7 @@ pub fn plan(
                 facts.head_hash = row.hash;
                 facts.existing.insert(
                     e.event_id,
-                    Existing {
-                        stream: a.stream.clone(),
-                        version: row.version,
-                        position: row.position,
-                    },
+                    Existing { stream: a.stream.clone(), version: row.version, position: row.position },
                 );
                 rows.push(row);
             }
@@ -103,27 +95,17 @@ pub fn plan(
 /// A retried request whose events are all stored already gets the original result.
 fn replayed(appends: &[StreamAppend], facts: &Facts) -> Result<Option<Vec<Appended>>, StoreError> {
     let total: usize = appends.iter().map(|a| a.events.len()).sum();
-    let found: Vec<&Existing> = appends
-        .iter()
-        .flat_map(|a| a.events.iter())
-        .filter_map(|e| facts.existing.get(&e.event_id))
-        .collect();
+    let found: Vec<&Existing> =
+        appends.iter().flat_map(|a| a.events.iter()).filter_map(|e| facts.existing.get(&e.event_id)).collect();
     if found.is_empty() {
         return Ok(None);
     }
     let first_missing_or_moved = appends
         .iter()
         .flat_map(|a| a.events.iter().map(move |e| (a, e)))
-        .find(|(a, e)| {
-            facts
-                .existing
-                .get(&e.event_id)
-                .is_none_or(|x| x.stream != a.stream)
-        });
+        .find(|(a, e)| facts.existing.get(&e.event_id).is_none_or(|x| x.stream != a.stream));
     if found.len() != total || first_missing_or_moved.is_some() {
-        let event_id = first_missing_or_moved
-            .map(|(_, e)| e.event_id)
-            .unwrap_or_else(|| appends[0].events[0].event_id);
+        let event_id = first_missing_or_moved.map(|(_, e)| e.event_id).unwrap_or_else(|| appends[0].events[0].event_id);
         return Err(StoreError::IdempotencyMismatch { event_id });
     }
     Ok(Some(
@@ -147,29 +129,19 @@ fn replayed(appends: &[StreamAppend], facts: &Facts) -> Result<Option<Vec<Append
 fn check_versions(appends: &[StreamAppend], facts: &Facts) -> Result<(), StoreError> {
     for a in appends {
         if a.events.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "append to {} has no events",
-                a.stream
-            )));
+            return Err(StoreError::Invalid(format!("append to {} has no events", a.stream)));
         }
         let actual = facts.versions.get(&a.stream).copied().unwrap_or(0);
         if let ExpectedVersion::Exact(v) = a.expected {
             if v != actual {
-                return Err(StoreError::Conflict {
-                    stream: a.stream.clone(),
-                    expected: a.expected,
-                    actual,
-                });
+                return Err(StoreError::Conflict { stream: a.stream.clone(), expected: a.expected, actual });
             }
         }
     }
     let mut seen = std::collections::HashSet::new();
     for a in appends {
         if !seen.insert(&a.stream) {
-            return Err(StoreError::Invalid(format!(
-                "{} appears twice in one atomic append",
-                a.stream
-            )));
+            return Err(StoreError::Invalid(format!("{} appears twice in one atomic append", a.stream)));
         }
     }
     Ok(())
@@ -209,10 +181,7 @@ mod tests {
         let a = [append("a", 0, 2)];
         let b = [append("b", 0, 1)];
         let (rows, out) = plan(&[&a, &b], Facts::default(), now());
-        assert_eq!(
-            rows.iter().map(|r| r.position).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        assert_eq!(rows.iter().map(|r| r.position).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(rows[0].prev_hash, GENESIS);
         assert_eq!(rows[1].prev_hash, rows[0].hash);
         assert_eq!(rows[2].prev_hash, rows[1].hash);
@@ -228,10 +197,7 @@ mod tests {
         let stale = [append("a", 2, 1)];
         let fine = [append("b", 0, 1)];
         let (rows, out) = plan(&[&stale, &fine], facts, now());
-        assert!(matches!(
-            out[0],
-            Err(StoreError::Conflict { actual: 3, .. })
-        ));
+        assert!(matches!(out[0], Err(StoreError::Conflict { actual: 3, .. })));
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].position, 11);
     }
@@ -241,39 +207,22 @@ mod tests {
         let first = [append("a", 0, 1)];
         let second_same_expectation = [append("a", 0, 1)];
         let second_aware = [append("a", 1, 1)];
-        let (rows, out) = plan(
-            &[&first, &second_same_expectation, &second_aware],
-            Facts::default(),
-            now(),
-        );
+        let (rows, out) = plan(&[&first, &second_same_expectation, &second_aware], Facts::default(), now());
         assert!(out[0].is_ok());
-        assert!(matches!(
-            out[1],
-            Err(StoreError::Conflict { actual: 1, .. })
-        ));
+        assert!(matches!(out[1], Err(StoreError::Conflict { actual: 1, .. })));
         assert_eq!(out[2].as_ref().unwrap()[0].last_version, 2);
         assert_eq!(rows.len(), 2);
     }
 
     #[test]
-    fn given_a_retried_request_when_planned_then_the_original_result_returns_and_nothing_is_written(
-    ) {
+    fn given_a_retried_request_when_planned_then_the_original_result_returns_and_nothing_is_written() {
         let req = [append("a", 0, 2)];
         let (rows, out) = plan(&[&req], Facts::default(), now());
-        let mut facts = Facts {
-            head_position: 2,
-            head_hash: rows[1].hash,
-            ..Default::default()
-        };
+        let mut facts = Facts { head_position: 2, head_hash: rows[1].hash, ..Default::default() };
         for r in &rows {
-            facts.existing.insert(
-                r.event_id,
-                Existing {
-                    stream: r.stream.clone(),
-                    version: r.version,
-                    position: r.position,
-                },
-            );
+            facts
+                .existing
+                .insert(r.event_id, Existing { stream: r.stream.clone(), version: r.version, position: r.position });
         }
         facts.versions.insert(stream("a"), 2);
         let (again_rows, again) = plan(&[&req], facts, now());
@@ -293,21 +242,11 @@ mod tests {
     fn given_partly_stored_ids_when_planned_then_the_request_is_refused() {
         let mut req = append("a", 0, 2);
         let mut facts = Facts::default();
-        facts.existing.insert(
-            req.events[0].event_id,
-            Existing {
-                stream: stream("a"),
-                version: 1,
-                position: 1,
-            },
-        );
+        facts.existing.insert(req.events[0].event_id, Existing { stream: stream("a"), version: 1, position: 1 });
         req.expected = ExpectedVersion::Any;
         let (rows, out) = plan(&[&[req]], facts, now());
         assert!(rows.is_empty());
-        assert!(matches!(
-            out[0],
-            Err(StoreError::IdempotencyMismatch { .. })
-        ));
+        assert!(matches!(out[0], Err(StoreError::IdempotencyMismatch { .. })));
     }
 
     #[test]

@@ -38,20 +38,12 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
         let writer = Writer::spawn(PgWriter { pool: pool.clone() }, head.clone(), "postgres");
         let listener = tokio::spawn(follow_other_nodes(pool.clone(), head.clone()));
-        Ok(PgStore {
-            pool,
-            writer,
-            head,
-            listener,
-        })
+        Ok(PgStore { pool, writer, head, listener })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -60,9 +52,7 @@ impl PgStore {
 }
 
 async fn head_position(pool: &PgPool) -> Result<u64, StoreError> {
-    let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
-        .fetch_one(pool)
-        .await?;
+    let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(pool).await?;
     Ok(p.unwrap_or(0) as u64)
 }
 
@@ -113,15 +103,11 @@ impl Backend for PgWriter {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
         let mut facts = Facts::default();
-        if let Some(row) =
-            sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?
+        if let Some(row) = sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
         {
             facts.head_position = row.try_get::<i64, _>(0)? as u64;
             let h: Vec<u8> = row.try_get(1)?;
@@ -130,29 +116,29 @@ impl Backend for PgWriter {
                 reason: "hash is not 32 bytes".into(),
             })?;
         }
-        let ids: Vec<uuid::Uuid> = requests
-            .iter()
-            .flat_map(|r| r.iter())
-            .flat_map(|a| a.events.iter().map(|e| e.event_id))
-            .collect();
-        for row in sqlx::query("SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
+        let ids: Vec<uuid::Uuid> =
+            requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
+        for row in sqlx::query(
+            "SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
         {
             let position = row.try_get::<i64, _>(4)? as u64;
             let kind: String = row.try_get(1)?;
-            let kind = StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
+            let kind =
+                StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
             facts.existing.insert(
                 row.try_get(0)?,
-                Existing { stream: StreamId::new(kind, row.try_get::<String, _>(2)?), version: row.try_get::<i64, _>(3)? as u64, position },
+                Existing {
+                    stream: StreamId::new(kind, row.try_get::<String, _>(2)?),
+                    version: row.try_get::<i64, _>(3)? as u64,
+                    position,
+                },
             );
         }
-        let stream_ids: HashSet<&str> = requests
-            .iter()
-            .flat_map(|r| r.iter())
-            .map(|a| a.stream.id.as_str())
-            .collect();
+        let stream_ids: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
         let stream_ids: Vec<&str> = stream_ids.into_iter().collect();
         for row in sqlx::query("SELECT stream_type, stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id, stream_type")
             .bind(&stream_ids)
@@ -216,10 +202,7 @@ impl EventStore for PgStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_type = $2 AND version > $3{cond} ORDER BY version"
         );
-        let mut q = sqlx::query(&sql)
-            .bind(&stream.id)
-            .bind(stream.kind.as_str())
-            .bind(after_version as i64);
+        let mut q = sqlx::query(&sql).bind(&stream.id).bind(stream.kind.as_str()).bind(after_version as i64);
         if !cond.is_empty() {
             q = q.bind(bound);
         }
@@ -227,19 +210,9 @@ impl EventStore for PgStore {
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
-    async fn read_all(
-        &self,
-        after_position: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after_position as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+        let rows = sqlx::query(&sql).bind(after_position as i64).bind(limit as i64).fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
@@ -258,11 +231,9 @@ impl EventStore for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => Some(Snapshot {
-                stream: stream.clone(),
-                version: r.try_get::<i64, _>(0)? as u64,
-                state: r.try_get(1)?,
-            }),
+            Some(r) => {
+                Some(Snapshot { stream: stream.clone(), version: r.try_get::<i64, _>(0)? as u64, state: r.try_get(1)? })
+            }
             None => None,
         })
     }

@@ -10,14 +10,9 @@ macro_rules! decode_event_row {
         use sqlx::Row as _;
         let row = $row;
         let position: i64 = row.try_get(0)?;
-        let corrupt = |reason: String| $crate::store::StoreError::Corrupt {
-            position: position as u64,
-            reason,
-        };
+        let corrupt = |reason: String| $crate::store::StoreError::Corrupt { position: position as u64, reason };
         let stream_type: String = row.try_get(2)?;
-        let kind = stream_type
-            .parse::<annals_events::StreamType>()
-            .map_err(|e| corrupt(e.to_string()))?;
+        let kind = stream_type.parse::<annals_events::StreamType>().map_err(|e| corrupt(e.to_string()))?;
         let recorded_at_us: i64 = row.try_get(5)?;
         let prev: Vec<u8> = row.try_get(10)?;
         let hash: Vec<u8> = row.try_get(11)?;
@@ -33,12 +28,8 @@ macro_rules! decode_event_row {
             schema_version: schema_version as u32,
             payload: row.try_get(8)?,
             metadata: row.try_get(9)?,
-            prev_hash: prev
-                .try_into()
-                .map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?,
-            hash: hash
-                .try_into()
-                .map_err(|_| corrupt("hash is not 32 bytes".into()))?,
+            prev_hash: prev.try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?,
+            hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?,
         }
     }};
 }

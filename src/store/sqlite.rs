@@ -46,15 +46,8 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let opts = connect_options(url)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .connect_with(opts.clone())
-            .await?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts.clone()).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let conn = opts.connect().await?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
@@ -68,9 +61,7 @@ impl SqliteStore {
 }
 
 async fn head_position(pool: &SqlitePool) -> Result<u64, StoreError> {
-    let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
-        .fetch_one(pool)
-        .await?;
+    let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(pool).await?;
     Ok(p.unwrap_or(0) as u64)
 }
 
@@ -85,9 +76,7 @@ impl Backend for SqliteWriter {
         requests: &[&[StreamAppend]],
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut self.conn)
-            .await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
         match self.commit_in_tx(requests, now).await {
             Ok(out) => match sqlx::query("COMMIT").execute(&mut self.conn).await {
                 Ok(_) => Ok(out),
@@ -114,10 +103,9 @@ impl SqliteWriter {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
         let mut facts = Facts::default();
-        if let Some(row) =
-            sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-                .fetch_optional(&mut self.conn)
-                .await?
+        if let Some(row) = sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut self.conn)
+            .await?
         {
             facts.head_position = row.try_get::<i64, _>(0)? as u64;
             let h: Vec<u8> = row.try_get(1)?;
@@ -126,13 +114,12 @@ impl SqliteWriter {
                 reason: "hash is not 32 bytes".into(),
             })?;
         }
-        let ids: Vec<uuid::Uuid> = requests
-            .iter()
-            .flat_map(|r| r.iter())
-            .flat_map(|a| a.events.iter().map(|e| e.event_id))
-            .collect();
+        let ids: Vec<uuid::Uuid> =
+            requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
         for chunk in ids.chunks(IDS_PER_QUERY) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id IN (");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id IN (",
+            );
             let mut sep = q.separated(",");
             for id in chunk {
                 sep.push_bind(*id);
@@ -141,10 +128,8 @@ impl SqliteWriter {
             for row in q.build().fetch_all(&mut self.conn).await? {
                 let position = row.try_get::<i64, _>(4)? as u64;
                 let kind: String = row.try_get(1)?;
-                let kind = StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt {
-                    position,
-                    reason: e.to_string(),
-                })?;
+                let kind =
+                    StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
                 facts.existing.insert(
                     row.try_get(0)?,
                     Existing {
@@ -155,11 +140,7 @@ impl SqliteWriter {
                 );
             }
         }
-        let streams: HashSet<&StreamId> = requests
-            .iter()
-            .flat_map(|r| r.iter())
-            .map(|a| &a.stream)
-            .collect();
+        let streams: HashSet<&StreamId> = requests.iter().flat_map(|r| r.iter()).map(|a| &a.stream).collect();
         let streams: Vec<&StreamId> = streams.into_iter().collect();
         for chunk in streams.chunks(IDS_PER_QUERY) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -173,18 +154,16 @@ impl SqliteWriter {
             for row in q.build().fetch_all(&mut self.conn).await? {
                 let kind: String = row.try_get(0)?;
                 if let Ok(kind) = StreamType::from_str(&kind) {
-                    facts.versions.insert(
-                        StreamId::new(kind, row.try_get::<String, _>(1)?),
-                        row.try_get::<i64, _>(2)? as u64,
-                    );
+                    facts
+                        .versions
+                        .insert(StreamId::new(kind, row.try_get::<String, _>(1)?), row.try_get::<i64, _>(2)? as u64);
                 }
             }
         }
         let (rows, outcomes) = plan::plan(requests, facts, now);
         let new_head = rows.last().map(|r| r.position).unwrap_or(0);
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+            let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.position as i64)
                     .push_bind(r.event_id)
@@ -225,10 +204,7 @@ impl EventStore for SqliteStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
         );
-        let mut q = sqlx::query(&sql)
-            .bind(&stream.id)
-            .bind(stream.kind.as_str())
-            .bind(after_version as i64);
+        let mut q = sqlx::query(&sql).bind(&stream.id).bind(stream.kind.as_str()).bind(after_version as i64);
         if !cond.is_empty() {
             q = q.bind(bound);
         }
@@ -236,19 +212,9 @@ impl EventStore for SqliteStore {
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
-    async fn read_all(
-        &self,
-        after_position: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after_position as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
+        let rows = sqlx::query(&sql).bind(after_position as i64).bind(limit as i64).fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
@@ -267,11 +233,9 @@ impl EventStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => Some(Snapshot {
-                stream: stream.clone(),
-                version: r.try_get::<i64, _>(0)? as u64,
-                state: r.try_get(1)?,
-            }),
+            Some(r) => {
+                Some(Snapshot { stream: stream.clone(), version: r.try_get::<i64, _>(0)? as u64, state: r.try_get(1)? })
+            }
             None => None,
         })
     }

@@ -40,19 +40,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn<B: Backend>(
-        backend: B,
-        head: Arc<watch::Sender<u64>>,
-        store: &'static str,
-    ) -> Self {
+    pub fn spawn<B: Backend>(backend: B, head: Arc<watch::Sender<u64>>, store: &'static str) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(backend, rx, head, stop.clone(), store));
-        Writer {
-            queue,
-            stop,
-            task: Mutex::new(Some(task)),
-        }
+        Writer { queue, stop, task: Mutex::new(Some(task)) }
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
@@ -61,10 +53,7 @@ impl Writer {
         }
         let started = Instant::now();
         let (reply, rx) = oneshot::channel();
-        self.queue
-            .send(Pending { appends, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.queue.send(Pending { appends, reply }).await.map_err(|_| StoreError::Closed)?;
         let out = rx.await.map_err(|_| StoreError::Closed)?;
         metrics::APPEND_SECONDS.observe(started.elapsed().as_secs_f64());
         out
@@ -112,9 +101,7 @@ async fn run<B: Backend>(
                     .flat_map(|v| v.iter())
                     .map(|a| a.last_position + 1 - a.first_position)
                     .sum();
-                metrics::EVENTS_APPENDED
-                    .with_label_values(&[store])
-                    .inc_by(written);
+                metrics::EVENTS_APPENDED.with_label_values(&[store]).inc_by(written);
                 metrics::BATCH_SIZE.observe(batch.len() as f64);
                 head.send_if_modified(|h| {
                     let moved = new_head > *h;

@@ -1,3 +1,4 @@
 //! Integration tests: one binary, real databases, real servers on port 0.
+mod actors;
 mod store_contract;
 mod support;

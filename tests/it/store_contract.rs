@@ -1,8 +1,6 @@
 //! The event store contract, run against SQLite and PostgreSQL alike.
 use crate::support::{self, pg::TestDb};
-use annals::store::{
-    self, EventStore, ExpectedVersion, ReadUntil, SharedStore, Snapshot, StoreError, StreamAppend,
-};
+use annals::store::{self, EventStore, ExpectedVersion, ReadUntil, SharedStore, Snapshot, StoreError, StreamAppend};
 use annals::verify::{verify_chain, VerifyError};
 use annals_events::chain::ChainBreak;
 use annals_events::{NewEvent, StreamId, StreamType};
@@ -71,25 +69,11 @@ fn append(id: &str, expected: u64, n: usize) -> StreamAppend {
 async fn conflict_is_reported_and_nothing_written(ctx: Ctx) {
     let s = &ctx.store;
     let first = s.append(append("a", 0, 2)).await.unwrap();
-    assert_eq!(
-        (
-            first.first_version,
-            first.last_version,
-            first.first_position,
-            first.last_position
-        ),
-        (1, 2, 1, 2)
-    );
+    assert_eq!((first.first_version, first.last_version, first.first_position, first.last_position), (1, 2, 1, 2));
     let err = s.append(append("a", 0, 1)).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict { actual: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict { actual: 2, .. }), "{err:?}");
     let err = s.append(append("a", 5, 1)).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict { actual: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict { actual: 2, .. }), "{err:?}");
     assert_eq!(s.head().await.unwrap(), 2);
     let ok = s.append(append("a", 2, 1)).await.unwrap();
     assert_eq!((ok.last_version, ok.last_position), (3, 3));
@@ -109,29 +93,16 @@ async fn retried_append_is_idempotent(ctx: Ctx) {
     // Ids already stored, but sent to another stream: refused, not duplicated.
     let mut moved = req.clone();
     moved.stream = user("elsewhere");
-    assert!(matches!(
-        s.append(moved).await,
-        Err(StoreError::IdempotencyMismatch { .. })
-    ));
+    assert!(matches!(s.append(moved).await, Err(StoreError::IdempotencyMismatch { .. })));
 }
 
 async fn atomic_multi_stream_append_is_all_or_nothing(ctx: Ctx) {
     let s = &ctx.store;
     s.append(append("b", 0, 1)).await.unwrap();
-    let err = s
-        .append_all(vec![append("a", 0, 1), append("b", 0, 1)])
-        .await
-        .unwrap_err();
+    let err = s.append_all(vec![append("a", 0, 1), append("b", 0, 1)]).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }));
-    assert!(s
-        .read_stream(&user("a"), 0, ReadUntil::End)
-        .await
-        .unwrap()
-        .is_empty());
-    let done = s
-        .append_all(vec![append("a", 0, 1), append("b", 1, 2)])
-        .await
-        .unwrap();
+    assert!(s.read_stream(&user("a"), 0, ReadUntil::End).await.unwrap().is_empty());
+    let done = s.append_all(vec![append("a", 0, 1), append("b", 1, 2)]).await.unwrap();
     assert_eq!(done.len(), 2);
     assert_eq!(s.head().await.unwrap(), 4);
 }
@@ -145,55 +116,20 @@ async fn streams_read_by_version_and_time(ctx: Ctx) {
     tokio::time::sleep(Duration::from_millis(20)).await;
     s.append(append("a", 3, 2)).await.unwrap();
     let all = s.read_stream(&user("a"), 0, ReadUntil::End).await.unwrap();
-    assert_eq!(
-        all.iter().map(|e| e.version).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5]
-    );
+    assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     assert!(all.iter().all(|e| e.stream == user("a")));
-    assert_eq!(
-        s.read_stream(&user("a"), 0, ReadUntil::Version(2))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        s.read_stream(&user("a"), 3, ReadUntil::End)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        s.read_stream(&user("a"), 0, ReadUntil::Time(cut))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(s.read_stream(&user("a"), 0, ReadUntil::Version(2)).await.unwrap().len(), 2);
+    assert_eq!(s.read_stream(&user("a"), 3, ReadUntil::End).await.unwrap().len(), 2);
+    assert_eq!(s.read_stream(&user("a"), 0, ReadUntil::Time(cut)).await.unwrap().len(), 3);
     let page = s.read_all(2, 3).await.unwrap();
-    assert_eq!(
-        page.iter().map(|e| e.position).collect::<Vec<_>>(),
-        vec![3, 4, 5]
-    );
+    assert_eq!(page.iter().map(|e| e.position).collect::<Vec<_>>(), vec![3, 4, 5]);
     // Same stream id under another type is another stream.
     let role = StreamId::new(StreamType::Role, "a");
-    assert!(s
-        .read_stream(&role, 0, ReadUntil::End)
+    assert!(s.read_stream(&role, 0, ReadUntil::End).await.unwrap().is_empty());
+    s.append(StreamAppend { stream: role.clone(), expected: ExpectedVersion::Exact(0), events: vec![event(1)] })
         .await
-        .unwrap()
-        .is_empty());
-    s.append(StreamAppend {
-        stream: role.clone(),
-        expected: ExpectedVersion::Exact(0),
-        events: vec![event(1)],
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        s.read_stream(&role, 0, ReadUntil::End).await.unwrap().len(),
-        1
-    );
+        .unwrap();
+    assert_eq!(s.read_stream(&role, 0, ReadUntil::End).await.unwrap().len(), 1);
 }
 
 async fn snapshots_keep_the_latest(ctx: Ctx) {
@@ -201,13 +137,7 @@ async fn snapshots_keep_the_latest(ctx: Ctx) {
     let st = user("a");
     assert_eq!(s.load_snapshot(&st).await.unwrap(), None);
     for v in [10, 30, 20] {
-        s.save_snapshot(Snapshot {
-            stream: st.clone(),
-            version: v,
-            state: format!("{{\"v\":{v}}}"),
-        })
-        .await
-        .unwrap();
+        s.save_snapshot(Snapshot { stream: st.clone(), version: v, state: format!("{{\"v\":{v}}}") }).await.unwrap();
     }
     assert_eq!(s.load_snapshot(&st).await.unwrap().unwrap().version, 30);
 }
@@ -237,10 +167,7 @@ async fn concurrent_writers_commit_in_position_order(ctx: Ctx) {
                 let page = s.read_all(last, 500).await.unwrap();
                 for e in &page {
                     assert_eq!(e.position, last + 1, "position seen out of order");
-                    assert!(
-                        !e.payload.contains("rogue"),
-                        "a rolled-back row became visible"
-                    );
+                    assert!(!e.payload.contains("rogue"), "a rolled-back row became visible");
                     last = e.position;
                     seen += 1;
                 }
@@ -275,13 +202,8 @@ async fn concurrent_writers_commit_in_position_order(ctx: Ctx) {
                 );
                 match &raw {
                     Raw::Sqlite(p) => {
-                        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{p}"))
-                            .await
-                            .unwrap();
-                        sqlx::raw_sql("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE")
-                            .execute(&mut c)
-                            .await
-                            .unwrap();
+                        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{p}")).await.unwrap();
+                        sqlx::raw_sql("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
                         sqlx::raw_sql(&row).execute(&mut c).await.unwrap();
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
@@ -343,19 +265,11 @@ async fn concurrent_writers_commit_in_position_order(ctx: Ctx) {
     };
     tokio::join!(all_writers, rogue);
     done.notify_one();
-    let seen = tokio::time::timeout(Duration::from_secs(30), reader)
-        .await
-        .expect("reader caught up")
-        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("reader caught up").unwrap();
     assert_eq!(seen, committed.load(Ordering::SeqCst));
-    assert!(
-        conflicts.load(Ordering::SeqCst) > 0,
-        "the test must exercise conflicts"
-    );
+    assert!(conflicts.load(Ordering::SeqCst) > 0, "the test must exercise conflicts");
     assert_eq!(ctx.store.head().await.unwrap(), seen);
-    verify_chain(&*ctx.store, |_| {})
-        .await
-        .expect("chain verifies after contention");
+    verify_chain(&*ctx.store, |_| {}).await.expect("chain verifies after contention");
 }
 
 async fn tampering_is_refused_or_detected(ctx: Ctx) {
@@ -367,28 +281,16 @@ async fn tampering_is_refused_or_detected(ctx: Ctx) {
     assert_eq!((report.events, report.head_position), (6, 6));
 
     // The append-only guard refuses a plain UPDATE and DELETE.
-    let err = ctx
-        .raw_exec("UPDATE events SET payload = '{}' WHERE position = 3")
-        .await
-        .unwrap_err();
+    let err = ctx.raw_exec("UPDATE events SET payload = '{}' WHERE position = 3").await.unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = ctx
-        .raw_exec("DELETE FROM events WHERE position = 3")
-        .await
-        .unwrap_err();
+    let err = ctx.raw_exec("DELETE FROM events WHERE position = 3").await.unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 
     // A superuser who bypasses the guard edits one payload byte: verify names the position.
     let edit = "UPDATE events SET payload = replace(payload, 'r0', 'r9') WHERE position = 3";
     match ctx.raw {
-        Raw::Sqlite(_) => ctx
-            .raw_exec(&format!("DROP TRIGGER events_no_update; {edit}"))
-            .await
-            .unwrap(),
-        Raw::Postgres(_) => ctx
-            .raw_exec(&format!("SET session_replication_role = replica; {edit}"))
-            .await
-            .unwrap(),
+        Raw::Sqlite(_) => ctx.raw_exec(&format!("DROP TRIGGER events_no_update; {edit}")).await.unwrap(),
+        Raw::Postgres(_) => ctx.raw_exec(&format!("SET session_replication_role = replica; {edit}")).await.unwrap(),
     }
     match verify_chain(&**s, |_| {}).await {
         Err(VerifyError::Broken(ChainBreak::HashMismatch { position: 3 })) => {}
@@ -403,20 +305,11 @@ async fn deleted_row_is_detected(ctx: Ctx) {
     }
     let delete = "DELETE FROM events WHERE position = 4";
     match ctx.raw {
-        Raw::Sqlite(_) => ctx
-            .raw_exec(&format!("DROP TRIGGER events_no_delete; {delete}"))
-            .await
-            .unwrap(),
-        Raw::Postgres(_) => ctx
-            .raw_exec(&format!("SET session_replication_role = replica; {delete}"))
-            .await
-            .unwrap(),
+        Raw::Sqlite(_) => ctx.raw_exec(&format!("DROP TRIGGER events_no_delete; {delete}")).await.unwrap(),
+        Raw::Postgres(_) => ctx.raw_exec(&format!("SET session_replication_role = replica; {delete}")).await.unwrap(),
     }
     match verify_chain(&**s, |_| {}).await {
-        Err(VerifyError::Broken(ChainBreak::Gap {
-            expected: 4,
-            found: 5,
-        })) => {}
+        Err(VerifyError::Broken(ChainBreak::Gap { expected: 4, found: 5 })) => {}
         other => panic!("expected a gap at 4, got {other:?}"),
     }
 }
@@ -429,10 +322,7 @@ async fn head_moves_for_every_subscriber(ctx: Ctx) {
     };
     let mut remote = other.as_ref().map(|o| o.watch_head());
     ctx.store.append(append("a", 0, 2)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(1), local.wait_for(|h| *h >= 2))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(1), local.wait_for(|h| *h >= 2)).await.unwrap().unwrap();
     if let Some(r) = remote.as_mut() {
         // The other node learns of this node's commit through NOTIFY within a second.
         tokio::time::timeout(Duration::from_secs(1), r.wait_for(|h| *h >= 2))

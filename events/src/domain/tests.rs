@@ -31,11 +31,7 @@ fn profile() -> UserProfile {
 }
 
 fn digest() -> SecretDigest {
-    SecretDigest {
-        alg: "hmac-sha256".into(),
-        key_id: "k1".into(),
-        value: "ab".repeat(32),
-    }
+    SecretDigest { alg: "hmac-sha256".into(), key_id: "k1".into(), value: "ab".repeat(32) }
 }
 
 /// One sample of every event type.
@@ -47,21 +43,12 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         value: "aGFzaA==".into(),
         additional_parameters: Default::default(),
     };
-    let phc = PasswordHash::Phc {
-        phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
-    };
+    let phc = PasswordHash::Phc { phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into() };
     vec![
-        RealmEvent::from(RealmCreated {
-            name: "acme".into(),
-            settings: RealmSettings::default(),
-            extra: extra(),
-        })
-        .into(),
+        RealmEvent::from(RealmCreated { name: "acme".into(), settings: RealmSettings::default(), extra: extra() })
+            .into(),
         RealmEvent::from(RealmSettingsChanged {
-            settings: RealmSettings {
-                enabled: false,
-                ..Default::default()
-            },
+            settings: RealmSettings { enabled: false, ..Default::default() },
             extra: extra(),
         })
         .into(),
@@ -69,19 +56,12 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         ClientEvent::from(ClientCreated {
             realm_id: "r".into(),
             client_id: "app".into(),
-            settings: ClientSettings {
-                redirect_uris: vec!["https://app/cb".into()],
-                ..Default::default()
-            },
+            settings: ClientSettings { redirect_uris: vec!["https://app/cb".into()], ..Default::default() },
             secret: Some(digest()),
             extra: extra(),
         })
         .into(),
-        ClientEvent::from(ClientSettingsChanged {
-            settings: ClientSettings::default(),
-            extra: extra(),
-        })
-        .into(),
+        ClientEvent::from(ClientSettingsChanged { settings: ClientSettings::default(), extra: extra() }).into(),
         ClientEvent::from(ClientSecretRotated { secret: digest() }).into(),
         ClientEvent::from(ClientDeleted {}).into(),
         UserEvent::from(UserCreated {
@@ -94,32 +74,12 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         })
         .into(),
         UserEvent::from(UserProfileChanged { profile: profile() }).into(),
-        UserEvent::from(UserPasswordSet {
-            hash: keycloak_hash,
-            temporary: true,
-        })
-        .into(),
-        UserEvent::from(UserPasswordHashUpgraded {
-            from_algorithm: "pbkdf2-sha256".into(),
-            hash: phc,
-        })
-        .into(),
-        UserEvent::from(UserRoleGranted {
-            role_id: "role1".into(),
-        })
-        .into(),
-        UserEvent::from(UserRoleRevoked {
-            role_id: "role1".into(),
-        })
-        .into(),
-        UserEvent::from(UserJoinedGroup {
-            group_id: "g1".into(),
-        })
-        .into(),
-        UserEvent::from(UserLeftGroup {
-            group_id: "g1".into(),
-        })
-        .into(),
+        UserEvent::from(UserPasswordSet { hash: keycloak_hash, temporary: true }).into(),
+        UserEvent::from(UserPasswordHashUpgraded { from_algorithm: "pbkdf2-sha256".into(), hash: phc }).into(),
+        UserEvent::from(UserRoleGranted { role_id: "role1".into() }).into(),
+        UserEvent::from(UserRoleRevoked { role_id: "role1".into() }).into(),
+        UserEvent::from(UserJoinedGroup { group_id: "g1".into() }).into(),
+        UserEvent::from(UserLeftGroup { group_id: "g1".into() }).into(),
         UserEvent::from(UserDeleted {}).into(),
         RoleEvent::from(RoleCreated {
             realm_id: "r".into(),
@@ -130,10 +90,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             extra: extra(),
         })
         .into(),
-        RoleEvent::from(RoleCompositesSet {
-            composites: vec!["a".into(), "b".into()],
-        })
-        .into(),
+        RoleEvent::from(RoleCompositesSet { composites: vec!["a".into(), "b".into()] }).into(),
         RoleEvent::from(RoleDeleted {}).into(),
         GroupEvent::from(GroupCreated {
             realm_id: "r".into(),
@@ -143,14 +100,8 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             extra: extra(),
         })
         .into(),
-        GroupEvent::from(GroupRoleGranted {
-            role_id: "x".into(),
-        })
-        .into(),
-        GroupEvent::from(GroupRoleRevoked {
-            role_id: "x".into(),
-        })
-        .into(),
+        GroupEvent::from(GroupRoleGranted { role_id: "x".into() }).into(),
+        GroupEvent::from(GroupRoleRevoked { role_id: "x".into() }).into(),
         GroupEvent::from(GroupDeleted {}).into(),
         SigningKeyEvent::from(SigningKeyGenerated {
             realm_id: "r".into(),
@@ -165,10 +116,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             },
         })
         .into(),
-        SigningKeyEvent::from(SigningKeyRetired {
-            publish_until: 1_800_000_000,
-        })
-        .into(),
+        SigningKeyEvent::from(SigningKeyRetired { publish_until: 1_800_000_000 }).into(),
         SigningKeyEvent::from(SigningKeyRemoved {}).into(),
     ]
 }
@@ -187,10 +135,7 @@ fn every_event_type_round_trips_through_its_stored_form() {
     for event in samples() {
         let meta = Metadata {
             realm: Some("acme".into()),
-            actor: Actor::Admin {
-                user_id: "u".into(),
-                realm: "master".into(),
-            },
+            actor: Actor::Admin { user_id: "u".into(), realm: "master".into() },
             source_ip: Some("192.0.2.1".into()),
             ..Default::default()
         };
@@ -221,10 +166,7 @@ fn every_event_type_round_trips_through_its_stored_form() {
 
 #[test]
 fn unknown_types_and_bad_payloads_are_refused_with_the_type_named() {
-    assert!(matches!(
-        DomainEvent::decode("session.started", 1, json!({})),
-        Err(DecodeError::UnknownType(_))
-    ));
+    assert!(matches!(DomainEvent::decode("session.started", 1, json!({})), Err(DecodeError::UnknownType(_))));
     let err = DomainEvent::decode("user.created", 1, json!({"username": 5})).unwrap_err();
     assert!(err.to_string().contains("user.created"), "{err}");
 }

@@ -7,8 +7,6 @@ use annals::store::{self, SharedStore};
 pub async fn sqlite_store() -> (SharedStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("annals.db");
-    let store = store::open(path.to_str().expect("utf8 path"))
-        .await
-        .expect("open sqlite store");
+    let store = store::open(path.to_str().expect("utf8 path")).await.expect("open sqlite store");
     (store, dir)
 }

@@ -1,0 +1,88 @@
+//! Clients by internal id and by (realm, client_id).
+use crate::Projection;
+use annals_events::client::{ClientEvent, ClientSettings, SecretDigest};
+use annals_events::{DomainEvent, RecordedEvent};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientView {
+    pub id: String,
+    pub realm_id: String,
+    pub client_id: String,
+    pub settings: ClientSettings,
+    pub secret: Option<SecretDigest>,
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientDirectory {
+    by_id: HashMap<String, ClientView>,
+    by_client_id: HashMap<(String, String), String>,
+}
+
+impl ClientDirectory {
+    pub fn get(&self, id: &str) -> Option<&ClientView> {
+        self.by_id.get(id)
+    }
+
+    /// The client a realm knows by this OAuth `client_id`.
+    pub fn by_client_id(&self, realm_id: &str, client_id: &str) -> Option<&ClientView> {
+        self.by_client_id.get(&(realm_id.to_string(), client_id.to_string())).and_then(|id| self.by_id.get(id))
+    }
+
+    pub fn in_realm<'a>(&'a self, realm_id: &'a str) -> impl Iterator<Item = &'a ClientView> + 'a {
+        self.by_id.values().filter(move |c| c.realm_id == realm_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+impl Projection for ClientDirectory {
+    const NAME: &'static str = "clients";
+
+    fn apply(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
+        let DomainEvent::Client(e) = decoded else {
+            return;
+        };
+        let id = &event.stream.id;
+        match e {
+            ClientEvent::Created(c) => {
+                self.by_client_id.insert((c.realm_id.clone(), c.client_id.clone()), id.clone());
+                self.by_id.insert(
+                    id.clone(),
+                    ClientView {
+                        id: id.clone(),
+                        realm_id: c.realm_id.clone(),
+                        client_id: c.client_id.clone(),
+                        settings: c.settings.clone(),
+                        secret: c.secret.clone(),
+                        extra: c.extra.clone(),
+                    },
+                );
+            }
+            ClientEvent::SettingsChanged(c) => {
+                if let Some(v) = self.by_id.get_mut(id) {
+                    v.settings = c.settings.clone();
+                    v.extra = c.extra.clone();
+                }
+            }
+            ClientEvent::SecretRotated(c) => {
+                if let Some(v) = self.by_id.get_mut(id) {
+                    v.secret = Some(c.secret.clone());
+                }
+            }
+            ClientEvent::Deleted(_) => {
+                if let Some(v) = self.by_id.remove(id) {
+                    self.by_client_id.remove(&(v.realm_id, v.client_id));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! All configuration read models together, advanced as one unit so a reader never sees a
+//! client whose realm is missing.
+use crate::clients::ClientDirectory;
+use crate::memberships::Memberships;
+use crate::realms::RealmDirectory;
+use crate::signing_keys::SigningKeyRing;
+use crate::users::UserDirectory;
+use crate::Projection;
+use annals_events::{DecodeError, DomainEvent, RecordedEvent};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Directory {
+    /// The last log position folded in.
+    pub position: u64,
+    pub realms: RealmDirectory,
+    pub clients: ClientDirectory,
+    pub users: UserDirectory,
+    pub memberships: Memberships,
+    pub signing_keys: SigningKeyRing,
+}
+
+/// An event the directory could not fold.
+#[derive(Debug)]
+pub struct FoldError {
+    pub position: u64,
+    pub error: DecodeError,
+}
+
+impl std::fmt::Display for FoldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "event at position {}: {}", self.position, self.error)
+    }
+}
+
+impl std::error::Error for FoldError {}
+
+impl Directory {
+    pub const NAMES: [&'static str; 5] =
+        [RealmDirectory::NAME, ClientDirectory::NAME, UserDirectory::NAME, Memberships::NAME, SigningKeyRing::NAME];
+
+    /// Folds one stored event. Events already folded (position <= current) are skipped, so
+    /// feeding a page twice is harmless.
+    pub fn fold(&mut self, event: &RecordedEvent) -> Result<(), FoldError> {
+        if event.position <= self.position {
+            return Ok(());
+        }
+        let decoded = event.decode().map_err(|error| FoldError { position: event.position, error })?;
+        self.apply_decoded(event, &decoded);
+        Ok(())
+    }
+
+    pub fn apply_decoded(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
+        self.realms.apply(event, decoded);
+        self.clients.apply(event, decoded);
+        self.users.apply(event, decoded);
+        self.memberships.apply(event, decoded);
+        self.signing_keys.apply(event, decoded);
+        self.position = event.position;
+    }
+}

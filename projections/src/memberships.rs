@@ -1,0 +1,216 @@
+//! Roles, groups, and who holds which: direct grants, group membership, and the effective
+//! role set (direct + groups and their ancestors, expanded through composite roles).
+use crate::Projection;
+use annals_events::group::GroupEvent;
+use annals_events::role::RoleEvent;
+use annals_events::user::UserEvent;
+use annals_events::{DomainEvent, RecordedEvent};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleView {
+    pub id: String,
+    pub realm_id: String,
+    /// Internal id of the owning client; `None` for a realm role.
+    pub client_id: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    pub composites: BTreeSet<String>,
+    pub attributes: BTreeMap<String, Vec<String>>,
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupView {
+    pub id: String,
+    pub realm_id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub roles: BTreeSet<String>,
+    pub attributes: BTreeMap<String, Vec<String>>,
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Memberships {
+    roles: HashMap<String, RoleView>,
+    role_by_name: HashMap<(String, Option<String>, String), String>,
+    groups: HashMap<String, GroupView>,
+    user_roles: HashMap<String, BTreeSet<String>>,
+    user_groups: HashMap<String, BTreeSet<String>>,
+    group_members: HashMap<String, BTreeSet<String>>,
+}
+
+impl Memberships {
+    pub fn role(&self, id: &str) -> Option<&RoleView> {
+        self.roles.get(id)
+    }
+
+    /// A realm role (`client_id` None) or a client role by name.
+    pub fn role_by_name(&self, realm_id: &str, client_id: Option<&str>, name: &str) -> Option<&RoleView> {
+        self.role_by_name
+            .get(&(realm_id.to_string(), client_id.map(str::to_string), name.to_string()))
+            .and_then(|id| self.roles.get(id))
+    }
+
+    pub fn roles_in_realm<'a>(&'a self, realm_id: &'a str) -> impl Iterator<Item = &'a RoleView> + 'a {
+        self.roles.values().filter(move |r| r.realm_id == realm_id)
+    }
+
+    pub fn group(&self, id: &str) -> Option<&GroupView> {
+        self.groups.get(id)
+    }
+
+    pub fn groups_in_realm<'a>(&'a self, realm_id: &'a str) -> impl Iterator<Item = &'a GroupView> + 'a {
+        self.groups.values().filter(move |g| g.realm_id == realm_id)
+    }
+
+    /// Roles granted to the user directly.
+    pub fn user_roles(&self, user_id: &str) -> BTreeSet<String> {
+        self.user_roles.get(user_id).cloned().unwrap_or_default()
+    }
+
+    pub fn user_groups(&self, user_id: &str) -> BTreeSet<String> {
+        self.user_groups.get(user_id).cloned().unwrap_or_default()
+    }
+
+    pub fn group_members(&self, group_id: &str) -> BTreeSet<String> {
+        self.group_members.get(group_id).cloned().unwrap_or_default()
+    }
+
+    /// Every role the user holds: direct grants, grants of their groups and those groups'
+    /// ancestors, expanded through composite roles. Cycles are tolerated.
+    pub fn effective_roles(&self, user_id: &str) -> BTreeSet<String> {
+        let mut pending: Vec<String> = self.user_roles(user_id).into_iter().collect();
+        for g in self.user_groups(user_id) {
+            let mut cur = Some(g);
+            let mut hops = 0;
+            while let (Some(gid), true) = (cur, hops < 64) {
+                let Some(group) = self.groups.get(&gid) else {
+                    break;
+                };
+                pending.extend(group.roles.iter().cloned());
+                cur = group.parent_id.clone();
+                hops += 1;
+            }
+        }
+        let mut out = BTreeSet::new();
+        while let Some(r) = pending.pop() {
+            if let Some(role) = self.roles.get(&r) {
+                if out.insert(r) {
+                    pending.extend(role.composites.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Projection for Memberships {
+    const NAME: &'static str = "memberships";
+
+    fn apply(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
+        let id = &event.stream.id;
+        match decoded {
+            DomainEvent::Role(RoleEvent::Created(c)) => {
+                self.role_by_name.insert((c.realm_id.clone(), c.client_id.clone(), c.name.clone()), id.clone());
+                self.roles.insert(
+                    id.clone(),
+                    RoleView {
+                        id: id.clone(),
+                        realm_id: c.realm_id.clone(),
+                        client_id: c.client_id.clone(),
+                        name: c.name.clone(),
+                        description: c.description.clone(),
+                        composites: BTreeSet::new(),
+                        attributes: c.attributes.clone(),
+                        extra: c.extra.clone(),
+                    },
+                );
+            }
+            DomainEvent::Role(RoleEvent::CompositesSet(c)) => {
+                if let Some(r) = self.roles.get_mut(id) {
+                    r.composites = c.composites.iter().cloned().collect();
+                }
+            }
+            DomainEvent::Role(RoleEvent::Deleted(_)) => {
+                if let Some(r) = self.roles.remove(id) {
+                    self.role_by_name.remove(&(r.realm_id, r.client_id, r.name));
+                }
+                for set in self.user_roles.values_mut() {
+                    set.remove(id);
+                }
+                for g in self.groups.values_mut() {
+                    g.roles.remove(id);
+                }
+                for r in self.roles.values_mut() {
+                    r.composites.remove(id);
+                }
+            }
+            DomainEvent::Group(GroupEvent::Created(c)) => {
+                self.groups.insert(
+                    id.clone(),
+                    GroupView {
+                        id: id.clone(),
+                        realm_id: c.realm_id.clone(),
+                        name: c.name.clone(),
+                        parent_id: c.parent_id.clone(),
+                        roles: BTreeSet::new(),
+                        attributes: c.attributes.clone(),
+                        extra: c.extra.clone(),
+                    },
+                );
+            }
+            DomainEvent::Group(GroupEvent::RoleGranted(c)) => {
+                if let Some(g) = self.groups.get_mut(id) {
+                    g.roles.insert(c.role_id.clone());
+                }
+            }
+            DomainEvent::Group(GroupEvent::RoleRevoked(c)) => {
+                if let Some(g) = self.groups.get_mut(id) {
+                    g.roles.remove(&c.role_id);
+                }
+            }
+            DomainEvent::Group(GroupEvent::Deleted(_)) => {
+                self.groups.remove(id);
+                if let Some(members) = self.group_members.remove(id) {
+                    for u in members {
+                        if let Some(set) = self.user_groups.get_mut(&u) {
+                            set.remove(id);
+                        }
+                    }
+                }
+            }
+            DomainEvent::User(UserEvent::RoleGranted(c)) => {
+                self.user_roles.entry(id.clone()).or_default().insert(c.role_id.clone());
+            }
+            DomainEvent::User(UserEvent::RoleRevoked(c)) => {
+                if let Some(set) = self.user_roles.get_mut(id) {
+                    set.remove(&c.role_id);
+                }
+            }
+            DomainEvent::User(UserEvent::JoinedGroup(c)) => {
+                self.user_groups.entry(id.clone()).or_default().insert(c.group_id.clone());
+                self.group_members.entry(c.group_id.clone()).or_default().insert(id.clone());
+            }
+            DomainEvent::User(UserEvent::LeftGroup(c)) => {
+                if let Some(set) = self.user_groups.get_mut(id) {
+                    set.remove(&c.group_id);
+                }
+                if let Some(set) = self.group_members.get_mut(&c.group_id) {
+                    set.remove(id);
+                }
+            }
+            DomainEvent::User(UserEvent::Deleted(_)) => {
+                self.user_roles.remove(id);
+                for g in self.user_groups.remove(id).unwrap_or_default() {
+                    if let Some(set) = self.group_members.get_mut(&g) {
+                        set.remove(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Realms by id and by name.
+use crate::Projection;
+use annals_events::realm::{RealmEvent, RealmSettings};
+use annals_events::{DomainEvent, RecordedEvent};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealmView {
+    pub id: String,
+    pub name: String,
+    pub settings: RealmSettings,
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RealmDirectory {
+    by_id: HashMap<String, RealmView>,
+    by_name: HashMap<String, String>,
+}
+
+impl RealmDirectory {
+    pub fn get(&self, id: &str) -> Option<&RealmView> {
+        self.by_id.get(id)
+    }
+
+    /// Realm names are case-sensitive in URLs, as in Keycloak.
+    pub fn by_name(&self, name: &str) -> Option<&RealmView> {
+        self.by_name.get(name).and_then(|id| self.by_id.get(id))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &RealmView> {
+        self.by_id.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+impl Projection for RealmDirectory {
+    const NAME: &'static str = "realms";
+
+    fn apply(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
+        let DomainEvent::Realm(e) = decoded else {
+            return;
+        };
+        let id = &event.stream.id;
+        match e {
+            RealmEvent::Created(c) => {
+                self.by_name.insert(c.name.clone(), id.clone());
+                self.by_id.insert(
+                    id.clone(),
+                    RealmView {
+                        id: id.clone(),
+                        name: c.name.clone(),
+                        settings: c.settings.clone(),
+                        extra: c.extra.clone(),
+                    },
+                );
+            }
+            RealmEvent::SettingsChanged(c) => {
+                if let Some(r) = self.by_id.get_mut(id) {
+                    r.settings = c.settings.clone();
+                    r.extra = c.extra.clone();
+                }
+            }
+            RealmEvent::Deleted(_) => {
+                if let Some(r) = self.by_id.remove(id) {
+                    self.by_name.remove(&r.name);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The actor that hosts one aggregate instance.
+use super::{CommandError, Executed};
+use crate::clock::SharedClock;
+use crate::domain::{fold, Aggregate};
+use crate::metrics;
+use crate::store::{ExpectedVersion, ReadUntil, SharedStore, Snapshot, StoreError, StreamAppend};
+use actix::prelude::*;
+use annals_events::{Metadata, NewEvent, RecordedEvent, StreamId};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Take a snapshot when this many events were appended since the last one.
+pub(crate) const SNAPSHOT_EVERY: u64 = 100;
+
+/// Run one command. The reply travels on the oneshot so a full mailbox can be refused at
+/// `try_send` time without waiting.
+pub struct Execute<A: Aggregate> {
+    pub command: A::Command,
+    pub metadata: Metadata,
+    pub reply: oneshot::Sender<Result<Executed, CommandError<A::Error>>>,
+}
+
+impl<A: Aggregate> Message for Execute<A> {
+    type Result = ();
+}
+
+/// Answered once every message queued before it has been handled (graceful shutdown).
+pub struct Drain;
+
+impl Message for Drain {
+    type Result = ();
+}
+
+pub struct AggregateActor<A: Aggregate> {
+    stream: StreamId,
+    state: A,
+    version: u64,
+    snapshot_version: u64,
+    store: SharedStore,
+    clock: SharedClock,
+    idle: Duration,
+    last_used: Instant,
+    queued: Arc<AtomicUsize>,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+    broken: Option<String>,
+}
+
+impl<A: Aggregate> AggregateActor<A> {
+    pub(crate) fn new(
+        stream: StreamId,
+        store: SharedStore,
+        clock: SharedClock,
+        idle: Duration,
+        queued: Arc<AtomicUsize>,
+        on_stop: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        AggregateActor {
+            stream,
+            state: A::default(),
+            version: 0,
+            snapshot_version: 0,
+            store,
+            clock,
+            idle,
+            last_used: Instant::now(),
+            queued,
+            on_stop: Some(on_stop),
+            broken: None,
+        }
+    }
+}
+
+/// Decodes a stream's events into the aggregate's event type.
+fn typed<A: Aggregate>(events: &[RecordedEvent]) -> Result<Vec<A::Event>, String> {
+    events
+        .iter()
+        .map(|e| {
+            let d = e.decode().map_err(|err| format!("position {}: {err}", e.position))?;
+            A::Event::try_from(d)
+                .map_err(|other| format!("position {}: {} is not a {} event", e.position, other.event_type(), A::KIND))
+        })
+        .collect()
+}
+
+/// Loads state: the newest snapshot (if it still deserializes) plus the events after it.
+pub(crate) async fn load<A: Aggregate>(store: &SharedStore, stream: &StreamId) -> Result<(A, u64, u64), String> {
+    let (mut state, mut version) = (A::default(), 0);
+    if let Ok(Some(s)) = store.load_snapshot(stream).await {
+        // A snapshot of an older state shape is ignored, not fatal: snapshots are a cache.
+        if let Ok(st) = serde_json::from_str::<A>(&s.state) {
+            state = st;
+            version = s.version;
+        }
+    }
+    let snapshot_version = version;
+    let tail = store.read_stream(stream, version, ReadUntil::End).await.map_err(|e| e.to_string())?;
+    if let Some(last) = tail.last() {
+        version = last.version;
+    }
+    state = fold(state, &typed::<A>(&tail)?);
+    Ok((state, version, snapshot_version))
+}
+
+impl<A: Aggregate> Actor for AggregateActor<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The registry bounds the queue (see `Entry::queued`); actix's own per-sender bound
+        // must not park senders in between.
+        ctx.set_mailbox_capacity(usize::MAX >> 2);
+        metrics::ACTORS_LIVE.with_label_values(&[A::KIND.as_str()]).inc();
+        let store = self.store.clone();
+        let stream = self.stream.clone();
+        ctx.wait(async move { load::<A>(&store, &stream).await }.into_actor(self).map(|res, act, _| match res {
+            Ok((state, version, snap)) => {
+                act.state = state;
+                act.version = version;
+                act.snapshot_version = snap;
+            }
+            Err(e) => {
+                tracing::error!(stream = %act.stream, error = %e, "aggregate failed to load");
+                act.broken = Some(e);
+            }
+        }));
+        let tick = (self.idle / 2).max(Duration::from_millis(10));
+        ctx.run_interval(tick, |act, ctx| {
+            if act.last_used.elapsed() >= act.idle {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        metrics::ACTORS_LIVE.with_label_values(&[A::KIND.as_str()]).dec();
+        if let Some(f) = self.on_stop.take() {
+            f();
+        }
+    }
+}
+
+impl<A: Aggregate> Handler<Drain> for AggregateActor<A> {
+    type Result = ();
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {}
+}
+
+/// The outcome of one decide-and-append attempt, carried back into the actor.
+struct Attempt<A: Aggregate> {
+    state: A,
+    version: u64,
+    result: Result<Executed, CommandError<A::Error>>,
+}
+
+async fn decide_and_append<A: Aggregate>(
+    store: SharedStore,
+    clock: SharedClock,
+    stream: StreamId,
+    mut state: A,
+    mut version: u64,
+    command: A::Command,
+    metadata: Metadata,
+) -> Attempt<A> {
+    for attempt in 0..2 {
+        let events = match state.decide(command.clone(), clock.now()) {
+            Ok(events) => events,
+            Err(e) => return Attempt { state, version, result: Err(CommandError::Domain(e)) },
+        };
+        if events.is_empty() {
+            return Attempt { state, version, result: Ok(Executed { events: 0, version, position: 0 }) };
+        }
+        let new: Result<Vec<NewEvent>, _> =
+            events.iter().map(|e| NewEvent::new(&e.clone().into(), &metadata)).collect();
+        let new = match new {
+            Ok(n) => n,
+            Err(e) => return Attempt { state, version, result: Err(CommandError::Corrupt(e.to_string())) },
+        };
+        let append = StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: new };
+        match store.append(append).await {
+            Ok(done) => {
+                let n = events.len();
+                let state = fold(state, &events);
+                return Attempt {
+                    state,
+                    version: done.last_version,
+                    result: Ok(Executed { events: n, version: done.last_version, position: done.last_position }),
+                };
+            }
+            Err(StoreError::Conflict { .. }) if attempt == 0 => {
+                // Another node (or a pre-actor writer) moved the stream: catch up, decide again.
+                match store.read_stream(&stream, version, ReadUntil::End).await {
+                    Ok(tail) => match typed::<A>(&tail) {
+                        Ok(evs) => {
+                            if let Some(last) = tail.last() {
+                                version = last.version;
+                            }
+                            state = fold(state, &evs);
+                        }
+                        Err(e) => return Attempt { state, version, result: Err(CommandError::Corrupt(e)) },
+                    },
+                    Err(e) => return Attempt { state, version, result: Err(CommandError::Store(e)) },
+                }
+            }
+            Err(StoreError::Conflict { .. }) => return Attempt { state, version, result: Err(CommandError::Conflict) },
+            Err(e) => return Attempt { state, version, result: Err(CommandError::Store(e)) },
+        }
+    }
+    Attempt { state, version, result: Err(CommandError::Conflict) }
+}
+
+impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Execute<A>, ctx: &mut Context<Self>) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.last_used = Instant::now();
+        if let Some(e) = &self.broken {
+            let _ = msg.reply.send(Err(CommandError::Corrupt(e.clone())));
+            return;
+        }
+        let fut = decide_and_append::<A>(
+            self.store.clone(),
+            self.clock.clone(),
+            self.stream.clone(),
+            self.state.clone(),
+            self.version,
+            msg.command,
+            msg.metadata,
+        );
+        let reply = msg.reply;
+        // `wait` holds the mailbox: the next command sees this one's result.
+        ctx.wait(fut.into_actor(self).map(move |attempt, act, _| {
+            act.state = attempt.state;
+            act.version = attempt.version;
+            act.last_used = Instant::now();
+            if act.version >= act.snapshot_version + SNAPSHOT_EVERY {
+                if let Ok(state) = serde_json::to_string(&act.state) {
+                    let store = act.store.clone();
+                    let snap = Snapshot { stream: act.stream.clone(), version: act.version, state };
+                    act.snapshot_version = act.version;
+                    actix::spawn(async move {
+                        if let Err(e) = store.save_snapshot(snap).await {
+                            tracing::warn!(error = %e, "snapshot not saved (harmless: snapshots are a cache)");
+                        }
+                    });
+                }
+            }
+            let _ = reply.send(attempt.result);
+        }));
+    }
+}

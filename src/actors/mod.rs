@@ -1,0 +1,47 @@
+//! Aggregate hosting: one actix actor per live aggregate instance.
+//!
+//! Activation loads the latest snapshot and the tail; commands are handled one at a time
+//! (`ctx.wait` holds the mailbox while a decision is appended); the append carries the
+//! expected version and, on conflict, the actor reloads and decides once more. Idle actors
+//! passivate. Actors are spread over one arbiter per core; mailboxes are bounded and a full
+//! one answers `Busy` instead of queueing without limit.
+mod host;
+mod registry;
+
+pub use host::{AggregateActor, Drain, Execute};
+pub use registry::{Hosts, HostsConfig};
+
+use crate::store::StoreError;
+
+/// What a successful command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// Events appended (0 when the command changed nothing).
+    pub events: usize,
+    /// The stream's version after the command.
+    pub version: u64,
+    /// The global position of the last appended event (0 when nothing was appended).
+    pub position: u64,
+}
+
+/// Errors of hosted commands. The HTTP layer answers `Domain` by the variant's meaning,
+/// `Busy` and `Unavailable` with 503 and Retry-After, `Conflict` with 409, `Store` with 503.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommandError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Domain(E),
+    /// The aggregate's mailbox is full: back off and retry.
+    #[error("aggregate is busy")]
+    Busy,
+    /// The host is shutting down or the actor died.
+    #[error("aggregate host unavailable")]
+    Unavailable,
+    /// Another writer won twice in a row; the caller may retry.
+    #[error("concurrent modification, retry")]
+    Conflict,
+    #[error(transparent)]
+    Store(StoreError),
+    /// A stored event of this stream cannot be decoded; the stream needs an operator.
+    #[error("stream is unreadable: {0}")]
+    Corrupt(String),
+}

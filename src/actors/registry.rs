@@ -1,0 +1,187 @@
+//! Finds or starts the actor for a stream, on the arbiter its id hashes to.
+use super::host::{AggregateActor, Drain, Execute};
+use super::{CommandError, Executed};
+use crate::clock::SharedClock;
+use crate::domain::Aggregate;
+use crate::metrics;
+use crate::store::SharedStore;
+use actix::dev::SendError;
+use actix::prelude::*;
+use annals_events::{Metadata, StreamId};
+use std::any::Any;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[derive(Clone, Debug)]
+pub struct HostsConfig {
+    /// One arbiter (thread with its own event loop) per core by default.
+    pub arbiters: usize,
+    /// An actor with no command for this long stops; the next command reactivates it.
+    pub idle: Duration,
+    /// Commands queued per actor before it answers `Busy`.
+    pub mailbox: usize,
+}
+
+impl Default for HostsConfig {
+    fn default() -> Self {
+        HostsConfig {
+            arbiters: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            idle: Duration::from_secs(300),
+            mailbox: 64,
+        }
+    }
+}
+
+struct Entry {
+    token: u64,
+    /// Commands sent but not yet picked up. actix bounds mailboxes per sender (every cloned
+    /// `Addr` gets a slot of its own), so the bound is enforced here instead.
+    queued: Arc<AtomicUsize>,
+    addr: Box<dyn Any + Send>,
+    drain: Recipient<Drain>,
+}
+
+struct Inner {
+    store: SharedStore,
+    clock: SharedClock,
+    config: HostsConfig,
+    arbiters: Vec<Arbiter>,
+    actors: Mutex<HashMap<StreamId, Entry>>,
+    closing: AtomicBool,
+    tokens: AtomicU64,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// The aggregate hosts of this node. Cheap to clone.
+#[derive(Clone)]
+pub struct Hosts {
+    inner: Arc<Inner>,
+}
+
+impl Inner {
+    fn actors(&self) -> MutexGuard<'_, HashMap<StreamId, Entry>> {
+        // A panic while holding the lock leaves a map that is still consistent.
+        self.actors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Hosts {
+    /// Starts the arbiters. Must run inside an actix `System`.
+    pub fn new(store: SharedStore, clock: SharedClock, config: HostsConfig) -> Self {
+        let arbiters = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        Hosts {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                arbiters,
+                actors: Mutex::new(HashMap::new()),
+                closing: AtomicBool::new(false),
+                tokens: AtomicU64::new(0),
+                hasher: Default::default(),
+            }),
+        }
+    }
+
+    /// Runs a command on aggregate `A` with this id, activating it if needed.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Executed, CommandError<A::Error>> {
+        let stream = StreamId::new(A::KIND, id);
+        // Two tries: an actor may passivate between lookup and send, or drop a queued message
+        // while stopping. Neither executed the command (the reply is sent only after it ran).
+        for _ in 0..2 {
+            if self.inner.closing.load(Ordering::Acquire) {
+                return Err(CommandError::Unavailable);
+            }
+            let (addr, queued) = self.addr::<A>(&stream);
+            if queued.fetch_add(1, Ordering::AcqRel) >= self.inner.config.mailbox {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                metrics::ACTOR_BUSY.with_label_values(&[A::KIND.as_str()]).inc();
+                return Err(CommandError::Busy);
+            }
+            let (reply, rx) = oneshot::channel();
+            match addr.try_send(Execute::<A> { command: command.clone(), metadata: metadata.clone(), reply }) {
+                Ok(()) => match rx.await {
+                    Ok(result) => return result,
+                    Err(_) => continue,
+                },
+                Err(SendError::Full(_)) => {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    metrics::ACTOR_BUSY.with_label_values(&[A::KIND.as_str()]).inc();
+                    return Err(CommandError::Busy);
+                }
+                Err(SendError::Closed(_)) => {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    self.inner.actors().remove(&stream);
+                    continue;
+                }
+            }
+        }
+        Err(CommandError::Unavailable)
+    }
+
+    /// Actors currently activated.
+    pub fn live(&self) -> usize {
+        self.inner.actors().len()
+    }
+
+    /// Refuses new commands, waits until every queued command has been handled, stops arbiters.
+    pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        let drains: Vec<Recipient<Drain>> = self.inner.actors().values().map(|e| e.drain.clone()).collect();
+        for d in drains {
+            let _ = d.send(Drain).await;
+        }
+        for a in &self.inner.arbiters {
+            a.stop();
+        }
+    }
+
+    fn addr<A: Aggregate>(&self, stream: &StreamId) -> (Addr<AggregateActor<A>>, Arc<AtomicUsize>) {
+        let mut actors = self.inner.actors();
+        if let Some(e) = actors.get(stream) {
+            if let Some(addr) = e.addr.downcast_ref::<Addr<AggregateActor<A>>>() {
+                if addr.connected() {
+                    return (addr.clone(), e.queued.clone());
+                }
+            }
+        }
+        let queued = Arc::new(AtomicUsize::new(0));
+        let token = self.inner.tokens.fetch_add(1, Ordering::Relaxed);
+        let weak = Arc::downgrade(&self.inner);
+        let key = stream.clone();
+        let on_stop: Box<dyn FnOnce() + Send> = Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                let mut actors = inner.actors();
+                if actors.get(&key).is_some_and(|e| e.token == token) {
+                    actors.remove(&key);
+                }
+            }
+        });
+        let slot = self.inner.hasher.hash_one(stream) as usize % self.inner.arbiters.len();
+        let arbiter = &self.inner.arbiters[slot];
+        let (store, clock, idle, s, q) = (
+            self.inner.store.clone(),
+            self.inner.clock.clone(),
+            self.inner.config.idle,
+            stream.clone(),
+            queued.clone(),
+        );
+        let addr = AggregateActor::<A>::start_in_arbiter(&arbiter.handle(), move |_| {
+            AggregateActor::new(s, store, clock, idle, q, on_stop)
+        });
+        actors.insert(
+            stream.clone(),
+            Entry { token, queued: queued.clone(), addr: Box::new(addr.clone()), drain: addr.clone().recipient() },
+        );
+        (addr, queued)
+    }
+}

@@ -1,0 +1,61 @@
+//! Configuration: command-line flags, each with an `ANNALS_*` environment twin, over an
+//! optional TOML file, over defaults.
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named by `--config` cannot be read or parsed; start-up aborts with the reason.
+    #[error("configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// The keys a configuration file may hold (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub base_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub import_realm: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.into(), reason: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File { path: path.into(), reason: e.to_string() })
+    }
+}
+
+/// Where the log lives.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+}
+
+impl StoreConfig {
+    /// `database_url` picks PostgreSQL; the default is `annals.db` in the data directory.
+    pub fn resolve(data_dir: Option<PathBuf>, database_url: Option<String>, file: &FileConfig) -> Self {
+        let data_dir = data_dir.or_else(|| file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./annals-data"));
+        let database_url = database_url
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(|| data_dir.join("annals.db").to_string_lossy().into_owned());
+        StoreConfig { data_dir, database_url }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub store: StoreConfig,
+    pub listen: String,
+    pub base_url: Option<String>,
+    pub import_realm: Option<PathBuf>,
+    pub bootstrap_admin_username: String,
+    pub bootstrap_admin_password: Option<String>,
+}

@@ -1,0 +1,142 @@
+//! The projection runner for the in-memory read models: rebuilds them from position 0 at
+//! start, then follows the log (this node's commits and, on PostgreSQL, other nodes').
+use crate::metrics;
+use crate::store::{SharedStore, StoreError};
+use annals_projections::Directory;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const PAGE: usize = 5000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    /// The store failed while rebuilding; start-up aborts.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event cannot be folded; the runner stops at it and readiness fails until an
+    /// operator intervenes (a skipped event would make the read model silently wrong).
+    #[error(transparent)]
+    Fold(#[from] annals_projections::directory::FoldError),
+    /// The read model did not reach a position in time (read-your-writes wait).
+    #[error("read model did not reach position {0} in time")]
+    Timeout(u64),
+}
+
+/// The configuration read models of this node.
+#[derive(Clone)]
+pub struct ReadModels {
+    dir: Arc<RwLock<Directory>>,
+    position: watch::Receiver<u64>,
+    healthy: watch::Receiver<bool>,
+    task: Arc<JoinHandle<()>>,
+}
+
+/// Folds the whole log from `after` into `dir`, page by page.
+pub async fn catch_up(
+    store: &SharedStore,
+    dir: &RwLock<Directory>,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ReadModelError> {
+    loop {
+        let after = dir.read().unwrap_or_else(|p| p.into_inner()).position;
+        let page = store.read_all(after, PAGE).await?;
+        if page.is_empty() {
+            return Ok(after);
+        }
+        {
+            let mut d = dir.write().unwrap_or_else(|p| p.into_inner());
+            for e in &page {
+                d.fold(e)?;
+            }
+        }
+        progress(page[page.len() - 1].position);
+        if page.len() < PAGE {
+            return Ok(page[page.len() - 1].position);
+        }
+    }
+}
+
+/// Rebuilds a directory from the whole log, without following it.
+pub async fn rebuild(store: &SharedStore, progress: impl FnMut(u64)) -> Result<Directory, ReadModelError> {
+    let dir = RwLock::new(Directory::default());
+    catch_up(store, &dir, progress).await?;
+    Ok(dir.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+impl ReadModels {
+    /// Rebuilds from the log, then follows it in the background.
+    pub async fn start(store: SharedStore) -> Result<Self, ReadModelError> {
+        let dir = Arc::new(RwLock::new(Directory::default()));
+        let at = catch_up(&store, &dir, |_| {}).await?;
+        let (pos_tx, position) = watch::channel(at);
+        let (ok_tx, healthy) = watch::channel(true);
+        let task = tokio::spawn(follow(store, dir.clone(), pos_tx, ok_tx));
+        Ok(ReadModels { dir, position, healthy, task: Arc::new(task) })
+    }
+
+    /// A consistent view of every read model.
+    pub fn read(&self) -> RwLockReadGuard<'_, Directory> {
+        self.dir.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    pub fn healthy(&self) -> bool {
+        *self.healthy.borrow()
+    }
+
+    /// Waits until the read models include `position` (read-your-writes after a command).
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ReadModelError> {
+        let mut rx = self.position.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
+            .await
+            .map_err(|_| ReadModelError::Timeout(position))?
+            .map_err(|_| ReadModelError::Timeout(position))?;
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn follow(
+    store: SharedStore,
+    dir: Arc<RwLock<Directory>>,
+    position: watch::Sender<u64>,
+    healthy: watch::Sender<bool>,
+) {
+    let mut head = store.watch_head();
+    loop {
+        match catch_up(&store, &dir, |_| {}).await {
+            Ok(at) => {
+                let _ = healthy.send(true);
+                position.send_if_modified(|p| {
+                    let moved = at > *p;
+                    *p = at.max(*p);
+                    moved
+                });
+                let h = *head.borrow_and_update();
+                for name in Directory::NAMES {
+                    metrics::PROJECTION_POSITION.with_label_values(&[name]).set(at as i64);
+                    metrics::PROJECTION_LAG.with_label_values(&[name]).set(h.saturating_sub(at) as i64);
+                }
+                if h > at {
+                    continue;
+                }
+                if head.changed().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "read model runner stopped at an event it cannot fold; retrying in 5 s");
+                let _ = healthy.send(false);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
