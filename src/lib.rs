@@ -2,11 +2,18 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod http;
+pub mod keycloak;
+pub mod keys;
 pub mod metrics;
+pub mod provision;
 pub mod readmodels;
+pub mod secrets;
+pub mod server;
 pub mod store;
 pub mod verify;

@@ -1,1 +1,235 @@
-fn main() {}
+//! `annals`: the server and its operator tools.
+#![forbid(unsafe_code)]
+
+use annals::cli::{self, Cli, Command, EventsCommand, LogFormat, ProjectionsCommand};
+use annals::clock::{SharedClock, SystemClock};
+use annals::config::{FileConfig, ServeConfig};
+use annals::store::{self, ReadUntil};
+use anyhow::{bail, Context};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    // A multi-threaded tokio runtime under the actix system: the store writer, projection
+    // runner and PostgreSQL listener run on worker threads, actors on their own arbiters.
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    });
+    match system.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANNALS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    // indicatif draws only on a terminal; piped output stays clean.
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = FileConfig::load(cli.store.config.as_deref())?;
+    let store_cfg = cli.store.resolve(&file);
+    let clock: SharedClock = Arc::new(SystemClock);
+    if let Command::Serve(args) = cli.command {
+        let cfg = ServeConfig {
+            store: store_cfg,
+            listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            base_url: args.base_url.or(file.base_url),
+            import_realm: args.import_realm.or(file.import_realm),
+            bootstrap_admin_username: std::env::var("ANNALS_BOOTSTRAP_ADMIN_USERNAME")
+                .unwrap_or_else(|_| "admin".into()),
+            bootstrap_admin_password: std::env::var("ANNALS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+        };
+        return serve(cfg, clock).await;
+    }
+    if let Command::Events(EventsCommand::Schema { out, check }) = &cli.command {
+        return Ok(if *check {
+            let n = cli::events::check_schemas(out)?;
+            println!("{n} schema files in {} are current", out.display());
+            ExitCode::SUCCESS
+        } else {
+            let n = cli::events::write_schemas(out)?;
+            println!("wrote {n} schema files to {}", out.display());
+            ExitCode::SUCCESS
+        });
+    }
+    std::fs::create_dir_all(&store_cfg.data_dir).ok();
+    let store =
+        store::open(&store_cfg.database_url).await.with_context(|| format!("opening {}", store_cfg.database_url))?;
+    let code = match cli.command {
+        Command::Serve(_) | Command::Events(EventsCommand::Schema { .. }) => ExitCode::SUCCESS,
+        Command::Verify => {
+            let pb = progress(store.head().await?, "verifying");
+            let result = annals::verify::verify_chain(&*store, |p| pb.set_position(p)).await;
+            pb.finish_and_clear();
+            match result {
+                Ok(r) => {
+                    println!(
+                        "OK: {} events verified; head position {} hash {}",
+                        r.events, r.head_position, r.head_hash
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(annals::verify::VerifyError::Broken(b)) => {
+                    println!("BROKEN: {b}");
+                    ExitCode::from(2)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Replay { stream, at, version, json } => {
+            let until = match (at, version) {
+                (Some(t), _) => ReadUntil::Time(t),
+                (None, Some(v)) => ReadUntil::Version(v),
+                (None, None) => ReadUntil::End,
+            };
+            let r = cli::replay::replay(&*store, &stream, until).await?;
+            if json {
+                let events: Vec<_> = r.events.iter().map(|e| e.to_json()).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"stream": stream.to_string(), "events": events, "state": r.state})
+                    )?
+                );
+            } else {
+                print!("{}", cli::replay::render_text(&r));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Events(EventsCommand::Tail { from, follow }) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            cli::events::tail(&*store, from, follow, &mut out).await?;
+            ExitCode::SUCCESS
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { name }) => {
+            let names = annals_projections::Directory::NAMES;
+            if let Some(n) = &name {
+                if !names.contains(&n.as_str()) {
+                    bail!("unknown projection {n:?}; known: {}", names.join(", "));
+                }
+            }
+            let head = store.head().await?;
+            let pb = progress(head, "rebuilding");
+            let started = Instant::now();
+            let dir = annals::readmodels::rebuild(&store, |p| pb.set_position(p)).await?;
+            pb.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            let m = &dir.memberships;
+            let counts = [
+                ("realms", format!("{} realms", dir.realms.len())),
+                ("clients", format!("{} clients", dir.clients.len())),
+                ("users", format!("{} users", dir.users.len())),
+                (
+                    "memberships",
+                    format!("{} roles, {} groups, {} grants", m.role_count(), m.group_count(), m.grant_count()),
+                ),
+                ("signing_keys", format!("{} keys", dir.signing_keys.len())),
+            ];
+            for (n, c) in counts {
+                if name.as_deref().is_none_or(|x| x == n) {
+                    println!("{n}: {c}");
+                }
+            }
+            println!(
+                "rebuilt from {} events in {:.3} s ({:.0} events/s)",
+                dir.position,
+                secs,
+                dir.position as f64 / secs.max(1e-9)
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Import { file } => {
+            let keys = annals::server::server_keys(&store_cfg.data_dir)?;
+            let dir = annals::readmodels::rebuild(&store, |_| {}).await?;
+            let done = cli::import::import_file(&store, &dir, &keys, clock.now(), &file).await?;
+            println!("imported realm {} ({} events, log head {})", done.realm, done.events, done.last_position);
+            ExitCode::SUCCESS
+        }
+        Command::Export { realm, out } => {
+            let dir = annals::readmodels::rebuild(&store, |_| {}).await?;
+            let json = annals::keycloak::export::export_realm(&dir, &realm)?;
+            let text = serde_json::to_string_pretty(&json)? + "\n";
+            match out {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.shutdown().await;
+    Ok(code)
+}
+
+async fn serve(cfg: ServeConfig, clock: SharedClock) -> anyhow::Result<ExitCode> {
+    let database = cfg.store.database_url.clone();
+    let running = annals::server::start(cfg, clock).await?;
+    let base = running.base_url.clone();
+    println!("Annals is listening on http://{}", running.addr);
+    println!("  store:       {database}");
+    println!("  master realm {base}/realms/master");
+    println!("  health:      {base}/health/ready");
+    println!("  metrics:     {base}/metrics");
+    for realm in &running.imported {
+        println!("  imported:    {base}/realms/{realm}");
+    }
+    if let Some(admin) = &running.bootstrap {
+        match &admin.generated_password {
+            Some(pw) => println!(
+                "  bootstrap admin: {} / {pw}   (shown once; set ANNALS_BOOTSTRAP_ADMIN_PASSWORD to choose it)",
+                admin.username
+            ),
+            None => println!("  bootstrap admin: {} (password from ANNALS_BOOTSTRAP_ADMIN_PASSWORD)", admin.username),
+        }
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining requests, mailboxes and queued appends");
+    running.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

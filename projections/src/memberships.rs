@@ -43,6 +43,20 @@ pub struct Memberships {
 }
 
 impl Memberships {
+    pub fn role_count(&self) -> usize {
+        self.roles.len()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Direct role grants plus group memberships of all users.
+    pub fn grant_count(&self) -> usize {
+        self.user_roles.values().map(|s| s.len()).sum::<usize>()
+            + self.user_groups.values().map(|s| s.len()).sum::<usize>()
+    }
+
     pub fn role(&self, id: &str) -> Option<&RoleView> {
         self.roles.get(id)
     }

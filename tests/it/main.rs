@@ -1,4 +1,7 @@
 //! Integration tests: one binary, real databases, real servers on port 0.
 mod actors;
+mod cli;
+mod crash;
+mod server;
 mod store_contract;
 mod support;

@@ -10,3 +10,38 @@ pub async fn sqlite_store() -> (SharedStore, tempfile::TempDir) {
     let store = store::open(path.to_str().expect("utf8 path")).await.expect("open sqlite store");
     (store, dir)
 }
+
+use annals::clock::{SharedClock, SystemClock};
+use annals::config::{ServeConfig, StoreConfig};
+use annals::server::{self, Running};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// The configuration of a test node on a random loopback port.
+pub fn serve_config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
+    ServeConfig {
+        store: StoreConfig {
+            data_dir: data_dir.to_path_buf(),
+            database_url: database_url
+                .map(str::to_string)
+                .unwrap_or_else(|| data_dir.join("annals.db").to_string_lossy().into_owned()),
+        },
+        listen: "127.0.0.1:0".into(),
+        base_url: None,
+        import_realm: None,
+        bootstrap_admin_username: "admin".into(),
+        bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
+    }
+}
+
+/// Starts a real server (port 0) inside the current actix system.
+pub async fn spawn_app(cfg: ServeConfig) -> Running {
+    let clock: SharedClock = Arc::new(SystemClock);
+    server::start(cfg, clock).await.expect("server starts")
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client")
+}

@@ -1,0 +1,292 @@
+//! `annals-load`: the load tool behind the figures in benches/README.md and the crash test.
+//!
+//! Every scenario prints one JSON object on stdout (medians over `--runs`, and the same-run
+//! baseline the figure is compared with).
+#![forbid(unsafe_code)]
+
+use annals::actors::{Hosts, HostsConfig};
+use annals::clock::{SharedClock, SystemClock};
+use annals::domain::user::{User, UserCommand};
+use annals::provision;
+use annals::store::{self, ExpectedVersion, SharedStore, StreamAppend};
+use annals_events::client::{ClientCreated, ClientEvent, ClientSettings};
+use annals_events::realm::{RealmCreated, RealmEvent, RealmSettings};
+use annals_events::user::{UserCreated, UserEvent, UserProfile, UserRoleGranted};
+use annals_events::{DomainEvent, Metadata, NewEvent, StreamId, StreamType};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Concurrent writers, one event per append, each a new user stream.
+    Append {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Print `ack EVENT_ID POSITION` for every acknowledged append (crash test).
+        #[arg(long)]
+        acks: bool,
+    },
+    /// Rebuild the in-memory read models from the whole log (seed first with `append`).
+    Rebuild {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Activation of actors whose streams hold `events` events each.
+    Activation {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 200)]
+        streams: usize,
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+    },
+    /// Seed a realm with users and clients (for the memory figure).
+    Seed {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+    },
+}
+
+fn user_created(realm: &str, n: usize) -> DomainEvent {
+    UserEvent::from(UserCreated {
+        realm_id: realm.into(),
+        username: format!("user{n:07}"),
+        profile: UserProfile {
+            email: Some(format!("user{n:07}@example.org")),
+            email_verified: true,
+            first_name: Some("Load".into()),
+            last_name: Some(format!("User {n}")),
+            enabled: true,
+            ..Default::default()
+        },
+        created_timestamp: None,
+        federation_link: None,
+        extra: Default::default(),
+    })
+    .into()
+}
+
+fn new_user_append(realm: &str, n: usize, meta: &Metadata) -> StreamAppend {
+    StreamAppend {
+        stream: StreamId::new(StreamType::User, uuid::Uuid::now_v7().to_string()),
+        expected: ExpectedVersion::Exact(0),
+        events: vec![NewEvent::new(&user_created(realm, n), meta).expect("encodes")],
+    }
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+async fn append(store: SharedStore, writers: usize, events: usize, acks: bool) -> serde_json::Value {
+    let meta = Metadata::system("annals-load").with_realm("load");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (store, next, meta, out) = (store.clone(), next.clone(), meta.clone(), out.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= events {
+                        return lat;
+                    }
+                    let a = new_user_append("load", n, &meta);
+                    let id = a.events[0].event_id;
+                    let t = Instant::now();
+                    let done = store.append(a).await.expect("append");
+                    lat.push(t.elapsed());
+                    if acks {
+                        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                        let _ = writeln!(o, "ack {id} {}", done.last_position);
+                        let _ = o.flush();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("writer"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort();
+    json!({
+        "events_per_s": events as f64 / secs,
+        "seconds": secs,
+        "writers": writers,
+        "p50_ms": percentile_ms(&lat, 0.5),
+        "p99_ms": percentile_ms(&lat, 0.99),
+    })
+}
+
+async fn rebuild(database_url: &str, runs: usize) -> serde_json::Value {
+    let store = store::open(database_url).await.expect("store");
+    let head = store.head().await.expect("head");
+    let (mut fold_rates, mut read_rates) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        // Baseline: reading and decoding rows only, the ceiling any rebuild has.
+        let t = Instant::now();
+        let mut n = 0u64;
+        store::for_each_page(&*store, 0, 5000, |page| {
+            for e in page {
+                let _ = e.decode();
+            }
+            n += page.len() as u64;
+            Ok(())
+        })
+        .await
+        .expect("read");
+        read_rates.push(n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let dir = annals::readmodels::rebuild(&store, |_| {}).await.expect("rebuild");
+        fold_rates.push(dir.position as f64 / t.elapsed().as_secs_f64());
+    }
+    store.shutdown().await;
+    let (fold, read) = (median(fold_rates), median(read_rates));
+    json!({"scenario": "rebuild", "store": store.backend(), "events": head,
+           "result": {"events_per_s": fold, "baseline_read_decode_per_s": read, "ratio_to_baseline": fold / read}})
+}
+
+async fn activation(database_url: &str, streams: usize, events: usize) -> serde_json::Value {
+    let store = store::open(database_url).await.expect("store");
+    let meta = Metadata::system("annals-load");
+    let ids: Vec<String> = (0..streams).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut evs = vec![NewEvent::new(&user_created("load", i), &meta).expect("encodes")];
+        for r in 1..events {
+            let e: DomainEvent = UserEvent::from(UserRoleGranted { role_id: format!("role-{r}") }).into();
+            evs.push(NewEvent::new(&e, &meta).expect("encodes"));
+        }
+        let stream = StreamId::new(StreamType::User, id.clone());
+        store.append(StreamAppend { stream, expected: ExpectedVersion::Exact(0), events: evs }).await.expect("seed");
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    let hosts = Hosts::new(store.clone(), clock, HostsConfig::default());
+    // Baseline: the bare read of one stream, the I/O every activation needs.
+    let mut reads = Vec::new();
+    for id in &ids {
+        let t = Instant::now();
+        let _ = store.read_stream(&StreamId::new(StreamType::User, id.clone()), 0, store::ReadUntil::End).await;
+        reads.push(t.elapsed());
+    }
+    // Activation: the first command to a cold actor (load + fold + a decision that appends
+    // nothing because the role is already granted).
+    let mut lat = Vec::new();
+    for id in &ids {
+        let t = Instant::now();
+        let done = hosts
+            .execute::<User>(id, UserCommand::GrantRole { role_id: "role-1".into() }, meta.clone())
+            .await
+            .expect("activation");
+        lat.push(t.elapsed());
+        assert_eq!(done.version, events as u64);
+    }
+    hosts.shutdown().await;
+    store.shutdown().await;
+    lat.sort();
+    reads.sort();
+    json!({"scenario": "activation", "store": store.backend(), "events_per_stream": events, "streams": streams,
+           "result": {"p50_ms": percentile_ms(&lat, 0.5), "p99_ms": percentile_ms(&lat, 0.99),
+                      "baseline_read_p50_ms": percentile_ms(&reads, 0.5), "baseline_read_p99_ms": percentile_ms(&reads, 0.99)}})
+}
+
+async fn seed(database_url: &str, users: usize, clients: usize) -> serde_json::Value {
+    let store = store::open(database_url).await.expect("store");
+    let meta = Metadata::system("annals-load").with_realm("load");
+    let realm: DomainEvent = RealmEvent::from(RealmCreated {
+        name: "load".into(),
+        settings: RealmSettings::default(),
+        extra: Default::default(),
+    })
+    .into();
+    let keys =
+        annals::secrets::ServerKeys::from_master_key("bG9hZC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXMhISE=").expect("key");
+    let first = vec![
+        StreamAppend {
+            stream: StreamId::new(StreamType::Realm, "load"),
+            expected: ExpectedVersion::Exact(0),
+            events: vec![NewEvent::new(&realm, &meta).expect("encodes")],
+        },
+        provision::realm_key("load", "ES256", &keys, chrono::Utc::now(), &meta).expect("key"),
+    ];
+    store.append_all(first).await.expect("realm");
+    let batch = (0..clients)
+        .map(|c| {
+            let e: DomainEvent = ClientEvent::from(ClientCreated {
+                realm_id: "load".into(),
+                client_id: format!("client-{c:05}"),
+                settings: ClientSettings {
+                    redirect_uris: vec![format!("https://app{c}.example.org/callback")],
+                    ..Default::default()
+                },
+                secret: None,
+                extra: Default::default(),
+            })
+            .into();
+            StreamAppend {
+                stream: StreamId::new(StreamType::Client, uuid::Uuid::now_v7().to_string()),
+                expected: ExpectedVersion::Exact(0),
+                events: vec![NewEvent::new(&e, &meta).expect("encodes")],
+            }
+        })
+        .collect();
+    store.append_all(batch).await.expect("clients");
+    let r = append(store.clone(), 64, users, false).await;
+    store.shutdown().await;
+    json!({"scenario": "seed", "users": users, "clients": clients, "result": r})
+}
+
+async fn run(args: Args) -> serde_json::Value {
+    match args.scenario {
+        Scenario::Append { database_url, writers, events, acks } => {
+            let store = store::open(&database_url).await.expect("store");
+            let r = append(store.clone(), writers, events, acks).await;
+            store.shutdown().await;
+            json!({"scenario": "append", "store": store.backend(), "result": r})
+        }
+        Scenario::Rebuild { database_url, runs } => rebuild(&database_url, runs).await,
+        Scenario::Activation { database_url, streams, events } => activation(&database_url, streams, events).await,
+        Scenario::Seed { database_url, users, clients } => seed(&database_url, users, clients).await,
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    // Actors need an actix system; run it on a multi-threaded tokio runtime as the server does.
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+    });
+    let out = system.block_on(run(args));
+    println!("{out}");
+}

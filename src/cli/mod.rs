@@ -1,0 +1,123 @@
+//! The command line: a contract scripts and tests rely on. Every flag has an `ANNALS_*`
+//! environment twin.
+pub mod events;
+pub mod import;
+pub mod replay;
+
+use crate::config::{FileConfig, StoreConfig};
+use annals_events::StreamId;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "annals", version, about = "Event-sourced identity and single-sign-on server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Log format on stderr.
+    #[arg(long, env = "ANNALS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the log lives; shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the SQLite file and the server keys.
+    #[arg(long, env = "ANNALS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://...` selects PostgreSQL; default is `annals.db` in the data directory.
+    #[arg(long, env = "ANNALS_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm).
+    #[arg(long, env = "ANNALS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn resolve(&self, file: &FileConfig) -> StoreConfig {
+        StoreConfig::resolve(self.data_dir.clone(), self.database_url.clone(), file)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Import a Keycloak realm export (JSON) into the log.
+    Import { file: PathBuf },
+    /// Export a realm in Keycloak's representation.
+    Export {
+        realm: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Recompute the hash chain over the whole log; exit 2 naming the first bad position.
+    Verify,
+    /// Print a stream's events and the state they fold to.
+    Replay {
+        /// `TYPE/ID`, e.g. `user/0190...`.
+        #[arg(long)]
+        stream: StreamId,
+        /// Stop at this time (RFC 3339).
+        #[arg(long, conflicts_with = "version")]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Stop at this stream version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The event log and its schema.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "ANNALS_LISTEN")]
+    pub listen: Option<String>,
+    /// The externally visible base URL (issuer prefix); default `http://{listen address}`.
+    #[arg(long, env = "ANNALS_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Import every `*.json` realm in this directory at start (realms that exist are skipped).
+    #[arg(long, env = "ANNALS_IMPORT_REALM")]
+    pub import_realm: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print the global log as NDJSON.
+    Tail {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Keep printing new events as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Write a JSON Schema for every event type.
+    Schema {
+        #[arg(long, default_value = "events/schema")]
+        out: PathBuf,
+        /// Do not write; exit 1 if the files in `--out` differ from the generated ones.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild read models from position 0 and report what they hold.
+    Rebuild { name: Option<String> },
+}

@@ -1,0 +1,116 @@
+//! Starting and stopping a node: store, read models, bootstrap, aggregate hosts, HTTP.
+use crate::actors::{Hosts, HostsConfig};
+use crate::clock::SharedClock;
+use crate::config::ServeConfig;
+use crate::http::{self, AppState};
+use crate::provision::{self, BootstrapAdmin, ProvisionError};
+use crate::readmodels::{ReadModelError, ReadModels};
+use crate::secrets::{SecretsError, ServerKeys};
+use crate::store::{self, SharedStore, StoreError};
+use actix_web::dev::ServerHandle;
+use actix_web::{middleware, web, App, HttpServer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Every variant aborts start-up with its message; `main` exits non-zero.
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("realm import from {0}: {1}")]
+    Import(String, String),
+}
+
+/// The server keys: from `ANNALS_MASTER_KEY` when set, else the data directory's key file.
+pub fn server_keys(data_dir: &std::path::Path) -> Result<ServerKeys, SecretsError> {
+    match std::env::var("ANNALS_MASTER_KEY") {
+        Ok(k) if !k.is_empty() => ServerKeys::from_master_key(&k),
+        _ => ServerKeys::load_or_create(data_dir),
+    }
+}
+
+/// A running node.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub store: SharedStore,
+    pub read_models: ReadModels,
+    pub hosts: Hosts,
+    pub keys: Arc<ServerKeys>,
+    pub bootstrap: Option<BootstrapAdmin>,
+    pub imported: Vec<String>,
+    handle: ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a node. Must run inside an actix `System`.
+pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, ServerError> {
+    let dir = &cfg.store.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| ServerError::DataDir(dir.display().to_string(), e))?;
+    let store = store::open(&cfg.store.database_url).await?;
+    let keys = Arc::new(server_keys(dir)?);
+    let read_models = ReadModels::start(store.clone()).await?;
+    let bootstrap = provision::ensure_master(
+        &store,
+        &read_models,
+        &keys,
+        clock.now(),
+        &cfg.bootstrap_admin_username,
+        cfg.bootstrap_admin_password.as_deref(),
+    )
+    .await?;
+    let mut imported = Vec::new();
+    if let Some(import_dir) = &cfg.import_realm {
+        imported = crate::cli::import::import_dir(&store, &read_models, &keys, clock.now(), import_dir)
+            .await
+            .map_err(|e| ServerError::Import(import_dir.display().to_string(), e.to_string()))?;
+    }
+    let hosts = Hosts::new(store.clone(), clock.clone(), HostsConfig::default());
+    let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
+    let addr = listener.local_addr().map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
+    let base_url = cfg.base_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
+    let state = AppState {
+        store: store.clone(),
+        read_models: read_models.clone(),
+        hosts: hosts.clone(),
+        base_url: base_url.clone(),
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .wrap(middleware::from_fn(http::observe))
+            .configure(http::configure)
+    })
+    .workers(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(listener)
+    .map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?
+    .run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    crate::metrics::init();
+    Ok(Running { addr, base_url, store, read_models, hosts, keys, bootstrap, imported, handle, server })
+}
+
+impl Running {
+    /// Graceful stop: stop accepting, finish in-flight requests, drain actor mailboxes,
+    /// commit queued appends.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+        self.hosts.shutdown().await;
+        self.read_models.stop();
+        self.store.shutdown().await;
+    }
+}

@@ -1,0 +1,154 @@
+//! A real node: bootstrap, health, metrics, restart, read models.
+use crate::support::{self, pg::TestDb, ADMIN_PASSWORD};
+use annals::actors::CommandError;
+use annals::credentials::password::verify_password;
+use annals::domain::user::{User, UserCommand};
+use annals::readmodels;
+use annals_events::user::UserProfile;
+use annals_events::Metadata;
+use std::time::Duration;
+
+#[actix_rt::test]
+async fn a_fresh_node_bootstraps_master_and_reports_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = support::spawn_app(support::serve_config(dir.path(), None)).await;
+    let admin = app.bootstrap.clone().expect("bootstrap ran on an empty store");
+    assert_eq!(admin.username, "admin");
+    assert!(admin.generated_password.is_none(), "password came from configuration");
+    {
+        let d = app.read_models.read();
+        let master = d.realms.by_name("master").expect("master realm");
+        let user = d.users.by_username(&master.id, "ADMIN").expect("admin user, case-insensitive");
+        let verified = verify_password(ADMIN_PASSWORD, user.password.as_ref().unwrap()).unwrap();
+        assert!(verified.ok && !verified.needs_upgrade, "argon2id hash of the configured password");
+        assert!(!verify_password("wrong", user.password.as_ref().unwrap()).unwrap().ok);
+        let roles = d.memberships.effective_roles(&user.id);
+        assert!(roles.iter().any(|r| d.memberships.role(r).unwrap().name == "admin"));
+        assert!(d.signing_keys.active(&master.id, "RS256").is_some(), "master has an RS256 key");
+    }
+    let c = support::http();
+    let base = &app.base_url;
+    let live = c.get(format!("{base}/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = c.get(format!("{base}/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "UP");
+    let metrics = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "annals_http_request_duration_seconds_bucket",
+        "annals_events_appended_total",
+        "annals_append_duration_seconds",
+        "annals_projection_lag_events",
+        "annals_actors_live",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(metrics.contains("route=\"/health/ready\""), "latency is labelled by route");
+    let missing = c.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_restarted_node_keeps_its_state_and_does_not_bootstrap_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = support::spawn_app(support::serve_config(dir.path(), None)).await;
+    let head = app.store.head().await.unwrap();
+    app.stop().await;
+    let mut cfg = support::serve_config(dir.path(), None);
+    cfg.bootstrap_admin_password = None;
+    let again = support::spawn_app(cfg).await;
+    assert!(again.bootstrap.is_none());
+    assert_eq!(again.store.head().await.unwrap(), head);
+    assert!(again.read_models.read().realms.by_name("master").is_some());
+    again.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_a_configured_password_one_is_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = support::serve_config(dir.path(), None);
+    cfg.bootstrap_admin_password = None;
+    let app = support::spawn_app(cfg).await;
+    let pw = app.bootstrap.clone().unwrap().generated_password.expect("generated");
+    assert!(pw.len() >= 20);
+    let d = app.read_models.read().clone();
+    let master = d.realms.by_name("master").unwrap();
+    let user = d.users.by_username(&master.id, "admin").unwrap();
+    assert!(verify_password(&pw, user.password.as_ref().unwrap()).unwrap().ok);
+    app.stop().await;
+}
+
+/// Read models built incrementally while commands run equal a rebuild from position 0.
+#[actix_rt::test]
+async fn rebuilt_read_models_equal_the_incrementally_built_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = support::spawn_app(support::serve_config(dir.path(), None)).await;
+    let master = app.read_models.read().realms.by_name("master").unwrap().id.clone();
+    let meta = || Metadata::system("test").with_realm("master");
+    for i in 0..40 {
+        let id = format!("user-{i}");
+        let create = UserCommand::Create {
+            realm_id: master.clone(),
+            username: format!("User{i}"),
+            profile: UserProfile { email: Some(format!("u{i}@Example.org")), enabled: true, ..Default::default() },
+            created_timestamp: None,
+            federation_link: None,
+            extra: Default::default(),
+        };
+        app.hosts.execute::<User>(&id, create, meta()).await.unwrap();
+        if i % 3 == 0 {
+            app.hosts.execute::<User>(&id, UserCommand::Delete, meta()).await.unwrap();
+        }
+        if i % 5 == 0 {
+            let profile =
+                UserProfile { email: Some(format!("changed{i}@example.org")), enabled: true, ..Default::default() };
+            match app.hosts.execute::<User>(&id, UserCommand::ChangeProfile { profile }, meta()).await {
+                Ok(_) | Err(CommandError::Domain(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let head = app.store.head().await.unwrap();
+    app.read_models.wait_for(head, Duration::from_secs(5)).await.unwrap();
+    let incremental = app.read_models.read().clone();
+    let rebuilt = readmodels::rebuild(&app.store, |_| {}).await.unwrap();
+    assert_eq!(incremental, rebuilt);
+    assert!(incremental.users.by_email(&master, "U4@example.ORG").len() == 1);
+    assert!(incremental.users.by_username(&master, "user3").is_none(), "deleted users are gone");
+    app.stop().await;
+}
+
+/// Two full application instances on one PostgreSQL database: each sees the other's changes
+/// in its read models within a second.
+#[actix_rt::test]
+async fn two_nodes_see_each_others_changes_within_a_second() {
+    let Some(db) = TestDb::create().await else { return };
+    let (da, db_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = support::spawn_app(support::serve_config(da.path(), Some(&db.url))).await;
+    // Same server keys on both nodes (as an operator shares ANNALS_MASTER_KEY).
+    std::fs::copy(da.path().join("server-keys.json"), db_dir.path().join("server-keys.json")).unwrap();
+    let b = support::spawn_app(support::serve_config(db_dir.path(), Some(&db.url))).await;
+    assert!(b.bootstrap.is_none(), "the second node finds master already bootstrapped");
+    let master = a.read_models.read().realms.by_name("master").unwrap().id.clone();
+    for (i, (writer, reader)) in [(&a, &b), (&b, &a)].into_iter().enumerate() {
+        let create = UserCommand::Create {
+            realm_id: master.clone(),
+            username: format!("from-node-{i}"),
+            profile: UserProfile { enabled: true, ..Default::default() },
+            created_timestamp: None,
+            federation_link: None,
+            extra: Default::default(),
+        };
+        let done = writer.hosts.execute::<User>(&format!("n{i}"), create, Metadata::system("test")).await.unwrap();
+        reader
+            .read_models
+            .wait_for(done.position, Duration::from_secs(1))
+            .await
+            .expect("other node caught up within 1 s");
+        assert!(reader.read_models.read().users.by_username(&master, &format!("from-node-{i}")).is_some());
+    }
+    a.stop().await;
+    b.stop().await;
+}
