@@ -21,3 +21,6 @@ pub trait Projection {
     /// Folds one event. `event` is the stored record (stream id, time), `decoded` its payload.
     fn apply(&mut self, event: &RecordedEvent, decoded: &DomainEvent);
 }
+
+#[cfg(test)]
+mod tests;

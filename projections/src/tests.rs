@@ -1,0 +1,210 @@
+//! Given events, when folded, then the read models answer as a reader expects.
+use crate::Directory;
+use annals_events::group::*;
+use annals_events::realm::*;
+use annals_events::role::*;
+use annals_events::signing_key::*;
+use annals_events::user::*;
+use annals_events::{DomainEvent, RecordedEvent, StreamId, StreamType};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// Folds (stream, event) pairs at consecutive positions, one second apart.
+fn given(events: Vec<(StreamType, &str, DomainEvent)>) -> Directory {
+    let mut d = Directory::default();
+    for (i, (kind, id, e)) in events.into_iter().enumerate() {
+        let r = RecordedEvent {
+            event_id: uuid::Uuid::now_v7(),
+            stream: StreamId::new(kind, id),
+            version: 1,
+            position: i as u64 + 1,
+            recorded_at: DateTime::from_timestamp(1_800_000_000 + i as i64, 0).unwrap_or_default(),
+            event_type: e.event_type().into(),
+            schema_version: 1,
+            payload: annals_events::canonical::to_canonical_string(&e.payload().unwrap_or_default()),
+            metadata: "{}".into(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        d.fold(&r).unwrap_or_else(|e| panic!("{e}"));
+    }
+    d
+}
+
+fn realm(name: &str) -> DomainEvent {
+    RealmEvent::from(RealmCreated { name: name.into(), settings: RealmSettings::default(), extra: Default::default() })
+        .into()
+}
+
+fn user(realm: &str, username: &str, email: Option<&str>) -> DomainEvent {
+    UserEvent::from(UserCreated {
+        realm_id: realm.into(),
+        username: username.into(),
+        profile: UserProfile { email: email.map(str::to_string), enabled: true, ..Default::default() },
+        created_timestamp: None,
+        federation_link: None,
+        extra: Default::default(),
+    })
+    .into()
+}
+
+fn role(realm: &str, name: &str) -> DomainEvent {
+    RoleEvent::from(RoleCreated {
+        realm_id: realm.into(),
+        client_id: None,
+        name: name.into(),
+        description: None,
+        attributes: Default::default(),
+        extra: Default::default(),
+    })
+    .into()
+}
+
+fn group(realm: &str, name: &str, parent: Option<&str>) -> DomainEvent {
+    GroupEvent::from(GroupCreated {
+        realm_id: realm.into(),
+        name: name.into(),
+        parent_id: parent.map(str::to_string),
+        attributes: Default::default(),
+        extra: Default::default(),
+    })
+    .into()
+}
+
+fn ev<E: Into<DomainEvent>>(e: E) -> DomainEvent {
+    e.into()
+}
+
+#[test]
+fn given_users_when_looked_up_then_username_and_email_ignore_case_within_their_realm() {
+    let d = given(vec![
+        (StreamType::Realm, "r1", realm("one")),
+        (StreamType::Realm, "r2", realm("two")),
+        (StreamType::User, "u1", user("r1", "Ada", Some("Ada@Example.org"))),
+        (StreamType::User, "u2", user("r2", "ada", None)),
+    ]);
+    assert_eq!(&*d.users.by_username("r1", "ADA").unwrap().id, "u1");
+    assert_eq!(&*d.users.by_username("r2", "Ada").unwrap().id, "u2");
+    assert_eq!(d.users.by_email("r1", "ada@example.ORG").len(), 1);
+    assert!(d.users.by_email("r2", "ada@example.org").is_empty());
+    assert_eq!(d.realms.by_name("one").unwrap().id, "r1");
+    assert!(d.realms.by_name("ONE").is_none(), "realm names are case-sensitive, as in URLs");
+}
+
+#[test]
+fn given_an_email_change_when_looked_up_then_only_the_new_email_finds_the_user() {
+    let profile = UserProfile { email: Some("new@example.org".into()), enabled: true, ..Default::default() };
+    let d = given(vec![
+        (StreamType::User, "u1", user("r", "ada", Some("old@example.org"))),
+        (StreamType::User, "u1", ev(UserEvent::from(UserProfileChanged { profile }))),
+    ]);
+    assert!(d.users.by_email("r", "old@example.org").is_empty());
+    assert_eq!(d.users.by_email("r", "NEW@example.org").len(), 1);
+}
+
+#[test]
+fn given_a_deleted_user_when_looked_up_then_gone_and_the_name_is_free() {
+    let d = given(vec![
+        (StreamType::User, "u1", user("r", "ada", Some("a@example.org"))),
+        (StreamType::Role, "role", role("r", "admin")),
+        (StreamType::User, "u1", ev(UserEvent::from(UserRoleGranted { role_id: "role".into() }))),
+        (StreamType::User, "u1", ev(UserEvent::from(UserDeleted {}))),
+        (StreamType::User, "u2", user("r", "ADA", None)),
+    ]);
+    assert_eq!(&*d.users.by_username("r", "ada").unwrap().id, "u2");
+    assert!(d.users.by_email("r", "a@example.org").is_empty());
+    assert!(d.memberships.user_roles("u1").is_empty());
+}
+
+#[test]
+fn given_groups_and_composites_when_effective_roles_then_inherited_through_parents_and_composites() {
+    let d = given(vec![
+        (StreamType::Role, "base", role("r", "base")),
+        (StreamType::Role, "composite", role("r", "composite")),
+        (StreamType::Role, "parent-role", role("r", "parent-role")),
+        (
+            StreamType::Role,
+            "composite",
+            ev(RoleEvent::from(RoleCompositesSet { composites: vec!["base".into(), "composite".into()] })),
+        ),
+        (StreamType::Group, "parent", group("r", "staff", None)),
+        (StreamType::Group, "child", group("r", "admins", Some("parent"))),
+        (StreamType::Group, "parent", ev(GroupEvent::from(GroupRoleGranted { role_id: "parent-role".into() }))),
+        (StreamType::Group, "child", ev(GroupEvent::from(GroupRoleGranted { role_id: "composite".into() }))),
+        (StreamType::User, "u1", user("r", "ada", None)),
+        (StreamType::User, "u1", ev(UserEvent::from(UserJoinedGroup { group_id: "child".into() }))),
+    ]);
+    let roles = d.memberships.effective_roles("u1");
+    assert_eq!(roles.into_iter().collect::<Vec<_>>(), vec!["base", "composite", "parent-role"]);
+    assert!(d.memberships.user_roles("u1").is_empty(), "nothing granted directly");
+    assert_eq!(d.memberships.group_members("child").len(), 1);
+}
+
+#[test]
+fn given_a_deleted_role_when_effective_roles_then_it_is_gone_everywhere() {
+    let d = given(vec![
+        (StreamType::Role, "x", role("r", "x")),
+        (StreamType::Group, "g", group("r", "g", None)),
+        (StreamType::Group, "g", ev(GroupEvent::from(GroupRoleGranted { role_id: "x".into() }))),
+        (StreamType::User, "u", user("r", "ada", None)),
+        (StreamType::User, "u", ev(UserEvent::from(UserRoleGranted { role_id: "x".into() }))),
+        (StreamType::User, "u", ev(UserEvent::from(UserJoinedGroup { group_id: "g".into() }))),
+        (StreamType::Role, "x", ev(RoleEvent::from(RoleDeleted {}))),
+    ]);
+    assert!(d.memberships.effective_roles("u").is_empty());
+    assert!(d.memberships.role_by_name("r", None, "x").is_none());
+}
+
+fn key(realm: &str, kid: &str, alg: &str) -> DomainEvent {
+    SigningKeyEvent::from(SigningKeyGenerated {
+        realm_id: realm.into(),
+        kid: kid.into(),
+        algorithm: alg.into(),
+        public_jwk: json!({"kid": kid}),
+        private_key: SealedKey { alg: "A256GCM".into(), kek_id: "k".into(), nonce: "n".into(), ciphertext: "c".into() },
+    })
+    .into()
+}
+
+#[test]
+fn given_a_rotation_when_keys_are_listed_then_the_new_key_signs_and_the_old_stays_published_until_its_horizon() {
+    let horizon = 1_800_000_600;
+    let d = given(vec![
+        (StreamType::SigningKey, "old", key("r", "old", "ES256")),
+        (StreamType::SigningKey, "new", key("r", "new", "ES256")),
+        (StreamType::SigningKey, "old", ev(SigningKeyEvent::from(SigningKeyRetired { publish_until: horizon }))),
+        (StreamType::SigningKey, "other", key("r2", "other", "ES256")),
+    ]);
+    assert_eq!(d.signing_keys.active("r", "ES256").unwrap().kid, "new");
+    assert!(d.signing_keys.active("r", "RS256").is_none());
+    let at = |t: i64| -> Vec<String> {
+        d.signing_keys
+            .published("r", DateTime::<Utc>::from_timestamp(t, 0).unwrap_or_default())
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect()
+    };
+    assert_eq!(at(horizon - 1), vec!["old", "new"]);
+    assert_eq!(at(horizon), vec!["new"]);
+}
+
+#[test]
+fn given_an_event_already_folded_when_fed_again_then_nothing_changes() {
+    let mut d = given(vec![(StreamType::User, "u1", user("r", "ada", None))]);
+    let before = d.clone();
+    let again = RecordedEvent {
+        event_id: uuid::Uuid::now_v7(),
+        stream: StreamId::new(StreamType::User, "u1"),
+        version: 2,
+        position: 1,
+        recorded_at: Utc::now(),
+        event_type: "user.deleted".into(),
+        schema_version: 1,
+        payload: "{}".into(),
+        metadata: "{}".into(),
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    };
+    d.fold(&again).unwrap();
+    assert_eq!(d, before);
+}
