@@ -12,6 +12,7 @@ need_apt=()
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+command -v curl >/dev/null || need_apt+=(curl)
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
@@ -55,3 +56,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test (unit and integration, SQLite and PostgreSQL)"
 cargo test --workspace --all-targets
 
+
+log "load-tool scenarios (quick mode, debug build: they must run; figures come from scripts/bench.sh)"
+BENCH_PROFILE=debug BENCH_QUICK=1 OUT="$(mktemp)" scripts/bench.sh

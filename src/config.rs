@@ -33,7 +33,7 @@ impl FileConfig {
 }
 
 /// Where the log lives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -50,7 +50,8 @@ impl StoreConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Not `Debug`: it holds the bootstrap password.
+#[derive(Clone)]
 pub struct ServeConfig {
     pub store: StoreConfig,
     pub listen: String,
@@ -58,4 +59,26 @@ pub struct ServeConfig {
     pub import_realm: Option<PathBuf>,
     pub bootstrap_admin_username: String,
     pub bootstrap_admin_password: Option<String>,
+}
+
+/// A database URL fit for logs and terminals: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_terminal() {
+        assert_eq!(redact_url("postgres://annals:s3cr@t@db:5432/annals"), "postgres://annals:***@db:5432/annals");
+        assert_eq!(redact_url("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(redact_url("./annals-data/annals.db"), "./annals-data/annals.db");
+    }
 }

@@ -15,5 +15,6 @@ pub mod provision;
 pub mod readmodels;
 pub mod secrets;
 pub mod server;
+pub mod sqlmodels;
 pub mod store;
 pub mod verify;

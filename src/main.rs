@@ -99,6 +99,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("BROKEN: {b}");
                     ExitCode::from(2)
                 }
+                Err(e @ annals::verify::VerifyError::Unreadable { .. }) => {
+                    println!("BROKEN: {e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -129,10 +133,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Projections(ProjectionsCommand::Rebuild { name }) => {
-            let names = annals_projections::Directory::NAMES;
+            let names: Vec<&str> =
+                annals_projections::Directory::NAMES.iter().chain(annals::sqlmodels::NAMES.iter()).copied().collect();
             if let Some(n) = &name {
                 if !names.contains(&n.as_str()) {
                     bail!("unknown projection {n:?}; known: {}", names.join(", "));
+                }
+            }
+            if name.as_deref().is_none_or(|n| annals::sqlmodels::NAMES.contains(&n)) {
+                // SQL read models really drop their rows and checkpoint and refold from 0.
+                let started = Instant::now();
+                let at = annals::sqlmodels::rebuild(&store).await?;
+                println!(
+                    "user_search: dropped and rebuilt to position {at} in {:.3} s (SQL)",
+                    started.elapsed().as_secs_f64()
+                );
+                if name.is_some() {
+                    store.shutdown().await;
+                    return Ok(ExitCode::SUCCESS);
                 }
             }
             let head = store.head().await?;
@@ -188,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: ServeConfig, clock: SharedClock) -> anyhow::Result<ExitCode> {
-    let database = cfg.store.database_url.clone();
+    let database = annals::config::redact_url(&cfg.store.database_url);
     let running = annals::server::start(cfg, clock).await?;
     let base = running.base_url.clone();
     println!("Annals is listening on http://{}", running.addr);

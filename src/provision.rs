@@ -155,7 +155,15 @@ pub async fn ensure_master(
         )?,
         user,
     ];
-    let done = store.append_all(appends).await?;
+    let done = match store.append_all(appends).await {
+        Ok(done) => done,
+        // Another node bootstrapped at the same moment: its master realm stands.
+        Err(StoreError::Conflict { .. }) => {
+            read_models.wait_for(store.head().await?, Duration::from_secs(10)).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let last = done.iter().map(|a| a.last_position).max().unwrap_or(0);
     read_models.wait_for(last, Duration::from_secs(10)).await?;
     Ok(Some(BootstrapAdmin { username: username.to_string(), generated_password: generated }))

@@ -2,6 +2,7 @@
 //! start, then follows the log (this node's commits and, on PostgreSQL, other nodes').
 use crate::metrics;
 use crate::store::{SharedStore, StoreError};
+use annals_events::RecordedEvent;
 use annals_projections::Directory;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -33,27 +34,40 @@ pub struct ReadModels {
     task: Arc<JoinHandle<()>>,
 }
 
-/// Folds the whole log from `after` into `dir`, page by page.
+/// Folds the log after the directory's position into `dir`. Events of one commit share their
+/// `recorded_at`, so a page that ends inside a commit keeps its trailing run back until the
+/// next page completes it: readers see whole commits (an imported realm appears at once).
 pub async fn catch_up(
     store: &SharedStore,
     dir: &RwLock<Directory>,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ReadModelError> {
+    let mut after = dir.read().unwrap_or_else(|p| p.into_inner()).position;
+    let mut carry: Vec<RecordedEvent> = Vec::new();
     loop {
-        let after = dir.read().unwrap_or_else(|p| p.into_inner()).position;
         let page = store.read_all(after, PAGE).await?;
-        if page.is_empty() {
-            return Ok(after);
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            after = last.position;
         }
-        {
+        carry.extend(page);
+        let ready = if full {
+            let last_at = carry.last().map(|e| e.recorded_at);
+            let cut = carry.iter().rposition(|e| Some(e.recorded_at) != last_at).map_or(0, |i| i + 1);
+            let rest = carry.split_off(cut);
+            std::mem::replace(&mut carry, rest)
+        } else {
+            std::mem::take(&mut carry)
+        };
+        if !ready.is_empty() {
             let mut d = dir.write().unwrap_or_else(|p| p.into_inner());
-            for e in &page {
+            for e in &ready {
                 d.fold(e)?;
             }
+            progress(d.position);
         }
-        progress(page[page.len() - 1].position);
-        if page.len() < PAGE {
-            return Ok(page[page.len() - 1].position);
+        if !full {
+            return Ok(dir.read().unwrap_or_else(|p| p.into_inner()).position);
         }
     }
 }
@@ -66,12 +80,21 @@ pub async fn rebuild(store: &SharedStore, progress: impl FnMut(u64)) -> Result<D
 }
 
 impl ReadModels {
-    /// Rebuilds from the log, then follows it in the background.
+    /// Rebuilds from the log, then follows it in the background. An event that cannot be
+    /// folded does not stop the node: it starts unready and says why.
     pub async fn start(store: SharedStore) -> Result<Self, ReadModelError> {
         let dir = Arc::new(RwLock::new(Directory::default()));
-        let at = catch_up(&store, &dir, |_| {}).await?;
+        let healthy_now = match catch_up(&store, &dir, |_| {}).await {
+            Ok(_) => true,
+            Err(ReadModelError::Fold(e)) => {
+                tracing::error!(error = %e, "read models stopped at an event they cannot fold; the node is not ready");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let at = dir.read().unwrap_or_else(|p| p.into_inner()).position;
         let (pos_tx, position) = watch::channel(at);
-        let (ok_tx, healthy) = watch::channel(true);
+        let (ok_tx, healthy) = watch::channel(healthy_now);
         let task = tokio::spawn(follow(store, dir.clone(), pos_tx, ok_tx));
         Ok(ReadModels { dir, position, healthy, task: Arc::new(task) })
     }

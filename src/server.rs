@@ -6,6 +6,7 @@ use crate::http::{self, AppState};
 use crate::provision::{self, BootstrapAdmin, ProvisionError};
 use crate::readmodels::{ReadModelError, ReadModels};
 use crate::secrets::{SecretsError, ServerKeys};
+use crate::sqlmodels::SqlModels;
 use crate::store::{self, SharedStore, StoreError};
 use actix_web::dev::ServerHandle;
 use actix_web::{middleware, web, App, HttpServer};
@@ -23,6 +24,8 @@ pub enum ServerError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     ReadModel(#[from] ReadModelError),
+    #[error(transparent)]
+    SqlModel(#[from] crate::sqlmodels::SqlModelError),
     #[error(transparent)]
     Provision(#[from] ProvisionError),
     #[error("cannot listen on {0}: {1}")]
@@ -45,6 +48,7 @@ pub struct Running {
     pub base_url: String,
     pub store: SharedStore,
     pub read_models: ReadModels,
+    pub sql_models: SqlModels,
     pub hosts: Hosts,
     pub keys: Arc<ServerKeys>,
     pub bootstrap: Option<BootstrapAdmin>,
@@ -75,6 +79,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
             .await
             .map_err(|e| ServerError::Import(import_dir.display().to_string(), e.to_string()))?;
     }
+    let sql_models = SqlModels::start(store.clone()).await?;
     let hosts = Hosts::new(store.clone(), clock.clone(), HostsConfig::default());
     let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
@@ -82,6 +87,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let state = AppState {
         store: store.clone(),
         read_models: read_models.clone(),
+        sql_models: sql_models.clone(),
         hosts: hosts.clone(),
         base_url: base_url.clone(),
     };
@@ -100,7 +106,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let handle = server.handle();
     let server = tokio::spawn(server);
     crate::metrics::init();
-    Ok(Running { addr, base_url, store, read_models, hosts, keys, bootstrap, imported, handle, server })
+    Ok(Running { addr, base_url, store, read_models, sql_models, hosts, keys, bootstrap, imported, handle, server })
 }
 
 impl Running {
@@ -111,6 +117,7 @@ impl Running {
         let _ = self.server.await;
         self.hosts.shutdown().await;
         self.read_models.stop();
+        self.sql_models.stop();
         self.store.shutdown().await;
     }
 }

@@ -7,9 +7,13 @@ pub enum VerifyError {
     /// The chain is broken: reported to the operator with the first bad position; exit code 2.
     #[error("hash chain broken at {0}")]
     Broken(ChainBreak),
+    /// A row is so damaged it cannot be read back (hash of the wrong length, unknown stream
+    /// type): tampering as well; exit code 2.
+    #[error("position {position}: record unreadable ({reason}); the row was altered")]
+    Unreadable { position: u64, reason: String },
     /// The store could not be read; exit code 1.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +29,10 @@ pub async fn verify_chain(store: &dyn EventStore, mut progress: impl FnMut(u64))
     let mut v = ChainVerifier::new();
     let mut after = 0;
     loop {
-        let page = store.read_all(after, PAGE).await?;
+        let page = store.read_all(after, PAGE).await.map_err(|e| match e {
+            StoreError::Corrupt { position, reason } => VerifyError::Unreadable { position, reason },
+            other => VerifyError::Store(other),
+        })?;
         for e in &page {
             v.check(&e.chain_input(), &e.prev_hash, &e.hash).map_err(VerifyError::Broken)?;
         }

@@ -22,6 +22,8 @@ pub struct KeyView {
     pub public_jwk: Value,
     pub private_key: SealedKey,
     pub created_at: DateTime<Utc>,
+    /// Log position of the generation: the order of keys, independent of node clocks.
+    pub position: u64,
     pub status: KeyStatus,
 }
 
@@ -40,7 +42,7 @@ impl SigningKeyRing {
         self.keys
             .values()
             .filter(|k| k.realm_id == realm_id && k.algorithm == algorithm && k.status == KeyStatus::Active)
-            .max_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.kid.cmp(&b.kid)))
+            .max_by_key(|k| k.position)
     }
 
     /// Keys whose public half belongs in the realm's JWKS at `now`, oldest first.
@@ -56,7 +58,7 @@ impl SigningKeyRing {
                     }
             })
             .collect();
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.kid.cmp(&b.kid)));
+        out.sort_by_key(|k| k.position);
         out
     }
 
@@ -92,6 +94,7 @@ impl Projection for SigningKeyRing {
                         public_jwk: g.public_jwk.clone(),
                         private_key: g.private_key.clone(),
                         created_at: event.recorded_at,
+                        position: event.position,
                         status: KeyStatus::Active,
                     },
                 );

@@ -45,6 +45,8 @@ pub struct AggregateActor<A: Aggregate> {
     queued: Arc<AtomicUsize>,
     on_stop: Option<Box<dyn FnOnce() + Send>>,
     broken: Option<String>,
+    /// Loading failed for a transient reason; queued commands are answered `Unavailable`.
+    unavailable: bool,
 }
 
 impl<A: Aggregate> AggregateActor<A> {
@@ -68,6 +70,7 @@ impl<A: Aggregate> AggregateActor<A> {
             queued,
             on_stop: Some(on_stop),
             broken: None,
+            unavailable: false,
         }
     }
 }
@@ -84,22 +87,53 @@ fn typed<A: Aggregate>(events: &[RecordedEvent]) -> Result<Vec<A::Event>, String
         .collect()
 }
 
-/// Loads state: the newest snapshot (if it still deserializes) plus the events after it.
-pub(crate) async fn load<A: Aggregate>(store: &SharedStore, stream: &StreamId) -> Result<(A, u64, u64), String> {
+/// Why an actor could not load its state.
+pub(crate) enum LoadError {
+    /// The store is unreachable: transient; the actor stops and the next command retries.
+    Store(StoreError),
+    /// An event of the stream cannot be decoded: needs an operator.
+    Corrupt(String),
+}
+
+/// Snapshots are only trusted by the exact build and state type that wrote them: a changed
+/// `apply` or state shape in a new release must not resurrect an old, wrong state.
+fn snapshot_shape<A: Aggregate>() -> String {
+    format!("{}@{}", std::any::type_name::<A>(), env!("CARGO_PKG_VERSION"))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotDoc<A> {
+    shape: String,
+    state: A,
+}
+
+pub(crate) fn snapshot_text<A: Aggregate>(state: &A) -> Result<String, serde_json::Error> {
+    #[derive(serde::Serialize)]
+    struct Doc<'a, A> {
+        shape: String,
+        state: &'a A,
+    }
+    serde_json::to_string(&Doc { shape: snapshot_shape::<A>(), state })
+}
+
+/// Loads state: the newest snapshot (if this build wrote it) plus the events after it.
+pub(crate) async fn load<A: Aggregate>(store: &SharedStore, stream: &StreamId) -> Result<(A, u64, u64), LoadError> {
     let (mut state, mut version) = (A::default(), 0);
     if let Ok(Some(s)) = store.load_snapshot(stream).await {
-        // A snapshot of an older state shape is ignored, not fatal: snapshots are a cache.
-        if let Ok(st) = serde_json::from_str::<A>(&s.state) {
-            state = st;
-            version = s.version;
+        // A snapshot of another build or shape is ignored, not fatal: snapshots are a cache.
+        if let Ok(doc) = serde_json::from_str::<SnapshotDoc<A>>(&s.state) {
+            if doc.shape == snapshot_shape::<A>() {
+                state = doc.state;
+                version = s.version;
+            }
         }
     }
     let snapshot_version = version;
-    let tail = store.read_stream(stream, version, ReadUntil::End).await.map_err(|e| e.to_string())?;
+    let tail = store.read_stream(stream, version, ReadUntil::End).await.map_err(LoadError::Store)?;
     if let Some(last) = tail.last() {
         version = last.version;
     }
-    state = fold(state, &typed::<A>(&tail)?);
+    state = fold(state, &typed::<A>(&tail).map_err(LoadError::Corrupt)?);
     Ok((state, version, snapshot_version))
 }
 
@@ -113,15 +147,20 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
         metrics::ACTORS_LIVE.with_label_values(&[A::KIND.as_str()]).inc();
         let store = self.store.clone();
         let stream = self.stream.clone();
-        ctx.wait(async move { load::<A>(&store, &stream).await }.into_actor(self).map(|res, act, _| match res {
+        ctx.wait(async move { load::<A>(&store, &stream).await }.into_actor(self).map(|res, act, ctx| match res {
             Ok((state, version, snap)) => {
                 act.state = state;
                 act.version = version;
                 act.snapshot_version = snap;
             }
-            Err(e) => {
-                tracing::error!(stream = %act.stream, error = %e, "aggregate failed to load");
+            Err(LoadError::Corrupt(e)) => {
+                tracing::error!(stream = %act.stream, error = %e, "aggregate stream is undecodable");
                 act.broken = Some(e);
+            }
+            Err(LoadError::Store(e)) => {
+                tracing::warn!(stream = %act.stream, error = %e, "aggregate could not load; stopping");
+                act.unavailable = true;
+                ctx.stop();
             }
         }));
         let tick = (self.idle / 2).max(Duration::from_millis(10));
@@ -218,6 +257,10 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             let _ = msg.reply.send(Err(CommandError::Corrupt(e.clone())));
             return;
         }
+        if self.unavailable {
+            let _ = msg.reply.send(Err(CommandError::Unavailable));
+            return;
+        }
         let fut = decide_and_append::<A>(
             self.store.clone(),
             self.clock.clone(),
@@ -234,7 +277,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             act.version = attempt.version;
             act.last_used = Instant::now();
             if act.version >= act.snapshot_version + SNAPSHOT_EVERY {
-                if let Ok(state) = serde_json::to_string(&act.state) {
+                if let Ok(state) = snapshot_text(&act.state) {
                     let store = act.store.clone();
                     let snap = Snapshot { stream: act.stream.clone(), version: act.version, state };
                     act.snapshot_version = act.version;

@@ -52,6 +52,10 @@ struct Inner {
     arbiters: Vec<Arbiter>,
     actors: Mutex<HashMap<StreamId, Entry>>,
     closing: AtomicBool,
+    /// Commands between the closing check and their reply; shutdown waits for zero so no
+    /// command that may have appended is cut off.
+    inflight: AtomicUsize,
+    idle: tokio::sync::Notify,
     tokens: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -81,6 +85,8 @@ impl Hosts {
                 arbiters,
                 actors: Mutex::new(HashMap::new()),
                 closing: AtomicBool::new(false),
+                inflight: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
                 tokens: AtomicU64::new(0),
                 hasher: Default::default(),
             }),
@@ -94,6 +100,20 @@ impl Hosts {
         command: A::Command,
         metadata: Metadata,
     ) -> Result<Executed, CommandError<A::Error>> {
+        self.inner.inflight.fetch_add(1, Ordering::AcqRel);
+        let out = self.execute_once::<A>(id, command, metadata).await;
+        if self.inner.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+        out
+    }
+
+    async fn execute_once<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Executed, CommandError<A::Error>> {
         let stream = StreamId::new(A::KIND, id);
         // Two tries: an actor may passivate between lookup and send, or drop a queued message
         // while stopping. Neither executed the command (the reply is sent only after it ran).
@@ -101,7 +121,7 @@ impl Hosts {
             if self.inner.closing.load(Ordering::Acquire) {
                 return Err(CommandError::Unavailable);
             }
-            let (addr, queued) = self.addr::<A>(&stream);
+            let (addr, queued, token) = self.addr::<A>(&stream);
             if queued.fetch_add(1, Ordering::AcqRel) >= self.inner.config.mailbox {
                 queued.fetch_sub(1, Ordering::AcqRel);
                 metrics::ACTOR_BUSY.with_label_values(&[A::KIND.as_str()]).inc();
@@ -120,7 +140,12 @@ impl Hosts {
                 }
                 Err(SendError::Closed(_)) => {
                     queued.fetch_sub(1, Ordering::AcqRel);
-                    self.inner.actors().remove(&stream);
+                    // Remove only the dead actor's entry, never a replacement another caller
+                    // started meanwhile.
+                    let mut actors = self.inner.actors();
+                    if actors.get(&stream).is_some_and(|e| e.token == token) {
+                        actors.remove(&stream);
+                    }
                     continue;
                 }
             }
@@ -136,6 +161,10 @@ impl Hosts {
     /// Refuses new commands, waits until every queued command has been handled, stops arbiters.
     pub async fn shutdown(&self) {
         self.inner.closing.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.inner.inflight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.inner.idle.notified()).await;
+        }
         let drains: Vec<Recipient<Drain>> = self.inner.actors().values().map(|e| e.drain.clone()).collect();
         for d in drains {
             let _ = d.send(Drain).await;
@@ -145,12 +174,12 @@ impl Hosts {
         }
     }
 
-    fn addr<A: Aggregate>(&self, stream: &StreamId) -> (Addr<AggregateActor<A>>, Arc<AtomicUsize>) {
+    fn addr<A: Aggregate>(&self, stream: &StreamId) -> (Addr<AggregateActor<A>>, Arc<AtomicUsize>, u64) {
         let mut actors = self.inner.actors();
         if let Some(e) = actors.get(stream) {
             if let Some(addr) = e.addr.downcast_ref::<Addr<AggregateActor<A>>>() {
                 if addr.connected() {
-                    return (addr.clone(), e.queued.clone());
+                    return (addr.clone(), e.queued.clone(), e.token);
                 }
             }
         }
@@ -182,6 +211,6 @@ impl Hosts {
             stream.clone(),
             Entry { token, queued: queued.clone(), addr: Box::new(addr.clone()), drain: addr.clone().recipient() },
         );
-        (addr, queued)
+        (addr, queued, token)
     }
 }

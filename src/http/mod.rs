@@ -8,13 +8,16 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
+use actix_web::HttpMessage;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: SharedStore,
     pub read_models: ReadModels,
+    pub sql_models: crate::sqlmodels::SqlModels,
     pub hosts: Hosts,
     pub base_url: String,
 }
@@ -25,17 +28,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/metrics").route(web::get().to(health::metrics)));
 }
 
-/// Records request latency by route pattern (never by raw path: ids would explode cardinality).
+/// The request header carrying a caller's correlation id; echoed on the response.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Gives every request a tracing span with a correlation id (the caller's, when it sent a
+/// well-formed one, else a new UUIDv7), echoes it, and records latency by route pattern
+/// (never by raw path: ids would explode metric cardinality).
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let res = next.call(req).await?;
+    let correlation = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(Correlation(correlation.clone()));
+    let span = tracing::info_span!("http", %method, path = %req.path(), correlation_id = %correlation);
+    let mut res = next.call(req).instrument(span.clone()).await?;
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-    crate::metrics::HTTP_SECONDS
-        .with_label_values(&[&method, &route, res.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    let status = res.status();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&correlation) {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    let elapsed = started.elapsed();
+    crate::metrics::HTTP_SECONDS.with_label_values(&[&method, &route, status.as_str()]).observe(elapsed.as_secs_f64());
+    span.in_scope(|| tracing::debug!(%route, status = status.as_u16(), micros = elapsed.as_micros() as u64, "request"));
     Ok(res)
 }
+
+/// The request's correlation id, for handlers that turn requests into commands.
+#[derive(Clone, Debug)]
+pub struct Correlation(pub String);

@@ -105,11 +105,21 @@ pub trait EventStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// The database, for SQL read models that keep their rows and checkpoint beside the log.
+    fn pool(&self) -> DbPool;
+
     /// Stops the writer after the appends already queued have been committed.
     async fn shutdown(&self);
 }
 
 pub type SharedStore = Arc<dyn EventStore>;
+
+/// A connection pool of either backend.
+#[derive(Clone, Debug)]
+pub enum DbPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
 
 /// Opens the store a database URL names: `postgres://...` or `sqlite://FILE` / a bare path.
 pub async fn open(database_url: &str) -> Result<SharedStore, StoreError> {

@@ -35,6 +35,10 @@ pub fn plan(requests: &[&[StreamAppend]], mut facts: Facts, now: DateTime<Utc>) 
     let micros = now.timestamp_micros();
     let recorded_at = DateTime::from_timestamp_micros(micros).unwrap_or(now);
     for appends in requests {
+        if let Err(e) = validate(appends) {
+            outcomes.push(Err(e));
+            continue;
+        }
         match replayed(appends, &facts) {
             Ok(Some(done)) => {
                 outcomes.push(Ok(done));
@@ -92,6 +96,34 @@ pub fn plan(requests: &[&[StreamAppend]], mut facts: Facts, now: DateTime<Utc>) 
     (rows, outcomes)
 }
 
+/// Shape checks that must hold before anything else looks at a request: they keep one bad
+/// request from failing the database statement the whole batch shares.
+pub fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
+    let mut ids = std::collections::HashSet::new();
+    let mut streams = std::collections::HashSet::new();
+    for a in appends {
+        if a.events.is_empty() {
+            return Err(StoreError::Invalid(format!("append to {} has no events", a.stream)));
+        }
+        let id = &a.stream.id;
+        if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
+            return Err(StoreError::Invalid("stream id must be 1..=255 bytes without control characters".into()));
+        }
+        if !streams.insert(&a.stream) {
+            return Err(StoreError::Invalid(format!("{} appears twice in one atomic append", a.stream)));
+        }
+        for e in &a.events {
+            if !ids.insert(e.event_id) {
+                return Err(StoreError::Invalid(format!("event id {} appears twice in one append", e.event_id)));
+            }
+            if e.event_type.is_empty() || e.payload.contains('\0') || e.metadata.contains('\0') {
+                return Err(StoreError::Invalid(format!("event {} has no type or contains NUL", e.event_id)));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A retried request whose events are all stored already gets the original result.
 fn replayed(appends: &[StreamAppend], facts: &Facts) -> Result<Option<Vec<Appended>>, StoreError> {
     let total: usize = appends.iter().map(|a| a.events.len()).sum();
@@ -128,20 +160,11 @@ fn replayed(appends: &[StreamAppend], facts: &Facts) -> Result<Option<Vec<Append
 
 fn check_versions(appends: &[StreamAppend], facts: &Facts) -> Result<(), StoreError> {
     for a in appends {
-        if a.events.is_empty() {
-            return Err(StoreError::Invalid(format!("append to {} has no events", a.stream)));
-        }
         let actual = facts.versions.get(&a.stream).copied().unwrap_or(0);
         if let ExpectedVersion::Exact(v) = a.expected {
             if v != actual {
                 return Err(StoreError::Conflict { stream: a.stream.clone(), expected: a.expected, actual });
             }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for a in appends {
-        if !seen.insert(&a.stream) {
-            return Err(StoreError::Invalid(format!("{} appears twice in one atomic append", a.stream)));
         }
     }
     Ok(())
@@ -247,6 +270,25 @@ mod tests {
         let (rows, out) = plan(&[&[req]], facts, now());
         assert!(rows.is_empty());
         assert!(matches!(out[0], Err(StoreError::IdempotencyMismatch { .. })));
+    }
+
+    #[test]
+    fn given_malformed_requests_when_planned_then_each_is_refused_alone_without_panicking() {
+        let mut dup = append("a", 0, 1);
+        dup.events.push(dup.events[0].clone());
+        let mut empty_after_stored = append("b", 0, 1);
+        let stored = empty_after_stored.events[0].event_id;
+        empty_after_stored.events.clear();
+        let mut facts = Facts::default();
+        facts.existing.insert(stored, Existing { stream: stream("b"), version: 1, position: 1 });
+        let nul = StreamAppend { stream: stream("x\0y"), expected: ExpectedVersion::Any, events: vec![ev()] };
+        let fine = [append("c", 0, 1)];
+        let (rows, out) = plan(&[&[dup], &[append("z", 0, 1), empty_after_stored], &[nul], &fine], facts, now());
+        assert!(matches!(out[0], Err(StoreError::Invalid(_))));
+        assert!(matches!(out[1], Err(StoreError::Invalid(_))));
+        assert!(matches!(out[2], Err(StoreError::Invalid(_))));
+        assert!(out[3].is_ok());
+        assert_eq!(rows.len(), 1);
     }
 
     #[test]

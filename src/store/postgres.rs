@@ -56,8 +56,8 @@ async fn head_position(pool: &PgPool) -> Result<u64, StoreError> {
     Ok(p.unwrap_or(0) as u64)
 }
 
-/// Moves the head watch when another node commits. NOTIFY is the fast path; a slow poll covers
-/// notifications lost while the listener reconnects.
+/// Moves the head watch when another node commits. NOTIFY is the fast path; a slow poll (5 s)
+/// covers notifications lost while the listener reconnects.
 async fn follow_other_nodes(pool: PgPool, head: Arc<watch::Sender<u64>>) {
     let bump = |p: u64| {
         head.send_if_modified(|h| {
@@ -68,7 +68,7 @@ async fn follow_other_nodes(pool: PgPool, head: Arc<watch::Sender<u64>>) {
             moved
         });
     };
-    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    let mut poll = tokio::time::interval(Duration::from_secs(5));
     let mut listener = None;
     loop {
         if listener.is_none() {
@@ -102,7 +102,16 @@ impl Backend for PgWriter {
         requests: &[&[StreamAppend]],
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // READ COMMITTED whatever the database default: the head must be read after the lock
+        // is granted, not from a snapshot taken before it. A stuck lock holder fails the batch
+        // after 30 s instead of blocking every node forever. Custom plans: a generic plan
+        // cached while the table was small keeps scanning it whole once it is large.
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
+        sqlx::query(
+            "SELECT set_config('lock_timeout', '30s', true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+        )
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
         let mut facts = Facts::default();
         if let Some(row) = sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
@@ -202,7 +211,10 @@ impl EventStore for PgStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_type = $2 AND version > $3{cond} ORDER BY version"
         );
-        let mut q = sqlx::query(&sql).bind(&stream.id).bind(stream.kind.as_str()).bind(after_version as i64);
+        let mut q = sqlx::query(&sql)
+            .bind(&stream.id)
+            .bind(stream.kind.as_str())
+            .bind(after_version.min(i64::MAX as u64) as i64);
         if !cond.is_empty() {
             q = q.bind(bound);
         }
@@ -212,7 +224,11 @@ impl EventStore for PgStore {
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-        let rows = sqlx::query(&sql).bind(after_position as i64).bind(limit as i64).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(after_position.min(i64::MAX as u64) as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
@@ -247,6 +263,10 @@ impl EventStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn pool(&self) -> super::DbPool {
+        super::DbPool::Postgres(self.pool.clone())
     }
 
     fn backend(&self) -> &'static str {

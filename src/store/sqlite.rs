@@ -23,6 +23,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
     head: Arc<watch::Sender<u64>>,
+    poller: tokio::task::JoinHandle<()>,
 }
 
 /// Builds connect options from `sqlite://path`, `sqlite:path` or a bare file path.
@@ -51,8 +52,9 @@ impl SqliteStore {
         let conn = opts.connect().await?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
-        let writer = Writer::spawn(SqliteWriter { conn }, head.clone(), "sqlite");
-        Ok(SqliteStore { pool, writer, head })
+        let writer = Writer::spawn(SqliteWriter { conn, opts }, head.clone(), "sqlite");
+        let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone()));
+        Ok(SqliteStore { pool, writer, head, poller })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -65,8 +67,27 @@ async fn head_position(pool: &SqlitePool) -> Result<u64, StoreError> {
     Ok(p.unwrap_or(0) as u64)
 }
 
+/// Another process (an `annals import` beside a running node) may commit to the same file; its
+/// commits do not pass through this process's writer, so poll the head as well.
+async fn follow_other_processes(pool: SqlitePool, head: Arc<watch::Sender<u64>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if let Ok(p) = head_position(&pool).await {
+            head.send_if_modified(|h| {
+                let moved = p > *h;
+                if moved {
+                    *h = p;
+                }
+                moved
+            });
+        }
+    }
+}
+
 struct SqliteWriter {
     conn: SqliteConnection,
+    opts: SqliteConnectOptions,
 }
 
 #[async_trait]
@@ -86,9 +107,17 @@ impl Backend for SqliteWriter {
                 }
             },
             Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-                if self.conn.ping().await.is_err() {
-                    tracing::error!("sqlite writer connection lost");
+                let rolled_back = sqlx::query("ROLLBACK").execute(&mut self.conn).await.is_ok();
+                if !rolled_back && self.conn.ping().await.is_err() {
+                    // The connection is gone (file replaced, I/O error): open a fresh one so
+                    // the next batch can succeed.
+                    match self.opts.connect().await {
+                        Ok(c) => {
+                            tracing::warn!("sqlite writer connection replaced after an error");
+                            self.conn = c;
+                        }
+                        Err(err) => tracing::error!(error = %err, "sqlite writer connection lost; will retry"),
+                    }
                 }
                 Err(e)
             }
@@ -204,7 +233,10 @@ impl EventStore for SqliteStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
         );
-        let mut q = sqlx::query(&sql).bind(&stream.id).bind(stream.kind.as_str()).bind(after_version as i64);
+        let mut q = sqlx::query(&sql)
+            .bind(&stream.id)
+            .bind(stream.kind.as_str())
+            .bind(after_version.min(i64::MAX as u64) as i64);
         if !cond.is_empty() {
             q = q.bind(bound);
         }
@@ -214,7 +246,11 @@ impl EventStore for SqliteStore {
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-        let rows = sqlx::query(&sql).bind(after_position as i64).bind(limit as i64).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(after_position.min(i64::MAX as u64) as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
@@ -251,11 +287,16 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
+    fn pool(&self) -> super::DbPool {
+        super::DbPool::Sqlite(self.pool.clone())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
 
     async fn shutdown(&self) {
         self.writer.shutdown().await;
+        self.poller.abort();
     }
 }

@@ -51,6 +51,9 @@ impl Writer {
         if appends.is_empty() {
             return Ok(Vec::new());
         }
+        // Refuse malformed requests before they reach a batch: one bad request must never
+        // fail the statements other callers share.
+        super::plan::validate(&appends)?;
         let started = Instant::now();
         let (reply, rx) = oneshot::channel();
         self.queue.send(Pending { appends, reply }).await.map_err(|_| StoreError::Closed)?;
@@ -95,31 +98,51 @@ async fn run<B: Backend>(
         let requests: Vec<&[StreamAppend]> = batch.iter().map(|p| p.appends.as_slice()).collect();
         match backend.commit(&requests, Utc::now()).await {
             Ok((outcomes, new_head)) => {
-                let written: u64 = outcomes
-                    .iter()
-                    .filter_map(|o| o.as_ref().ok())
-                    .flat_map(|v| v.iter())
-                    .map(|a| a.last_position + 1 - a.first_position)
-                    .sum();
-                metrics::EVENTS_APPENDED.with_label_values(&[store]).inc_by(written);
-                metrics::BATCH_SIZE.observe(batch.len() as f64);
-                head.send_if_modified(|h| {
-                    let moved = new_head > *h;
-                    if moved {
-                        *h = new_head;
-                    }
-                    moved
-                });
+                publish(&head, store, batch.len(), &outcomes, new_head);
                 for (p, o) in batch.into_iter().zip(outcomes) {
                     let _ = p.reply.send(o);
                 }
             }
+            Err(e) if batch.len() > 1 => {
+                // One request may have made the shared statement fail: retry each alone so
+                // only the culprit sees the error.
+                tracing::warn!(error = %e, requests = batch.len(), "batch failed; retrying its requests one by one");
+                for p in batch {
+                    let out = match backend.commit(&[p.appends.as_slice()], Utc::now()).await {
+                        Ok((mut outcomes, new_head)) => {
+                            publish(&head, store, 1, &outcomes, new_head);
+                            outcomes.pop().unwrap_or(Err(StoreError::Closed))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = p.reply.send(out);
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, requests = batch.len(), "append batch failed; nothing of it was committed");
+                tracing::error!(error = %e, "append failed; nothing of it was committed");
                 for p in batch {
                     let _ = p.reply.send(Err(e.clone()));
                 }
             }
         }
     }
+}
+
+/// Counts what a commit wrote and moves the head watch.
+fn publish(head: &watch::Sender<u64>, store: &'static str, requests: usize, outcomes: &[Outcome], new_head: u64) {
+    let written: u64 = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .flat_map(|v| v.iter())
+        .map(|a| a.last_position + 1 - a.first_position)
+        .sum();
+    metrics::EVENTS_APPENDED.with_label_values(&[store]).inc_by(written);
+    metrics::BATCH_SIZE.observe(requests as f64);
+    head.send_if_modified(|h| {
+        let moved = new_head > *h;
+        if moved {
+            *h = new_head;
+        }
+        moved
+    });
 }

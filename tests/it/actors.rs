@@ -147,7 +147,9 @@ async fn long_streams_are_snapshotted_and_load_the_same_state() {
     }
     let snap = snap.expect("a snapshot was taken");
     assert!(snap.version >= 100);
-    let from_snapshot: User = serde_json::from_str(&snap.state).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&snap.state).unwrap();
+    assert!(doc["shape"].as_str().unwrap().contains("User@"), "snapshots name the state type and build");
+    let from_snapshot: User = serde_json::from_value(doc["state"].clone()).unwrap();
     let tail = store.read_stream(&stream, snap.version, ReadUntil::End).await.unwrap();
     let all = store.read_stream(&stream, 0, ReadUntil::End).await.unwrap();
     let typed = |evs: &[annals_events::RecordedEvent]| -> Vec<<User as Aggregate>::Event> {

@@ -3,7 +3,7 @@ use crate::support::{self, pg::TestDb, ADMIN_PASSWORD};
 use annals::actors::CommandError;
 use annals::credentials::password::verify_password;
 use annals::domain::user::{User, UserCommand};
-use annals::readmodels;
+use annals::{readmodels, sqlmodels};
 use annals_events::user::UserProfile;
 use annals_events::Metadata;
 use std::time::Duration;
@@ -115,6 +115,20 @@ async fn rebuilt_read_models_equal_the_incrementally_built_ones() {
     let incremental = app.read_models.read().clone();
     let rebuilt = readmodels::rebuild(&app.store, |_| {}).await.unwrap();
     assert_eq!(incremental, rebuilt);
+
+    // The SQL read model: the incrementally maintained rows equal a drop-and-rebuild.
+    assert!(app.sql_models.wait_for(head, Duration::from_secs(5)).await);
+    let pool = app.store.pool();
+    let before = sqlmodels::search(&pool, &master, "", 0, 1000).await.unwrap();
+    assert_eq!(sqlmodels::rebuild(&app.store).await.unwrap(), head);
+    let after = sqlmodels::search(&pool, &master, "", 0, 1000).await.unwrap();
+    assert_eq!(before, after);
+    assert_eq!(before.len(), incremental.users.in_realm(&master).count());
+    // Search: case-insensitive substring over username and email, paged, wildcards literal.
+    let hits = sqlmodels::search(&pool, &master, "CHANGED1", 0, 10).await.unwrap();
+    assert!(hits.iter().all(|h| h.email.as_deref().unwrap_or("").contains("changed1")) && !hits.is_empty());
+    assert_eq!(sqlmodels::search(&pool, &master, "user1", 0, 2).await.unwrap().len(), 2);
+    assert!(sqlmodels::search(&pool, &master, "%", 0, 10).await.unwrap().is_empty());
     assert!(incremental.users.by_email(&master, "U4@example.ORG").len() == 1);
     assert!(incremental.users.by_username(&master, "user3").is_none(), "deleted users are gone");
     app.stop().await;
@@ -151,4 +165,54 @@ async fn two_nodes_see_each_others_changes_within_a_second() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+#[actix_rt::test]
+async fn realms_in_the_import_directory_are_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let realms = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keycloak-realm.json"),
+        realms.path().join("acme.json"),
+    )
+    .unwrap();
+    let mut cfg = support::serve_config(dir.path(), None);
+    cfg.import_realm = Some(realms.path().to_path_buf());
+    let app = support::spawn_app(cfg.clone()).await;
+    assert_eq!(app.imported, vec!["acme".to_string()]);
+    let head = app.store.head().await.unwrap();
+    {
+        let d = app.read_models.read();
+        let acme = d.realms.by_name("acme").expect("imported");
+        assert!(d.signing_keys.active(&acme.id, "RS256").is_some(), "an imported realm gets a signing key");
+    }
+    app.stop().await;
+    let again = support::spawn_app(cfg).await;
+    assert!(again.imported.is_empty(), "an existing realm is skipped");
+    assert_eq!(again.store.head().await.unwrap(), head);
+    again.stop().await;
+}
+
+/// On SQLite another process (here `annals import`) may append to the node's file; the node's
+/// read models still pick it up.
+#[actix_rt::test]
+async fn a_node_sees_what_another_process_appended_to_its_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = support::spawn_app(support::serve_config(dir.path(), None)).await;
+    let keys = std::fs::read_to_string(dir.path().join("server-keys.json")).unwrap();
+    assert!(!keys.is_empty());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(["import"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keycloak-realm.json"))
+        .env("ANNALS_DATA_DIR", dir.path())
+        .env_remove("ANNALS_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let head = app.store.head().await.unwrap();
+    app.read_models.wait_for(head, Duration::from_secs(3)).await.expect("node caught up with the other process");
+    assert!(app.read_models.read().realms.by_name("acme").is_some());
+    let ready = support::http().get(format!("{}/health/ready", app.base_url)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.stop().await;
 }

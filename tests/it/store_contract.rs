@@ -107,6 +107,32 @@ async fn atomic_multi_stream_append_is_all_or_nothing(ctx: Ctx) {
     assert_eq!(s.head().await.unwrap(), 4);
 }
 
+/// A malformed request in a batch fails alone; the requests committed beside it succeed.
+async fn a_bad_request_fails_alone(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut a = append(&format!("ok{i}"), 0, 1);
+            if i % 5 == 0 {
+                a.stream = user(&format!("bad\0{i}"));
+            }
+            (i, s.append(a).await)
+        }));
+    }
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        if i % 5 == 0 {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+        } else {
+            assert!(r.is_ok(), "{r:?}");
+        }
+    }
+    assert_eq!(s.head().await.unwrap(), 16);
+    verify_chain(&**s, |_| {}).await.unwrap();
+}
+
 async fn streams_read_by_version_and_time(ctx: Ctx) {
     let s = &ctx.store;
     s.append(append("a", 0, 3)).await.unwrap();
@@ -365,6 +391,7 @@ contract!(
     conflict_is_reported_and_nothing_written,
     retried_append_is_idempotent,
     atomic_multi_stream_append_is_all_or_nothing,
+    a_bad_request_fails_alone,
     streams_read_by_version_and_time,
     snapshots_keep_the_latest,
     concurrent_writers_commit_in_position_order,
