@@ -141,8 +141,10 @@ async fn append(store: SharedStore, writers: usize, events: usize, acks: bool) -
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort();
+    let batches = annals::metrics::BATCH_SIZE.get_sample_count().max(1) as f64;
     json!({
         "events_per_s": events as f64 / secs,
+        "mean_batch_requests": annals::metrics::BATCH_SIZE.get_sample_sum() / batches,
         "seconds": secs,
         "writers": writers,
         "p50_ms": percentile_ms(&lat, 0.5),

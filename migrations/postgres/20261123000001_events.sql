@@ -15,7 +15,6 @@ CREATE TABLE events (
     hash           BYTEA   NOT NULL,
     UNIQUE (stream_id, stream_type, version)
 );
-CREATE INDEX events_recorded_at ON events (recorded_at_us);
 
 CREATE FUNCTION annals_events_append_only() RETURNS trigger AS $$
 BEGIN

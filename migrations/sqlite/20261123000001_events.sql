@@ -15,7 +15,6 @@ CREATE TABLE events (
     hash           BLOB    NOT NULL,
     UNIQUE (stream_id, stream_type, version)
 );
-CREATE INDEX events_recorded_at ON events (recorded_at_us);
 
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;

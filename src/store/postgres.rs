@@ -36,12 +36,22 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
-        let writer = Writer::spawn(PgWriter { pool: pool.clone() }, head.clone(), "postgres");
+        // The writer's own pool lives on the writer's runtime (one connection is all it uses;
+        // a second lets a broken one be replaced without waiting).
+        let connect = move || async move {
+            let pool = PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(PgWriter { pool })
+        };
+        let writer = Writer::spawn(connect, head.clone(), "postgres").await?;
         let listener = tokio::spawn(follow_other_nodes(pool.clone(), head.clone()));
         Ok(PgStore { pool, writer, head, listener })
     }
@@ -104,67 +114,80 @@ impl Backend for PgWriter {
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
         // READ COMMITTED whatever the database default: the head must be read after the lock
         // is granted, not from a snapshot taken before it. A stuck lock holder fails the batch
-        // after 30 s instead of blocking every node forever. Custom plans: a generic plan
-        // cached while the table was small keeps scanning it whole once it is large.
+        // after 30 s instead of blocking every node forever. Plans: generic (planned once per
+        // connection, not per batch) and never sequential scans, so a plan made while the
+        // table was small stays right when it is large.
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
         sqlx::query(
-            "SELECT set_config('lock_timeout', '30s', true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+            "SELECT set_config('lock_timeout', '30s', true), set_config('plan_cache_mode', 'force_generic_plan', true), \
+             set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock($1)",
         )
+        .bind(APPEND_LOCK)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
-        let mut facts = Facts::default();
-        if let Some(row) = sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            facts.head_position = row.try_get::<i64, _>(0)? as u64;
-            let h: Vec<u8> = row.try_get(1)?;
-            facts.head_hash = h.try_into().map_err(|_| StoreError::Corrupt {
-                position: facts.head_position,
-                reason: "hash is not 32 bytes".into(),
-            })?;
-        }
+        // After the lock, in a new statement (so a new READ COMMITTED snapshot): the head, the
+        // batch's event ids that already exist, and each stream's version, in one round trip.
         let ids: Vec<uuid::Uuid> =
             requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
-        for row in sqlx::query(
-            "SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            let position = row.try_get::<i64, _>(4)? as u64;
-            let kind: String = row.try_get(1)?;
-            let kind =
-                StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
-            facts.existing.insert(
-                row.try_get(0)?,
-                Existing {
-                    stream: StreamId::new(kind, row.try_get::<String, _>(2)?),
-                    version: row.try_get::<i64, _>(3)? as u64,
-                    position,
-                },
-            );
-        }
         let stream_ids: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
         let stream_ids: Vec<&str> = stream_ids.into_iter().collect();
-        for row in sqlx::query("SELECT stream_type, stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id, stream_type")
-            .bind(&stream_ids)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let kind: String = row.try_get(0)?;
-            if let Ok(kind) = StreamType::from_str(&kind) {
-                facts.versions.insert(StreamId::new(kind, row.try_get::<String, _>(1)?), row.try_get::<i64, _>(2)? as u64);
+        let rows = sqlx::query(
+            "SELECT 0 AS k, position, hash, NULL::uuid AS id, NULL AS st, NULL AS sid, NULL::bigint AS v \
+               FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h \
+             UNION ALL SELECT 1, e.position, NULL, e.event_id, e.stream_type, e.stream_id, e.version \
+               FROM unnest($1::uuid[]) i(id) JOIN events e ON e.event_id = i.id \
+             UNION ALL SELECT 2, NULL, NULL, NULL, v.stream_type, s.sid, v.version FROM unnest($2::text[]) s(sid) \
+               CROSS JOIN LATERAL (SELECT stream_type, MAX(version) AS version FROM events WHERE stream_id = s.sid \
+               GROUP BY stream_type) v",
+        )
+        .bind(&ids)
+        .bind(&stream_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut facts = Facts::default();
+        for row in rows {
+            let corrupt = |position: u64, reason: String| StoreError::Corrupt { position, reason };
+            match row.try_get::<i32, _>(0)? {
+                0 => {
+                    facts.head_position = row.try_get::<i64, _>(1)? as u64;
+                    let h: Vec<u8> = row.try_get(2)?;
+                    facts.head_hash =
+                        h.try_into().map_err(|_| corrupt(facts.head_position, "hash is not 32 bytes".into()))?;
+                }
+                1 => {
+                    let position = row.try_get::<i64, _>(1)? as u64;
+                    let kind: String = row.try_get(4)?;
+                    let kind = StreamType::from_str(&kind).map_err(|e| corrupt(position, e.to_string()))?;
+                    facts.existing.insert(
+                        row.try_get(3)?,
+                        Existing {
+                            stream: StreamId::new(kind, row.try_get::<String, _>(5)?),
+                            version: row.try_get::<i64, _>(6)? as u64,
+                            position,
+                        },
+                    );
+                }
+                _ => {
+                    let kind: String = row.try_get(4)?;
+                    if let Ok(kind) = StreamType::from_str(&kind) {
+                        facts.versions.insert(
+                            StreamId::new(kind, row.try_get::<String, _>(5)?),
+                            row.try_get::<i64, _>(6)? as u64,
+                        );
+                    }
+                }
             }
         }
         let (rows, outcomes) = plan::plan(requests, facts, now);
         let new_head = rows.last().map(|r| r.position).unwrap_or(0);
         if !rows.is_empty() {
             // One statement for the whole batch: arrays unnest into rows, no bind-count limit.
+            // One statement for the whole batch (arrays unnest into rows, no bind-count limit),
+            // and the NOTIFY in the same round trip; it is delivered at commit.
             sqlx::query(&format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::int[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])"
+                "WITH ins AS (INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
+                 $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::int[], $9::text[], $10::text[], $11::bytea[], $12::bytea[]) \
+                 RETURNING 1) SELECT pg_notify($13, $14), (SELECT count(*) FROM ins)"
             ))
             .bind(rows.iter().map(|r| r.position as i64).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
@@ -178,13 +201,10 @@ impl Backend for PgWriter {
             .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+            .bind(NOTIFY_CHANNEL)
+            .bind(new_head.to_string())
             .execute(&mut *tx)
             .await?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(new_head.to_string())
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok((outcomes, new_head))

@@ -15,30 +15,38 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// SQLite's default limit on bound parameters is 32766; 12 columns per row.
+/// SQLite's default limit on bound parameters is 32766; 12 columns per row. (The facts query
+/// binds at most 2 x MAX_BATCH_EVENTS = 8192 values.)
 const ROWS_PER_INSERT: usize = 2000;
-const IDS_PER_QUERY: usize = 4000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
     head: Arc<watch::Sender<u64>>,
     poller: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
 }
 
-/// Builds connect options from `sqlite://path`, `sqlite:path` or a bare file path.
+/// Builds connect options from `sqlite://path`, `sqlite:path` or a bare file path. One option
+/// of Annals' own may follow as a query: `?synchronous=normal` trades power-loss durability
+/// of the last commits for throughput (a process crash still loses nothing acknowledged);
+/// the default, `full`, makes every acknowledged append survive power loss.
 pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
-    let opts = if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url)?
+    let (path, sync) = match url.split_once("?synchronous=") {
+        Some((p, "normal")) => (p, SqliteSynchronous::Normal),
+        Some((p, "full")) => (p, SqliteSynchronous::Full),
+        Some((_, other)) => return Err(StoreError::Invalid(format!("synchronous={other}: expected full or normal"))),
+        None => (url, SqliteSynchronous::Full),
+    };
+    let opts = if path.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(path)?
     } else {
-        SqliteConnectOptions::new().filename(url)
+        SqliteConnectOptions::new().filename(path)
     };
     Ok(opts
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // FULL: an acknowledged append survives power loss, not only a process crash. Group
-        // commit is what keeps this affordable.
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(sync)
         .busy_timeout(Duration::from_secs(10))
         .pragma("cache_size", "-65536")
         .disable_statement_logging())
@@ -49,12 +57,18 @@ impl SqliteStore {
         let opts = connect_options(url)?;
         let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let conn = opts.connect().await?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
-        let writer = Writer::spawn(SqliteWriter { conn, opts }, head.clone(), "sqlite");
+        // The writer never checkpoints (that would stall commits); a background task does.
+        let writer_opts = opts.clone().pragma("wal_autocheckpoint", "0");
+        let connect = move || async move {
+            let conn = writer_opts.connect().await?;
+            Ok(SqliteWriter { conn, opts: writer_opts })
+        };
+        let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
         let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone()));
-        Ok(SqliteStore { pool, writer, head, poller })
+        let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
+        Ok(SqliteStore { pool, writer, head, poller, checkpointer })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -81,6 +95,18 @@ async fn follow_other_processes(pool: SqlitePool, head: Arc<watch::Sender<u64>>)
                 }
                 moved
             });
+        }
+    }
+}
+
+/// Copies the WAL into the database file off the commit path. PASSIVE never blocks the writer
+/// or readers; a WAL that readers pin is caught up on a later round.
+async fn checkpoint_wal(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
         }
     }
 }
@@ -131,61 +157,54 @@ impl SqliteWriter {
         requests: &[&[StreamAppend]],
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
-        let mut facts = Facts::default();
-        if let Some(row) = sqlx::query("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut self.conn)
-            .await?
-        {
-            facts.head_position = row.try_get::<i64, _>(0)? as u64;
-            let h: Vec<u8> = row.try_get(1)?;
-            facts.head_hash = h.try_into().map_err(|_| StoreError::Corrupt {
-                position: facts.head_position,
-                reason: "hash is not 32 bytes".into(),
-            })?;
-        }
+        // One round trip for every fact the plan needs: the head, the batch's event ids that
+        // already exist (idempotent retries), and the current version of each stream.
         let ids: Vec<uuid::Uuid> =
             requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
-        for chunk in ids.chunks(IDS_PER_QUERY) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT event_id, stream_type, stream_id, version, position FROM events WHERE event_id IN (",
-            );
-            let mut sep = q.separated(",");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&mut self.conn).await? {
-                let position = row.try_get::<i64, _>(4)? as u64;
-                let kind: String = row.try_get(1)?;
-                let kind =
-                    StreamType::from_str(&kind).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })?;
-                facts.existing.insert(
-                    row.try_get(0)?,
-                    Existing {
-                        stream: StreamId::new(kind, row.try_get::<String, _>(2)?),
-                        version: row.try_get::<i64, _>(3)? as u64,
-                        position,
-                    },
-                );
-            }
+        let streams: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT 0, position, hash, NULL, NULL, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) \
+             UNION ALL SELECT 1, position, event_id, stream_type, stream_id, version FROM events WHERE event_id IN (",
+        );
+        let mut sep = q.separated(",");
+        for id in &ids {
+            sep.push_bind(*id);
         }
-        let streams: HashSet<&StreamId> = requests.iter().flat_map(|r| r.iter()).map(|a| &a.stream).collect();
-        let streams: Vec<&StreamId> = streams.into_iter().collect();
-        for chunk in streams.chunks(IDS_PER_QUERY) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT stream_type, stream_id, MAX(version) FROM events WHERE stream_id IN (",
-            );
-            let mut sep = q.separated(",");
-            for s in chunk {
-                sep.push_bind(s.id.as_str());
-            }
-            q.push(") GROUP BY stream_id, stream_type");
-            for row in q.build().fetch_all(&mut self.conn).await? {
-                let kind: String = row.try_get(0)?;
-                if let Ok(kind) = StreamType::from_str(&kind) {
-                    facts
-                        .versions
-                        .insert(StreamId::new(kind, row.try_get::<String, _>(1)?), row.try_get::<i64, _>(2)? as u64);
+        q.push(
+            ") UNION ALL SELECT 2, NULL, NULL, stream_type, stream_id, MAX(version) FROM events WHERE stream_id IN (",
+        );
+        let mut sep = q.separated(",");
+        for s in &streams {
+            sep.push_bind(*s);
+        }
+        q.push(") GROUP BY stream_id, stream_type");
+        let mut facts = Facts::default();
+        for row in q.build().fetch_all(&mut self.conn).await? {
+            let kind: i64 = row.try_get(0)?;
+            let corrupt = |position: u64, reason: String| StoreError::Corrupt { position, reason };
+            match kind {
+                0 => {
+                    facts.head_position = row.try_get::<i64, _>(1)? as u64;
+                    let h: Vec<u8> = row.try_get(2)?;
+                    facts.head_hash =
+                        h.try_into().map_err(|_| corrupt(facts.head_position, "hash is not 32 bytes".into()))?;
+                }
+                1 => {
+                    let position = row.try_get::<i64, _>(1)? as u64;
+                    let id: Vec<u8> = row.try_get(2)?;
+                    let id = uuid::Uuid::from_slice(&id).map_err(|e| corrupt(position, e.to_string()))?;
+                    let t: String = row.try_get(3)?;
+                    let t = StreamType::from_str(&t).map_err(|e| corrupt(position, e.to_string()))?;
+                    let stream = StreamId::new(t, row.try_get::<String, _>(4)?);
+                    facts.existing.insert(id, Existing { stream, version: row.try_get::<i64, _>(5)? as u64, position });
+                }
+                _ => {
+                    let t: String = row.try_get(3)?;
+                    if let Ok(t) = StreamType::from_str(&t) {
+                        facts
+                            .versions
+                            .insert(StreamId::new(t, row.try_get::<String, _>(4)?), row.try_get::<i64, _>(5)? as u64);
+                    }
                 }
             }
         }
@@ -298,5 +317,8 @@ impl EventStore for SqliteStore {
     async fn shutdown(&self) {
         self.writer.shutdown().await;
         self.poller.abort();
+        self.checkpointer.abort();
+        // Leave a compact database behind: fold the WAL in before the process ends.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
     }
 }

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
-use tokio::task::JoinHandle;
 
 /// Upper bound of events per transaction: keeps one batch's latency and memory bounded.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -36,15 +35,54 @@ struct Pending {
 pub(crate) struct Writer {
     queue: mpsc::Sender<Pending>,
     stop: Arc<Notify>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Writer {
-    pub fn spawn<B: Backend>(backend: B, head: Arc<watch::Sender<u64>>, store: &'static str) -> Self {
+    /// Starts the writer on a thread of its own with its own runtime: the serialization point
+    /// of every append must not wait in a run queue behind request handlers. `connect` builds
+    /// the backend on that runtime, so its connections' I/O is driven there too.
+    pub async fn spawn<B, F, Fut>(
+        connect: F,
+        head: Arc<watch::Sender<u64>>,
+        store: &'static str,
+    ) -> Result<Self, StoreError>
+    where
+        B: Backend,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<B, StoreError>>,
+    {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run(backend, rx, head, stop.clone(), store));
-        Writer { queue, stop, task: Mutex::new(Some(task)) }
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let stop2 = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("annals-{store}-writer"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StoreError::Invalid(format!("writer runtime: {e}"))));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match connect().await {
+                        Ok(backend) => {
+                            let _ = ready_tx.send(Ok(()));
+                            run(backend, rx, head, stop2, store).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| StoreError::Invalid(format!("writer thread: {e}")))?;
+        ready_rx.await.map_err(|_| StoreError::Closed)??;
+        Ok(Writer { queue, stop, done: Mutex::new(Some(done)) })
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
@@ -65,8 +103,8 @@ impl Writer {
     /// Commits everything already queued, then stops.
     pub async fn shutdown(&self) {
         self.stop.notify_one();
-        if let Some(task) = self.task.lock().await.take() {
-            let _ = task.await;
+        if let Some(done) = self.done.lock().await.take() {
+            let _ = done.await;
         }
     }
 }
@@ -86,15 +124,7 @@ async fn run<B: Backend>(
         let Some(first) = first else { return };
         let mut batch = vec![first];
         let mut events: usize = batch[0].appends.iter().map(|a| a.events.len()).sum();
-        while events < MAX_BATCH_EVENTS {
-            match rx.try_recv() {
-                Ok(p) => {
-                    events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        drain(&mut rx, &mut batch, &mut events);
         let requests: Vec<&[StreamAppend]> = batch.iter().map(|p| p.appends.as_slice()).collect();
         match backend.commit(&requests, Utc::now()).await {
             Ok((outcomes, new_head)) => {
@@ -124,6 +154,19 @@ async fn run<B: Backend>(
                     let _ = p.reply.send(Err(e.clone()));
                 }
             }
+        }
+    }
+}
+
+/// Takes queued requests into the batch up to the event limit.
+fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, events: &mut usize) {
+    while *events < MAX_BATCH_EVENTS {
+        match rx.try_recv() {
+            Ok(p) => {
+                *events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
+                batch.push(p);
+            }
+            Err(_) => break,
         }
     }
 }
