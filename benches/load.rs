@@ -153,6 +153,7 @@ async fn append(store: SharedStore, writers: usize, events: usize, acks: bool) -
 }
 
 async fn rebuild(database_url: &str, runs: usize) -> serde_json::Value {
+    let at_start = rss_mib();
     let store = store::open(database_url).await.expect("store");
     let head = store.head().await.expect("head");
     let (mut fold_rates, mut read_rates) = (Vec::new(), Vec::new());
@@ -174,10 +175,18 @@ async fn rebuild(database_url: &str, runs: usize) -> serde_json::Value {
         let dir = annals::readmodels::rebuild(&store, |_| {}).await.expect("rebuild");
         fold_rates.push(dir.position as f64 / t.elapsed().as_secs_f64());
     }
+    // What the read models hold once built: resident memory with and without them.
+    let before = rss_mib();
+    let dir = annals::readmodels::rebuild(&store, |_| {}).await.expect("rebuild");
+    let with_dir = rss_mib();
+    let users = dir.users.len();
+    drop(dir);
+    let after_drop = rss_mib();
     store.shutdown().await;
     let (fold, read) = (median(fold_rates), median(read_rates));
     json!({"scenario": "rebuild", "store": store.backend(), "events": head,
-           "result": {"events_per_s": fold, "baseline_read_decode_per_s": read, "ratio_to_baseline": fold / read}})
+           "result": {"events_per_s": fold, "baseline_read_decode_per_s": read, "ratio_to_baseline": fold / read,
+                      "users": users, "rss_mib_at_start": at_start, "rss_mib_before": before, "rss_mib_with_directory": with_dir, "rss_mib_after_drop": after_drop}})
 }
 
 async fn activation(database_url: &str, streams: usize, events: usize) -> serde_json::Value {
@@ -281,6 +290,19 @@ async fn run(args: Args) -> serde_json::Value {
         Scenario::Activation { database_url, streams, events } => activation(&database_url, streams, events).await,
         Scenario::Seed { database_url, users, clients } => seed(&database_url, users, clients).await,
     }
+}
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// This process's resident memory in MiB (Linux).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {

@@ -3,7 +3,7 @@ use crate::Projection;
 use annals_events::user::{PasswordHash, UserEvent, UserProfile};
 use annals_events::{DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -12,7 +12,9 @@ pub struct UserView {
     pub realm_id: Arc<str>,
     pub username: String,
     pub profile: UserProfile,
-    pub password: Option<PasswordHash>,
+    /// Boxed: most of a directory's users are read far more often than this field, and the
+    /// enum is ~128 bytes inline.
+    pub password: Option<Box<PasswordHash>>,
     pub password_temporary: bool,
     pub created_timestamp: Option<i64>,
     pub federation_link: Option<String>,
@@ -25,7 +27,8 @@ pub struct UserView {
 pub struct UserDirectory {
     by_id: HashMap<Arc<str>, UserView>,
     by_username: HashMap<(Arc<str>, String), Arc<str>>,
-    by_email: HashMap<(Arc<str>, String), BTreeSet<Arc<str>>>,
+    /// A list, not a set: almost always one id, and a set's node would cost ~200 bytes each.
+    by_email: HashMap<(Arc<str>, String), Vec<Arc<str>>>,
     realms: HashMap<String, Arc<str>>,
 }
 
@@ -74,10 +77,14 @@ impl UserDirectory {
         let Some(email) = email else { return };
         let key = (realm.clone(), fold(email));
         if add {
-            self.by_email.entry(key).or_default().insert(id.clone());
-        } else if let Some(set) = self.by_email.get_mut(&key) {
-            set.remove(id);
-            if set.is_empty() {
+            let ids = self.by_email.entry(key).or_default();
+            if !ids.contains(id) {
+                ids.push(id.clone());
+                ids.sort();
+            }
+        } else if let Some(ids) = self.by_email.get_mut(&key) {
+            ids.retain(|x| x != id);
+            if ids.is_empty() {
                 self.by_email.remove(&key);
             }
         }
@@ -127,13 +134,13 @@ impl Projection for UserDirectory {
             }
             UserEvent::PasswordSet(c) => {
                 if let Some(u) = self.by_id.get_mut(sid) {
-                    u.password = Some(c.hash.clone());
+                    u.password = Some(Box::new(c.hash.clone()));
                     u.password_temporary = c.temporary;
                 }
             }
             UserEvent::PasswordHashUpgraded(c) => {
                 if let Some(u) = self.by_id.get_mut(sid) {
-                    u.password = Some(c.hash.clone());
+                    u.password = Some(Box::new(c.hash.clone()));
                 }
             }
             UserEvent::Deleted(_) => {

@@ -367,11 +367,11 @@ mod tests {
             realm_id: "r".into(),
             username: "dave".into(),
             profile: Default::default(),
-            password: Some(PasswordHash::Phc {
+            password: Some(Box::new(PasswordHash::Phc {
                 phc:
                     "$argon2id$v=19$m=19456,t=2,p=1$ABEiM0RVZneImaq7zN3u/w$ggG5eVD9rnr29qDBC//4Z1M4+XuHGop9XJ98GH2w0as"
                         .into(),
-            }),
+            })),
             password_temporary: temporary,
             created_timestamp: None,
             federation_link: None,

@@ -221,7 +221,7 @@ fn given_the_fixture_when_imported_then_every_known_password_verifies() {
         let verified = verify_password(&password, hash).unwrap();
         assert!(verified.ok, "{username}");
         // Keycloak hashes are upgraded at the next login; the plain one was hashed by Annals.
-        let is_keycloak = matches!(hash, PasswordHash::Keycloak { .. });
+        let is_keycloak = matches!(**hash, PasswordHash::Keycloak { .. });
         assert_eq!(verified.needs_upgrade, is_keycloak, "{username}");
         assert_eq!(is_keycloak, username != "dave", "{username}");
         assert!(!verify_password(&format!("{password}x"), hash).unwrap().ok, "{username}");
@@ -231,7 +231,7 @@ fn given_the_fixture_when_imported_then_every_known_password_verifies() {
     let algorithms: BTreeSet<_> = dir
         .users
         .in_realm(REALM_ID)
-        .filter_map(|u| match &u.password {
+        .filter_map(|u| match u.password.as_deref() {
             Some(PasswordHash::Keycloak { algorithm, .. }) => Some(algorithm.clone()),
             _ => None,
         })
