@@ -21,27 +21,32 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# PostgreSQL: the local server when it answers, else a throwaway one on a random port.
+# PostgreSQL: the local server when it answers, else a throwaway one on a random port
+# (ANNALS_TEST_PRIVATE_PG=1 forces the throwaway one).
 PG_TMP=""
+as_pg_owner() { # initdb and pg_ctl refuse to run as root: use nobody then
+  if [ "$(id -u)" = 0 ]; then su nobody -s /bin/sh -c "$*"; else sh -c "$*"; fi
+}
 cleanup() {
   if [ -n "$PG_TMP" ]; then
-    "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+    as_pg_owner "'$PG_BIN/pg_ctl' -D '$PG_TMP/data' -m immediate stop" >/dev/null 2>&1 || true
     rm -rf "$PG_TMP"
   fi
 }
 trap cleanup EXIT
 if [ -z "${ANNALS_TEST_PG:-}" ]; then
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && psql -h 127.0.0.1 -U postgres -Atc 'select 1' postgres >/dev/null 2>&1; then
+  if [ "${ANNALS_TEST_PRIVATE_PG:-0}" != 1 ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+     && psql -h 127.0.0.1 -U postgres -Atc 'select 1' postgres >/dev/null 2>&1; then
     export ANNALS_TEST_PG="postgres://postgres@127.0.0.1:5432/postgres"
   else
-    PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
+    PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || command -v initdb)")
     PG_TMP=$(mktemp -d)
+    chmod 755 "$PG_TMP"
+    [ "$(id -u)" = 0 ] && chown nobody "$PG_TMP"
     port=$(( 20000 + RANDOM % 20000 ))
     log "starting a throwaway PostgreSQL on 127.0.0.1:$port"
-    chown -R "${PGUSER_OS:-$(id -un)}" "$PG_TMP" 2>/dev/null || true
-    run_pg() { if [ "$(id -u)" = 0 ]; then chown -R nobody "$PG_TMP"; su nobody -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
-    run_pg "'$PG_BIN/initdb' -D '$PG_TMP/data' -U postgres -A trust >/dev/null"
-    run_pg "'$PG_BIN/pg_ctl' -D '$PG_TMP/data' -o '-c listen_addresses=127.0.0.1 -p $port -k $PG_TMP' -l '$PG_TMP/log' -w start >/dev/null"
+    as_pg_owner "'$PG_BIN/initdb' -D '$PG_TMP/data' -U postgres -A trust >/dev/null"
+    as_pg_owner "'$PG_BIN/pg_ctl' -D '$PG_TMP/data' -o '-c listen_addresses=127.0.0.1 -p $port -k $PG_TMP' -l '$PG_TMP/log' -w start >/dev/null"
     export ANNALS_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
   fi
 fi
