@@ -24,6 +24,51 @@ pub struct Facts {
     pub versions: HashMap<StreamId, u64>,
 }
 
+/// One row of a backend's facts query: `kind` 0 = head (position, hash), 1 = an event id
+/// that already exists (position, id, stream, version), 2 = a stream's version.
+pub struct FactRow {
+    pub kind: i64,
+    pub position: Option<i64>,
+    pub hash: Option<Vec<u8>>,
+    pub event_id: Option<Uuid>,
+    pub stream_type: Option<String>,
+    pub stream_id: Option<String>,
+    pub version: Option<i64>,
+}
+
+impl Facts {
+    /// Adds one facts-query row; the backends differ only in how they read the columns.
+    pub fn add(&mut self, row: FactRow) -> Result<(), StoreError> {
+        let position = row.position.unwrap_or(0) as u64;
+        let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+        let stream = |t: Option<String>, id: Option<String>| -> Result<StreamId, StoreError> {
+            let t = t.ok_or_else(|| corrupt("stream type missing".into()))?;
+            let kind = t.parse().map_err(|e: annals_events::stream::UnknownStreamType| corrupt(e.to_string()))?;
+            Ok(StreamId::new(kind, id.ok_or_else(|| corrupt("stream id missing".into()))?))
+        };
+        match row.kind {
+            0 => {
+                self.head_position = position;
+                let h = row.hash.ok_or_else(|| corrupt("hash missing".into()))?;
+                self.head_hash = h.try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?;
+            }
+            1 => {
+                let id = row.event_id.ok_or_else(|| corrupt("event id missing".into()))?;
+                let version = row.version.unwrap_or(0) as u64;
+                self.existing
+                    .insert(id, Existing { stream: stream(row.stream_type, row.stream_id)?, version, position });
+            }
+            _ => {
+                // A stream type this build does not know cannot be one the batch appends to.
+                if let Ok(s) = stream(row.stream_type, row.stream_id) {
+                    self.versions.insert(s, row.version.unwrap_or(0) as u64);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One request's outcome.
 pub type Outcome = Result<Vec<Appended>, StoreError>;
 

@@ -3,11 +3,11 @@
 //! Every batch takes a transaction-scoped advisory lock before reading the head. Positions
 //! are therefore assigned and committed in order across nodes: a reader can never see N+1
 //! before N. NOTIFY (delivered at commit) wakes the other nodes' projection runners.
-use super::plan::{self, Existing, Facts, Outcome};
+use super::plan::{self, FactRow, Facts, Outcome};
 use super::rows::{decode_event_row, EVENT_COLUMNS};
 use super::writer::{Backend, Writer};
 use super::{Appended, EventStore, ReadUntil, Snapshot, StoreError, StreamAppend};
-use annals_events::{RecordedEvent, StreamId, StreamType};
+use annals_events::{RecordedEvent, StreamId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -146,37 +146,15 @@ impl Backend for PgWriter {
         .await?;
         let mut facts = Facts::default();
         for row in rows {
-            let corrupt = |position: u64, reason: String| StoreError::Corrupt { position, reason };
-            match row.try_get::<i32, _>(0)? {
-                0 => {
-                    facts.head_position = row.try_get::<i64, _>(1)? as u64;
-                    let h: Vec<u8> = row.try_get(2)?;
-                    facts.head_hash =
-                        h.try_into().map_err(|_| corrupt(facts.head_position, "hash is not 32 bytes".into()))?;
-                }
-                1 => {
-                    let position = row.try_get::<i64, _>(1)? as u64;
-                    let kind: String = row.try_get(4)?;
-                    let kind = StreamType::from_str(&kind).map_err(|e| corrupt(position, e.to_string()))?;
-                    facts.existing.insert(
-                        row.try_get(3)?,
-                        Existing {
-                            stream: StreamId::new(kind, row.try_get::<String, _>(5)?),
-                            version: row.try_get::<i64, _>(6)? as u64,
-                            position,
-                        },
-                    );
-                }
-                _ => {
-                    let kind: String = row.try_get(4)?;
-                    if let Ok(kind) = StreamType::from_str(&kind) {
-                        facts.versions.insert(
-                            StreamId::new(kind, row.try_get::<String, _>(5)?),
-                            row.try_get::<i64, _>(6)? as u64,
-                        );
-                    }
-                }
-            }
+            facts.add(FactRow {
+                kind: row.try_get::<i32, _>(0)? as i64,
+                position: row.try_get(1)?,
+                hash: row.try_get(2)?,
+                event_id: row.try_get(3)?,
+                stream_type: row.try_get(4)?,
+                stream_id: row.try_get(5)?,
+                version: row.try_get(6)?,
+            })?;
         }
         let (rows, outcomes) = plan::plan(requests, facts, now);
         let new_head = rows.last().map(|r| r.position).unwrap_or(0);

@@ -1,10 +1,10 @@
 //! SQLite event store: the embedded default. WAL mode; one writer connection owned by the
 //! group-commit task (BEGIN IMMEDIATE), a small pool for readers.
-use super::plan::{self, Existing, Facts, Outcome};
+use super::plan::{self, FactRow, Facts, Outcome};
 use super::rows::{decode_event_row, EVENT_COLUMNS};
 use super::writer::{Backend, Writer};
 use super::{Appended, EventStore, ReadUntil, Snapshot, StoreError, StreamAppend};
-use annals_events::{RecordedEvent, StreamId, StreamType};
+use annals_events::{RecordedEvent, StreamId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -165,16 +165,14 @@ impl SqliteWriter {
             requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
         let streams: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT 0, position, hash, NULL, NULL, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) \
-             UNION ALL SELECT 1, position, event_id, stream_type, stream_id, version FROM events WHERE event_id IN (",
+            "SELECT 0, position, hash, NULL, NULL, NULL, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) \
+             UNION ALL SELECT 1, position, NULL, event_id, stream_type, stream_id, version FROM events WHERE event_id IN (",
         );
         let mut sep = q.separated(",");
         for id in &ids {
             sep.push_bind(*id);
         }
-        q.push(
-            ") UNION ALL SELECT 2, NULL, NULL, stream_type, stream_id, MAX(version) FROM events WHERE stream_id IN (",
-        );
+        q.push(") UNION ALL SELECT 2, NULL, NULL, NULL, stream_type, stream_id, MAX(version) FROM events WHERE stream_id IN (");
         let mut sep = q.separated(",");
         for s in &streams {
             sep.push_bind(*s);
@@ -182,33 +180,16 @@ impl SqliteWriter {
         q.push(") GROUP BY stream_id, stream_type");
         let mut facts = Facts::default();
         for row in q.build().fetch_all(&mut self.conn).await? {
-            let kind: i64 = row.try_get(0)?;
-            let corrupt = |position: u64, reason: String| StoreError::Corrupt { position, reason };
-            match kind {
-                0 => {
-                    facts.head_position = row.try_get::<i64, _>(1)? as u64;
-                    let h: Vec<u8> = row.try_get(2)?;
-                    facts.head_hash =
-                        h.try_into().map_err(|_| corrupt(facts.head_position, "hash is not 32 bytes".into()))?;
-                }
-                1 => {
-                    let position = row.try_get::<i64, _>(1)? as u64;
-                    let id: Vec<u8> = row.try_get(2)?;
-                    let id = uuid::Uuid::from_slice(&id).map_err(|e| corrupt(position, e.to_string()))?;
-                    let t: String = row.try_get(3)?;
-                    let t = StreamType::from_str(&t).map_err(|e| corrupt(position, e.to_string()))?;
-                    let stream = StreamId::new(t, row.try_get::<String, _>(4)?);
-                    facts.existing.insert(id, Existing { stream, version: row.try_get::<i64, _>(5)? as u64, position });
-                }
-                _ => {
-                    let t: String = row.try_get(3)?;
-                    if let Ok(t) = StreamType::from_str(&t) {
-                        facts
-                            .versions
-                            .insert(StreamId::new(t, row.try_get::<String, _>(4)?), row.try_get::<i64, _>(5)? as u64);
-                    }
-                }
-            }
+            let id: Option<Vec<u8>> = row.try_get(3)?;
+            facts.add(FactRow {
+                kind: row.try_get(0)?,
+                position: row.try_get(1)?,
+                hash: row.try_get(2)?,
+                event_id: id.and_then(|b| uuid::Uuid::from_slice(&b).ok()),
+                stream_type: row.try_get(4)?,
+                stream_id: row.try_get(5)?,
+                version: row.try_get(6)?,
+            })?;
         }
         let (rows, outcomes) = plan::plan(requests, facts, now);
         let new_head = rows.last().map(|r| r.position).unwrap_or(0);
