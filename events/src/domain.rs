@@ -91,21 +91,49 @@ impl DomainEvent {
     /// Decodes a stored payload, upcasting it from its schema version first.
     pub fn decode(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeError> {
         let payload = upcast::upcast(event_type, schema_version, payload).map_err(DecodeError::Upcast)?;
-        let prefix = event_type.split_once('.').map(|(p, _)| p).unwrap_or("");
-        let mut tagged = Map::with_capacity(2);
-        tagged.insert("type".into(), Value::String(event_type.to_string()));
-        tagged.insert("data".into(), payload);
-        let tagged = Value::Object(tagged);
-        let err = |source| DecodeError::Payload { event_type: event_type.to_string(), source };
-        Ok(match prefix {
-            "realm" => DomainEvent::Realm(serde_json::from_value(tagged).map_err(err)?),
-            "client" => DomainEvent::Client(serde_json::from_value(tagged).map_err(err)?),
-            "user" => DomainEvent::User(serde_json::from_value(tagged).map_err(err)?),
-            "role" => DomainEvent::Role(serde_json::from_value(tagged).map_err(err)?),
-            "group" => DomainEvent::Group(serde_json::from_value(tagged).map_err(err)?),
-            "signing_key" => DomainEvent::SigningKey(serde_json::from_value(tagged).map_err(err)?),
-            _ => return Err(DecodeError::UnknownType(event_type.to_string())),
-        })
+        let decoded = match event_type.split_once('.').map(|(p, _)| p).unwrap_or("") {
+            "realm" => RealmEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Realm)),
+            "client" => ClientEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Client)),
+            "user" => UserEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::User)),
+            "role" => RoleEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Role)),
+            "group" => GroupEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Group)),
+            "signing_key" => {
+                SigningKeyEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
+            }
+            _ => None,
+        };
+        Self::finish(event_type, decoded)
+    }
+
+    /// Decodes a stored payload from its text. At the current schema version this goes
+    /// straight into the payload struct (the hot path of every rebuild); older versions are
+    /// parsed, upcast, then decoded.
+    pub fn decode_str(event_type: &str, schema_version: u32, payload: &str) -> Result<Self, DecodeError> {
+        let payload_err = |source| DecodeError::Payload { event_type: event_type.to_string(), source };
+        if schema_version != upcast::current_version(event_type) {
+            let value: Value = serde_json::from_str(payload).map_err(payload_err)?;
+            return Self::decode(event_type, schema_version, value);
+        }
+        let decoded = match event_type.split_once('.').map(|(p, _)| p).unwrap_or("") {
+            "realm" => RealmEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Realm)),
+            "client" => ClientEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Client)),
+            "user" => UserEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::User)),
+            "role" => RoleEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Role)),
+            "group" => GroupEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Group)),
+            "signing_key" => {
+                SigningKeyEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
+            }
+            _ => None,
+        };
+        Self::finish(event_type, decoded)
+    }
+
+    fn finish(event_type: &str, decoded: Option<Result<Self, serde_json::Error>>) -> Result<Self, DecodeError> {
+        match decoded {
+            Some(Ok(e)) => Ok(e),
+            Some(Err(source)) => Err(DecodeError::Payload { event_type: event_type.to_string(), source }),
+            None => Err(DecodeError::UnknownType(event_type.to_string())),
+        }
     }
 
     /// Every wire name of every aggregate.

@@ -19,6 +19,24 @@ macro_rules! event_enum {
                 match self { $( Self::$variant(_) => $wire, )* }
             }
 
+            /// Decodes a payload of the current schema version straight from its text into
+            /// the variant's struct: no intermediate `Value`, no buffering of the payload.
+            /// `None` when the name is not one of this enum's.
+            pub fn from_payload_str(event_type: &str, payload: &str) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $( $wire => Some(serde_json::from_str::<$payload>(payload).map(Self::$variant)), )*
+                    _ => None,
+                }
+            }
+
+            /// The same, from an already parsed (upcast) payload.
+            pub fn from_payload_value(event_type: &str, payload: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $( $wire => Some(serde_json::from_value::<$payload>(payload).map(Self::$variant)), )*
+                    _ => None,
+                }
+            }
+
             /// JSON Schema of every payload, by wire name.
             #[cfg(feature = "schema")]
             pub fn schemas() -> Vec<(&'static str, schemars::schema::RootSchema)> {

@@ -1,10 +1,10 @@
 //! SQLite event store: the embedded default. WAL mode; one writer connection owned by the
 //! group-commit task (BEGIN IMMEDIATE), a small pool for readers.
 use super::plan::{self, FactRow, Facts, Outcome};
-use super::rows::{decode_event_row, EVENT_COLUMNS};
+use super::rows::EVENT_COLUMNS;
 use super::writer::{Backend, Writer};
 use super::{Appended, EventStore, ReadUntil, Snapshot, StoreError, StreamAppend};
-use annals_events::{RecordedEvent, StreamId};
+use annals_events::{RecordedEvent, StreamId, StreamType};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -81,6 +81,46 @@ impl SqliteStore {
 async fn head_position(pool: &SqlitePool) -> Result<u64, StoreError> {
     let p: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(pool).await?;
     Ok(p.unwrap_or(0) as u64)
+}
+
+/// Wraps an event query so SQLite returns the whole page as one JSON text. sqlx's SQLite
+/// driver copies every column of every row and hands rows over a channel one at a time; a
+/// page as one value crosses once. Text columns come back exactly (JSON strings are lossless),
+/// blobs as hex, so hashes still cover the stored bytes.
+fn paged_json(inner: &str) -> String {
+    format!(
+        "SELECT json_group_array(json_array(position, hex(event_id), stream_type, stream_id, version, recorded_at_us, \
+         event_type, schema_version, payload, metadata, hex(prev_hash), hex(hash))) FROM ({inner})"
+    )
+}
+
+type WireRow = (i64, String, String, String, i64, i64, String, i64, String, String, String, String);
+
+fn decode_page(text: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows: Vec<WireRow> = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt { position: 0, reason: format!("page decode: {e}") })?;
+    rows.into_iter()
+        .map(|(position, id, st, sid, version, at, event_type, schema_version, payload, metadata, prev, hash)| {
+            let p = position as u64;
+            let corrupt = |reason: String| StoreError::Corrupt { position: p, reason };
+            let bytes = |h: &str| hex::decode(h).map_err(|e| corrupt(e.to_string()));
+            let kind = StreamType::from_str(&st).map_err(|e| corrupt(e.to_string()))?;
+            Ok(RecordedEvent {
+                event_id: uuid::Uuid::from_slice(&bytes(&id)?).map_err(|e| corrupt(e.to_string()))?,
+                stream: StreamId::new(kind, sid),
+                version: version as u64,
+                position: p,
+                recorded_at: DateTime::from_timestamp_micros(at)
+                    .ok_or_else(|| corrupt(format!("timestamp {at} out of range")))?,
+                event_type,
+                schema_version: schema_version as u32,
+                payload,
+                metadata,
+                prev_hash: bytes(&prev)?.try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?,
+                hash: bytes(&hash)?.try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?,
+            })
+        })
+        .collect()
 }
 
 /// Another process (an `annals import` beside a running node) may commit to the same file; its
@@ -229,31 +269,35 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let (cond, bound) = match until {
             ReadUntil::End => ("", i64::MAX),
-            ReadUntil::Version(v) => (" AND version <= ?", v as i64),
+            ReadUntil::Version(v) => (" AND version <= ?", v.min(i64::MAX as u64) as i64),
             ReadUntil::Time(t) => (" AND recorded_at_us <= ?", t.timestamp_micros()),
         };
-        let sql = format!(
+        let sql = paged_json(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
-        );
-        let mut q = sqlx::query(&sql)
+        ));
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
             .bind(&stream.id)
             .bind(stream.kind.as_str())
             .bind(after_version.min(i64::MAX as u64) as i64);
         if !cond.is_empty() {
             q = q.bind(bound);
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+        let mut events = decode_page(&q.fetch_one(&self.pool).await?)?;
+        events.sort_by_key(|e| e.version);
+        Ok(events)
     }
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-        let rows = sqlx::query(&sql)
+        let sql =
+            paged_json(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"));
+        let text: String = sqlx::query_scalar(&sql)
             .bind(after_position.min(i64::MAX as u64) as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_one(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+        let mut events = decode_page(&text)?;
+        events.sort_by_key(|e| e.position);
+        Ok(events)
     }
 
     async fn head(&self) -> Result<u64, StoreError> {

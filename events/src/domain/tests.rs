@@ -156,6 +156,10 @@ fn every_event_type_round_trips_through_its_stored_form() {
             hash: [1; 32],
         };
         assert_eq!(stored.decode().unwrap(), event, "{}", event.event_type());
+        // The direct text path and the Value path (used after upcasting) agree.
+        let via_value =
+            DomainEvent::decode(&new.event_type, new.schema_version, serde_json::from_str(&new.payload).unwrap());
+        assert_eq!(via_value.unwrap(), event);
         assert_eq!(stored.metadata().unwrap(), meta);
         // The JSON form re-canonicalizes to the exact hashed bytes.
         let json = serde_json::to_string(&stored.to_json()).unwrap();
@@ -167,6 +171,9 @@ fn every_event_type_round_trips_through_its_stored_form() {
 #[test]
 fn unknown_types_and_bad_payloads_are_refused_with_the_type_named() {
     assert!(matches!(DomainEvent::decode("session.started", 1, json!({})), Err(DecodeError::UnknownType(_))));
+    assert!(matches!(DomainEvent::decode_str("user.nonsense", 1, "{}"), Err(DecodeError::UnknownType(_))));
+    assert!(matches!(DomainEvent::decode_str("user.created", 1, "{not json"), Err(DecodeError::Payload { .. })));
+    assert!(matches!(DomainEvent::decode_str("user.created", 9, "{}"), Err(DecodeError::Upcast(_))));
     let err = DomainEvent::decode("user.created", 1, json!({"username": 5})).unwrap_err();
     assert!(err.to_string().contains("user.created"), "{err}");
 }
