@@ -48,9 +48,9 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(sync)
         .busy_timeout(Duration::from_secs(10))
-        // 8 MiB page cache per connection: reads are mostly sequential and the read models
-        // live in process memory, so a big cache would only hold what is already folded.
-        .pragma("cache_size", "-8192")
+        // 2 MiB page cache per reading connection: reads are mostly sequential scans whose
+        // pages are folded into memory once; the writer raises its own (index pages).
+        .pragma("cache_size", "-2048")
         .disable_statement_logging())
 }
 
@@ -62,7 +62,7 @@ impl SqliteStore {
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
         // The writer never checkpoints (that would stall commits); a background task does.
-        let writer_opts = opts.clone().pragma("wal_autocheckpoint", "0");
+        let writer_opts = opts.clone().pragma("wal_autocheckpoint", "0").pragma("cache_size", "-8192");
         let connect = move || async move {
             let conn = writer_opts.connect().await?;
             Ok(SqliteWriter { conn, opts: writer_opts })
