@@ -190,8 +190,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { file } => {
             let keys = annals::server::server_keys(&store_cfg.data_dir)?;
-            let dir = annals::readmodels::rebuild(&store, |_| {}).await?;
-            let done = cli::import::import_file(&store, &dir, &keys, clock.now(), &file).await?;
+            let pb = progress(store.head().await?, "reading the log");
+            let dir = annals::readmodels::rebuild(&store, |p| pb.set_position(p)).await?;
+            // Planning hashes plain-text passwords with argon2id (tens of ms each): a spinner
+            // says the import is alive; the append itself is one atomic commit.
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb.set_message(format!("validating and importing {}", file.display()));
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            let done = cli::import::import_file(&store, &dir, &keys, clock.now(), &file).await;
+            pb.finish_and_clear();
+            let done = done?;
             println!("imported realm {} ({} events, log head {})", done.realm, done.events, done.last_position);
             ExitCode::SUCCESS
         }
