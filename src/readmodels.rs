@@ -95,7 +95,17 @@ impl ReadModels {
         let at = dir.read().unwrap_or_else(|p| p.into_inner()).position;
         let (pos_tx, position) = watch::channel(at);
         let (ok_tx, healthy) = watch::channel(healthy_now);
-        let task = tokio::spawn(follow(store, dir.clone(), pos_tx, ok_tx));
+        let follower = dir.clone();
+        let task = tokio::spawn(async move {
+            let catch = || {
+                let (store, dir) = (store.clone(), follower.clone());
+                async move { catch_up(&store, &dir, |_| {}).await }
+            };
+            let health = |ok: bool| {
+                let _ = ok_tx.send(ok);
+            };
+            follow_head(store.clone(), &Directory::NAMES, pos_tx, catch, health, Duration::from_secs(5)).await
+        });
         Ok(ReadModels { dir, position, healthy, task: Arc::new(task) })
     }
 
@@ -127,24 +137,29 @@ impl ReadModels {
     }
 }
 
-async fn follow(
+/// Keeps a read model current: runs `catch_up` whenever the log head moves, publishes the
+/// position reached, reports position and lag per model name, and retries after `retry`
+/// when catching up fails (the model stays where it was: nothing is skipped). Shared by the
+/// in-memory and the SQL read models.
+pub(crate) async fn follow_head<E, Fut>(
     store: SharedStore,
-    dir: Arc<RwLock<Directory>>,
+    names: &[&str],
     position: watch::Sender<u64>,
-    healthy: watch::Sender<bool>,
-) {
+    mut catch_up: impl FnMut() -> Fut,
+    mut healthy: impl FnMut(bool),
+    retry: Duration,
+) where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
     let mut head = store.watch_head();
     loop {
-        match catch_up(&store, &dir, |_| {}).await {
+        match catch_up().await {
             Ok(at) => {
-                let _ = healthy.send(true);
-                position.send_if_modified(|p| {
-                    let moved = at > *p;
-                    *p = at.max(*p);
-                    moved
-                });
+                healthy(true);
+                crate::store::advance(&position, at);
                 let h = *head.borrow_and_update();
-                for name in Directory::NAMES {
+                for name in names {
                     metrics::PROJECTION_POSITION.with_label_values(&[name]).set(at as i64);
                     metrics::PROJECTION_LAG.with_label_values(&[name]).set(h.saturating_sub(at) as i64);
                 }
@@ -156,9 +171,9 @@ async fn follow(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "read model runner stopped at an event it cannot fold; retrying in 5 s");
-                let _ = healthy.send(false);
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tracing::error!(error = %e, models = ?names, "read model cannot catch up; retrying");
+                healthy(false);
+                tokio::time::sleep(retry).await;
             }
         }
     }

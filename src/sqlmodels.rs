@@ -2,7 +2,6 @@
 //! also move the model's checkpoint. The checkpoint row is locked first and events at or
 //! below it are skipped, so each event takes effect exactly once, across restarts and across
 //! nodes sharing one PostgreSQL database.
-use crate::metrics;
 use crate::store::{DbPool, SharedStore, StoreError};
 use annals_events::RecordedEvent;
 use annals_projections::user_search::{self, UserSearchChange, UserSearchRow};
@@ -251,33 +250,12 @@ impl SqlModels {
         let at = catch_up(&store).await?;
         let (tx, position) = watch::channel(at);
         let task = tokio::spawn(async move {
-            let mut head = store.watch_head();
-            loop {
-                match catch_up(&store).await {
-                    Ok(at) => {
-                        tx.send_if_modified(|p| {
-                            let moved = at > *p;
-                            *p = at.max(*p);
-                            moved
-                        });
-                        let h = *head.borrow_and_update();
-                        metrics::PROJECTION_POSITION.with_label_values(&[user_search::NAME]).set(at as i64);
-                        metrics::PROJECTION_LAG
-                            .with_label_values(&[user_search::NAME])
-                            .set(h.saturating_sub(at) as i64);
-                        if h > at {
-                            continue;
-                        }
-                        if head.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, model = user_search::NAME, "SQL read model stalled; retrying in 2 s");
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                }
-            }
+            let catch = || {
+                let store = store.clone();
+                async move { catch_up(&store).await }
+            };
+            let names = [user_search::NAME];
+            crate::readmodels::follow_head(store.clone(), &names, tx, catch, |_| {}, Duration::from_secs(2)).await
         });
         Ok(SqlModels { position, task: Arc::new(task) })
     }

@@ -130,6 +130,19 @@ pub async fn open(database_url: &str) -> Result<SharedStore, StoreError> {
     }
 }
 
+/// Moves a position watch forward (never back) and wakes its receivers only when it moved.
+/// Heads and checkpoints are reported by several parties (this node's writer, pollers,
+/// NOTIFY); a late, smaller report must not rewind them.
+pub fn advance(position: &watch::Sender<u64>, to: u64) {
+    position.send_if_modified(|p| {
+        let moved = to > *p;
+        if moved {
+            *p = to;
+        }
+        moved
+    });
+}
+
 /// Reads the whole global log in pages, handing each page to `f`.
 pub async fn for_each_page<F>(store: &dyn EventStore, after: u64, page: usize, mut f: F) -> Result<u64, StoreError>
 where

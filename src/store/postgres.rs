@@ -69,15 +69,6 @@ async fn head_position(pool: &PgPool) -> Result<u64, StoreError> {
 /// Moves the head watch when another node commits. NOTIFY is the fast path; a slow poll (5 s)
 /// covers notifications lost while the listener reconnects.
 async fn follow_other_nodes(pool: PgPool, head: Arc<watch::Sender<u64>>) {
-    let bump = |p: u64| {
-        head.send_if_modified(|h| {
-            let moved = p > *h;
-            if moved {
-                *h = p;
-            }
-            moved
-        });
-    };
     let mut poll = tokio::time::interval(Duration::from_secs(5));
     let mut listener = None;
     loop {
@@ -93,10 +84,10 @@ async fn follow_other_nodes(pool: PgPool, head: Arc<watch::Sender<u64>>) {
         }
         tokio::select! {
             n = async { listener.as_mut().expect("checked").recv().await }, if listener.is_some() => match n {
-                Ok(n) => if let Ok(p) = n.payload().parse() { bump(p) },
+                Ok(n) => if let Ok(p) = n.payload().parse() { super::advance(&head, p) },
                 Err(_) => listener = None,
             },
-            _ = poll.tick() => if let Ok(p) = head_position(&pool).await { bump(p) },
+            _ = poll.tick() => if let Ok(p) = head_position(&pool).await { super::advance(&head, p) },
         }
     }
 }

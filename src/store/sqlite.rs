@@ -130,13 +130,7 @@ async fn follow_other_processes(pool: SqlitePool, head: Arc<watch::Sender<u64>>)
     loop {
         tick.tick().await;
         if let Ok(p) = head_position(&pool).await {
-            head.send_if_modified(|h| {
-                let moved = p > *h;
-                if moved {
-                    *h = p;
-                }
-                moved
-            });
+            super::advance(&head, p);
         }
     }
 }

@@ -181,11 +181,5 @@ fn publish(head: &watch::Sender<u64>, store: &'static str, requests: usize, outc
         .sum();
     metrics::EVENTS_APPENDED.with_label_values(&[store]).inc_by(written);
     metrics::BATCH_SIZE.observe(requests as f64);
-    head.send_if_modified(|h| {
-        let moved = new_head > *h;
-        if moved {
-            *h = new_head;
-        }
-        moved
-    });
+    super::advance(head, new_head);
 }
