@@ -10,7 +10,9 @@ use annals::domain::user::{User, UserCommand};
 use annals::provision;
 use annals::store::{self, ExpectedVersion, SharedStore, StreamAppend};
 use annals_events::client::{ClientCreated, ClientEvent, ClientSettings};
+use annals_events::group::{GroupCreated, GroupEvent, GroupRoleGranted};
 use annals_events::realm::{RealmCreated, RealmEvent, RealmSettings};
+use annals_events::role::{RoleCreated, RoleEvent};
 use annals_events::user::{UserCreated, UserEvent, UserProfile, UserRoleGranted};
 use annals_events::{DomainEvent, Metadata, NewEvent, StreamId, StreamType};
 use clap::{Parser, Subcommand};
@@ -39,12 +41,16 @@ enum Scenario {
         #[arg(long)]
         acks: bool,
     },
-    /// Rebuild the in-memory read models from the whole log (seed first with `append`).
+    /// Rebuild the in-memory read models from the whole log. An empty store is first seeded
+    /// with `events` configuration events (clients, roles, groups: what those models fold;
+    /// users live in SQL and are not part of this figure).
     Rebuild {
         #[arg(long)]
         database_url: String,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        #[arg(long, default_value_t = 300_000)]
+        events: usize,
     },
     /// Activation of actors whose streams hold `events` events each.
     Activation {
@@ -152,9 +158,66 @@ async fn append(store: SharedStore, writers: usize, events: usize, acks: bool) -
     })
 }
 
-async fn rebuild(database_url: &str, runs: usize) -> serde_json::Value {
+/// Appends `events` configuration events in the proportions of a large deployment's realm:
+/// per unit, a client, a client role and a group granted that role (4 events).
+async fn seed_config(store: &SharedStore, events: usize) {
+    let meta = Metadata::system("annals-load").with_realm("load");
+    let enc = |e: DomainEvent| NewEvent::new(&e, &meta).expect("encodes");
+    let units: Vec<usize> = (0..events.div_ceil(4)).collect();
+    for chunk in units.chunks(500) {
+        let mut batch = Vec::new();
+        for &i in chunk {
+            let (client, role, group) =
+                (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+            let c: DomainEvent = ClientEvent::from(ClientCreated {
+                realm_id: "load".into(),
+                client_id: format!("client-{i:07}"),
+                settings: ClientSettings {
+                    redirect_uris: vec![format!("https://app{i}.example.org/callback")],
+                    web_origins: vec![format!("https://app{i}.example.org")],
+                    ..Default::default()
+                },
+                secret: None,
+                extra: Default::default(),
+            })
+            .into();
+            let r: DomainEvent = RoleEvent::from(RoleCreated {
+                realm_id: "load".into(),
+                client_id: Some(client.clone()),
+                name: "reader".into(),
+                description: Some(format!("Reads app {i}")),
+                attributes: Default::default(),
+                extra: Default::default(),
+            })
+            .into();
+            let g: DomainEvent = GroupEvent::from(GroupCreated {
+                realm_id: "load".into(),
+                name: format!("team-{i:07}"),
+                parent_id: None,
+                attributes: Default::default(),
+                extra: Default::default(),
+            })
+            .into();
+            let granted: DomainEvent = GroupEvent::from(GroupRoleGranted { role_id: role.clone() }).into();
+            let stream = |kind, id: &str, events| StreamAppend {
+                stream: StreamId::new(kind, id.to_string()),
+                expected: ExpectedVersion::Exact(0),
+                events,
+            };
+            batch.push(stream(StreamType::Client, &client, vec![enc(c)]));
+            batch.push(stream(StreamType::Role, &role, vec![enc(r)]));
+            batch.push(stream(StreamType::Group, &group, vec![enc(g), enc(granted)]));
+        }
+        store.append_all(batch).await.expect("seed");
+    }
+}
+
+async fn rebuild(database_url: &str, runs: usize, events: usize) -> serde_json::Value {
     let at_start = rss_mib();
     let store = store::open(database_url).await.expect("store");
+    if store.head().await.expect("head") == 0 {
+        seed_config(&store, events).await;
+    }
     let head = store.head().await.expect("head");
     let (mut fold_rates, mut read_rates) = (Vec::new(), Vec::new());
     for _ in 0..runs {
@@ -179,14 +242,14 @@ async fn rebuild(database_url: &str, runs: usize) -> serde_json::Value {
     let before = rss_mib();
     let dir = annals::readmodels::rebuild(&store, |_| {}).await.expect("rebuild");
     let with_dir = rss_mib();
-    let users = dir.users.len();
+    let (clients, roles, groups) = (dir.clients.len(), dir.memberships.role_count(), dir.memberships.group_count());
     drop(dir);
     let after_drop = rss_mib();
     store.shutdown().await;
     let (fold, read) = (median(fold_rates), median(read_rates));
     json!({"scenario": "rebuild", "store": store.backend(), "events": head,
            "result": {"events_per_s": fold, "baseline_read_decode_per_s": read, "ratio_to_baseline": fold / read,
-                      "users": users, "rss_mib_at_start": at_start, "rss_mib_before": before, "rss_mib_with_directory": with_dir, "rss_mib_after_drop": after_drop}})
+                      "clients": clients, "roles": roles, "groups": groups, "rss_mib_at_start": at_start, "rss_mib_before": before, "rss_mib_with_directory": with_dir, "rss_mib_after_drop": after_drop}})
 }
 
 async fn activation(database_url: &str, streams: usize, events: usize) -> serde_json::Value {
@@ -286,7 +349,7 @@ async fn run(args: Args) -> serde_json::Value {
             store.shutdown().await;
             json!({"scenario": "append", "store": store.backend(), "result": r})
         }
-        Scenario::Rebuild { database_url, runs } => rebuild(&database_url, runs).await,
+        Scenario::Rebuild { database_url, runs, events } => rebuild(&database_url, runs, events).await,
         Scenario::Activation { database_url, streams, events } => activation(&database_url, streams, events).await,
         Scenario::Seed { database_url, users, clients } => seed(&database_url, users, clients).await,
     }

@@ -41,8 +41,7 @@ for run in $(seq "$RUNS"); do
   pg_drop "$url"
 done
 
-"$LOAD" append --database-url "$TMP/rebuild.db" --writers 64 --events "$REBUILD_N" >/dev/null
-record "$("$LOAD" rebuild --database-url "$TMP/rebuild.db" --runs "$RUNS" | sed 's/^{/{"label":"rebuild_sqlite",/')"
+record "$("$LOAD" rebuild --database-url "$TMP/rebuild.db" --runs "$RUNS" --events "$REBUILD_N" | sed 's/^{/{"label":"rebuild_sqlite",/')"
 record "$("$LOAD" activation --database-url "$TMP/activation.db" --streams 200 --events 100 | sed 's/^{/{"label":"activation_sqlite",/')"
 
 # Idle resident memory: an empty node (baseline) and one holding 100,000 users and 1,000 clients.

@@ -148,9 +148,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if name.as_deref().is_none_or(|n| annals::sqlmodels::NAMES.contains(&n)) {
                 // SQL read models really drop their rows and checkpoint and refold from 0.
                 let started = Instant::now();
-                let at = annals::sqlmodels::rebuild(&store).await?;
+                let pb = progress(store.head().await?, "rebuilding users (SQL)");
+                let at = annals::sqlmodels::rebuild(&store, |p| pb.set_position(p)).await?;
+                pb.finish_and_clear();
+                let pool = store.pool();
+                let (users, grants) = (
+                    annals::sqlmodels::users::count(&pool, None).await?,
+                    annals::sqlmodels::users::grant_count(&pool).await?,
+                );
                 println!(
-                    "user_search: dropped and rebuilt to position {at} in {:.3} s (SQL)",
+                    "users: dropped and rebuilt to position {at} in {:.3} s (SQL): {users} users, {grants} grants",
                     started.elapsed().as_secs_f64()
                 );
                 if name.is_some() {
@@ -168,11 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let counts = [
                 ("realms", format!("{} realms", dir.realms.len())),
                 ("clients", format!("{} clients", dir.clients.len())),
-                ("users", format!("{} users", dir.users.len())),
-                (
-                    "memberships",
-                    format!("{} roles, {} groups, {} grants", m.role_count(), m.group_count(), m.grant_count()),
-                ),
+                ("memberships", format!("{} roles, {} groups", m.role_count(), m.group_count())),
                 ("signing_keys", format!("{} keys", dir.signing_keys.len())),
             ];
             for (n, c) in counts {
@@ -208,7 +211,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { realm, out } => {
             let dir = annals::readmodels::rebuild(&store, |_| {}).await?;
-            let json = annals::keycloak::export::export_realm(&dir, &realm)?;
+            annals::sqlmodels::catch_up(&store).await?;
+            let realm_id = dir.realms.by_name(&realm).map(|r| r.id.clone()).unwrap_or_default();
+            let users = annals::sqlmodels::users::realm_users(&store.pool(), &realm_id).await?;
+            let json = annals::keycloak::export::export_realm(&dir, &users, &realm)?;
             let text = serde_json::to_string_pretty(&json)? + "\n";
             match out {
                 Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,

@@ -4,7 +4,6 @@ use crate::clients::ClientDirectory;
 use crate::memberships::Memberships;
 use crate::realms::RealmDirectory;
 use crate::signing_keys::SigningKeyRing;
-use crate::users::UserDirectory;
 use crate::Projection;
 use annals_events::{DecodeError, DomainEvent, RecordedEvent};
 
@@ -14,7 +13,6 @@ pub struct Directory {
     pub position: u64,
     pub realms: RealmDirectory,
     pub clients: ClientDirectory,
-    pub users: UserDirectory,
     pub memberships: Memberships,
     pub signing_keys: SigningKeyRing,
 }
@@ -35,8 +33,8 @@ impl std::fmt::Display for FoldError {
 impl std::error::Error for FoldError {}
 
 impl Directory {
-    pub const NAMES: [&'static str; 5] =
-        [RealmDirectory::NAME, ClientDirectory::NAME, UserDirectory::NAME, Memberships::NAME, SigningKeyRing::NAME];
+    pub const NAMES: [&'static str; 4] =
+        [RealmDirectory::NAME, ClientDirectory::NAME, Memberships::NAME, SigningKeyRing::NAME];
 
     /// Folds one stored event. Events already folded (position <= current) are skipped, so
     /// feeding a page twice is harmless.
@@ -52,7 +50,6 @@ impl Directory {
     pub fn apply_decoded(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
         self.realms.apply(event, decoded);
         self.clients.apply(event, decoded);
-        self.users.apply(event, decoded);
         self.memberships.apply(event, decoded);
         self.signing_keys.apply(event, decoded);
         self.position = event.position;

@@ -7,7 +7,6 @@ pub mod directory;
 pub mod memberships;
 pub mod realms;
 pub mod signing_keys;
-pub mod user_search;
 pub mod users;
 
 pub use directory::Directory;

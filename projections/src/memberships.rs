@@ -1,9 +1,9 @@
-//! Roles, groups, and who holds which: direct grants, group membership, and the effective
-//! role set (direct + groups and their ancestors, expanded through composite roles).
+//! Roles and groups (with the roles granted to groups), and the effective role set of a user
+//! (direct grants + groups and their ancestors, expanded through composite roles). Which
+//! user holds which role or group lives in the SQL read model `users`.
 use crate::Projection;
 use annals_events::group::GroupEvent;
 use annals_events::role::RoleEvent;
-use annals_events::user::UserEvent;
 use annals_events::{DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,9 +37,6 @@ pub struct Memberships {
     roles: HashMap<String, RoleView>,
     role_by_name: HashMap<(String, Option<String>, String), String>,
     groups: HashMap<String, GroupView>,
-    user_roles: HashMap<String, BTreeSet<String>>,
-    user_groups: HashMap<String, BTreeSet<String>>,
-    group_members: HashMap<String, BTreeSet<String>>,
 }
 
 impl Memberships {
@@ -49,12 +46,6 @@ impl Memberships {
 
     pub fn group_count(&self) -> usize {
         self.groups.len()
-    }
-
-    /// Direct role grants plus group memberships of all users.
-    pub fn grant_count(&self) -> usize {
-        self.user_roles.values().map(|s| s.len()).sum::<usize>()
-            + self.user_groups.values().map(|s| s.len()).sum::<usize>()
     }
 
     pub fn role(&self, id: &str) -> Option<&RoleView> {
@@ -80,24 +71,16 @@ impl Memberships {
         self.groups.values().filter(move |g| g.realm_id == realm_id)
     }
 
-    /// Roles granted to the user directly.
-    pub fn user_roles(&self, user_id: &str) -> BTreeSet<String> {
-        self.user_roles.get(user_id).cloned().unwrap_or_default()
-    }
-
-    pub fn user_groups(&self, user_id: &str) -> BTreeSet<String> {
-        self.user_groups.get(user_id).cloned().unwrap_or_default()
-    }
-
-    pub fn group_members(&self, group_id: &str) -> BTreeSet<String> {
-        self.group_members.get(group_id).cloned().unwrap_or_default()
-    }
-
     /// Every role the user holds: direct grants, grants of their groups and those groups'
-    /// ancestors, expanded through composite roles. Cycles are tolerated.
-    pub fn effective_roles(&self, user_id: &str) -> BTreeSet<String> {
-        let mut pending: Vec<String> = self.user_roles(user_id).into_iter().collect();
-        for g in self.user_groups(user_id) {
+    /// ancestors, expanded through composite roles. Cycles are tolerated. `direct` and
+    /// `groups` are the user's rows in the `users` read model.
+    pub fn effective_roles<'a>(
+        &self,
+        direct: impl IntoIterator<Item = &'a String>,
+        groups: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeSet<String> {
+        let mut pending: Vec<String> = direct.into_iter().cloned().collect();
+        for g in groups.into_iter().cloned() {
             let mut cur = Some(g);
             let mut hops = 0;
             while let (Some(gid), true) = (cur, hops < 64) {
@@ -152,9 +135,6 @@ impl Projection for Memberships {
                 if let Some(r) = self.roles.remove(id) {
                     self.role_by_name.remove(&(r.realm_id, r.client_id, r.name));
                 }
-                for set in self.user_roles.values_mut() {
-                    set.remove(id);
-                }
                 for g in self.groups.values_mut() {
                     g.roles.remove(id);
                 }
@@ -188,41 +168,6 @@ impl Projection for Memberships {
             }
             DomainEvent::Group(GroupEvent::Deleted(_)) => {
                 self.groups.remove(id);
-                if let Some(members) = self.group_members.remove(id) {
-                    for u in members {
-                        if let Some(set) = self.user_groups.get_mut(&u) {
-                            set.remove(id);
-                        }
-                    }
-                }
-            }
-            DomainEvent::User(UserEvent::RoleGranted(c)) => {
-                self.user_roles.entry(id.clone()).or_default().insert(c.role_id.clone());
-            }
-            DomainEvent::User(UserEvent::RoleRevoked(c)) => {
-                if let Some(set) = self.user_roles.get_mut(id) {
-                    set.remove(&c.role_id);
-                }
-            }
-            DomainEvent::User(UserEvent::JoinedGroup(c)) => {
-                self.user_groups.entry(id.clone()).or_default().insert(c.group_id.clone());
-                self.group_members.entry(c.group_id.clone()).or_default().insert(id.clone());
-            }
-            DomainEvent::User(UserEvent::LeftGroup(c)) => {
-                if let Some(set) = self.user_groups.get_mut(id) {
-                    set.remove(&c.group_id);
-                }
-                if let Some(set) = self.group_members.get_mut(&c.group_id) {
-                    set.remove(id);
-                }
-            }
-            DomainEvent::User(UserEvent::Deleted(_)) => {
-                self.user_roles.remove(id);
-                for g in self.user_groups.remove(id).unwrap_or_default() {
-                    if let Some(set) = self.group_members.get_mut(&g) {
-                        set.remove(id);
-                    }
-                }
             }
             _ => {}
         }

@@ -36,18 +36,6 @@ fn realm(name: &str) -> DomainEvent {
         .into()
 }
 
-fn user(realm: &str, username: &str, email: Option<&str>) -> DomainEvent {
-    UserEvent::from(UserCreated {
-        realm_id: realm.into(),
-        username: username.into(),
-        profile: UserProfile { email: email.map(str::to_string), enabled: true, ..Default::default() },
-        created_timestamp: None,
-        federation_link: None,
-        extra: Default::default(),
-    })
-    .into()
-}
-
 fn role(realm: &str, name: &str) -> DomainEvent {
     RoleEvent::from(RoleCreated {
         realm_id: realm.into(),
@@ -76,47 +64,6 @@ fn ev<E: Into<DomainEvent>>(e: E) -> DomainEvent {
 }
 
 #[test]
-fn given_users_when_looked_up_then_username_and_email_ignore_case_within_their_realm() {
-    let d = given(vec![
-        (StreamType::Realm, "r1", realm("one")),
-        (StreamType::Realm, "r2", realm("two")),
-        (StreamType::User, "u1", user("r1", "Ada", Some("Ada@Example.org"))),
-        (StreamType::User, "u2", user("r2", "ada", None)),
-    ]);
-    assert_eq!(&*d.users.by_username("r1", "ADA").unwrap().id, "u1");
-    assert_eq!(&*d.users.by_username("r2", "Ada").unwrap().id, "u2");
-    assert_eq!(d.users.by_email("r1", "ada@example.ORG").len(), 1);
-    assert!(d.users.by_email("r2", "ada@example.org").is_empty());
-    assert_eq!(d.realms.by_name("one").unwrap().id, "r1");
-    assert!(d.realms.by_name("ONE").is_none(), "realm names are case-sensitive, as in URLs");
-}
-
-#[test]
-fn given_an_email_change_when_looked_up_then_only_the_new_email_finds_the_user() {
-    let profile = UserProfile { email: Some("new@example.org".into()), enabled: true, ..Default::default() };
-    let d = given(vec![
-        (StreamType::User, "u1", user("r", "ada", Some("old@example.org"))),
-        (StreamType::User, "u1", ev(UserEvent::from(UserProfileChanged { profile }))),
-    ]);
-    assert!(d.users.by_email("r", "old@example.org").is_empty());
-    assert_eq!(d.users.by_email("r", "NEW@example.org").len(), 1);
-}
-
-#[test]
-fn given_a_deleted_user_when_looked_up_then_gone_and_the_name_is_free() {
-    let d = given(vec![
-        (StreamType::User, "u1", user("r", "ada", Some("a@example.org"))),
-        (StreamType::Role, "role", role("r", "admin")),
-        (StreamType::User, "u1", ev(UserEvent::from(UserRoleGranted { role_id: "role".into() }))),
-        (StreamType::User, "u1", ev(UserEvent::from(UserDeleted {}))),
-        (StreamType::User, "u2", user("r", "ADA", None)),
-    ]);
-    assert_eq!(&*d.users.by_username("r", "ada").unwrap().id, "u2");
-    assert!(d.users.by_email("r", "a@example.org").is_empty());
-    assert!(d.memberships.user_roles("u1").is_empty());
-}
-
-#[test]
 fn given_groups_and_composites_when_effective_roles_then_inherited_through_parents_and_composites() {
     let d = given(vec![
         (StreamType::Role, "base", role("r", "base")),
@@ -131,13 +78,11 @@ fn given_groups_and_composites_when_effective_roles_then_inherited_through_paren
         (StreamType::Group, "child", group("r", "admins", Some("parent"))),
         (StreamType::Group, "parent", ev(GroupEvent::from(GroupRoleGranted { role_id: "parent-role".into() }))),
         (StreamType::Group, "child", ev(GroupEvent::from(GroupRoleGranted { role_id: "composite".into() }))),
-        (StreamType::User, "u1", user("r", "ada", None)),
-        (StreamType::User, "u1", ev(UserEvent::from(UserJoinedGroup { group_id: "child".into() }))),
     ]);
-    let roles = d.memberships.effective_roles("u1");
+    let roles = d.memberships.effective_roles(&[], &["child".to_string()]);
     assert_eq!(roles.into_iter().collect::<Vec<_>>(), vec!["base", "composite", "parent-role"]);
-    assert!(d.memberships.user_roles("u1").is_empty(), "nothing granted directly");
-    assert_eq!(d.memberships.group_members("child").len(), 1);
+    let direct = d.memberships.effective_roles(&["parent-role".to_string()], &[]);
+    assert_eq!(direct.into_iter().collect::<Vec<_>>(), vec!["parent-role"], "no group, no inheritance");
 }
 
 #[test]
@@ -146,12 +91,10 @@ fn given_a_deleted_role_when_effective_roles_then_it_is_gone_everywhere() {
         (StreamType::Role, "x", role("r", "x")),
         (StreamType::Group, "g", group("r", "g", None)),
         (StreamType::Group, "g", ev(GroupEvent::from(GroupRoleGranted { role_id: "x".into() }))),
-        (StreamType::User, "u", user("r", "ada", None)),
-        (StreamType::User, "u", ev(UserEvent::from(UserRoleGranted { role_id: "x".into() }))),
-        (StreamType::User, "u", ev(UserEvent::from(UserJoinedGroup { group_id: "g".into() }))),
         (StreamType::Role, "x", ev(RoleEvent::from(RoleDeleted {}))),
     ]);
-    assert!(d.memberships.effective_roles("u").is_empty());
+    assert!(d.memberships.effective_roles(&["x".to_string()], &["g".to_string()]).is_empty());
+    assert!(d.memberships.group("g").unwrap().roles.is_empty());
     assert!(d.memberships.role_by_name("r", None, "x").is_none());
 }
 
@@ -190,15 +133,15 @@ fn given_a_rotation_when_keys_are_listed_then_the_new_key_signs_and_the_old_stay
 
 #[test]
 fn given_an_event_already_folded_when_fed_again_then_nothing_changes() {
-    let mut d = given(vec![(StreamType::User, "u1", user("r", "ada", None))]);
+    let mut d = given(vec![(StreamType::Role, "x", role("r", "admin"))]);
     let before = d.clone();
     let again = RecordedEvent {
         event_id: uuid::Uuid::now_v7(),
-        stream: StreamId::new(StreamType::User, "u1"),
+        stream: StreamId::new(StreamType::Role, "x"),
         version: 2,
         position: 1,
         recorded_at: Utc::now(),
-        event_type: "user.deleted".into(),
+        event_type: "role.deleted".into(),
         schema_version: 1,
         payload: "{}".into(),
         metadata: "{}".into(),
@@ -207,4 +150,12 @@ fn given_an_event_already_folded_when_fed_again_then_nothing_changes() {
     };
     d.fold(&again).unwrap();
     assert_eq!(d, before);
+}
+
+#[test]
+fn given_realms_when_looked_up_by_name_then_names_are_case_sensitive() {
+    let d = given(vec![(StreamType::Realm, "r1", realm("one")), (StreamType::Realm, "r2", realm("two"))]);
+    assert_eq!(d.realms.by_name("one").unwrap().id, "r1");
+    assert_eq!(d.realms.by_name("two").unwrap().id, "r2");
+    assert!(d.realms.by_name("ONE").is_none(), "realm names are case-sensitive, as in URLs");
 }

@@ -1,158 +1,225 @@
-//! Users by id, and by username and email within a realm, case-insensitively.
-use crate::Projection;
+//! `users`: the rows of the SQL read model that holds users, their direct role grants and
+//! their group memberships. Users live in SQL, not in memory: 100,000 of them cost ~110 MB
+//! as in-memory views, and only the configuration (realms, clients, roles, groups, keys) is
+//! needed on every request. The fold is pure: it turns one event into row changes; the server
+//! applies them together with the checkpoint in one transaction.
+use annals_events::group::GroupEvent;
+use annals_events::role::RoleEvent;
 use annals_events::user::{PasswordHash, UserEvent, UserProfile};
 use annals_events::{DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::sync::Arc;
 
+pub const NAME: &str = "users";
+
+/// A user as the read model returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserView {
-    pub id: Arc<str>,
-    pub realm_id: Arc<str>,
+    pub id: String,
+    pub realm_id: String,
     pub username: String,
     pub profile: UserProfile,
-    /// Boxed: most of a directory's users are read far more often than this field, and the
-    /// enum is ~128 bytes inline.
-    pub password: Option<Box<PasswordHash>>,
+    pub password: Option<PasswordHash>,
     pub password_temporary: bool,
-    pub created_timestamp: Option<i64>,
+    /// Keycloak's `createdTimestamp` when imported, otherwise the creation event's time.
+    pub created_timestamp: i64,
     pub federation_link: Option<String>,
     pub extra: Map<String, Value>,
 }
 
-/// Keys are (realm id, lowercased name). Ids and realm ids are shared `Arc<str>` so 100,000
-/// users cost one copy of each string.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct UserDirectory {
-    by_id: HashMap<Arc<str>, UserView>,
-    by_username: HashMap<(Arc<str>, String), Arc<str>>,
-    /// A list, not a set: almost always one id, and a set's node would cost ~200 bytes each.
-    by_email: HashMap<(Arc<str>, String), Vec<Arc<str>>>,
-    realms: HashMap<String, Arc<str>>,
+/// One change to the model's tables. Changes of one page are applied in log order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserChange {
+    /// `position` orders users who share a username (see [`username_key`]).
+    Insert {
+        user: Box<UserView>,
+        position: u64,
+    },
+    Profile {
+        user_id: String,
+        profile: UserProfile,
+    },
+    /// `temporary` is `None` when an upgrade keeps the flag the password had.
+    Password {
+        user_id: String,
+        hash: PasswordHash,
+        temporary: Option<bool>,
+    },
+    /// The user's row, grants and memberships go.
+    Delete {
+        user_id: String,
+    },
+    GrantRole {
+        user_id: String,
+        role_id: String,
+    },
+    RevokeRole {
+        user_id: String,
+        role_id: String,
+    },
+    JoinGroup {
+        user_id: String,
+        group_id: String,
+    },
+    LeaveGroup {
+        user_id: String,
+        group_id: String,
+    },
+    /// A deleted role is revoked from every user.
+    RoleDeleted {
+        role_id: String,
+    },
+    /// A deleted group loses all its members.
+    GroupDeleted {
+        group_id: String,
+    },
 }
 
-fn fold(s: &str) -> String {
+/// The lookup key of usernames and emails: Unicode lowercase, so `ÄDA` finds `äda` (SQL's
+/// `lower()` is ASCII-only on SQLite, so keys are computed here, not in the database).
+pub fn key(s: &str) -> String {
     s.to_lowercase()
 }
 
-impl UserDirectory {
-    pub fn get(&self, id: &str) -> Option<&UserView> {
-        self.by_id.get(id)
-    }
+/// Separates fields in [`search_tail`]; a control character no name contains.
+pub const SEARCH_SEPARATOR: char = '\u{1f}';
 
-    pub fn by_username(&self, realm_id: &str, username: &str) -> Option<&UserView> {
-        let realm = self.realms.get(realm_id)?;
-        self.by_username.get(&(realm.clone(), fold(username))).and_then(|id| self.by_id.get(id))
+/// The profile's part of the lowercased search text (the username's key is prepended in SQL,
+/// so a profile change does not need the username): separator, email, first and last name.
+pub fn search_tail(profile: &UserProfile) -> String {
+    let mut s = String::new();
+    for field in [&profile.email, &profile.first_name, &profile.last_name] {
+        s.push(SEARCH_SEPARATOR);
+        s.push_str(&key(field.as_deref().unwrap_or("")));
     }
-
-    /// Users with this email (several only where the realm allows duplicate emails).
-    pub fn by_email(&self, realm_id: &str, email: &str) -> Vec<&UserView> {
-        let Some(realm) = self.realms.get(realm_id) else {
-            return Vec::new();
-        };
-        self.by_email
-            .get(&(realm.clone(), fold(email)))
-            .map(|ids| ids.iter().filter_map(|id| self.by_id.get(id)).collect())
-            .unwrap_or_default()
-    }
-
-    pub fn in_realm<'a>(&'a self, realm_id: &'a str) -> impl Iterator<Item = &'a UserView> + 'a {
-        self.by_id.values().filter(move |u| &*u.realm_id == realm_id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
-    fn intern_realm(&mut self, realm_id: &str) -> Arc<str> {
-        self.realms.entry(realm_id.to_string()).or_insert_with(|| Arc::from(realm_id)).clone()
-    }
-
-    fn index_email(&mut self, realm: &Arc<str>, id: &Arc<str>, email: Option<&str>, add: bool) {
-        let Some(email) = email else { return };
-        let key = (realm.clone(), fold(email));
-        if add {
-            let ids = self.by_email.entry(key).or_default();
-            if !ids.contains(id) {
-                ids.push(id.clone());
-                ids.sort();
-            }
-        } else if let Some(ids) = self.by_email.get_mut(&key) {
-            ids.retain(|x| x != id);
-            if ids.is_empty() {
-                self.by_email.remove(&key);
-            }
-        }
-    }
+    s
 }
 
-impl Projection for UserDirectory {
-    const NAME: &'static str = "users";
-
-    fn apply(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
-        let DomainEvent::User(e) = decoded else {
-            return;
-        };
-        let sid = event.stream.id.as_str();
-        match e {
-            UserEvent::Created(c) => {
-                let realm = self.intern_realm(&c.realm_id);
-                let id: Arc<str> = Arc::from(sid);
-                self.by_username.insert((realm.clone(), fold(&c.username)), id.clone());
-                self.index_email(&realm, &id, c.profile.email.as_deref(), true);
-                self.by_id.insert(
-                    id.clone(),
-                    UserView {
-                        id,
-                        realm_id: realm,
-                        username: c.username.clone(),
-                        profile: c.profile.clone(),
-                        password: None,
-                        password_temporary: false,
-                        created_timestamp: c.created_timestamp.or(Some(event.recorded_at.timestamp_millis())),
-                        federation_link: c.federation_link.clone(),
-                        extra: c.extra.clone(),
-                    },
-                );
-            }
-            UserEvent::ProfileChanged(c) => {
-                let Some((id, realm, old)) =
-                    self.by_id.get(sid).map(|u| (u.id.clone(), u.realm_id.clone(), u.profile.email.clone()))
-                else {
-                    return;
-                };
-                self.index_email(&realm, &id, old.as_deref(), false);
-                self.index_email(&realm, &id, c.profile.email.as_deref(), true);
-                if let Some(u) = self.by_id.get_mut(sid) {
-                    u.profile = c.profile.clone();
-                }
-            }
+/// The row changes one event causes (none for events that do not touch the tables).
+pub fn changes(event: &RecordedEvent, decoded: &DomainEvent) -> Option<UserChange> {
+    let id = || event.stream.id.clone();
+    Some(match decoded {
+        DomainEvent::User(e) => match e {
+            UserEvent::Created(c) => UserChange::Insert {
+                user: Box::new(UserView {
+                    id: id(),
+                    realm_id: c.realm_id.clone(),
+                    username: c.username.clone(),
+                    profile: c.profile.clone(),
+                    password: None,
+                    password_temporary: false,
+                    created_timestamp: c.created_timestamp.unwrap_or_else(|| event.recorded_at.timestamp_millis()),
+                    federation_link: c.federation_link.clone(),
+                    extra: c.extra.clone(),
+                }),
+                position: event.position,
+            },
+            UserEvent::ProfileChanged(c) => UserChange::Profile { user_id: id(), profile: c.profile.clone() },
             UserEvent::PasswordSet(c) => {
-                if let Some(u) = self.by_id.get_mut(sid) {
-                    u.password = Some(Box::new(c.hash.clone()));
-                    u.password_temporary = c.temporary;
-                }
+                UserChange::Password { user_id: id(), hash: c.hash.clone(), temporary: Some(c.temporary) }
             }
             UserEvent::PasswordHashUpgraded(c) => {
-                if let Some(u) = self.by_id.get_mut(sid) {
-                    u.password = Some(Box::new(c.hash.clone()));
-                }
+                UserChange::Password { user_id: id(), hash: c.hash.clone(), temporary: None }
             }
-            UserEvent::Deleted(_) => {
-                if let Some(u) = self.by_id.remove(sid) {
-                    self.by_username.remove(&(u.realm_id.clone(), fold(&u.username)));
-                    self.index_email(&u.realm_id, &u.id, u.profile.email.as_deref(), false);
-                }
-            }
-            UserEvent::RoleGranted(_)
-            | UserEvent::RoleRevoked(_)
-            | UserEvent::JoinedGroup(_)
-            | UserEvent::LeftGroup(_) => {}
+            UserEvent::Deleted(_) => UserChange::Delete { user_id: id() },
+            UserEvent::RoleGranted(c) => UserChange::GrantRole { user_id: id(), role_id: c.role_id.clone() },
+            UserEvent::RoleRevoked(c) => UserChange::RevokeRole { user_id: id(), role_id: c.role_id.clone() },
+            UserEvent::JoinedGroup(c) => UserChange::JoinGroup { user_id: id(), group_id: c.group_id.clone() },
+            UserEvent::LeftGroup(c) => UserChange::LeaveGroup { user_id: id(), group_id: c.group_id.clone() },
+        },
+        DomainEvent::Role(RoleEvent::Deleted(_)) => UserChange::RoleDeleted { role_id: id() },
+        DomainEvent::Group(GroupEvent::Deleted(_)) => UserChange::GroupDeleted { group_id: id() },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annals_events::role::RoleDeleted;
+    use annals_events::user::{UserCreated, UserDeleted, UserPasswordHashUpgraded, UserPasswordSet, UserRoleGranted};
+    use annals_events::{StreamId, StreamType};
+
+    fn rec(kind: StreamType, id: &str, e: &DomainEvent) -> RecordedEvent {
+        RecordedEvent {
+            event_id: uuid::Uuid::now_v7(),
+            stream: StreamId::new(kind, id),
+            version: 1,
+            position: 7,
+            recorded_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+            event_type: e.event_type().into(),
+            schema_version: 1,
+            payload: "{}".into(),
+            metadata: "{}".into(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
         }
+    }
+
+    fn phc() -> PasswordHash {
+        PasswordHash::Phc { phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into() }
+    }
+
+    #[test]
+    fn given_a_created_user_without_timestamp_when_folded_then_the_event_time_and_position_are_kept() {
+        let e: DomainEvent = UserEvent::from(UserCreated {
+            realm_id: "r".into(),
+            username: "Ada".into(),
+            profile: UserProfile { email: Some("a@x.org".into()), enabled: true, ..Default::default() },
+            created_timestamp: None,
+            federation_link: None,
+            extra: Default::default(),
+        })
+        .into();
+        match changes(&rec(StreamType::User, "u1", &e), &e) {
+            Some(UserChange::Insert { user, position }) => {
+                assert_eq!((user.id.as_str(), user.created_timestamp, position), ("u1", 1_800_000_000_000, 7));
+                assert_eq!(user.username, "Ada", "the username is kept as given; only the key is folded");
+                assert_eq!(user.password, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn given_password_events_when_folded_then_an_upgrade_keeps_the_temporary_flag() {
+        let set: DomainEvent = UserEvent::from(UserPasswordSet { hash: phc(), temporary: true }).into();
+        let up: DomainEvent =
+            UserEvent::from(UserPasswordHashUpgraded { from_algorithm: "pbkdf2-sha256".into(), hash: phc() }).into();
+        assert_eq!(
+            changes(&rec(StreamType::User, "u", &set), &set),
+            Some(UserChange::Password { user_id: "u".into(), hash: phc(), temporary: Some(true) })
+        );
+        assert_eq!(
+            changes(&rec(StreamType::User, "u", &up), &up),
+            Some(UserChange::Password { user_id: "u".into(), hash: phc(), temporary: None })
+        );
+    }
+
+    #[test]
+    fn given_grants_and_deletions_when_folded_then_they_name_the_right_rows() {
+        let grant: DomainEvent = UserEvent::from(UserRoleGranted { role_id: "x".into() }).into();
+        assert_eq!(
+            changes(&rec(StreamType::User, "u", &grant), &grant),
+            Some(UserChange::GrantRole { user_id: "u".into(), role_id: "x".into() })
+        );
+        let del: DomainEvent = UserEvent::from(UserDeleted {}).into();
+        assert_eq!(changes(&rec(StreamType::User, "u", &del), &del), Some(UserChange::Delete { user_id: "u".into() }));
+        let role_gone: DomainEvent = RoleEvent::from(RoleDeleted {}).into();
+        assert_eq!(
+            changes(&rec(StreamType::Role, "x", &role_gone), &role_gone),
+            Some(UserChange::RoleDeleted { role_id: "x".into() })
+        );
+    }
+
+    #[test]
+    fn given_a_profile_when_searched_then_the_tail_is_lowercased_and_separated() {
+        let p = UserProfile {
+            email: Some("ÄDA@Example.org".into()),
+            first_name: Some("Ada".into()),
+            last_name: None,
+            ..Default::default()
+        };
+        assert_eq!(search_tail(&p), "\u{1f}äda@example.org\u{1f}ada\u{1f}");
+        assert_eq!(key("ÄDA"), "äda");
     }
 }

@@ -5,6 +5,7 @@ use crate::keycloak::import::{plan_import, ImportError};
 use crate::provision::{self, ProvisionError};
 use crate::readmodels::ReadModels;
 use crate::secrets::ServerKeys;
+use crate::sqlmodels::{self, SqlModelError};
 use crate::store::{SharedStore, StoreError};
 use annals_events::realm::RealmEvent;
 use annals_events::{DomainEvent, Metadata, StreamType};
@@ -24,6 +25,9 @@ pub enum ImportFileError {
     Provision(PathBuf, ProvisionError),
     #[error("{0}: {1}")]
     Store(PathBuf, StoreError),
+    /// The `users` read model could not say which user ids are taken; nothing was written.
+    #[error("{0}: {1}")]
+    Users(PathBuf, SqlModelError),
 }
 
 /// What one import wrote.
@@ -43,7 +47,14 @@ pub async fn import_file(
     path: &Path,
 ) -> Result<Imported, ImportFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| ImportFileError::Read(path.into(), e))?;
-    let mut plan = plan_import(&text, keys, existing).map_err(|e| ImportFileError::Invalid(path.into(), e))?;
+    let user_ids = async {
+        sqlmodels::catch_up(store).await?;
+        sqlmodels::users::all_ids(&store.pool()).await
+    }
+    .await
+    .map_err(|e| ImportFileError::Users(path.into(), e))?;
+    let mut plan =
+        plan_import(&text, keys, existing, &user_ids).map_err(|e| ImportFileError::Invalid(path.into(), e))?;
     // Keycloak gives every realm an RS256 key; add the realm's default algorithm if it differs.
     let realm = plan.appends.iter().find(|a| a.stream.kind == StreamType::Realm).and_then(|a| {
         let e = a.events.first()?;

@@ -9,6 +9,7 @@ use super::representation::{
     RealmRep, RoleRep, RolesRep, UserRep, MASKED_SECRET,
 };
 use crate::credentials::password::{phc_to_keycloak, PasswordError};
+use crate::sqlmodels::users::UserWithGrants;
 use annals_events::user::PasswordHash;
 use annals_projections::clients::ClientView;
 use annals_projections::memberships::{GroupView, RoleView};
@@ -37,15 +38,17 @@ pub enum ExportError {
     Encode(#[from] serde_json::Error),
 }
 
-/// The realm named `realm_name` as a Keycloak realm representation.
-pub fn export_realm(dir: &Directory, realm_name: &str) -> Result<Value, ExportError> {
+/// The realm named `realm_name` as a Keycloak realm representation. `users` are the realm's
+/// users from the `users` read model ([`crate::sqlmodels::users::realm_users`]).
+pub fn export_realm(dir: &Directory, users: &[UserWithGrants], realm_name: &str) -> Result<Value, ExportError> {
     let realm = dir.realms.by_name(realm_name).ok_or_else(|| ExportError::RealmNotFound(realm_name.to_string()))?;
     let ctx = Context::new(dir, realm);
     let mut rep = realm_rep(realm);
     rep.clients = Some(ctx.clients.iter().copied().map(client_rep).collect());
     rep.roles = Some(ctx.roles_rep()?);
     rep.groups = Some(ctx.group_tree(None)?);
-    rep.users = Some(ctx.users()?);
+    rep.users =
+        Some(users.iter().filter(|u| u.user.realm_id == realm.id).map(|u| ctx.user_rep(u)).collect::<Result<_, _>>()?);
     Ok(serde_json::to_value(rep)?)
 }
 
@@ -263,21 +266,10 @@ impl<'a> Context<'a> {
         Ok(out)
     }
 
-    fn users(&self) -> Result<Vec<UserRep>, ExportError> {
-        let mut users: Vec<_> = self.dir.users.in_realm(self.realm_id).collect();
-        users.sort_by(|a, b| a.username.cmp(&b.username).then_with(|| a.id.cmp(&b.id)));
-        users.into_iter().map(|u| self.user_rep(u)).collect()
-    }
-
-    fn user_rep(&self, u: &UserView) -> Result<UserRep, ExportError> {
-        let (realm_roles, client_roles) = self.role_names(&self.dir.memberships.user_roles(&u.id))?;
-        let mut groups = self
-            .dir
-            .memberships
-            .user_groups(&u.id)
-            .iter()
-            .map(|g| self.group_path(g))
-            .collect::<Result<Vec<_>, _>>()?;
+    fn user_rep(&self, grants: &UserWithGrants) -> Result<UserRep, ExportError> {
+        let u = &grants.user;
+        let (realm_roles, client_roles) = self.role_names(&grants.roles)?;
+        let mut groups = grants.groups.iter().map(|g| self.group_path(g)).collect::<Result<Vec<_>, _>>()?;
         groups.sort();
         let mut extra = u.extra.clone();
         let stubs = match extra.remove("credentials") {
@@ -288,7 +280,7 @@ impl<'a> Context<'a> {
         let p = &u.profile;
         let rep = UserRep {
             id: Some(u.id.to_string()),
-            created_timestamp: u.created_timestamp,
+            created_timestamp: Some(u.created_timestamp),
             username: u.username.clone(),
             enabled: Some(p.enabled),
             email_verified: Some(p.email_verified),
@@ -367,13 +359,13 @@ mod tests {
             realm_id: "r".into(),
             username: "dave".into(),
             profile: Default::default(),
-            password: Some(Box::new(PasswordHash::Phc {
+            password: Some(PasswordHash::Phc {
                 phc:
                     "$argon2id$v=19$m=19456,t=2,p=1$ABEiM0RVZneImaq7zN3u/w$ggG5eVD9rnr29qDBC//4Z1M4+XuHGop9XJ98GH2w0as"
                         .into(),
-            })),
+            }),
             password_temporary: temporary,
-            created_timestamp: None,
+            created_timestamp: 0,
             federation_link: None,
             extra: Map::new(),
         }

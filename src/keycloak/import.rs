@@ -103,9 +103,14 @@ pub struct ImportCounts {
 }
 
 /// Parses and validates a Keycloak realm export and plans the events that import it.
-pub fn plan_import(json: &str, keys: &ServerKeys, existing: &Directory) -> Result<ImportPlan, ImportError> {
+pub fn plan_import(
+    json: &str,
+    keys: &ServerKeys,
+    existing: &Directory,
+    user_ids: &HashSet<String>,
+) -> Result<ImportPlan, ImportError> {
     let rep: RealmRep = parse_at(json, "")?;
-    Planner::new(keys, existing).plan(rep)
+    Planner::new(keys, existing, user_ids).plan(rep)
 }
 
 /// Deserializes `json`, naming the path of any error below `prefix`.
@@ -276,6 +281,8 @@ fn normalize_group_path(path: &str) -> String {
 struct Planner<'a> {
     keys: &'a ServerKeys,
     existing: &'a Directory,
+    /// Ids of users that exist already (users are not in the in-memory directory).
+    user_ids: &'a HashSet<String>,
     realm_id: String,
     metadata: Metadata,
     appends: Vec<StreamAppend>,
@@ -298,10 +305,11 @@ struct PendingRole {
 }
 
 impl<'a> Planner<'a> {
-    fn new(keys: &'a ServerKeys, existing: &'a Directory) -> Self {
+    fn new(keys: &'a ServerKeys, existing: &'a Directory, user_ids: &'a HashSet<String>) -> Self {
         Planner {
             keys,
             existing,
+            user_ids,
             realm_id: String::new(),
             metadata: Metadata::default(),
             appends: Vec::new(),
@@ -709,7 +717,7 @@ impl<'a> Planner<'a> {
         let taken = match kind {
             StreamType::Realm => self.existing.realms.get(&id).is_some(),
             StreamType::Client => self.existing.clients.get(&id).is_some(),
-            StreamType::User => self.existing.users.get(&id).is_some(),
+            StreamType::User => self.user_ids.contains(&id),
             StreamType::Role => self.existing.memberships.role(&id).is_some(),
             StreamType::Group => self.existing.memberships.group(&id).is_some(),
             StreamType::SigningKey => self.existing.signing_keys.get(&id).is_some(),

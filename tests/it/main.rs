@@ -5,3 +5,4 @@ mod crash;
 mod server;
 mod store_contract;
 mod support;
+mod users_model;

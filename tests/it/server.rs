@@ -3,7 +3,8 @@ use crate::support::{self, pg::TestDb, ADMIN_PASSWORD};
 use annals::actors::CommandError;
 use annals::credentials::password::verify_password;
 use annals::domain::user::{User, UserCommand};
-use annals::{readmodels, sqlmodels};
+use annals::readmodels;
+use annals::sqlmodels::{self, users};
 use annals_events::user::UserProfile;
 use annals_events::Metadata;
 use std::time::Duration;
@@ -16,13 +17,17 @@ async fn a_fresh_node_bootstraps_master_and_reports_health() {
     assert_eq!(admin.username, "admin");
     assert!(admin.generated_password.is_none(), "password came from configuration");
     {
-        let d = app.read_models.read();
+        let d = app.read_models.read().clone();
         let master = d.realms.by_name("master").expect("master realm");
-        let user = d.users.by_username(&master.id, "ADMIN").expect("admin user, case-insensitive");
+        let pool = app.store.pool();
+        assert!(app.sql_models.wait_for(app.store.head().await.unwrap(), Duration::from_secs(5)).await);
+        let user = users::by_username(&pool, &master.id, "ADMIN").await.unwrap().expect("admin, case-insensitive");
         let verified = verify_password(ADMIN_PASSWORD, user.password.as_ref().unwrap()).unwrap();
         assert!(verified.ok && !verified.needs_upgrade, "argon2id hash of the configured password");
         assert!(!verify_password("wrong", user.password.as_ref().unwrap()).unwrap().ok);
-        let roles = d.memberships.effective_roles(&user.id);
+        let (direct, groups) =
+            (users::roles_of(&pool, &user.id).await.unwrap(), users::groups_of(&pool, &user.id).await.unwrap());
+        let roles = d.memberships.effective_roles(&direct, &groups);
         assert!(roles.iter().any(|r| d.memberships.role(r).unwrap().name == "admin"));
         assert!(d.signing_keys.active(&master.id, "RS256").is_some(), "master has an RS256 key");
     }
@@ -73,9 +78,9 @@ async fn without_a_configured_password_one_is_generated() {
     let app = support::spawn_app(cfg).await;
     let pw = app.bootstrap.clone().unwrap().generated_password.expect("generated");
     assert!(pw.len() >= 20);
-    let d = app.read_models.read().clone();
-    let master = d.realms.by_name("master").unwrap();
-    let user = d.users.by_username(&master.id, "admin").unwrap();
+    let master = app.read_models.read().realms.by_name("master").unwrap().id.clone();
+    assert!(app.sql_models.wait_for(app.store.head().await.unwrap(), Duration::from_secs(5)).await);
+    let user = users::by_username(&app.store.pool(), &master, "admin").await.unwrap().unwrap();
     assert!(verify_password(&pw, user.password.as_ref().unwrap()).unwrap().ok);
     app.stop().await;
 }
@@ -119,18 +124,23 @@ async fn rebuilt_read_models_equal_the_incrementally_built_ones() {
     // The SQL read model: the incrementally maintained rows equal a drop-and-rebuild.
     assert!(app.sql_models.wait_for(head, Duration::from_secs(5)).await);
     let pool = app.store.pool();
-    let before = sqlmodels::search(&pool, &master, "", 0, 1000).await.unwrap();
-    assert_eq!(sqlmodels::rebuild(&app.store).await.unwrap(), head);
-    let after = sqlmodels::search(&pool, &master, "", 0, 1000).await.unwrap();
+    let before = users::realm_users(&pool, &master).await.unwrap();
+    assert_eq!(sqlmodels::rebuild(&app.store, |_| {}).await.unwrap(), head);
+    let after = users::realm_users(&pool, &master).await.unwrap();
     assert_eq!(before, after);
-    assert_eq!(before.len(), incremental.users.in_realm(&master).count());
+    // 40 created, 14 deleted (i % 3 == 0), plus the bootstrap admin.
+    assert_eq!(after.len(), 40 - 14 + 1);
+    assert_eq!(users::count(&pool, Some(&master)).await.unwrap(), after.len() as u64);
     // Search: case-insensitive substring over username and email, paged, wildcards literal.
-    let hits = sqlmodels::search(&pool, &master, "CHANGED1", 0, 10).await.unwrap();
-    assert!(hits.iter().all(|h| h.email.as_deref().unwrap_or("").contains("changed1")) && !hits.is_empty());
-    assert_eq!(sqlmodels::search(&pool, &master, "user1", 0, 2).await.unwrap().len(), 2);
-    assert!(sqlmodels::search(&pool, &master, "%", 0, 10).await.unwrap().is_empty());
-    assert!(incremental.users.by_email(&master, "U4@example.ORG").len() == 1);
-    assert!(incremental.users.by_username(&master, "user3").is_none(), "deleted users are gone");
+    let hits = users::search(&pool, &master, "CHANGED1", 0, 10).await.unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| h.profile.email.as_deref().unwrap_or("").contains("changed1")));
+    assert_eq!(users::search(&pool, &master, "user1", 0, 2).await.unwrap().len(), 2);
+    assert_eq!(users::search(&pool, &master, "", 0, 1000).await.unwrap().len(), after.len());
+    assert!(users::search(&pool, &master, "%", 0, 10).await.unwrap().is_empty());
+    assert_eq!(users::by_email(&pool, &master, "U4@example.ORG").await.unwrap().len(), 1);
+    assert!(users::by_username(&pool, &master, "user3").await.unwrap().is_none(), "deleted users are gone");
+    assert!(users::search(&pool, &master, "user3", 0, 10).await.unwrap().iter().all(|u| u.username != "User3"));
     app.stop().await;
 }
 
@@ -160,8 +170,10 @@ async fn two_nodes_see_each_others_changes_within_a_second() {
             .read_models
             .wait_for(done.position, Duration::from_secs(1))
             .await
-            .expect("other node caught up within 1 s");
-        assert!(reader.read_models.read().users.by_username(&master, &format!("from-node-{i}")).is_some());
+            .expect("other node's in-memory read models caught up within 1 s");
+        assert!(reader.sql_models.wait_for(done.position, Duration::from_secs(1)).await, "SQL model within 1 s");
+        let name = format!("from-node-{i}");
+        assert!(users::by_username(&reader.store.pool(), &master, &name).await.unwrap().is_some());
     }
     a.stop().await;
     b.stop().await;
