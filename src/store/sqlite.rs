@@ -87,40 +87,110 @@ async fn head_position(pool: &SqlitePool) -> Result<u64, StoreError> {
 /// driver copies every column of every row and hands rows over a channel one at a time; a
 /// page as one value crosses once. Text columns come back exactly (JSON strings are lossless),
 /// blobs as hex, so hashes still cover the stored bytes.
-fn paged_json(inner: &str) -> String {
-    format!(
-        "SELECT json_group_array(json_array(position, hex(event_id), stream_type, stream_id, version, recorded_at_us, \
-         event_type, schema_version, payload, metadata, hex(prev_hash), hex(hash))) FROM ({inner})"
-    )
+/// How each column of a page is written: integers as `<digits>,`, blobs as fixed-width hex,
+/// text as `<byte length>:<bytes>` (so quotes, separators and newlines pass unescaped and the
+/// payload reaches Rust byte for byte, as the chain needs).
+enum Field {
+    Int(&'static str),
+    Hex(&'static str, usize),
+    Text(&'static str),
 }
 
-type WireRow = (i64, String, String, String, i64, i64, String, i64, String, String, String, String);
+/// The columns of a page, in [`decode_page`]'s order.
+const PAGE_FIELDS: [Field; 12] = [
+    Field::Int("position"),
+    Field::Hex("event_id", 16),
+    Field::Text("stream_type"),
+    Field::Text("stream_id"),
+    Field::Int("version"),
+    Field::Int("recorded_at_us"),
+    Field::Text("event_type"),
+    Field::Int("schema_version"),
+    Field::Text("payload"),
+    Field::Text("metadata"),
+    Field::Hex("prev_hash", 32),
+    Field::Hex("hash", 32),
+];
 
-fn decode_page(text: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows: Vec<WireRow> = serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt { position: 0, reason: format!("page decode: {e}") })?;
-    rows.into_iter()
-        .map(|(position, id, st, sid, version, at, event_type, schema_version, payload, metadata, prev, hash)| {
-            let p = position as u64;
-            let corrupt = |reason: String| StoreError::Corrupt { position: p, reason };
-            let bytes = |h: &str| hex::decode(h).map_err(|e| corrupt(e.to_string()));
-            let kind = StreamType::from_str(&st).map_err(|e| corrupt(e.to_string()))?;
-            Ok(RecordedEvent {
-                event_id: uuid::Uuid::from_slice(&bytes(&id)?).map_err(|e| corrupt(e.to_string()))?,
-                stream: StreamId::new(kind, sid),
-                version: version as u64,
-                position: p,
-                recorded_at: DateTime::from_timestamp_micros(at)
-                    .ok_or_else(|| corrupt(format!("timestamp {at} out of range")))?,
-                event_type,
-                schema_version: schema_version as u32,
-                payload,
-                metadata,
-                prev_hash: bytes(&prev)?.try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?,
-                hash: bytes(&hash)?.try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?,
-            })
-        })
-        .collect()
+/// Wraps a query of [`EVENT_COLUMNS`] so the whole page crosses from SQLite as one string:
+/// sqlx's driver would otherwise copy and hand over every row and column separately. One
+/// format() per row writes it in a single pass.
+fn paged(inner: &str) -> String {
+    let (mut spec, mut args) = (String::new(), Vec::new());
+    for f in &PAGE_FIELDS {
+        match f {
+            Field::Int(c) => {
+                spec.push_str("%d,");
+                args.push(c.to_string());
+            }
+            Field::Hex(c, _) => {
+                spec.push_str("%s");
+                args.push(format!("hex({c})"));
+            }
+            Field::Text(c) => {
+                spec.push_str("%d:%s");
+                args.push(format!("octet_length({c}), {c}"));
+            }
+        }
+    }
+    format!("SELECT group_concat(format('{spec}', {}), '') FROM ({inner})", args.join(", "))
+}
+
+/// Reads one field of kind `f` at `at`, moving past it.
+fn field<'a>(page: &'a str, at: &mut usize, f: &Field) -> Option<&'a str> {
+    let rest = page.get(*at..)?;
+    let (value, used) = match f {
+        Field::Int(_) => {
+            let end = rest.bytes().take(21).position(|b| b == b',')?;
+            (&rest[..end], end + 1)
+        }
+        Field::Hex(_, bytes) => (rest.get(..bytes * 2)?, bytes * 2),
+        Field::Text(_) => {
+            let colon = rest.bytes().take(21).position(|b| b == b':')?;
+            let len: usize = rest[..colon].parse().ok()?;
+            (rest.get(colon + 1..colon + 1 + len)?, colon + 1 + len)
+        }
+    };
+    *at += used;
+    Some(value)
+}
+
+fn decode_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
+    let Some(page) = page else { return Ok(Vec::new()) };
+    let mut events = Vec::new();
+    let mut at = 0;
+    while at < page.len() {
+        let mut f = [""; 12];
+        for (slot, kind) in f.iter_mut().zip(&PAGE_FIELDS) {
+            *slot = field(&page, &mut at, kind).ok_or_else(|| StoreError::Corrupt {
+                position: events.last().map_or(0, |e: &RecordedEvent| e.position + 1),
+                reason: format!("page is malformed at byte {at}"),
+            })?;
+        }
+        let [position, id, st, sid, version, at_us, event_type, schema_version, payload, metadata, prev, hash] = f;
+        let p: u64 =
+            position.parse().map_err(|_| StoreError::Corrupt { position: 0, reason: "bad position".into() })?;
+        let corrupt = |reason: String| StoreError::Corrupt { position: p, reason };
+        let int = |s: &str| s.parse::<i64>().map_err(|e| corrupt(format!("{s:?}: {e}")));
+        let bytes = |h: &str| hex::decode(h).map_err(|e| corrupt(e.to_string()));
+        let kind = StreamType::from_str(st).map_err(|e| corrupt(e.to_string()))?;
+        let at_us = int(at_us)?;
+        events.push(RecordedEvent {
+            event_id: uuid::Uuid::from_slice(&bytes(id)?).map_err(|e| corrupt(e.to_string()))?,
+            stream: StreamId::new(kind, sid),
+            version: int(version)? as u64,
+            position: p,
+            recorded_at: DateTime::from_timestamp_micros(at_us)
+                .ok_or_else(|| corrupt(format!("timestamp {at_us} out of range")))?,
+            event_type: event_type.to_string(),
+            schema_version: int(schema_version)? as u32,
+            payload: payload.to_string(),
+            metadata: metadata.to_string(),
+            prev_hash: bytes(prev)?.try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?,
+            hash: bytes(hash)?.try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?,
+        });
+    }
+    Ok(events)
 }
 
 /// Another process (an `annals import` beside a running node) may commit to the same file; its
@@ -266,30 +336,29 @@ impl EventStore for SqliteStore {
             ReadUntil::Version(v) => (" AND version <= ?", v.min(i64::MAX as u64) as i64),
             ReadUntil::Time(t) => (" AND recorded_at_us <= ?", t.timestamp_micros()),
         };
-        let sql = paged_json(&format!(
+        let sql = paged(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
         ));
-        let mut q = sqlx::query_scalar::<_, String>(&sql)
+        let mut q = sqlx::query_scalar::<_, Option<String>>(&sql)
             .bind(&stream.id)
             .bind(stream.kind.as_str())
             .bind(after_version.min(i64::MAX as u64) as i64);
         if !cond.is_empty() {
             q = q.bind(bound);
         }
-        let mut events = decode_page(&q.fetch_one(&self.pool).await?)?;
+        let mut events = decode_page(q.fetch_one(&self.pool).await?)?;
         events.sort_by_key(|e| e.version);
         Ok(events)
     }
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql =
-            paged_json(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"));
-        let text: String = sqlx::query_scalar(&sql)
+        let sql = paged(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"));
+        let text: Option<String> = sqlx::query_scalar(&sql)
             .bind(after_position.min(i64::MAX as u64) as i64)
             .bind(limit.min(i64::MAX as usize) as i64)
             .fetch_one(&self.pool)
             .await?;
-        let mut events = decode_page(&text)?;
+        let mut events = decode_page(text)?;
         events.sort_by_key(|e| e.position);
         Ok(events)
     }
@@ -341,5 +410,53 @@ impl EventStore for SqliteStore {
         self.checkpointer.abort();
         // Leave a compact database behind: fold the WAL in before the process ends.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page as SQLite's `format()` in [`paged`] writes it.
+    fn page_row(position: u64, stream_id: &str, payload: &str) -> String {
+        let text = |s: &str| format!("{}:{s}", s.len());
+        format!(
+            "{position},{}{}{}1,1700000000000000,{}1,{}{}{}{}",
+            "00".repeat(16),
+            text("user"),
+            text(stream_id),
+            text("user.created"),
+            text(payload),
+            text("{}"),
+            "11".repeat(32),
+            "22".repeat(32)
+        )
+    }
+
+    #[test]
+    fn given_text_with_separators_and_multibyte_characters_when_decoded_then_it_is_exact() {
+        let payload = r#"{"name":"Ä:1,2:\"x\"\n","n":3}"#;
+        let page = page_row(7, "id:with,colons", payload) + &page_row(8, "ü", "{}");
+        let events = decode_page(Some(page)).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!((events[0].position, events[0].stream.id.as_str()), (7, "id:with,colons"));
+        assert_eq!(events[0].payload, payload, "byte for byte");
+        assert_eq!(events[0].hash, [0x22; 32]);
+        assert_eq!((events[1].position, events[1].stream.id.as_str()), (8, "ü"));
+        assert!(decode_page(None).unwrap().is_empty(), "an empty page is NULL");
+    }
+
+    #[test]
+    fn given_a_truncated_or_lying_page_when_decoded_then_corrupt_not_panic() {
+        let page = page_row(7, "u", "{}");
+        for cut in [1, 10, page.len() / 2, page.len() - 1] {
+            let err = decode_page(Some(page[..cut].to_string())).unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        }
+        // A length that points into the middle of a multibyte character.
+        let lying = page.replace("1:u", "1:ü");
+        assert!(matches!(decode_page(Some(lying)), Err(StoreError::Corrupt { .. })));
+        let huge = page.replace("1:u", "99999999999999999999999:u");
+        assert!(matches!(decode_page(Some(huge)), Err(StoreError::Corrupt { .. })));
     }
 }
