@@ -50,7 +50,7 @@ pub async fn catch_up(
     // folded, so a rebuild costs max(read, fold) per page rather than their sum.
     let read = |after: u64| {
         let store = store.clone();
-        tokio::spawn(async move { store.read_all(after, PAGE).await })
+        tokio::spawn(async move { store.read_all_payloads(after, PAGE).await })
     };
     let mut next = Some(read(after));
     let mut carry: Vec<RecordedEvent> = Vec::new();

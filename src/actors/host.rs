@@ -3,7 +3,7 @@ use super::{CommandError, Executed};
 use crate::clock::SharedClock;
 use crate::domain::{fold, Aggregate};
 use crate::metrics;
-use crate::store::{ExpectedVersion, ReadUntil, SharedStore, Snapshot, StoreError, StreamAppend};
+use crate::store::{ExpectedVersion, SharedStore, Snapshot, StoreError, StreamAppend};
 use actix::prelude::*;
 use annals_events::{Metadata, NewEvent, RecordedEvent, StreamId};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,7 +129,7 @@ pub(crate) async fn load<A: Aggregate>(store: &SharedStore, stream: &StreamId) -
         }
     }
     let snapshot_version = version;
-    let tail = store.read_stream(stream, version, ReadUntil::End).await.map_err(LoadError::Store)?;
+    let tail = store.read_stream_payloads(stream, version).await.map_err(LoadError::Store)?;
     if let Some(last) = tail.last() {
         version = last.version;
     }
@@ -227,7 +227,7 @@ async fn decide_and_append<A: Aggregate>(
             }
             Err(StoreError::Conflict { .. }) if attempt == 0 => {
                 // Another node (or a pre-actor writer) moved the stream: catch up, decide again.
-                match store.read_stream(&stream, version, ReadUntil::End).await {
+                match store.read_stream_payloads(&stream, version).await {
                     Ok(tail) => match typed::<A>(&tail) {
                         Ok(evs) => {
                             if let Some(last) = tail.last() {

@@ -134,7 +134,7 @@ pub async fn catch_up_with(store: &SharedStore, mut progress: impl FnMut(u64)) -
     let pool = store.pool();
     let mut at = checkpoint(&pool).await?;
     loop {
-        let page = store.read_all(at, PAGE).await?;
+        let page = store.read_all_payloads(at, PAGE).await?;
         if page.is_empty() {
             return Ok(at);
         }

@@ -90,8 +90,26 @@ pub trait EventStore: Send + Sync + 'static {
         until: ReadUntil,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// A stream's events after `after_version` to its end, for folding into an aggregate: like
+    /// [`EventStore::read_stream`], but the event id may be nil, the metadata empty and the
+    /// hashes zero.
+    async fn read_stream_payloads(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream(stream, after_version, ReadUntil::End).await
+    }
+
     /// The global log from `after_position` (exclusive), at most `limit` events.
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The global log like [`EventStore::read_all`], for folds that need only what the events
+    /// say: the event id may be nil, the metadata empty and the hashes zero (read models use
+    /// this; verification, `events tail` and audit never do).
+    async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all(after_position, limit).await
+    }
 
     /// The last committed position, asked of the database.
     async fn head(&self) -> Result<u64, StoreError>;

@@ -25,6 +25,9 @@ pub(crate) const NOTIFY_CHANNEL: &str = "annals_events";
 
 pub struct PgStore {
     pool: PgPool,
+    /// The runtime the store was opened on: snapshot writes run there, so an actor's arbiter
+    /// stopping mid-write cannot drop a pooled connection outside a runtime.
+    runtime: tokio::runtime::Handle,
     writer: Writer,
     head: Arc<watch::Sender<u64>>,
     listener: JoinHandle<()>,
@@ -53,7 +56,7 @@ impl PgStore {
         };
         let writer = Writer::spawn(connect, head.clone(), "postgres").await?;
         let listener = tokio::spawn(follow_other_nodes(pool.clone(), head.clone()));
-        Ok(PgStore { pool, writer, head, listener })
+        Ok(PgStore { pool, runtime: tokio::runtime::Handle::current(), writer, head, listener })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -244,13 +247,17 @@ impl EventStore for PgStore {
     }
 
     async fn save_snapshot(&self, s: Snapshot) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO snapshots (stream_type, stream_id, version, state) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .bind(s.stream.kind.as_str())
-            .bind(&s.stream.id)
-            .bind(s.version as i64)
-            .bind(&s.state)
-            .execute(&self.pool)
-            .await?;
+        let pool = self.pool.clone();
+        let write = self.runtime.spawn(async move {
+            sqlx::query("INSERT INTO snapshots (stream_type, stream_id, version, state) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(s.stream.kind.as_str())
+                .bind(&s.stream.id)
+                .bind(s.version as i64)
+                .bind(&s.state)
+                .execute(&pool)
+                .await
+        });
+        write.await.map_err(|_| StoreError::Closed)??;
         Ok(())
     }
 

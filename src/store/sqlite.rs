@@ -21,6 +21,13 @@ const ROWS_PER_INSERT: usize = 2000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection for snapshot writes, `synchronous=NORMAL` (a snapshot lost at power
+    /// loss is only a cache miss): snapshot writes queue here instead of holding reading
+    /// connections while they wait for SQLite's write lock.
+    snapshots: SqlitePool,
+    /// The runtime the store was opened on: snapshot writes run there, so an actor's arbiter
+    /// stopping mid-write cannot drop a pooled connection outside a runtime.
+    runtime: tokio::runtime::Handle,
     writer: Writer,
     head: Arc<watch::Sender<u64>>,
     poller: tokio::task::JoinHandle<()>,
@@ -55,9 +62,54 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 }
 
 impl SqliteStore {
+    async fn stream_page(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        until: ReadUntil,
+        fields: &[Field],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (cond, bound) = match until {
+            ReadUntil::End => ("", i64::MAX),
+            ReadUntil::Version(v) => (" AND version <= ?", v.min(i64::MAX as u64) as i64),
+            ReadUntil::Time(t) => (" AND recorded_at_us <= ?", t.timestamp_micros()),
+        };
+        let sql = paged(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
+            ),
+            fields,
+        );
+        let mut q = sqlx::query_scalar::<_, Option<String>>(&sql)
+            .bind(&stream.id)
+            .bind(stream.kind.as_str())
+            .bind(after_version.min(i64::MAX as u64) as i64);
+        if !cond.is_empty() {
+            q = q.bind(bound);
+        }
+        let mut events = decode_page(q.fetch_one(&self.pool).await?, fields)?;
+        events.sort_by_key(|e| e.version);
+        Ok(events)
+    }
+
+    async fn read_page(&self, after: u64, limit: usize, fields: &[Field]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql =
+            paged(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"), fields);
+        let text: Option<String> = sqlx::query_scalar(&sql)
+            .bind(after.min(i64::MAX as u64) as i64)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut events = decode_page(text, fields)?;
+        events.sort_by_key(|e| e.position);
+        Ok(events)
+    }
+
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let opts = connect_options(url)?;
-        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts.clone()).await?;
+        // Every reading connection is opened up front: opening one (file, WAL index, pragmas) takes
+        // milliseconds that the first requests after start would otherwise pay.
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(4).connect_with(opts.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
@@ -70,7 +122,13 @@ impl SqliteStore {
         let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
         let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone()));
         let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
-        Ok(SqliteStore { pool, writer, head, poller, checkpointer })
+        let snapshots = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
+            .await?;
+        let runtime = tokio::runtime::Handle::current();
+        Ok(SqliteStore { pool, snapshots, runtime, writer, head, poller, checkpointer })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -83,10 +141,6 @@ async fn head_position(pool: &SqlitePool) -> Result<u64, StoreError> {
     Ok(p.unwrap_or(0) as u64)
 }
 
-/// Wraps an event query so SQLite returns the whole page as one JSON text. sqlx's SQLite
-/// driver copies every column of every row and hands rows over a channel one at a time; a
-/// page as one value crosses once. Text columns come back exactly (JSON strings are lossless),
-/// blobs as hex, so hashes still cover the stored bytes.
 /// How each column of a page is written: integers as `<digits>,`, blobs as fixed-width hex,
 /// text as `<byte length>:<bytes>` (so quotes, separators and newlines pass unescaped and the
 /// payload reaches Rust byte for byte, as the chain needs).
@@ -96,7 +150,7 @@ enum Field {
     Text(&'static str),
 }
 
-/// The columns of a page, in [`decode_page`]'s order.
+/// The columns of a full page, in [`decode_page`]'s order.
 const PAGE_FIELDS: [Field; 12] = [
     Field::Int("position"),
     Field::Hex("event_id", 16),
@@ -112,12 +166,25 @@ const PAGE_FIELDS: [Field; 12] = [
     Field::Hex("hash", 32),
 ];
 
+/// The columns a fold needs (see `EventStore::read_all_payloads`): no id, metadata or hashes,
+/// a third fewer bytes to format, copy and parse.
+const FOLD_FIELDS: [Field; 8] = [
+    Field::Int("position"),
+    Field::Text("stream_type"),
+    Field::Text("stream_id"),
+    Field::Int("version"),
+    Field::Int("recorded_at_us"),
+    Field::Text("event_type"),
+    Field::Int("schema_version"),
+    Field::Text("payload"),
+];
+
 /// Wraps a query of [`EVENT_COLUMNS`] so the whole page crosses from SQLite as one string:
 /// sqlx's driver would otherwise copy and hand over every row and column separately. One
 /// format() per row writes it in a single pass.
-fn paged(inner: &str) -> String {
+fn paged(inner: &str, fields: &[Field]) -> String {
     let (mut spec, mut args) = (String::new(), Vec::new());
-    for f in &PAGE_FIELDS {
+    for f in fields {
         match f {
             Field::Int(c) => {
                 spec.push_str("%d,");
@@ -155,28 +222,47 @@ fn field<'a>(page: &'a str, at: &mut usize, f: &Field) -> Option<&'a str> {
     Some(value)
 }
 
-fn decode_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
+/// Decodes a page written with `fields` ([`PAGE_FIELDS`] or [`FOLD_FIELDS`]; a fold page
+/// leaves the event id nil, the metadata empty and the hashes zero).
+fn decode_page(page: Option<String>, fields: &[Field]) -> Result<Vec<RecordedEvent>, StoreError> {
     let Some(page) = page else { return Ok(Vec::new()) };
+    let full = fields.len() == PAGE_FIELDS.len();
     let mut events = Vec::new();
     let mut at = 0;
     while at < page.len() {
         let mut f = [""; 12];
-        for (slot, kind) in f.iter_mut().zip(&PAGE_FIELDS) {
+        for (slot, kind) in f.iter_mut().zip(fields) {
             *slot = field(&page, &mut at, kind).ok_or_else(|| StoreError::Corrupt {
                 position: events.last().map_or(0, |e: &RecordedEvent| e.position + 1),
                 reason: format!("page is malformed at byte {at}"),
             })?;
         }
-        let [position, id, st, sid, version, at_us, event_type, schema_version, payload, metadata, prev, hash] = f;
+        let [position, id, st, sid, version, at_us, event_type, schema_version, payload, metadata, prev, hash] = if full
+        {
+            f
+        } else {
+            let [position, st, sid, version, at_us, event_type, schema_version, payload, ..] = f;
+            [position, "", st, sid, version, at_us, event_type, schema_version, payload, "", "", ""]
+        };
         let p: u64 =
             position.parse().map_err(|_| StoreError::Corrupt { position: 0, reason: "bad position".into() })?;
         let corrupt = |reason: String| StoreError::Corrupt { position: p, reason };
         let int = |s: &str| s.parse::<i64>().map_err(|e| corrupt(format!("{s:?}: {e}")));
-        let bytes = |h: &str| hex::decode(h).map_err(|e| corrupt(e.to_string()));
+        let hash32 = |h: &str, what: &str| -> Result<[u8; 32], StoreError> {
+            let mut out = [0u8; 32];
+            if full {
+                hex::decode_to_slice(h, &mut out).map_err(|e| corrupt(format!("{what}: {e}")))?;
+            }
+            Ok(out)
+        };
         let kind = StreamType::from_str(st).map_err(|e| corrupt(e.to_string()))?;
         let at_us = int(at_us)?;
+        let mut event_id = [0u8; 16];
+        if full {
+            hex::decode_to_slice(id, &mut event_id).map_err(|e| corrupt(format!("event id: {e}")))?;
+        }
         events.push(RecordedEvent {
-            event_id: uuid::Uuid::from_slice(&bytes(id)?).map_err(|e| corrupt(e.to_string()))?,
+            event_id: uuid::Uuid::from_bytes(event_id),
             stream: StreamId::new(kind, sid),
             version: int(version)? as u64,
             position: p,
@@ -186,8 +272,8 @@ fn decode_page(page: Option<String>) -> Result<Vec<RecordedEvent>, StoreError> {
             schema_version: int(schema_version)? as u32,
             payload: payload.to_string(),
             metadata: metadata.to_string(),
-            prev_hash: bytes(prev)?.try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?,
-            hash: bytes(hash)?.try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?,
+            prev_hash: hash32(prev, "prev_hash")?,
+            hash: hash32(hash, "hash")?,
         });
     }
     Ok(events)
@@ -331,36 +417,23 @@ impl EventStore for SqliteStore {
         after_version: u64,
         until: ReadUntil,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let (cond, bound) = match until {
-            ReadUntil::End => ("", i64::MAX),
-            ReadUntil::Version(v) => (" AND version <= ?", v.min(i64::MAX as u64) as i64),
-            ReadUntil::Time(t) => (" AND recorded_at_us <= ?", t.timestamp_micros()),
-        };
-        let sql = paged(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND stream_type = ? AND version > ?{cond} ORDER BY version"
-        ));
-        let mut q = sqlx::query_scalar::<_, Option<String>>(&sql)
-            .bind(&stream.id)
-            .bind(stream.kind.as_str())
-            .bind(after_version.min(i64::MAX as u64) as i64);
-        if !cond.is_empty() {
-            q = q.bind(bound);
-        }
-        let mut events = decode_page(q.fetch_one(&self.pool).await?)?;
-        events.sort_by_key(|e| e.version);
-        Ok(events)
+        self.stream_page(stream, after_version, until, &PAGE_FIELDS).await
+    }
+
+    async fn read_stream_payloads(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stream_page(stream, after_version, ReadUntil::End, &FOLD_FIELDS).await
     }
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = paged(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"));
-        let text: Option<String> = sqlx::query_scalar(&sql)
-            .bind(after_position.min(i64::MAX as u64) as i64)
-            .bind(limit.min(i64::MAX as usize) as i64)
-            .fetch_one(&self.pool)
-            .await?;
-        let mut events = decode_page(text)?;
-        events.sort_by_key(|e| e.position);
-        Ok(events)
+        self.read_page(after_position, limit, &PAGE_FIELDS).await
+    }
+
+    async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_page(after_position, limit, &FOLD_FIELDS).await
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -386,13 +459,17 @@ impl EventStore for SqliteStore {
     }
 
     async fn save_snapshot(&self, s: Snapshot) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO snapshots (stream_type, stream_id, version, state) VALUES (?, ?, ?, ?)")
-            .bind(s.stream.kind.as_str())
-            .bind(&s.stream.id)
-            .bind(s.version as i64)
-            .bind(&s.state)
-            .execute(&self.pool)
-            .await?;
+        let pool = self.snapshots.clone();
+        let write = self.runtime.spawn(async move {
+            sqlx::query("INSERT OR IGNORE INTO snapshots (stream_type, stream_id, version, state) VALUES (?, ?, ?, ?)")
+                .bind(s.stream.kind.as_str())
+                .bind(&s.stream.id)
+                .bind(s.version as i64)
+                .bind(&s.state)
+                .execute(&pool)
+                .await
+        });
+        write.await.map_err(|_| StoreError::Closed)??;
         Ok(())
     }
 
@@ -437,26 +514,26 @@ mod tests {
     fn given_text_with_separators_and_multibyte_characters_when_decoded_then_it_is_exact() {
         let payload = r#"{"name":"Ä:1,2:\"x\"\n","n":3}"#;
         let page = page_row(7, "id:with,colons", payload) + &page_row(8, "ü", "{}");
-        let events = decode_page(Some(page)).unwrap();
+        let events = decode_page(Some(page), &PAGE_FIELDS).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!((events[0].position, events[0].stream.id.as_str()), (7, "id:with,colons"));
         assert_eq!(events[0].payload, payload, "byte for byte");
         assert_eq!(events[0].hash, [0x22; 32]);
         assert_eq!((events[1].position, events[1].stream.id.as_str()), (8, "ü"));
-        assert!(decode_page(None).unwrap().is_empty(), "an empty page is NULL");
+        assert!(decode_page(None, &PAGE_FIELDS).unwrap().is_empty(), "an empty page is NULL");
     }
 
     #[test]
     fn given_a_truncated_or_lying_page_when_decoded_then_corrupt_not_panic() {
         let page = page_row(7, "u", "{}");
         for cut in [1, 10, page.len() / 2, page.len() - 1] {
-            let err = decode_page(Some(page[..cut].to_string())).unwrap_err();
+            let err = decode_page(Some(page[..cut].to_string()), &PAGE_FIELDS).unwrap_err();
             assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         }
         // A length that points into the middle of a multibyte character.
         let lying = page.replace("1:u", "1:ü");
-        assert!(matches!(decode_page(Some(lying)), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode_page(Some(lying), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
         let huge = page.replace("1:u", "99999999999999999999999:u");
-        assert!(matches!(decode_page(Some(huge)), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode_page(Some(huge), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
     }
 }

@@ -158,6 +158,32 @@ async fn streams_read_by_version_and_time(ctx: Ctx) {
     assert_eq!(s.read_stream(&role, 0, ReadUntil::End).await.unwrap().len(), 1);
 }
 
+/// The reads for folding carry everything a fold uses, exactly as the full reads do.
+async fn payload_reads_match_full_reads(ctx: Ctx) {
+    let s = &ctx.store;
+    s.append(append("a", 0, 3)).await.unwrap();
+    s.append(append("b", 0, 2)).await.unwrap();
+    s.append(append("a", 3, 1)).await.unwrap();
+    let same = |x: &[annals_events::RecordedEvent], y: &[annals_events::RecordedEvent]| {
+        assert_eq!(x.len(), y.len());
+        for (x, y) in x.iter().zip(y) {
+            assert_eq!(
+                (x.position, &x.stream, x.version, x.recorded_at, &x.event_type, x.schema_version, &x.payload),
+                (y.position, &y.stream, y.version, y.recorded_at, &y.event_type, y.schema_version, &y.payload)
+            );
+        }
+    };
+    same(&s.read_all_payloads(1, 10).await.unwrap(), &s.read_all(1, 10).await.unwrap());
+    same(&s.read_all_payloads(0, 2).await.unwrap(), &s.read_all(0, 2).await.unwrap());
+    same(
+        &s.read_stream_payloads(&user("a"), 1).await.unwrap(),
+        &s.read_stream(&user("a"), 1, ReadUntil::End).await.unwrap(),
+    );
+    assert_eq!(s.read_stream_payloads(&user("a"), 0).await.unwrap().len(), 4);
+    assert!(s.read_stream_payloads(&user("nobody"), 0).await.unwrap().is_empty());
+    assert!(s.read_all_payloads(6, 10).await.unwrap().is_empty());
+}
+
 async fn snapshots_keep_the_latest(ctx: Ctx) {
     let s = &ctx.store;
     let st = user("a");
@@ -393,6 +419,7 @@ contract!(
     atomic_multi_stream_append_is_all_or_nothing,
     a_bad_request_fails_alone,
     streams_read_by_version_and_time,
+    payload_reads_match_full_reads,
     snapshots_keep_the_latest,
     concurrent_writers_commit_in_position_order,
     tampering_is_refused_or_detected,
