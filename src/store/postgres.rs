@@ -153,7 +153,6 @@ impl Backend for PgWriter {
         let (rows, outcomes) = plan::plan(requests, facts, now);
         let new_head = rows.last().map(|r| r.position).unwrap_or(0);
         if !rows.is_empty() {
-            // One statement for the whole batch: arrays unnest into rows, no bind-count limit.
             // One statement for the whole batch (arrays unnest into rows, no bind-count limit),
             // and the NOTIFY in the same round trip; it is delivered at commit.
             sqlx::query(&format!(
