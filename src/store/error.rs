@@ -17,6 +17,10 @@ pub enum StoreError {
     /// The database failed or is unreachable. Nothing of the batch was committed; surfaced as 503.
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
+    /// The SQLite writer's connection failed (it talks to SQLite without sqlx). Nothing of the
+    /// batch was committed; surfaced as 503.
+    #[error("database error: {0}")]
+    Engine(String),
     /// Migrating the schema failed at start-up; fatal.
     #[error("schema migration failed: {0}")]
     Migration(String),

@@ -8,6 +8,7 @@ mod plan;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod sqlite_writer;
 mod writer;
 
 pub use error::StoreError;

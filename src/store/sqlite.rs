@@ -1,23 +1,18 @@
 //! SQLite event store: the embedded default. WAL mode; one writer connection owned by the
 //! group-commit task (BEGIN IMMEDIATE), a small pool for readers.
-use super::plan::{self, FactRow, Facts, Outcome};
 use super::rows::EVENT_COLUMNS;
-use super::writer::{Backend, Writer};
+use super::sqlite_writer::{SqliteWriter, WriterConfig};
+use super::writer::Writer;
 use super::{Appended, EventStore, ReadUntil, Snapshot, StoreError, StreamAppend};
 use annals_events::{RecordedEvent, StreamId, StreamType};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
-use std::collections::HashSet;
+use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// SQLite's default limit on bound parameters is 32766; 12 columns per row. (The facts query
-/// binds at most 2 x MAX_BATCH_EVENTS = 8192 values.)
-const ROWS_PER_INSERT: usize = 2000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -39,12 +34,7 @@ pub struct SqliteStore {
 /// of the last commits for throughput (a process crash still loses nothing acknowledged);
 /// the default, `full`, makes every acknowledged append survive power loss.
 pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
-    let (path, sync) = match url.split_once("?synchronous=") {
-        Some((p, "normal")) => (p, SqliteSynchronous::Normal),
-        Some((p, "full")) => (p, SqliteSynchronous::Full),
-        Some((_, other)) => return Err(StoreError::Invalid(format!("synchronous={other}: expected full or normal"))),
-        None => (url, SqliteSynchronous::Full),
-    };
+    let (path, sync) = split_url(url)?;
     let opts = if path.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(path)?
     } else {
@@ -59,6 +49,16 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         // pages are folded into memory once; the writer raises its own (index pages).
         .pragma("cache_size", "-2048")
         .disable_statement_logging())
+}
+
+/// The database path part of a store URL and the durability it asks for.
+fn split_url(url: &str) -> Result<(&str, SqliteSynchronous), StoreError> {
+    Ok(match url.split_once("?synchronous=") {
+        Some((p, "normal")) => (p, SqliteSynchronous::Normal),
+        Some((p, "full")) => (p, SqliteSynchronous::Full),
+        Some((_, other)) => return Err(StoreError::Invalid(format!("synchronous={other}: expected full or normal"))),
+        None => (url, SqliteSynchronous::Full),
+    })
 }
 
 impl SqliteStore {
@@ -113,12 +113,15 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
-        // The writer never checkpoints (that would stall commits); a background task does.
-        let writer_opts = opts.clone().pragma("wal_autocheckpoint", "0").pragma("cache_size", "-8192");
-        let connect = move || async move {
-            let conn = writer_opts.connect().await?;
-            Ok(SqliteWriter { conn, opts: writer_opts })
+        let config = WriterConfig {
+            path: opts.get_filename().to_path_buf(),
+            synchronous: match split_url(url)?.1 {
+                SqliteSynchronous::Normal => "NORMAL",
+                _ => "FULL",
+            },
+            busy_timeout: Duration::from_secs(10),
         };
+        let connect = move || async move { SqliteWriter::open(config) };
         let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
         let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone()));
         let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
@@ -300,108 +303,6 @@ async fn checkpoint_wal(pool: SqlitePool) {
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
         }
-    }
-}
-
-struct SqliteWriter {
-    conn: SqliteConnection,
-    opts: SqliteConnectOptions,
-}
-
-#[async_trait]
-impl Backend for SqliteWriter {
-    async fn commit(
-        &mut self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError> {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
-        match self.commit_in_tx(requests, now).await {
-            Ok(out) => match sqlx::query("COMMIT").execute(&mut self.conn).await {
-                Ok(_) => Ok(out),
-                Err(e) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let rolled_back = sqlx::query("ROLLBACK").execute(&mut self.conn).await.is_ok();
-                if !rolled_back && self.conn.ping().await.is_err() {
-                    // The connection is gone (file replaced, I/O error): open a fresh one so
-                    // the next batch can succeed.
-                    match self.opts.connect().await {
-                        Ok(c) => {
-                            tracing::warn!("sqlite writer connection replaced after an error");
-                            self.conn = c;
-                        }
-                        Err(err) => tracing::error!(error = %err, "sqlite writer connection lost; will retry"),
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-impl SqliteWriter {
-    async fn commit_in_tx(
-        &mut self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError> {
-        // One round trip for every fact the plan needs: the head, the batch's event ids that
-        // already exist (idempotent retries), and the current version of each stream.
-        let ids: Vec<uuid::Uuid> =
-            requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
-        let streams: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT 0, position, hash, NULL, NULL, NULL, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) \
-             UNION ALL SELECT 1, position, NULL, event_id, stream_type, stream_id, version FROM events WHERE event_id IN (",
-        );
-        let mut sep = q.separated(",");
-        for id in &ids {
-            sep.push_bind(*id);
-        }
-        q.push(") UNION ALL SELECT 2, NULL, NULL, NULL, stream_type, stream_id, MAX(version) FROM events WHERE stream_id IN (");
-        let mut sep = q.separated(",");
-        for s in &streams {
-            sep.push_bind(*s);
-        }
-        q.push(") GROUP BY stream_id, stream_type");
-        let mut facts = Facts::default();
-        for row in q.build().fetch_all(&mut self.conn).await? {
-            let id: Option<Vec<u8>> = row.try_get(3)?;
-            facts.add(FactRow {
-                kind: row.try_get(0)?,
-                position: row.try_get(1)?,
-                hash: row.try_get(2)?,
-                event_id: id.and_then(|b| uuid::Uuid::from_slice(&b).ok()),
-                stream_type: row.try_get(4)?,
-                stream_id: row.try_get(5)?,
-                version: row.try_get(6)?,
-            })?;
-        }
-        let (rows, outcomes) = plan::plan(requests, facts, now);
-        let new_head = rows.last().map(|r| r.position).unwrap_or(0);
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.position as i64)
-                    .push_bind(r.event_id)
-                    .push_bind(r.stream.kind.as_str())
-                    .push_bind(r.stream.id.as_str())
-                    .push_bind(r.version as i64)
-                    .push_bind(r.recorded_at.timestamp_micros())
-                    .push_bind(r.event_type.as_str())
-                    .push_bind(r.schema_version as i32)
-                    .push_bind(r.payload.as_str())
-                    .push_bind(r.metadata.as_str())
-                    .push_bind(&r.prev_hash[..])
-                    .push_bind(&r.hash[..]);
-            });
-            q.build().execute(&mut self.conn).await?;
-        }
-        Ok((outcomes, new_head))
     }
 }
 

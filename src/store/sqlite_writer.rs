@@ -1,0 +1,237 @@
+//! The SQLite side of group commit: one batch, one transaction, on the writer's own thread.
+//!
+//! The writer holds a plain `rusqlite` connection rather than an sqlx one: sqlx runs every
+//! SQLite statement on a worker thread of its own and hands the result back, and the four
+//! statements of a batch (BEGIN, facts, insert, COMMIT) then cost four thread round trips,
+//! ~45 µs each, a quarter of a batch. The writer thread exists to block on exactly this work,
+//! so it talks to SQLite directly. Readers keep sqlx.
+use super::plan::{self, FactRow, Facts, Outcome};
+use super::rows::EVENT_COLUMNS;
+use super::writer::Backend;
+use super::StoreError;
+use super::StreamAppend;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OpenFlags};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the writer's connection is opened (mirrors the pool's options).
+#[derive(Clone, Debug)]
+pub(crate) struct WriterConfig {
+    pub path: PathBuf,
+    /// `FULL` or `NORMAL`, as the store URL asked.
+    pub synchronous: &'static str,
+    /// How long BEGIN waits for another process's write lock before the batch fails.
+    pub busy_timeout: Duration,
+}
+
+pub(crate) struct SqliteWriter {
+    conn: Connection,
+    config: WriterConfig,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+impl SqliteWriter {
+    pub fn open(config: WriterConfig) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            &config.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db)?;
+        conn.busy_timeout(config.busy_timeout).map_err(db)?;
+        // The writer never checkpoints (that would stall commits; a background task does),
+        // and keeps a larger page cache than readers for the indexes it updates.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA wal_autocheckpoint = 0; \
+             PRAGMA cache_size = -8192;",
+            config.synchronous
+        ))
+        .map_err(db)?;
+        conn.set_prepared_statement_cache_capacity(16);
+        Ok(SqliteWriter { conn, config })
+    }
+
+    /// Replaces an unusable connection (file replaced, I/O error) so the next batch can
+    /// succeed; the batch that failed has already been refused.
+    fn reopen(&mut self) {
+        match SqliteWriter::open(self.config.clone()) {
+            Ok(fresh) => {
+                tracing::warn!("sqlite writer connection replaced after an error");
+                *self = fresh;
+            }
+            Err(err) => tracing::error!(error = %err, "sqlite writer connection lost; will retry"),
+        }
+    }
+
+    fn commit_in_tx(
+        &mut self,
+        requests: &[&[StreamAppend]],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        // One statement for every fact the plan needs: the head, the batch's event ids that
+        // already exist (idempotent retries), and the current version of each stream. The
+        // lists travel as JSON so the statement text never changes and stays prepared.
+        let ids: Vec<String> = requests
+            .iter()
+            .flat_map(|r| r.iter())
+            .flat_map(|a| a.events.iter().map(|e| hex::encode(e.event_id.as_bytes())))
+            .collect();
+        let streams: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
+        let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let streams = serde_json::to_string(&streams).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut facts = Facts::default();
+        {
+            let mut q = self
+                .conn
+                .prepare_cached(
+                    "SELECT 0, position, hash, NULL, NULL, NULL, NULL FROM \
+                     (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) \
+                     UNION ALL SELECT 1, position, NULL, event_id, stream_type, stream_id, version FROM events \
+                     WHERE event_id IN (SELECT unhex(value) FROM json_each(?1)) \
+                     UNION ALL SELECT 2, NULL, NULL, NULL, stream_type, stream_id, MAX(version) FROM events \
+                     WHERE stream_id IN (SELECT value FROM json_each(?2)) GROUP BY stream_id, stream_type",
+                )
+                .map_err(db)?;
+            let mut rows = q.query(params![ids, streams]).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                let id: Option<Vec<u8>> = row.get(3).map_err(db)?;
+                facts.add(FactRow {
+                    kind: row.get(0).map_err(db)?,
+                    position: row.get(1).map_err(db)?,
+                    hash: row.get(2).map_err(db)?,
+                    event_id: id.and_then(|b| uuid::Uuid::from_slice(&b).ok()),
+                    stream_type: row.get(4).map_err(db)?,
+                    stream_id: row.get(5).map_err(db)?,
+                    version: row.get(6).map_err(db)?,
+                })?;
+            }
+        }
+        let (rows, outcomes) = plan::plan(requests, facts, now);
+        let new_head = rows.last().map(|r| r.position).unwrap_or(0);
+        // One prepared single-row insert run per event: without a thread hop per statement,
+        // re-running a prepared statement is as cheap as one long multi-row statement.
+        let mut insert = self
+            .conn
+            .prepare_cached(&format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))
+            .map_err(db)?;
+        for r in &rows {
+            insert
+                .execute(params![
+                    r.position as i64,
+                    &r.event_id.as_bytes()[..],
+                    r.stream.kind.as_str(),
+                    r.stream.id.as_str(),
+                    r.version as i64,
+                    r.recorded_at.timestamp_micros(),
+                    r.event_type.as_str(),
+                    r.schema_version as i64,
+                    r.payload.as_str(),
+                    r.metadata.as_str(),
+                    &r.prev_hash[..],
+                    &r.hash[..],
+                ])
+                .map_err(db)?;
+        }
+        Ok((outcomes, new_head))
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteWriter {
+    async fn commit(
+        &mut self,
+        requests: &[&[StreamAppend]],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        // Blocking calls, on purpose: this runs on the writer's dedicated thread.
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            // Busy past the timeout, or a connection that no longer works: a fresh one costs
+            // about a millisecond and covers both.
+            self.reopen();
+            return Err(db(e));
+        }
+        let result = self.commit_in_tx(requests, now).and_then(|out| {
+            self.conn.execute_batch("COMMIT").map_err(db)?;
+            Ok(out)
+        });
+        if result.is_err() && !self.conn.is_autocommit() && self.conn.execute_batch("ROLLBACK").is_err() {
+            self.reopen();
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ExpectedVersion;
+    use annals_events::{NewEvent, StreamId, StreamType};
+
+    fn append(stream: &str, payload: &str) -> StreamAppend {
+        StreamAppend {
+            stream: StreamId::new(StreamType::User, stream),
+            expected: ExpectedVersion::Exact(0),
+            events: vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "user.role_granted".into(),
+                schema_version: 1,
+                payload: payload.into(),
+                metadata: "{}".into(),
+            }],
+        }
+    }
+
+    /// A migrated database (through the store, as the server does), and a writer on it.
+    async fn given_a_writer() -> (tempfile::TempDir, PathBuf, SqliteWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("annals.db");
+        let store = crate::store::open(path.to_str().unwrap()).await.unwrap();
+        store.shutdown().await;
+        let config = WriterConfig { path: path.clone(), synchronous: "FULL", busy_timeout: Duration::from_millis(50) };
+        (dir, path, SqliteWriter::open(config).unwrap())
+    }
+
+    fn count(path: &PathBuf) -> i64 {
+        Connection::open(path).unwrap().query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_an_insert_failing_mid_batch_when_committed_then_nothing_is_written_and_the_next_batch_works() {
+        let (_dir, path, mut w) = given_a_writer().await;
+        let rogue = Connection::open(&path).unwrap();
+        rogue
+            .execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.payload LIKE '%boom%' \
+                 BEGIN SELECT RAISE(ABORT, 'boom'); END",
+            )
+            .unwrap();
+        let (good, bad) = (append("a", r#"{"role_id":"x"}"#), append("b", r#"{"role_id":"boom"}"#));
+        let err = w.commit(&[std::slice::from_ref(&good), std::slice::from_ref(&bad)], Utc::now()).await.unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+        assert_eq!(count(&path), 0, "the batch's first event was rolled back with the failing one");
+        let (outcomes, head) = w.commit(&[std::slice::from_ref(&good)], Utc::now()).await.unwrap();
+        assert_eq!((outcomes.len(), head), (1, 1));
+        assert_eq!(count(&path), 1);
+    }
+
+    #[tokio::test]
+    async fn given_another_process_holding_the_write_lock_when_committed_then_busy_and_the_writer_recovers() {
+        let (_dir, path, mut w) = given_a_writer().await;
+        let rogue = Connection::open(&path).unwrap();
+        rogue.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let a = append("a", r#"{"role_id":"x"}"#);
+        let err = w.commit(&[std::slice::from_ref(&a)], Utc::now()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Engine(_)), "{err}");
+        rogue.execute_batch("ROLLBACK").unwrap();
+        let (outcomes, head) = w.commit(&[std::slice::from_ref(&a)], Utc::now()).await.unwrap();
+        assert!(outcomes[0].is_ok());
+        assert_eq!(head, 1);
+    }
+}
