@@ -210,8 +210,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Export { realm, out } => {
-            let dir = annals::readmodels::rebuild(&store, |_| {}).await?;
-            annals::sqlmodels::catch_up(&store).await?;
+            // Both kinds of read model at one position, so no user names a role or group the
+            // directory has not seen (a node may be writing meanwhile): retried until equal.
+            let mut dir = annals::readmodels::rebuild(&store, |_| {}).await?;
+            for _ in 0..20 {
+                if annals::sqlmodels::catch_up(&store).await? == dir.position {
+                    break;
+                }
+                let at = std::sync::RwLock::new(dir);
+                annals::readmodels::catch_up(&store, &at, |_| {}).await?;
+                dir = at.into_inner().unwrap_or_else(|p| p.into_inner());
+            }
             let realm_id = dir.realms.by_name(&realm).map(|r| r.id.clone()).unwrap_or_default();
             let users = annals::sqlmodels::users::realm_users(&store.pool(), &realm_id).await?;
             let json = annals::keycloak::export::export_realm(&dir, &users, &realm)?;

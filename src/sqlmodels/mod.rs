@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-const PAGE: usize = 2000;
+/// Events per transaction: each page holds SQLite's write lock while it applies, so appends
+/// wait at most one short page.
+const PAGE: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlModelError {
@@ -62,11 +64,14 @@ fn decode_changes(events: &[RecordedEvent], after: u64) -> Result<Vec<UserChange
 
 /// Applies the same statements through either backend's transaction.
 macro_rules! apply_in_tx {
-    ($tx:expr, $q:expr, $events:expr, $last:expr, $lock:expr) => {{
+    ($tx:expr, $q:expr, $after:expr, $events:expr, $last:expr, $lock:expr) => {{
         sqlx::query(&$q(ENSURE_CHECKPOINT)).bind(fold::NAME).execute(&mut *$tx).await?;
         let at: i64 = sqlx::query($lock).bind(fold::NAME).fetch_one(&mut *$tx).await?.try_get(0)?;
         let at = at as u64;
-        if $last > at {
+        // The page holds every event after `$after`. A checkpoint behind that (a rebuild
+        // reset it meanwhile) would leave a gap: nothing is applied, the caller reads again
+        // from the checkpoint. One at or past it skips what was applied already.
+        if at >= $after && $last > at {
             for change in decode_changes($events, at)? {
                 for (sql, args) in users::statements(change)? {
                     let sql = $q(sql);
@@ -88,20 +93,21 @@ macro_rules! apply_in_tx {
     }};
 }
 
-/// Applies one page (events at or below the stored checkpoint are skipped) and moves the
-/// checkpoint, in one transaction. Returns the checkpoint after the page.
-pub async fn apply_page(pool: &DbPool, events: &[RecordedEvent]) -> Result<u64, SqlModelError> {
+/// Applies one page, `events` being every event after position `after` up to the page's
+/// last, and moves the checkpoint, in one transaction (events at or below the stored
+/// checkpoint are skipped). Returns the checkpoint afterwards: the caller reads on from it.
+pub async fn apply_page(pool: &DbPool, after: u64, events: &[RecordedEvent]) -> Result<u64, SqlModelError> {
     let Some(last) = events.last().map(|e| e.position) else { return checkpoint(pool).await };
     let same = |s: &str| s.to_string();
     match pool {
         DbPool::Sqlite(p) => {
             let mut tx = p.begin().await?;
-            apply_in_tx!(tx, same, events, last, "SELECT position FROM checkpoints WHERE name = ?");
+            apply_in_tx!(tx, same, after, events, last, "SELECT position FROM checkpoints WHERE name = ?");
             tx.commit().await?;
         }
         DbPool::Postgres(p) => {
             let mut tx = p.begin().await?;
-            apply_in_tx!(tx, pg, events, last, "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE");
+            apply_in_tx!(tx, pg, after, events, last, "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE");
             tx.commit().await?;
         }
     }
@@ -135,13 +141,18 @@ pub async fn catch_up_with(store: &SharedStore, mut progress: impl FnMut(u64)) -
     let mut at = checkpoint(&pool).await?;
     loop {
         let page = store.read_all_payloads(at, PAGE).await?;
-        if page.is_empty() {
-            return Ok(at);
-        }
-        let full = page.len() == PAGE;
-        at = apply_page(&pool, &page).await?.max(page[page.len() - 1].position);
+        let Some(last) = page.last() else { return Ok(at) };
+        let (last, full) = (last.position, page.len() == PAGE);
+        // Whole commits only: a full page that ends inside a commit leaves that commit's
+        // events for the next page (they share `recorded_at`), so a reader never sees half an
+        // import. A commit longer than a page is applied page by page.
+        let upto = match (full, page.last().map(|e| e.recorded_at)) {
+            (true, Some(t)) => page.iter().rposition(|e| e.recorded_at != t).map_or(page.len(), |i| i + 1),
+            _ => page.len(),
+        };
+        at = apply_page(&pool, at, &page[..upto]).await?;
         progress(at);
-        if !full {
+        if !full && at >= last {
             return Ok(at);
         }
     }
@@ -149,7 +160,13 @@ pub async fn catch_up_with(store: &SharedStore, mut progress: impl FnMut(u64)) -
 
 /// Drops the model's rows and checkpoint and rebuilds it from position 0.
 pub async fn rebuild(store: &SharedStore, progress: impl FnMut(u64)) -> Result<u64, SqlModelError> {
-    match store.pool() {
+    reset(&store.pool()).await?;
+    catch_up_with(store, progress).await
+}
+
+/// Drops the model's rows and checkpoint, in one transaction.
+pub async fn reset(pool: &DbPool) -> Result<(), SqlModelError> {
+    match pool {
         DbPool::Sqlite(p) => {
             let mut tx = p.begin().await?;
             for table in users::TABLES {
@@ -167,7 +184,7 @@ pub async fn rebuild(store: &SharedStore, progress: impl FnMut(u64)) -> Result<u
             tx.commit().await?;
         }
     }
-    catch_up_with(store, progress).await
+    Ok(())
 }
 
 /// Follows the log in the background, keeping the SQL read models current.

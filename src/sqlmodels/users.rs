@@ -238,8 +238,10 @@ pub struct UserWithGrants {
 /// Every user of a realm with their grants, ordered by username (three queries, however
 /// many users).
 pub async fn realm_users(pool: &DbPool, realm_id: &str) -> Result<Vec<UserWithGrants>, SqlModelError> {
-    let sql = format!("SELECT {COLUMNS} FROM rm_users WHERE realm_id = ? ORDER BY username, user_id");
-    let users: Vec<UserView> = rows!(pool, &sql, |q| q.bind(realm_id), |r| view!(r))?;
+    let sql = format!("SELECT {COLUMNS} FROM rm_users WHERE realm_id = ?");
+    let mut users: Vec<UserView> = rows!(pool, &sql, |q| q.bind(realm_id), |r| view!(r))?;
+    // Sorted here, by bytes: PostgreSQL would order by the database's collation.
+    users.sort_by(|a, b| a.username.cmp(&b.username).then_with(|| a.id.cmp(&b.id)));
     let mut grants: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
     for (i, table, column) in [(0, "rm_user_roles", "role_id"), (1, "rm_user_groups", "group_id")] {
         let sql = format!(

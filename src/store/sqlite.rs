@@ -107,10 +107,20 @@ impl SqliteStore {
 
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let opts = connect_options(url)?;
+        let file = opts.get_filename();
+        if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+            // The writer opens the file a second time; an in-memory database would be another.
+            return Err(StoreError::Invalid("the event log needs a SQLite file, not an in-memory database".into()));
+        }
         // Every reading connection is opened up front: opening one (file, WAL index, pragmas) takes
         // milliseconds that the first requests after start would otherwise pay.
         let pool = SqlitePoolOptions::new().max_connections(4).min_connections(4).connect_with(opts.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        let snapshots = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
+            .await?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
         let config = WriterConfig {
@@ -125,11 +135,6 @@ impl SqliteStore {
         let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
         let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone()));
         let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
-        let snapshots = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
-            .await?;
         let runtime = tokio::runtime::Handle::current();
         Ok(SqliteStore { pool, snapshots, runtime, writer, head, poller, checkpointer })
     }
@@ -190,7 +195,9 @@ fn paged(inner: &str, fields: &[Field]) -> String {
     for f in fields {
         match f {
             Field::Int(c) => {
-                spec.push_str("%d,");
+                // `%s`, not `%d`: text where an integer belongs must fail to parse, not read
+                // as 0.
+                spec.push_str("%s,");
                 args.push(c.to_string());
             }
             Field::Hex(c, _) => {
@@ -203,7 +210,9 @@ fn paged(inner: &str, fields: &[Field]) -> String {
             }
         }
     }
-    format!("SELECT group_concat(format('{spec}', {}), '') FROM ({inner})", args.join(", "))
+    // Each row ends with `;`: a field of the wrong length (a blob of 33 bytes) cannot shift
+    // the rest of the page unnoticed.
+    format!("SELECT group_concat(format('{spec};', {}), '') FROM ({inner})", args.join(", "))
 }
 
 /// Reads one field of kind `f` at `at`, moving past it.
@@ -218,7 +227,8 @@ fn field<'a>(page: &'a str, at: &mut usize, f: &Field) -> Option<&'a str> {
         Field::Text(_) => {
             let colon = rest.bytes().take(21).position(|b| b == b':')?;
             let len: usize = rest[..colon].parse().ok()?;
-            (rest.get(colon + 1..colon + 1 + len)?, colon + 1 + len)
+            let end = (colon + 1).checked_add(len)?;
+            (rest.get(colon + 1..end)?, end)
         }
     };
     *at += used;
@@ -234,12 +244,17 @@ fn decode_page(page: Option<String>, fields: &[Field]) -> Result<Vec<RecordedEve
     let mut at = 0;
     while at < page.len() {
         let mut f = [""; 12];
+        let malformed = |at: usize, events: &[RecordedEvent]| StoreError::Corrupt {
+            position: events.last().map_or(0, |e| e.position + 1),
+            reason: format!("page is malformed at byte {at}"),
+        };
         for (slot, kind) in f.iter_mut().zip(fields) {
-            *slot = field(&page, &mut at, kind).ok_or_else(|| StoreError::Corrupt {
-                position: events.last().map_or(0, |e: &RecordedEvent| e.position + 1),
-                reason: format!("page is malformed at byte {at}"),
-            })?;
+            *slot = field(&page, &mut at, kind).ok_or_else(|| malformed(at, &events))?;
         }
+        if page.as_bytes().get(at) != Some(&b';') {
+            return Err(malformed(at, &events));
+        }
+        at += 1;
         let [position, id, st, sid, version, at_us, event_type, schema_version, payload, metadata, prev, hash] = if full
         {
             f
@@ -399,7 +414,7 @@ mod tests {
     fn page_row(position: u64, stream_id: &str, payload: &str) -> String {
         let text = |s: &str| format!("{}:{s}", s.len());
         format!(
-            "{position},{}{}{}1,1700000000000000,{}1,{}{}{}{}",
+            "{position},{}{}{}1,1700000000000000,{}1,{}{}{}{};",
             "00".repeat(16),
             text("user"),
             text(stream_id),
@@ -436,5 +451,12 @@ mod tests {
         assert!(matches!(decode_page(Some(lying), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
         let huge = page.replace("1:u", "99999999999999999999999:u");
         assert!(matches!(decode_page(Some(huge), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
+        let usize_max = page.replace("1:u", &format!("{}:u", usize::MAX));
+        assert!(matches!(decode_page(Some(usize_max), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
+        // A hash one byte too long (tampering) must not shift into the next row.
+        let long_hash = page.replace(&"22".repeat(32), &"22".repeat(33)) + &page_row(8, "v", "{}");
+        assert!(matches!(decode_page(Some(long_hash), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
+        let not_a_number = page.replacen("7,", "x,", 1);
+        assert!(matches!(decode_page(Some(not_a_number), &PAGE_FIELDS), Err(StoreError::Corrupt { .. })));
     }
 }

@@ -169,6 +169,25 @@ async fn rebuild_equals_the_incremental_model_and_search_is_literal(store: Share
     assert_eq!(users::search(&pool, "r", "", 0, 5000).await.unwrap().len(), 31, "empty needle lists all");
 }
 
+/// A runner that read a page before a rebuild reset the model must not apply it: the events
+/// before the page would be skipped for good.
+async fn a_page_read_before_a_reset_is_not_applied(store: SharedStore) {
+    for i in 0..6 {
+        append(&store, StreamType::User, &format!("u{i}"), vec![created("r", &format!("user{i}"), None)]).await;
+    }
+    assert_eq!(sqlmodels::catch_up(&store).await.unwrap(), 6);
+    let stale_page = store.read_all_payloads(3, 10).await.unwrap();
+    let pool = store.pool();
+    sqlmodels::reset(&pool).await.unwrap();
+    assert_eq!(sqlmodels::apply_page(&pool, 3, &stale_page).await.unwrap(), 0, "refused: the checkpoint is behind");
+    assert_eq!(users::count(&pool, None).await.unwrap(), 0, "nothing of the stale page was written");
+    assert_eq!(sqlmodels::apply_page(&pool, 0, &store.read_all_payloads(0, 2).await.unwrap()).await.unwrap(), 2);
+    assert_eq!(sqlmodels::apply_page(&pool, 0, &store.read_all_payloads(0, 4).await.unwrap()).await.unwrap(), 4);
+    assert_eq!(users::count(&pool, None).await.unwrap(), 4, "an overlapping page skips what was applied");
+    assert_eq!(sqlmodels::catch_up(&store).await.unwrap(), 6);
+    assert_eq!(users::count(&pool, None).await.unwrap(), 6);
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -200,4 +219,5 @@ both_stores!(
     profile_password_and_deletion_update_the_rows,
     grants_follow_roles_groups_and_deletions,
     rebuild_equals_the_incremental_model_and_search_is_literal,
+    a_page_read_before_a_reset_is_not_applied,
 );
