@@ -4,7 +4,6 @@ use annals_events::group::*;
 use annals_events::realm::*;
 use annals_events::role::*;
 use annals_events::signing_key::*;
-use annals_events::user::*;
 use annals_events::{DomainEvent, RecordedEvent, StreamId, StreamType};
 use chrono::{DateTime, Utc};
 use serde_json::json;
