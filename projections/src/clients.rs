@@ -2,8 +2,8 @@
 use crate::Projection;
 use annals_events::client::{ClientEvent, ClientSettings, SecretDigest};
 use annals_events::{DomainEvent, RecordedEvent};
+use foldhash::HashMap;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientView {

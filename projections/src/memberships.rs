@@ -5,8 +5,9 @@ use crate::Projection;
 use annals_events::group::GroupEvent;
 use annals_events::role::RoleEvent;
 use annals_events::{DomainEvent, RecordedEvent};
+use foldhash::HashMap;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoleView {

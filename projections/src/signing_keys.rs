@@ -3,8 +3,8 @@ use crate::Projection;
 use annals_events::signing_key::{SealedKey, SigningKeyEvent};
 use annals_events::{DomainEvent, RecordedEvent};
 use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 use serde_json::Value;
-use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyStatus {
