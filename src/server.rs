@@ -64,17 +64,29 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let store = store::open(&cfg.store.database_url).await?;
     let keys = Arc::new(server_keys(dir)?);
     let read_models = ReadModels::start(store.clone()).await?;
-    let bootstrap = provision::ensure_master(
-        &store,
-        &read_models,
-        &keys,
-        clock.now(),
-        &cfg.bootstrap_admin_username,
-        cfg.bootstrap_admin_password.as_deref(),
-    )
-    .await?;
+    // Bootstrap and import decide from the read models what exists. Read models stopped at an
+    // event they cannot fold would show a log without its realms, and a second `master` would
+    // be created: with them unhealthy the node starts, unready, and changes nothing.
+    let healthy = read_models.healthy();
+    if !healthy {
+        tracing::error!("read models stopped at an event they cannot fold: bootstrap and realm import skipped");
+    }
+    let bootstrap = match healthy {
+        true => {
+            provision::ensure_master(
+                &store,
+                &read_models,
+                &keys,
+                clock.now(),
+                &cfg.bootstrap_admin_username,
+                cfg.bootstrap_admin_password.as_deref(),
+            )
+            .await?
+        }
+        false => None,
+    };
     let mut imported = Vec::new();
-    if let Some(import_dir) = &cfg.import_realm {
+    if let (true, Some(import_dir)) = (healthy, &cfg.import_realm) {
         imported = crate::cli::import::import_dir(&store, &read_models, &keys, clock.now(), import_dir)
             .await
             .map_err(|e| ServerError::Import(import_dir.display().to_string(), e.to_string()))?;

@@ -191,22 +191,41 @@ pub async fn reset(pool: &DbPool) -> Result<(), SqlModelError> {
 #[derive(Clone)]
 pub struct SqlModels {
     position: watch::Receiver<u64>,
+    healthy: watch::Receiver<bool>,
     task: Arc<JoinHandle<()>>,
 }
 
 impl SqlModels {
+    /// Catches up, then follows the log. An event that cannot be folded does not stop the
+    /// node: it starts unready and says why (as the in-memory read models do); a database
+    /// that fails does stop the start.
     pub async fn start(store: SharedStore) -> Result<Self, SqlModelError> {
-        let at = catch_up(&store).await?;
+        let (healthy_now, at) = match catch_up(&store).await {
+            Ok(at) => (true, at),
+            Err(e @ SqlModelError::Decode(..)) => {
+                tracing::error!(error = %e, "SQL read models stopped at an event they cannot fold; the node is not ready");
+                (false, checkpoint(&store.pool()).await?)
+            }
+            Err(e) => return Err(e),
+        };
         let (tx, position) = watch::channel(at);
+        let (ok_tx, healthy) = watch::channel(healthy_now);
         let task = tokio::spawn(async move {
             let catch = || {
                 let store = store.clone();
                 async move { catch_up(&store).await }
             };
-            let names = NAMES;
-            crate::readmodels::follow_head(store.clone(), &names, tx, catch, |_| {}, Duration::from_secs(2)).await
+            let health = |ok: bool| {
+                let _ = ok_tx.send(ok);
+            };
+            crate::readmodels::follow_head(store.clone(), &NAMES, tx, catch, health, Duration::from_secs(2)).await
         });
-        Ok(SqlModels { position, task: Arc::new(task) })
+        Ok(SqlModels { position, healthy, task: Arc::new(task) })
+    }
+
+    /// False while the models cannot catch up (an event they cannot fold, a failing database).
+    pub fn healthy(&self) -> bool {
+        *self.healthy.borrow()
     }
 
     pub fn position(&self) -> u64 {

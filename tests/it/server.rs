@@ -39,6 +39,8 @@ async fn a_fresh_node_bootstraps_master_and_reports_health() {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "UP");
+    let head = app.store.head().await.unwrap();
+    assert_eq!(body["checks"]["sql_models"]["position"], head, "ready waits for the users model too: {body}");
     let metrics = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     for name in [
         "annals_http_request_duration_seconds_bucket",
@@ -226,5 +228,40 @@ async fn a_node_sees_what_another_process_appended_to_its_sqlite_file() {
     assert!(app.read_models.read().realms.by_name("acme").is_some());
     let ready = support::http().get(format!("{}/health/ready", app.base_url)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    app.stop().await;
+}
+
+/// A log holding an event the read models cannot fold (written by a newer build, or damaged):
+/// the node still starts, stays live, and says it is not ready instead of serving a read
+/// model that silently skipped the event.
+#[actix_rt::test]
+async fn an_event_the_read_models_cannot_fold_leaves_the_node_live_but_not_ready() {
+    use annals::store::{ExpectedVersion, StreamAppend};
+    use annals_events::{NewEvent, StreamId, StreamType};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = annals::store::open(dir.path().join("annals.db").to_str().unwrap()).await.unwrap();
+        let broken = NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "user.created".into(),
+            schema_version: 1,
+            payload: r#"{"unexpected":true}"#.into(),
+            metadata: "{}".into(),
+        };
+        let stream = StreamId::new(StreamType::User, "broken");
+        store.append(StreamAppend { stream, expected: ExpectedVersion::Exact(0), events: vec![broken] }).await.unwrap();
+        store.shutdown().await;
+    }
+    let app = support::spawn_app(support::serve_config(dir.path(), None)).await;
+    assert!(!app.read_models.healthy() && !app.sql_models.healthy(), "both stopped at position 1");
+    assert!(app.bootstrap.is_none(), "no second master realm from a directory that saw nothing");
+    assert_eq!(app.store.head().await.unwrap(), 1, "nothing was written");
+    let c = support::http();
+    let base = &app.base_url;
+    assert_eq!(c.get(format!("{base}/health/live")).send().await.unwrap().status(), 200);
+    let ready = c.get(format!("{base}/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "DOWN", "{body}");
     app.stop().await;
 }
