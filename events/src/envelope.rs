@@ -64,11 +64,11 @@ impl RecordedEvent {
         }
     }
 
-    /// The typed event, upcast to the current schema.
+    /// The typed event, upcast to the current schema. A payload already at the current
+    /// schema is decoded straight from its text into its struct (no `serde_json::Value` in
+    /// between: every fold and activation goes through here).
     pub fn decode(&self) -> Result<DomainEvent, DecodeError> {
-        let payload: Value = serde_json::from_str(&self.payload)
-            .map_err(|source| DecodeError::Payload { event_type: self.event_type.clone(), source })?;
-        DomainEvent::decode(&self.event_type, self.schema_version, payload)
+        DomainEvent::decode_str(&self.event_type, self.schema_version, &self.payload)
     }
 
     pub fn metadata(&self) -> Result<Metadata, serde_json::Error> {
