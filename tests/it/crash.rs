@@ -1,6 +1,7 @@
 //! Crash safety: a process appending under load is killed with SIGKILL; every append it had
 //! acknowledged is present exactly once, the chain verifies, and a restarted `annals serve`
-//! brings its read models up to the head.
+//! brings its read models up to the head. `annals serve` itself is killed while it imports
+//! realm files (its only write path before the admin API).
 use crate::support::pg::TestDb;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -107,4 +108,96 @@ async fn postgres_survives_sigkill_mid_load() {
     let dir = tempfile::tempdir().unwrap();
     let acks = load_then_kill(&db.url, 3000);
     check_after_crash(&db.url, dir.path(), acks).await;
+}
+
+/// `annals serve` itself killed with SIGKILL while it imports realm files: every import it
+/// reported is there, none is there twice, the restarted node imports the rest, and the
+/// chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_mid_import_imports_every_realm_exactly_once() {
+    // Each import generates the realm's RSA key (slow in a debug build): a few dozen realms
+    // keep the window for the kill wide without a long test.
+    const REALMS: usize = 30;
+    let data = tempfile::tempdir().unwrap();
+    let realms = tempfile::tempdir().unwrap();
+    for i in 0..REALMS {
+        let realm = serde_json::json!({
+            "realm": format!("crash-{i:03}"),
+            "enabled": true,
+            "clients": [{"clientId": "app", "publicClient": true, "redirectUris": ["https://app.example/cb"]}],
+            "users": [{"username": "user", "enabled": true, "email": format!("user@crash-{i:03}.example")}]
+        });
+        std::fs::write(realms.path().join(format!("crash-{i:03}.json")), realm.to_string()).unwrap();
+    }
+    let serve = || {
+        Command::new(ANNALS)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--import-realm")
+            .arg(realms.path())
+            .env("ANNALS_BOOTSTRAP_ADMIN_PASSWORD", "crash-test-admin")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("annals serve")
+    };
+    // First run: kill it once it has reported a few imports.
+    let mut first = serve();
+    let mut reported = Vec::new();
+    for line in BufReader::new(first.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("line");
+        if line.contains("realm imported") {
+            let realm = line.split("realm=").nth(1).and_then(|r| r.split_whitespace().next()).expect("realm=");
+            reported.push(realm.to_string());
+        }
+        if reported.len() >= 5 {
+            break;
+        }
+    }
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert!(reported.len() >= 5, "the first run reported {} imports", reported.len());
+
+    // Realm names in the log (a realm imported twice would appear twice), and the head.
+    let names = || async {
+        let url = data.path().join("annals.db").to_string_lossy().into_owned();
+        let store = annals::store::open(&url).await.unwrap();
+        let dir = annals::readmodels::rebuild(&store, |_| {}).await.unwrap();
+        let head = store.head().await.unwrap();
+        store.shutdown().await;
+        (dir.realms.all().map(|r| r.name.clone()).collect::<Vec<String>>(), head)
+    };
+    let (after_kill, _) = names().await;
+    for r in &reported {
+        assert!(after_kill.contains(r), "reported import {r} lost");
+    }
+    let crash_realms = after_kill.iter().filter(|n| n.starts_with("crash-")).count();
+    assert!(crash_realms < REALMS, "the kill came after the last import: nothing was interrupted");
+
+    // Second run: imports the rest, once each, and gets ready.
+    let mut second = serve();
+    let mut lines = BufReader::new(second.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines.next().expect("server printed its address").expect("line");
+        if let Some(a) = line.strip_prefix("Annals is listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    let ready = crate::support::http().get(format!("{addr}/health/ready")).send().await.expect("ready answers");
+    assert_eq!(ready.status(), 200);
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let (all, head) = names().await;
+    let mut crash: Vec<&String> = all.iter().filter(|n| n.starts_with("crash-")).collect();
+    crash.sort();
+    let before = crash.len();
+    crash.dedup();
+    assert_eq!(before, crash.len(), "a realm was imported twice");
+    assert_eq!(crash.len(), REALMS, "every realm imported");
+    assert_eq!(all.iter().filter(|n| *n == "master").count(), 1, "one master realm");
+    let verify = Command::new(ANNALS).args(["verify", "--data-dir"]).arg(data.path()).output().expect("verify");
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && out.contains(&format!("{head} events verified")), "{out}");
 }
