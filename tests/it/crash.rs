@@ -41,6 +41,20 @@ fn load_then_kill(database_url: &str, min_acks: usize) -> HashMap<uuid::Uuid, u6
     acks
 }
 
+/// The address a started `annals serve` prints once it listens (after start-up work). The
+/// rest of its output is drained on a thread, so its later lines never meet a closed pipe.
+fn printed_address(serve: &mut std::process::Child) -> String {
+    let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(a) = line.strip_prefix("Annals is listening on ") {
+            std::thread::spawn(move || lines.for_each(drop));
+            return a.trim().to_string();
+        }
+    }
+    panic!("annals serve exited without printing its address");
+}
+
 async fn check_after_crash(database_url: &str, data_dir: &std::path::Path, acks: HashMap<uuid::Uuid, u64>) {
     // Every acknowledged append is present exactly once, at the position it was acknowledged.
     let store = annals::store::open(database_url).await.expect("reopen");
@@ -79,13 +93,7 @@ async fn check_after_crash(database_url: &str, data_dir: &std::path::Path, acks:
         .stderr(Stdio::null())
         .spawn()
         .expect("annals serve");
-    let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").expect("line");
-        if let Some(a) = line.strip_prefix("Annals is listening on ") {
-            break a.trim().to_string();
-        }
-    };
+    let addr = printed_address(&mut serve);
     let ready = crate::support::http().get(format!("{addr}/health/ready")).send().await.expect("ready answers");
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
@@ -177,13 +185,7 @@ async fn serve_killed_mid_import_imports_every_realm_exactly_once() {
 
     // Second run: imports the rest, once each, and gets ready.
     let mut second = serve();
-    let mut lines = BufReader::new(second.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").expect("line");
-        if let Some(a) = line.strip_prefix("Annals is listening on ") {
-            break a.trim().to_string();
-        }
-    };
+    let addr = printed_address(&mut second);
     let ready = crate::support::http().get(format!("{addr}/health/ready")).send().await.expect("ready answers");
     assert_eq!(ready.status(), 200);
     let _ = second.kill();
