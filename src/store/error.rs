@@ -17,8 +17,9 @@ pub enum StoreError {
     /// The database failed or is unreachable. Nothing of the batch was committed; surfaced as 503.
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
-    /// The SQLite writer's connection failed (it talks to SQLite without sqlx). Nothing of the
-    /// batch was committed; surfaced as 503.
+    /// A writer's direct connection failed (rusqlite for SQLite, tokio-postgres for
+    /// PostgreSQL), or a committed batch could not be made durable; surfaced as 503. A caller
+    /// may retry with the same event ids: the store answers the committed result, if any.
     #[error("database error: {0}")]
     Engine(String),
     /// Migrating the schema failed at start-up; fatal.

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +134,9 @@ impl SqliteStore {
         };
         let connect = move || async move { SqliteWriter::open(config) };
         let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
-        let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone()));
+        let mut wal = opts.get_filename().as_os_str().to_owned();
+        wal.push("-wal");
+        let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone(), wal.into()));
         let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
         let runtime = tokio::runtime::Handle::current();
         Ok(SqliteStore { pool, snapshots, runtime, writer, head, poller, checkpointer })
@@ -298,13 +301,24 @@ fn decode_page(page: Option<String>, fields: &[Field]) -> Result<Vec<RecordedEve
 }
 
 /// Another process (an `annals import` beside a running node) may commit to the same file; its
-/// commits do not pass through this process's writer, so poll the head as well.
-async fn follow_other_processes(pool: SqlitePool, head: Arc<watch::Sender<u64>>) {
+/// commits do not pass through this process's writer, so poll the head as well. What the poll
+/// sees may not be flushed yet (that process's, or this writer's own batch between COMMIT and
+/// its sync): the WAL, which holds it, is synced before the head watch moves there.
+async fn follow_other_processes(pool: SqlitePool, head: Arc<watch::Sender<u64>>, wal: PathBuf) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
-        if let Ok(p) = head_position(&pool).await {
-            super::advance(&head, p);
+        let Ok(p) = head_position(&pool).await else { continue };
+        if p <= *head.borrow() {
+            continue;
+        }
+        let wal = wal.clone();
+        match tokio::task::spawn_blocking(move || std::fs::File::open(&wal).and_then(|f| f.sync_data())).await {
+            Ok(Ok(())) => super::advance(&head, p),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "syncing the WAL before announcing another process's commit failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL sync task failed"),
         }
     }
 }

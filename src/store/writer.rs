@@ -6,6 +6,7 @@ use super::{Appended, StoreError, StreamAppend};
 use crate::metrics;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
@@ -25,11 +26,120 @@ pub(crate) trait Backend: Send + 'static {
         requests: &[&[StreamAppend]],
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError>;
+
+    /// For a backend whose COMMIT returns before the disk has the batch: the flush that makes
+    /// every commit so far durable. The writer then acknowledges a batch only after a flush
+    /// that began after its COMMIT returned, and runs flushes on a thread of their own while
+    /// the next batch's statements run: the disk's sync no longer holds up the next batch,
+    /// and one sync covers every batch committed while the previous one was in flight.
+    fn flusher(&mut self) -> Result<Option<Box<dyn Flush>>, StoreError> {
+        Ok(None)
+    }
 }
+
+/// Makes durable everything its backend has committed so far.
+#[async_trait]
+pub(crate) trait Flush: Send + 'static {
+    /// Returns once every commit made before the call is durable; `head` is the last
+    /// position among them (PostgreSQL announces it to other nodes from here).
+    async fn flush(&mut self, head: u64) -> Result<(), StoreError>;
+
+    /// Whether a failed flush leaves the log in doubt for good. A failed fsync may have
+    /// dropped the pages it could not write, so a later successful one proves nothing (the
+    /// writer then refuses appends until restart); a flush that PostgreSQL performs and the
+    /// connection loses is settled by the next one, which covers everything before it.
+    fn failure_is_final(&self) -> bool;
+}
+
+/// Batches committed but not yet flushed, at most this many: past it the writer waits.
+const UNFLUSHED: usize = 8;
 
 struct Pending {
     appends: Vec<StreamAppend>,
     reply: oneshot::Sender<Outcome>,
+}
+
+/// A committed batch: its callers' outcomes, sent once the batch is durable.
+struct Committed {
+    replies: Vec<(oneshot::Sender<Outcome>, Outcome)>,
+    new_head: u64,
+}
+
+/// Where committed batches go: answered at once (COMMIT was durable), or through the flusher.
+struct Acks {
+    flushed: Option<mpsc::Sender<Committed>>,
+    head: Arc<watch::Sender<u64>>,
+    store: &'static str,
+    /// Set when a flush failed: what the disk holds is then unknown, and the writer refuses
+    /// every later batch until the node restarts (PostgreSQL stops for the same reason).
+    failed: Arc<AtomicBool>,
+}
+
+impl Acks {
+    async fn deliver(&self, c: Committed) {
+        match &self.flushed {
+            None => acknowledge(&self.head, self.store, c),
+            Some(tx) => {
+                if let Err(mpsc::error::SendError(c)) = tx.send(c).await {
+                    for (reply, _) in c.replies {
+                        let _ = reply.send(Err(StoreError::Closed));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn acknowledge(head: &watch::Sender<u64>, store: &'static str, c: Committed) {
+    let outcomes: Vec<&Outcome> = c.replies.iter().map(|(_, o)| o).collect();
+    publish(head, store, &outcomes, c.new_head);
+    for (reply, o) in c.replies {
+        let _ = reply.send(o);
+    }
+}
+
+fn sync_failed() -> StoreError {
+    StoreError::Engine(
+        "the disk did not confirm a write of the event log; this node refuses appends until it restarts".into(),
+    )
+}
+
+/// Flushes committed batches, as many per flush as arrived meanwhile, and answers them in
+/// commit order.
+async fn flush_loop(mut flusher: Box<dyn Flush>, mut rx: mpsc::Receiver<Committed>, acks: Acks) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(c) = rx.try_recv() {
+            group.push(c);
+        }
+        let head = group.iter().map(|c| c.new_head).max().unwrap_or(0);
+        let flushed = if acks.failed.load(Ordering::Acquire) { Err(sync_failed()) } else { flusher.flush(head).await };
+        if let Err(e) = &flushed {
+            if flusher.failure_is_final() {
+                tracing::error!(error = %e, "flushing the event log failed; refusing appends until restart");
+                acks.failed.store(true, Ordering::Release);
+            } else {
+                tracing::error!(error = %e, "flushing the event log failed; the batches waiting on it are reported as failed");
+            }
+        }
+        for c in group {
+            match &flushed {
+                Ok(()) => acknowledge(&acks.head, acks.store, c),
+                Err(e) => {
+                    // Committed but not known to be durable: the caller sees an error and may
+                    // retry with the same event ids, which answers the committed result.
+                    let e = if acks.failed.load(Ordering::Acquire) {
+                        sync_failed()
+                    } else {
+                        StoreError::Engine(format!("the append may not be durable: {e}"))
+                    };
+                    for (reply, _) in c.replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub(crate) struct Writer {
@@ -116,36 +226,64 @@ async fn run<B: Backend>(
     stop: Arc<Notify>,
     store: &'static str,
 ) {
+    let failed = Arc::new(AtomicBool::new(false));
+    let flusher = match backend.flusher() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "the event log cannot be flushed; refusing appends");
+            failed.store(true, Ordering::Release);
+            None
+        }
+    };
+    let mut flush_thread = None;
+    let mut acks = Acks { flushed: None, head: head.clone(), store, failed: failed.clone() };
+    if let Some(flusher) = flusher {
+        let (tx, frx) = mpsc::channel(UNFLUSHED);
+        acks.flushed = Some(tx);
+        let flush_acks = Acks { flushed: None, head, store, failed: failed.clone() };
+        match spawn_flusher(store, flusher, frx, flush_acks) {
+            Ok(t) => flush_thread = Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "no flusher thread; refusing appends");
+                failed.store(true, Ordering::Release);
+            }
+        }
+    }
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
             _ = stop.notified() => { rx.close(); rx.recv().await }
         };
-        let Some(first) = first else { return };
+        let Some(first) = first else { break };
         let mut batch = vec![first];
         let mut events: usize = batch[0].appends.iter().map(|a| a.events.len()).sum();
         drain(&mut rx, &mut batch, &mut events);
+        if failed.load(Ordering::Acquire) {
+            for p in batch {
+                let _ = p.reply.send(Err(sync_failed()));
+            }
+            continue;
+        }
         let requests: Vec<&[StreamAppend]> = batch.iter().map(|p| p.appends.as_slice()).collect();
         match backend.commit(&requests, Utc::now()).await {
             Ok((outcomes, new_head)) => {
-                publish(&head, store, batch.len(), &outcomes, new_head);
-                for (p, o) in batch.into_iter().zip(outcomes) {
-                    let _ = p.reply.send(o);
-                }
+                let replies = batch.into_iter().map(|p| p.reply).zip(outcomes).collect();
+                acks.deliver(Committed { replies, new_head }).await;
             }
             Err(e) if batch.len() > 1 => {
                 // One request may have made the shared statement fail: retry each alone so
                 // only the culprit sees the error.
                 tracing::warn!(error = %e, requests = batch.len(), "batch failed; retrying its requests one by one");
                 for p in batch {
-                    let out = match backend.commit(&[p.appends.as_slice()], Utc::now()).await {
+                    match backend.commit(&[p.appends.as_slice()], Utc::now()).await {
                         Ok((mut outcomes, new_head)) => {
-                            publish(&head, store, 1, &outcomes, new_head);
-                            outcomes.pop().unwrap_or(Err(StoreError::Closed))
+                            let o = outcomes.pop().unwrap_or(Err(StoreError::Closed));
+                            acks.deliver(Committed { replies: vec![(p.reply, o)], new_head }).await;
                         }
-                        Err(e) => Err(e),
-                    };
-                    let _ = p.reply.send(out);
+                        Err(e) => {
+                            let _ = p.reply.send(Err(e));
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -156,6 +294,23 @@ async fn run<B: Backend>(
             }
         }
     }
+    // Every committed batch is answered before the writer reports it has stopped.
+    drop(acks);
+    if let Some(t) = flush_thread {
+        let _ = t.join();
+    }
+}
+
+fn spawn_flusher(
+    store: &'static str,
+    flusher: Box<dyn Flush>,
+    rx: mpsc::Receiver<Committed>,
+    acks: Acks,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new()
+        .name(format!("annals-{store}-flusher"))
+        .spawn(move || rt.block_on(flush_loop(flusher, rx, acks)))
 }
 
 /// Takes queued requests into the batch up to the event limit.
@@ -172,7 +327,7 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, events: &mu
 }
 
 /// Counts what a commit wrote and moves the head watch.
-fn publish(head: &watch::Sender<u64>, store: &'static str, requests: usize, outcomes: &[Outcome], new_head: u64) {
+fn publish(head: &watch::Sender<u64>, store: &'static str, outcomes: &[&Outcome], new_head: u64) {
     let written: u64 = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok())
@@ -180,6 +335,6 @@ fn publish(head: &watch::Sender<u64>, store: &'static str, requests: usize, outc
         .map(|a| a.last_position + 1 - a.first_position)
         .sum();
     metrics::EVENTS_APPENDED.with_label_values(&[store]).inc_by(written);
-    metrics::BATCH_SIZE.observe(requests as f64);
+    metrics::BATCH_SIZE.observe(outcomes.len() as f64);
     super::advance(head, new_head);
 }
