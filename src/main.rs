@@ -218,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     break;
                 }
                 let at = std::sync::RwLock::new(dir);
-                annals::readmodels::catch_up(&store, &at, |_| {}).await?;
+                annals::readmodels::catch_up(&store, &at, store.head().await?, |_| {}).await?;
                 dir = at.into_inner().unwrap_or_else(|p| p.into_inner());
             }
             let realm_id = dir.realms.by_name(&realm).map(|r| r.id.clone()).unwrap_or_default();

@@ -40,9 +40,15 @@ pub struct ReadModels {
 /// Folds the log after the directory's position into `dir`. Events of one commit share their
 /// `recorded_at`, so a page that ends inside a commit keeps its trailing run back until the
 /// next page completes it: readers see whole commits (an imported realm appears at once).
+///
+/// Folds nothing after `until`, the last durable position the caller knows of: a PostgreSQL
+/// batch is visible a moment before it is durable, and a node that folded one that a crash of
+/// PostgreSQL then took back would hold it (and skip whatever reuses its positions) for as
+/// long as it runs.
 pub async fn catch_up(
     store: &SharedStore,
     dir: &RwLock<Directory>,
+    until: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ReadModelError> {
     let after = dir.read().unwrap_or_else(|p| p.into_inner()).position;
@@ -55,8 +61,13 @@ pub async fn catch_up(
     let mut next = Some(read(after));
     let mut carry: Vec<RecordedEvent> = Vec::new();
     while let Some(pending) = next.take() {
-        let page = pending.await.map_err(|e| ReadModelError::Reader(e.to_string()))??;
-        let full = page.len() == PAGE;
+        let mut page = pending.await.map_err(|e| ReadModelError::Reader(e.to_string()))??;
+        let beyond = page.iter().position(|e| e.position > until);
+        if let Some(i) = beyond {
+            page.truncate(i);
+        }
+        // `until` ends a commit, so a page cut there ends whole.
+        let full = beyond.is_none() && page.len() == PAGE;
         if let (true, Some(last)) = (full, page.last()) {
             next = Some(read(last.position));
         }
@@ -83,7 +94,7 @@ pub async fn catch_up(
 /// Rebuilds a directory from the whole log, without following it.
 pub async fn rebuild(store: &SharedStore, progress: impl FnMut(u64)) -> Result<Directory, ReadModelError> {
     let dir = RwLock::new(Directory::default());
-    catch_up(store, &dir, progress).await?;
+    catch_up(store, &dir, store.head().await?, progress).await?;
     Ok(dir.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
@@ -92,7 +103,7 @@ impl ReadModels {
     /// folded does not stop the node: it starts unready and says why.
     pub async fn start(store: SharedStore) -> Result<Self, ReadModelError> {
         let dir = Arc::new(RwLock::new(Directory::default()));
-        let healthy_now = match catch_up(&store, &dir, |_| {}).await {
+        let healthy_now = match catch_up(&store, &dir, store.head().await?, |_| {}).await {
             Ok(_) => true,
             Err(ReadModelError::Fold(e)) => {
                 tracing::error!(error = %e, "read models stopped at an event they cannot fold; the node is not ready");
@@ -105,9 +116,9 @@ impl ReadModels {
         let (ok_tx, healthy) = watch::channel(healthy_now);
         let follower = dir.clone();
         let task = tokio::spawn(async move {
-            let catch = || {
+            let catch = |until| {
                 let (store, dir) = (store.clone(), follower.clone());
-                async move { catch_up(&store, &dir, |_| {}).await }
+                async move { catch_up(&store, &dir, until, |_| {}).await }
             };
             let health = |ok: bool| {
                 let _ = ok_tx.send(ok);
@@ -153,7 +164,7 @@ pub(crate) async fn follow_head<E, Fut>(
     store: SharedStore,
     names: &[&str],
     position: watch::Sender<u64>,
-    mut catch_up: impl FnMut() -> Fut,
+    mut catch_up: impl FnMut(u64) -> Fut,
     mut healthy: impl FnMut(bool),
     retry: Duration,
 ) where
@@ -162,17 +173,16 @@ pub(crate) async fn follow_head<E, Fut>(
 {
     let mut head = store.watch_head();
     loop {
-        match catch_up().await {
+        // The head watch moves only to durable positions; a move during the catch-up makes
+        // `changed` return at once below.
+        let h = *head.borrow_and_update();
+        match catch_up(h).await {
             Ok(at) => {
                 healthy(true);
                 crate::store::advance(&position, at);
-                let h = *head.borrow_and_update();
                 for name in names {
                     metrics::PROJECTION_POSITION.with_label_values(&[name]).set(at as i64);
                     metrics::PROJECTION_LAG.with_label_values(&[name]).set(h.saturating_sub(at) as i64);
-                }
-                if h > at {
-                    continue;
                 }
                 if head.changed().await.is_err() {
                     return;

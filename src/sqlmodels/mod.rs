@@ -211,7 +211,9 @@ impl SqlModels {
         let (tx, position) = watch::channel(at);
         let (ok_tx, healthy) = watch::channel(healthy_now);
         let task = tokio::spawn(async move {
-            let catch = || {
+            // Unbounded: this model's rows commit after the events they come from, in the same
+            // write-ahead log, and recovery keeps a prefix of it: no row outlives its event.
+            let catch = |_until| {
                 let store = store.clone();
                 async move { catch_up(&store).await }
             };
