@@ -4,6 +4,7 @@
 //! together (`plan.rs`, pure) and written in one transaction, so one fsync serves many
 //! requests and positions are assigned by one party at a time.
 mod error;
+mod pg_config;
 mod pg_writer;
 mod plan;
 pub mod postgres;

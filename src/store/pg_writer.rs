@@ -8,7 +8,7 @@
 //! granted: they are a statement of their own, which PostgreSQL starts only once the lock
 //! statement has finished. Readers keep sqlx.
 use super::plan::{self, FactRow, Facts, Outcome};
-use super::postgres::{APPEND_LOCK, NOTIFY_CHANNEL};
+use super::postgres::{APPEND_LOCK, FLUSHING_MESSAGE, NOTIFY_CHANNEL, SYNCHRONOUS};
 use super::rows::EVENT_COLUMNS;
 use super::writer::{Backend, Flush};
 use super::{StoreError, StreamAppend};
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions;
 use std::collections::HashSet;
+use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -42,8 +43,13 @@ const FACTS: &str = "SELECT 0 AS k, position, hash, NULL::uuid AS id, NULL::text
        CROSS JOIN LATERAL (SELECT stream_type, MAX(version) AS version FROM events WHERE stream_id = s.sid \
        GROUP BY stream_type) v";
 
+/// The server's own message where there is one (tokio-postgres displays a server error as
+/// just "db error", with the message in its source).
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    StoreError::Engine(match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    })
 }
 
 /// An open connection with the batch's statements prepared on it.
@@ -97,7 +103,9 @@ impl Conn {
         let streams: Vec<&str> = streams.into_iter().collect();
         let (lock_params, facts_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
             ([&APPEND_LOCK], [&ids, &streams]);
+        // `biased`: polled (and so sent) in this order; PostgreSQL runs them in the same order.
         let (_, _, rows) = tokio::try_join!(
+            biased;
             self.client.batch_execute(BEGIN),
             self.client.execute(&self.lock, &lock_params),
             self.client.query(&self.facts, &facts_params),
@@ -115,8 +123,11 @@ impl Conn {
                 version: row.try_get(6).map_err(pg)?,
             })?;
         }
+        // A batch that writes nothing (idempotent replays, conflicts) still reports the head it
+        // saw: a replayed caller's position is then covered by the flush and the head watch.
+        let seen = facts.head_position;
         let (rows, outcomes) = plan::plan(requests, facts, now);
-        let new_head = rows.last().map(|r| r.position).unwrap_or(0);
+        let new_head = rows.last().map_or(seen, |r| r.position);
         if rows.is_empty() {
             self.client.batch_execute("COMMIT").await.map_err(pg)?;
             return Ok((outcomes, new_head));
@@ -149,7 +160,7 @@ impl Conn {
             &prev,
             &hashes,
         ];
-        tokio::try_join!(self.client.execute(&self.insert, &params), self.client.batch_execute("COMMIT"),)
+        tokio::try_join!(biased; self.client.execute(&self.insert, &params), self.client.batch_execute("COMMIT"))
             .map_err(pg)?;
         Ok((outcomes, new_head))
     }
@@ -181,34 +192,43 @@ impl Backend for PgWriter {
     }
 }
 
+/// A flush (or the flusher's connecting) that takes longer fails its batches rather than
+/// holding every caller (and shutdown) behind a connection that no longer answers.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The flusher's own connection (opened on the flusher's runtime, at its first flush).
 struct PgFlush {
     opts: PgConnectOptions,
     conn: Option<sqlx::PgConnection>,
 }
 
-#[async_trait]
-impl Flush for PgFlush {
-    async fn flush(&mut self, head: u64) -> Result<(), StoreError> {
+impl PgFlush {
+    async fn flush_on_connection(&mut self, head: u64) -> Result<(), StoreError> {
         if self.conn.is_none() {
             self.conn = Some(self.opts.connect().await?);
         }
         let conn = self.conn.as_mut().expect("just connected");
-        // A transaction with an id commits with a WAL flush up to its own commit record, which
+        // A transaction that writes WAL commits with a flush up to its own commit record, which
         // PostgreSQL writes after every commit made before this statement: once it returns,
-        // those batches are durable. Its NOTIFY is delivered after that commit, so no node is
-        // woken for a position that a crash of PostgreSQL could still take back.
-        let r =
-            sqlx::query("SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id(), pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(head.to_string())
-                .execute(&mut *conn)
-                .await;
+        // those batches are durable (see `FLUSHING_MESSAGE`). Its NOTIFY is delivered after
+        // that commit, so no node is woken for a position a crash could still take back.
+        let sql = format!("SELECT {FLUSHING_MESSAGE}, {SYNCHRONOUS}, pg_notify($1, $2)");
+        sqlx::query(&sql).bind(NOTIFY_CHANNEL).bind(head.to_string()).execute(&mut *conn).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Flush for PgFlush {
+    async fn flush(&mut self, head: u64) -> Result<(), StoreError> {
+        let r = match tokio::time::timeout(FLUSH_TIMEOUT, self.flush_on_connection(head)).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Engine(format!("no answer to the flush within {FLUSH_TIMEOUT:?}"))),
+        };
         if r.is_err() {
             self.conn = None;
         }
-        r?;
-        Ok(())
+        r
     }
 
     fn failure_is_final(&self) -> bool {

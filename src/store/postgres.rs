@@ -46,8 +46,7 @@ impl PgStore {
         let head = Arc::new(watch::channel(head_now).0);
         // The writer's connection lives on the writer's runtime, the flusher's on its own.
         let flush_opts = opts.clone();
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("the writer cannot use this database URL: {e}")))?;
+        let config = super::pg_config::writer_config(url, &opts)?;
         let connect = move || async move { PgWriter::connect(config, flush_opts).await };
         let writer = Writer::spawn(connect, head.clone(), "postgres").await?;
         let listener = tokio::spawn(follow_other_nodes(pool.clone(), head.clone()));
@@ -62,12 +61,22 @@ impl PgStore {
 /// The last durable position. Batches commit before they are flushed, so the highest visible
 /// position may still be in PostgreSQL's memory; this statement commits with a flush of its
 /// own (as `PgFlush` does), which covers every commit its snapshot saw.
+///
+/// A transaction that writes no WAL before its commit record commits asynchronously whatever
+/// `synchronous_commit` says (PostgreSQL's `RecordTransactionCommit`), so assigning an id is
+/// not enough: a transactional logical message is a WAL record any user may write, at any
+/// `wal_level`, without a table.
+pub(crate) const FLUSHING_MESSAGE: &str = "pg_logical_emit_message(true, 'annals', 'flush')";
+/// Commits synchronously even where the session default is `off`, without lowering a stricter
+/// default (`remote_apply` on a primary with synchronous standbys).
+pub(crate) const SYNCHRONOUS: &str =
+    "CASE WHEN current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'on', true) END";
+
 async fn head_position(pool: &PgPool) -> Result<u64, StoreError> {
-    let p: Option<i64> = sqlx::query_scalar(
-        "SELECT (SELECT MAX(position) FROM events), set_config('synchronous_commit', 'on', true), pg_current_xact_id()",
-    )
-    .fetch_one(pool)
-    .await?;
+    let p: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT (SELECT MAX(position) FROM events), {FLUSHING_MESSAGE}, {SYNCHRONOUS}"))
+            .fetch_one(pool)
+            .await?;
     Ok(p.unwrap_or(0) as u64)
 }
 

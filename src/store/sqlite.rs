@@ -134,9 +134,11 @@ impl SqliteStore {
         };
         let connect = move || async move { SqliteWriter::open(config) };
         let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
-        let mut wal = opts.get_filename().as_os_str().to_owned();
+        // SQLite names the WAL after the file's full path, symbolic links resolved.
+        let db = std::fs::canonicalize(opts.get_filename()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut wal = db.into_os_string();
         wal.push("-wal");
-        let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone(), wal.into()));
+        let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone(), wal.into(), writer.failed()));
         let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
         let runtime = tokio::runtime::Handle::current();
         Ok(SqliteStore { pool, snapshots, runtime, writer, head, poller, checkpointer })
@@ -304,12 +306,19 @@ fn decode_page(page: Option<String>, fields: &[Field]) -> Result<Vec<RecordedEve
 /// commits do not pass through this process's writer, so poll the head as well. What the poll
 /// sees may not be flushed yet (that process's, or this writer's own batch between COMMIT and
 /// its sync): the WAL, which holds it, is synced before the head watch moves there.
-async fn follow_other_processes(pool: SqlitePool, head: Arc<watch::Sender<u64>>, wal: PathBuf) {
+/// Once the writer has found the log's durability in doubt, nothing is announced any more:
+/// a sync through this descriptor would not report the error the writer's did.
+async fn follow_other_processes(
+    pool: SqlitePool,
+    head: Arc<watch::Sender<u64>>,
+    wal: PathBuf,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
         let Ok(p) = head_position(&pool).await else { continue };
-        if p <= *head.borrow() {
+        if p <= *head.borrow() || failed.load(std::sync::atomic::Ordering::Acquire) {
             continue;
         }
         let wal = wal.clone();

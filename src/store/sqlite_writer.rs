@@ -114,8 +114,11 @@ impl SqliteWriter {
                 })?;
             }
         }
+        // A batch that writes nothing (idempotent replays, conflicts) still reports the head it
+        // saw: a replayed caller's position is then covered by the flush and the head watch.
+        let seen = facts.head_position;
         let (rows, outcomes) = plan::plan(requests, facts, now);
-        let new_head = rows.last().map(|r| r.position).unwrap_or(0);
+        let new_head = rows.last().map_or(seen, |r| r.position);
         // One prepared single-row insert run per event: without a thread hop per statement,
         // re-running a prepared statement is as cheap as one long multi-row statement.
         let mut insert = self
@@ -153,15 +156,38 @@ impl SqliteWriter {
 /// only unacknowledged batches, and only a suffix of the log: WAL frames carry a running
 /// checksum, so recovery keeps a prefix of commits and anything written later in the same
 /// file (read-model rows, snapshots) cannot survive an event it was derived from.
+///
+/// The descriptor stays open (an fsync error is reported to descriptors open when it
+/// happened), and each flush checks that the path still names the same file: if the database
+/// was replaced under the node, syncing the old file would acknowledge nothing.
 struct WalFlush {
+    path: PathBuf,
     wal: std::fs::File,
+    identity: (u64, u64),
+}
+
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// The WAL of the file SQLite actually opened (its full path, symbolic links resolved).
+fn wal_path(conn: &Connection) -> Result<PathBuf, StoreError> {
+    let db = conn.path().ok_or_else(|| StoreError::Invalid("the writer has no database file".into()))?;
+    Ok(PathBuf::from(format!("{db}-wal")))
 }
 
 #[async_trait]
 impl Flush for WalFlush {
     async fn flush(&mut self, _head: u64) -> Result<(), StoreError> {
         // Blocking on purpose: this runs on the flusher's own thread.
-        self.wal.sync_data().map_err(|e| StoreError::Engine(format!("syncing the WAL: {e}")))
+        let fail = |what: &str, e: std::io::Error| StoreError::Engine(format!("{what} {}: {e}", self.path.display()));
+        self.wal.sync_data().map_err(|e| fail("syncing", e))?;
+        let now = std::fs::metadata(&self.path).map_err(|e| fail("checking", e))?;
+        if identity(&now) != self.identity {
+            return Err(StoreError::Engine(format!("{} was replaced while the node ran", self.path.display())));
+        }
+        Ok(())
     }
 
     fn failure_is_final(&self) -> bool {
@@ -177,11 +203,11 @@ impl Backend for SqliteWriter {
         }
         // A read makes SQLite open (and create, if need be) the WAL before we open it too.
         self.conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |_| Ok(())).map_err(db)?;
-        let mut path = self.config.path.clone().into_os_string();
-        path.push("-wal");
-        let wal = std::fs::File::open(&path)
-            .map_err(|e| StoreError::Engine(format!("opening {}: {e}", PathBuf::from(path).display())))?;
-        Ok(Some(Box::new(WalFlush { wal })))
+        let path = wal_path(&self.conn)?;
+        let wal =
+            std::fs::File::open(&path).map_err(|e| StoreError::Engine(format!("opening {}: {e}", path.display())))?;
+        let identity = identity(&wal.metadata().map_err(|e| StoreError::Engine(e.to_string()))?);
+        Ok(Some(Box::new(WalFlush { path, wal, identity })))
     }
 
     async fn commit(
@@ -355,5 +381,13 @@ mod tests {
         assert!(err.to_string().contains("refuses appends"), "{err}");
         assert_eq!(count(&path), 1, "the refused batch never reached the database");
         writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn given_full_or_normal_when_the_writer_starts_then_it_flushes_the_wal_only_for_full() {
+        let (_dir, path, mut full) = given_a_writer().await;
+        assert!(full.flusher().unwrap().is_some());
+        let config = WriterConfig { path, synchronous: "NORMAL", busy_timeout: Duration::from_millis(50) };
+        assert!(SqliteWriter::open(config).unwrap().flusher().unwrap().is_none());
     }
 }

@@ -51,7 +51,8 @@ pub(crate) trait Flush: Send + 'static {
     fn failure_is_final(&self) -> bool;
 }
 
-/// Batches committed but not yet flushed, at most this many: past it the writer waits.
+/// Committed batches queued for the flusher, at most this many (besides the group being
+/// flushed and the batch the writer holds): past it the writer waits.
 const UNFLUSHED: usize = 8;
 
 struct Pending {
@@ -81,8 +82,12 @@ impl Acks {
             None => acknowledge(&self.head, self.store, c),
             Some(tx) => {
                 if let Err(mpsc::error::SendError(c)) = tx.send(c).await {
+                    // The flusher is gone (it panicked): this batch is committed but never
+                    // flushed, and so would be every later one.
+                    tracing::error!("the flusher stopped; refusing appends until restart");
+                    self.failed.store(true, Ordering::Release);
                     for (reply, _) in c.replies {
-                        let _ = reply.send(Err(StoreError::Closed));
+                        let _ = reply.send(Err(sync_failed()));
                     }
                 }
             }
@@ -145,6 +150,8 @@ async fn flush_loop(mut flusher: Box<dyn Flush>, mut rx: mpsc::Receiver<Committe
 pub(crate) struct Writer {
     queue: mpsc::Sender<Pending>,
     stop: Arc<Notify>,
+    /// Set once the log's durability is in doubt (a failed fsync, a flusher gone).
+    failed: Arc<AtomicBool>,
     done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
@@ -167,6 +174,8 @@ impl Writer {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         let stop2 = stop.clone();
+        let failed = Arc::new(AtomicBool::new(false));
+        let failed2 = failed.clone();
         std::thread::Builder::new()
             .name(format!("annals-{store}-writer"))
             .spawn(move || {
@@ -178,10 +187,33 @@ impl Writer {
                     }
                 };
                 rt.block_on(async move {
-                    match connect().await {
-                        Ok(backend) => {
+                    // The flusher is set up before the store reports ready: a node whose log
+                    // cannot be flushed must fail to start, not refuse every append later.
+                    let started = async {
+                        let mut backend = connect().await?;
+                        let flusher = backend.flusher()?;
+                        let mut acks = Acks { flushed: None, head: head.clone(), store, failed: failed2 };
+                        let mut thread = None;
+                        if let Some(flusher) = flusher {
+                            let (tx, frx) = mpsc::channel(UNFLUSHED);
+                            acks.flushed = Some(tx);
+                            let flush_acks = Acks { flushed: None, head, store, failed: acks.failed.clone() };
+                            thread = Some(
+                                spawn_flusher(store, flusher, frx, flush_acks)
+                                    .map_err(|e| StoreError::Invalid(format!("flusher thread: {e}")))?,
+                            );
+                        }
+                        Ok::<_, StoreError>((backend, acks, thread))
+                    };
+                    match started.await {
+                        Ok((backend, acks, thread)) => {
                             let _ = ready_tx.send(Ok(()));
-                            run(backend, rx, head, stop2, store).await;
+                            run(backend, rx, acks, stop2).await;
+                            // Every committed batch is answered before the writer reports it
+                            // has stopped.
+                            if let Some(t) = thread {
+                                let _ = t.join();
+                            }
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -192,7 +224,7 @@ impl Writer {
             })
             .map_err(|e| StoreError::Invalid(format!("writer thread: {e}")))?;
         ready_rx.await.map_err(|_| StoreError::Closed)??;
-        Ok(Writer { queue, stop, done: Mutex::new(Some(done)) })
+        Ok(Writer { queue, stop, failed, done: Mutex::new(Some(done)) })
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
@@ -210,6 +242,12 @@ impl Writer {
         out
     }
 
+    /// Whether the writer has stopped accepting appends because the log's durability is in
+    /// doubt; whatever else announces positions must stop too.
+    pub fn failed(&self) -> Arc<AtomicBool> {
+        self.failed.clone()
+    }
+
     /// Commits everything already queued, then stops.
     pub async fn shutdown(&self) {
         self.stop.notify_one();
@@ -219,36 +257,8 @@ impl Writer {
     }
 }
 
-async fn run<B: Backend>(
-    mut backend: B,
-    mut rx: mpsc::Receiver<Pending>,
-    head: Arc<watch::Sender<u64>>,
-    stop: Arc<Notify>,
-    store: &'static str,
-) {
-    let failed = Arc::new(AtomicBool::new(false));
-    let flusher = match backend.flusher() {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %e, "the event log cannot be flushed; refusing appends");
-            failed.store(true, Ordering::Release);
-            None
-        }
-    };
-    let mut flush_thread = None;
-    let mut acks = Acks { flushed: None, head: head.clone(), store, failed: failed.clone() };
-    if let Some(flusher) = flusher {
-        let (tx, frx) = mpsc::channel(UNFLUSHED);
-        acks.flushed = Some(tx);
-        let flush_acks = Acks { flushed: None, head, store, failed: failed.clone() };
-        match spawn_flusher(store, flusher, frx, flush_acks) {
-            Ok(t) => flush_thread = Some(t),
-            Err(e) => {
-                tracing::error!(error = %e, "no flusher thread; refusing appends");
-                failed.store(true, Ordering::Release);
-            }
-        }
-    }
+async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: Acks, stop: Arc<Notify>) {
+    let failed = acks.failed.clone();
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
@@ -293,11 +303,6 @@ async fn run<B: Backend>(
                 }
             }
         }
-    }
-    // Every committed batch is answered before the writer reports it has stopped.
-    drop(acks);
-    if let Some(t) = flush_thread {
-        let _ = t.join();
     }
 }
 
