@@ -102,6 +102,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         sql_models: sql_models.clone(),
         hosts: hosts.clone(),
         base_url: base_url.clone(),
+        clock: clock.clone(),
     };
     let server = HttpServer::new(move || {
         App::new()

@@ -1,5 +1,6 @@
 //! The HTTP layer: the only place that knows actix-web types.
 mod health;
+mod oidc;
 
 use crate::actors::Hosts;
 use crate::readmodels::ReadModels;
@@ -20,12 +21,14 @@ pub struct AppState {
     pub sql_models: crate::sqlmodels::SqlModels,
     pub hosts: Hosts,
     pub base_url: String,
+    pub clock: crate::clock::SharedClock,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)))
-        .service(web::resource("/metrics").route(web::get().to(health::metrics)));
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .configure(oidc::configure);
 }
 
 /// The request header carrying a caller's correlation id; echoed on the response.

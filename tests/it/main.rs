@@ -2,6 +2,7 @@
 mod actors;
 mod cli;
 mod crash;
+mod oidc_certs;
 mod read_models;
 mod server;
 mod store_contract;
