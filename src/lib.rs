@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod domain;
 pub mod http;
+pub mod jwt;
 pub mod keycloak;
 pub mod keys;
 pub mod metrics;
