@@ -7,10 +7,14 @@
 //! signature is checked.
 use crate::secrets::{SecretsError, ServerKeys};
 use annals_projections::signing_keys::KeyView;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
@@ -26,9 +30,16 @@ pub enum JwtError {
     /// than its key's; no signature was checked.
     #[error("token refused: {0}")]
     Refused(String),
-    /// Signature, expiry or another registered claim failed verification.
+    /// The signature does not verify.
     #[error("token invalid: {0}")]
     Invalid(jsonwebtoken::errors::Error),
+    /// Signed by the right key, but the claims are not what this use requires (issuer,
+    /// audience, expiry, not-before, shape).
+    #[error("token claims refused: {0}")]
+    Claims(String),
+    /// A stored key cannot be used (a bug or damaged data, not the caller's fault).
+    #[error("stored key unusable: {0}")]
+    Stored(String),
 }
 
 fn algorithm(name: &str) -> Result<Algorithm, JwtError> {
@@ -59,7 +70,13 @@ impl Signer {
             Algorithm::ES256 => EncodingKey::from_ec_der(&pkcs8),
             _ => EncodingKey::from_ed_der(&pkcs8),
         };
-        Ok(Signer { kid: view.kid.clone(), alg, key })
+        let signer = Signer { kid: view.kid.clone(), alg, key };
+        // A key that cannot sign, or does not match what the realm publishes, fails here
+        // rather than in the first token request.
+        let probe = signer.sign("JWT", &serde_json::json!({}))?;
+        jsonwebtoken::decode::<Value>(&probe, &published(view)?, &signature_only(alg))
+            .map_err(|_| JwtError::Stored(format!("key {} does not match its published half", view.kid)))?;
+        Ok(signer)
     }
 
     pub fn kid(&self) -> &str {
@@ -75,46 +92,125 @@ impl Signer {
     }
 }
 
-/// What a verification requires besides the signature; expiry is always checked.
-#[derive(Clone, Debug, Default)]
+/// Tokens longer than this are refused unread (ours are well under 4 KiB).
+const MAX_TOKEN: usize = 16 * 1024;
+
+/// What a token must be, besides correctly signed. Every field is required on purpose: a
+/// check a caller forgot is a hole.
+#[derive(Clone, Debug)]
 pub struct Expect<'a> {
-    pub issuer: Option<&'a str>,
-    pub audience: Option<&'a [&'a str]>,
+    /// The realm whose keys may have signed it (a key of another realm is refused).
+    pub realm_id: &'a str,
+    /// `iss`, exactly (a string; an array is refused).
+    pub issuer: &'a str,
+    /// The header `typ`: `JWT` for ID tokens, `at+jwt` for access tokens (case-insensitive,
+    /// `application/` prefix allowed), so one kind of token never passes for another.
+    pub typ: &'a str,
+    /// An audience that `aud` (a string or an array of strings) must contain; `None` only
+    /// where the protocol names no audience.
+    pub audience: Option<&'a str>,
+    /// The injected clock's time (not the system clock).
+    pub now: DateTime<Utc>,
     /// Accepts an expired token (an `id_token_hint` at logout may have expired).
     pub allow_expired: bool,
 }
 
-/// Verifies `token` against the key its `kid` names (looked up by `key`) and decodes its
-/// claims.
+fn refused(reason: &str) -> JwtError {
+    JwtError::Refused(reason.to_string())
+}
+
+/// Verifies `token` against the key its `kid` names (looked up by `key`), checks the
+/// registered claims against `expect` and decodes the claims.
 pub fn verify<'k, T: DeserializeOwned>(
     token: &str,
     key: impl FnOnce(&str) -> Option<&'k KeyView>,
     expect: &Expect<'_>,
 ) -> Result<T, JwtError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Refused(e.to_string()))?;
-    let kid = header.kid.ok_or_else(|| JwtError::Refused("no kid".into()))?;
-    let view = key(&kid).ok_or_else(|| JwtError::Refused(format!("unknown key {kid}")))?;
+    if token.len() > MAX_TOKEN {
+        return Err(refused("token too long"));
+    }
+    // Header members jsonwebtoken does not model: `crit` must be understood (RFC 7515), and
+    // we understand none; keys named by URL or embedded in the token are never used.
+    let raw_header = token.split('.').next().unwrap_or_default();
+    let raw_header: serde_json::Map<String, Value> = URL_SAFE_NO_PAD
+        .decode(raw_header)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| refused("malformed header"))?;
+    if ["crit", "jku", "jwk", "x5u", "x5c"].iter().any(|m| raw_header.contains_key(*m)) {
+        return Err(refused("unsupported header member"));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| refused("malformed header"))?;
+    let kid = header.kid.ok_or_else(|| refused("no kid"))?;
+    let view = key(&kid).ok_or_else(|| refused("unknown key"))?;
+    if view.realm_id != expect.realm_id {
+        return Err(refused("key of another realm"));
+    }
     let alg = algorithm(&view.algorithm)?;
     if header.alg != alg {
-        return Err(JwtError::Refused(format!("key {kid} signs {}, not {:?}", view.algorithm, header.alg)));
+        return Err(refused("algorithm is not the key's own"));
     }
-    let jwk: Jwk = serde_json::from_value(view.public_jwk.clone()).map_err(|e| JwtError::Refused(e.to_string()))?;
-    let decoding = DecodingKey::from_jwk(&jwk).map_err(JwtError::Invalid)?;
-    let mut validation = Validation::new(alg);
-    validation.leeway = 0;
-    validation.validate_exp = !expect.allow_expired;
-    if expect.allow_expired {
-        validation.required_spec_claims.remove("exp");
+    let typ = header.typ.unwrap_or_default().to_ascii_lowercase();
+    if typ.strip_prefix("application/").unwrap_or(&typ) != expect.typ.to_ascii_lowercase() {
+        return Err(refused("wrong token type"));
     }
-    match expect.issuer {
-        Some(iss) => validation.set_issuer(&[iss]),
-        None => validation.iss = None,
+    let claims: Value = jsonwebtoken::decode(token, &published(view)?, &signature_only(alg))
+        .map(|d| d.claims)
+        .map_err(JwtError::Invalid)?;
+    check_claims(&claims, expect)?;
+    serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
+}
+
+/// The key's published half, as a verification key.
+fn published(view: &KeyView) -> Result<DecodingKey, JwtError> {
+    let jwk: Jwk = serde_json::from_value(view.public_jwk.clone())
+        .map_err(|e| JwtError::Stored(format!("published key {}: {e}", view.kid)))?;
+    DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Stored(e.to_string()))
+}
+
+/// jsonwebtoken checks the signature only; [`check_claims`] checks the claims, exactly (the
+/// crate skips `iss` and `aud` when a token leaves them out, and reads the system clock).
+fn signature_only(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v
+}
+
+fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), JwtError> {
+    let bad = |reason: &str| JwtError::Claims(reason.to_string());
+    if claims.get("iss").and_then(Value::as_str) != Some(expect.issuer) {
+        return Err(bad("wrong or missing issuer"));
     }
-    match expect.audience {
-        Some(aud) => validation.set_audience(aud),
-        None => validation.validate_aud = false,
+    if let Some(want) = expect.audience {
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => a == want,
+            Some(Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(want)),
+            _ => false,
+        };
+        if !ok {
+            return Err(bad("wrong or missing audience"));
+        }
     }
-    jsonwebtoken::decode::<T>(token, &decoding, &validation).map(|d| d.claims).map_err(JwtError::Invalid)
+    let now = expect.now.timestamp();
+    let time = |name: &str| -> Result<Option<i64>, JwtError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| bad("a time claim is not a number")),
+        }
+    };
+    match (time("exp")?, expect.allow_expired) {
+        (None, false) => return Err(bad("no expiry")),
+        (Some(exp), false) if exp <= now => return Err(bad("expired")),
+        _ => {}
+    }
+    if time("nbf")?.is_some_and(|nbf| nbf > now) {
+        return Err(bad("not valid yet"));
+    }
+    time("iat")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -144,11 +240,21 @@ mod tests {
     }
 
     fn claims(exp_in: i64) -> Value {
-        json!({"iss": "https://idp/realms/r", "aud": "app", "sub": "u1", "exp": chrono::Utc::now().timestamp() + exp_in})
+        json!({"iss": ISS, "aud": "app", "sub": "u1", "exp": chrono::Utc::now().timestamp() + exp_in})
     }
 
-    const EXPECT: Expect<'static> =
-        Expect { issuer: Some("https://idp/realms/r"), audience: Some(&["app"]), allow_expired: false };
+    const ISS: &str = "https://idp/realms/r";
+
+    fn expect() -> Expect<'static> {
+        Expect {
+            realm_id: "r",
+            issuer: ISS,
+            typ: "JWT",
+            audience: Some("app"),
+            now: chrono::Utc::now(),
+            allow_expired: false,
+        }
+    }
 
     #[test]
     fn given_each_algorithm_when_signed_then_it_verifies_with_the_published_key() {
@@ -158,9 +264,20 @@ mod tests {
             let token = Signer::open(&view, &keys).unwrap().sign("at+jwt", &claims(60)).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!((header.kid.as_deref(), header.typ.as_deref()), (Some(view.kid.as_str()), Some("at+jwt")));
-            let got: Value = verify(&token, |kid| (kid == view.kid).then_some(&view), &EXPECT).unwrap();
+            let at = Expect { typ: "at+jwt", ..expect() };
+            let got: Value = verify(&token, |kid| (kid == view.kid).then_some(&view), &at).unwrap();
             assert_eq!(got["sub"], "u1", "{alg}");
+            let as_id_token = verify::<Value>(&token, |kid| (kid == view.kid).then_some(&view), &expect());
+            assert!(matches!(as_id_token, Err(JwtError::Refused(_))), "an access token is no ID token");
         }
+    }
+
+    #[test]
+    fn given_a_key_that_does_not_match_its_published_half_when_opened_then_it_is_refused() {
+        let keys = server_keys();
+        let (a, b) = (given_a_key("ES256", &keys), given_a_key("ES256", &keys));
+        let mixed = KeyView { public_jwk: b.public_jwk, ..a };
+        assert!(matches!(Signer::open(&mixed, &keys), Err(JwtError::Stored(_))));
     }
 
     #[test]
@@ -172,46 +289,80 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
 
         // alg none, with and without a signature.
-        let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, view.kid));
+        let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}","typ":"JWT"}}"#, view.kid));
         for forged in [format!("{none}.{}.", parts[1]), format!("{none}.{}.{}", parts[1], parts[2])] {
-            assert!(verify::<Value>(&forged, lookup, &EXPECT).is_err());
+            assert!(matches!(verify::<Value>(&forged, lookup, &expect()), Err(JwtError::Refused(_))));
         }
         // HS256 keyed with the public key (the classic confusion attack).
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(view.kid.clone());
         let public_jwk_bytes = serde_json::to_vec(&view.public_jwk).unwrap();
         let hs = jsonwebtoken::encode(&header, &claims(60), &EncodingKey::from_secret(&public_jwk_bytes)).unwrap();
-        assert!(matches!(verify::<Value>(&hs, lookup, &EXPECT), Err(JwtError::Refused(_))));
+        assert!(matches!(verify::<Value>(&hs, lookup, &expect()), Err(JwtError::Refused(_))));
+        // ES256 signature under an RS256 key's kid.
+        let es = given_a_key("ES256", &keys);
+        let es_token = Signer::open(&es, &keys).unwrap().sign("JWT", &claims(60)).unwrap();
+        let es_parts: Vec<&str> = es_token.split('.').collect();
+        let relabelled = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"ES256","kid":"{}","typ":"JWT"}}"#, view.kid));
+        let cross = format!("{relabelled}.{}.{}", es_parts[1], es_parts[2]);
+        assert!(matches!(verify::<Value>(&cross, lookup, &expect()), Err(JwtError::Refused(_))));
+        // Header members naming keys elsewhere, or extensions we must understand.
+        for member in [r#""crit":["exp"]"#, r#""jku":"https://evil/jwks""#, r#""jwk":{}"#] {
+            let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"RS256","kid":"{}","typ":"JWT",{member}}}"#, view.kid));
+            let t = format!("{h}.{}.{}", parts[1], parts[2]);
+            assert!(matches!(verify::<Value>(&t, lookup, &expect()), Err(JwtError::Refused(_))), "{member}");
+        }
         // A payload changed after signing.
         let mut altered: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         altered["sub"] = json!("admin");
         let altered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(altered.to_string()), parts[2]);
-        assert!(matches!(verify::<Value>(&altered, lookup, &EXPECT), Err(JwtError::Invalid(_))));
+        assert!(matches!(verify::<Value>(&altered, lookup, &expect()), Err(JwtError::Invalid(_))));
+        let lenient = Expect { allow_expired: true, ..expect() };
+        assert!(matches!(verify::<Value>(&altered, lookup, &lenient), Err(JwtError::Invalid(_))));
         // Signed by another key that claims this kid.
         let other = KeyView { kid: view.kid.clone(), ..given_a_key("RS256", &keys) };
         let impostor = Signer::open(&other, &keys).unwrap().sign("JWT", &claims(60)).unwrap();
-        assert!(matches!(verify::<Value>(&impostor, lookup, &EXPECT), Err(JwtError::Invalid(_))));
-        // Unknown kid, garbage.
-        assert!(matches!(verify::<Value>(&token, |_| None, &EXPECT), Err(JwtError::Refused(_))));
-        for junk in ["", "a.b", "a.b.c", "....", &"A".repeat(100_000)] {
-            assert!(verify::<Value>(junk, lookup, &EXPECT).is_err(), "{junk:.20}");
+        assert!(matches!(verify::<Value>(&impostor, lookup, &expect()), Err(JwtError::Invalid(_))));
+        // A key of another realm.
+        let elsewhere = KeyView { realm_id: "other".into(), ..view.clone() };
+        let t = verify::<Value>(&token, |_| Some(&elsewhere), &expect());
+        assert!(matches!(t, Err(JwtError::Refused(_))));
+        // Unknown kid, garbage, oversized.
+        assert!(matches!(verify::<Value>(&token, |_| None, &expect()), Err(JwtError::Refused(_))));
+        let huge = format!("{}.{}.{}", parts[0], "A".repeat(100_000), parts[2]);
+        for junk in ["", "a.b", "a.b.c", "....", &huge] {
+            assert!(verify::<Value>(junk, lookup, &expect()).is_err(), "{junk:.20}");
         }
     }
 
     #[test]
-    fn given_expiry_issuer_and_audience_when_verified_then_each_is_enforced() {
+    fn given_registered_claims_when_verified_then_each_is_enforced_exactly() {
         let keys = server_keys();
         let view = given_a_key("ES256", &keys);
         let lookup = |kid: &str| (kid == view.kid).then_some(&view);
         let signer = Signer::open(&view, &keys).unwrap();
-        let expired = signer.sign("JWT", &claims(-5)).unwrap();
-        assert!(matches!(verify::<Value>(&expired, lookup, &EXPECT), Err(JwtError::Invalid(_))));
-        let hint = Expect { allow_expired: true, ..EXPECT };
-        assert!(verify::<Value>(&expired, lookup, &hint).is_ok(), "an expired id_token_hint is still ours");
-        let fresh = signer.sign("JWT", &claims(60)).unwrap();
-        let other_issuer = Expect { issuer: Some("https://idp/realms/other"), ..EXPECT };
-        assert!(verify::<Value>(&fresh, lookup, &other_issuer).is_err());
-        let other_audience = Expect { audience: Some(&["someone-else"]), ..EXPECT };
-        assert!(verify::<Value>(&fresh, lookup, &other_audience).is_err());
+        let check = |c: Value, e: &Expect<'_>| verify::<Value>(&signer.sign("JWT", &c).unwrap(), lookup, e);
+        let now = chrono::Utc::now().timestamp();
+        assert!(check(claims(60), &expect()).is_ok());
+        let refused = |c: Value, why: &str| assert!(matches!(check(c, &expect()), Err(JwtError::Claims(_))), "{why}");
+        refused(claims(-5), "expired");
+        refused(json!({"iss": ISS, "aud": "app"}), "no exp");
+        refused(json!({"aud": "app", "exp": now + 60}), "no iss");
+        refused(json!({"iss": [ISS, "x"], "aud": "app", "exp": now + 60}), "iss as an array");
+        refused(json!({"iss": "https://idp/realms/other", "aud": "app", "exp": now + 60}), "other issuer");
+        refused(json!({"iss": ISS, "exp": now + 60}), "no aud");
+        refused(json!({"iss": ISS, "aud": 5, "exp": now + 60}), "aud not a string");
+        refused(json!({"iss": ISS, "aud": ["x", "y"], "exp": now + 60}), "aud without us");
+        refused(json!({"iss": ISS, "aud": "app", "exp": "later"}), "exp not a number");
+        refused(json!({"iss": ISS, "aud": "app", "exp": now + 60, "nbf": now + 30}), "not valid yet");
+        assert!(check(json!({"iss": ISS, "aud": ["x", "app"], "exp": now + 60}), &expect()).is_ok());
+        // Time is the caller's clock: the same token, judged an hour later, has expired.
+        let later = Expect { now: chrono::Utc::now() + chrono::Duration::hours(1), ..expect() };
+        assert!(matches!(check(claims(60), &later), Err(JwtError::Claims(_))));
+        // An expired id_token_hint is still ours, but only ours.
+        let hint = Expect { allow_expired: true, ..expect() };
+        assert!(check(claims(-5), &hint).is_ok());
+        let other_issuer = Expect { issuer: "https://idp/realms/other", ..hint };
+        assert!(check(claims(-5), &other_issuer).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The realm's JSON Web Key Set, as relying parties fetch it.
 use crate::support;
+use annals::domain::realm::{Realm, RealmCommand};
 use annals::domain::signing_key::{SigningKey, SigningKeyCommand};
-use annals::provision::realm_key;
+use annals::provision::{create, realm_key};
 use annals_events::Metadata;
 use serde_json::Value;
 use std::time::Duration;
@@ -22,6 +23,7 @@ async fn certs_publish_signing_keys_across_a_rotation_and_never_a_private_part()
     let res = c.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-cache");
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(kids(&body), vec![rs256.clone()]);
@@ -41,8 +43,10 @@ async fn certs_publish_signing_keys_across_a_rotation_and_never_a_private_part()
     for key in body["keys"].as_array().unwrap() {
         assert_eq!(key["use"], "sig");
         assert!(key["alg"].is_string() && key["kty"].is_string());
-        for private in ["d", "p", "q", "dp", "dq", "qi", "private_key"] {
-            assert!(key.get(private).is_none(), "private member {private} published: {key}");
+        // Public members only: anything else (d, p, q, k, oth, ...) would be a leak.
+        let public = ["kty", "kid", "use", "alg", "n", "e", "crv", "x", "y"];
+        for member in key.as_object().unwrap().keys() {
+            assert!(public.contains(&member.as_str()), "member {member} published: {key}");
         }
     }
     let es = body["keys"].as_array().unwrap().iter().find(|k| k["kid"] == es256_kid.as_str()).unwrap();
@@ -50,6 +54,26 @@ async fn certs_publish_signing_keys_across_a_rotation_and_never_a_private_part()
         (es["kty"].as_str(), es["crv"].as_str(), es["alg"].as_str()),
         (Some("EC"), Some("P-256"), Some("ES256"))
     );
+
+    // Another realm's keys stay in that realm's set.
+    let other = create::<Realm>(
+        "other",
+        RealmCommand::Create { name: "other".into(), settings: Default::default(), extra: Default::default() },
+        chrono::Utc::now(),
+        &meta,
+    )
+    .unwrap();
+    app.store.append(other).await.unwrap();
+    let other_key = realm_key("other", "EdDSA", &app.keys, chrono::Utc::now(), &meta).unwrap();
+    let other_kid = other_key.stream.id.clone();
+    let at = app.store.append(other_key).await.unwrap().last_position;
+    app.read_models.wait_for(at, Duration::from_secs(5)).await.unwrap();
+    let theirs: Value =
+        c.get(format!("{base}/realms/other/protocol/openid-connect/certs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(kids(&theirs), vec![other_kid.clone()]);
+    assert_eq!((theirs["keys"][0]["kty"].as_str(), theirs["keys"][0]["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    let ours: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert!(!kids(&ours).contains(&other_kid));
 
     // A key retired with no tokens left to verify is not published.
     let eddsa = realm_key(&master, "EdDSA", &app.keys, chrono::Utc::now(), &meta).unwrap();
