@@ -67,12 +67,14 @@ struct Committed {
 }
 
 /// Where committed batches go: answered at once (COMMIT was durable), or through the flusher.
+/// The flusher holds one too (without a channel) for the head, the metrics label and the flag.
 struct Acks {
     flushed: Option<mpsc::Sender<Committed>>,
     head: Arc<watch::Sender<u64>>,
     store: &'static str,
-    /// Set when a flush failed: what the disk holds is then unknown, and the writer refuses
-    /// every later batch until the node restarts (PostgreSQL stops for the same reason).
+    /// Set when the log's durability is in doubt for good (a failed fsync, a flusher gone):
+    /// the writer then refuses every later batch until the node restarts, as PostgreSQL stops
+    /// itself after a failed fsync of its own WAL.
     failed: Arc<AtomicBool>,
 }
 
@@ -258,7 +260,6 @@ impl Writer {
 }
 
 async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: Acks, stop: Arc<Notify>) {
-    let failed = acks.failed.clone();
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
@@ -268,7 +269,7 @@ async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: 
         let mut batch = vec![first];
         let mut events: usize = batch[0].appends.iter().map(|a| a.events.len()).sum();
         drain(&mut rx, &mut batch, &mut events);
-        if failed.load(Ordering::Acquire) {
+        if acks.failed.load(Ordering::Acquire) {
             for p in batch {
                 let _ = p.reply.send(Err(sync_failed()));
             }
