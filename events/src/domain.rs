@@ -1,8 +1,11 @@
 //! The union of all aggregates' events, and decoding from stored form.
+use crate::auth_request::AuthRequestEvent;
 use crate::client::ClientEvent;
+use crate::client_grant::ClientGrantEvent;
 use crate::group::GroupEvent;
 use crate::realm::RealmEvent;
 use crate::role::RoleEvent;
+use crate::session::SessionEvent;
 use crate::signing_key::SigningKeyEvent;
 use crate::stream::StreamType;
 use crate::upcast::{self, UpcastError};
@@ -22,6 +25,9 @@ pub enum DomainEvent {
     Role(RoleEvent),
     Group(GroupEvent),
     SigningKey(SigningKeyEvent),
+    AuthRequest(AuthRequestEvent),
+    Session(SessionEvent),
+    ClientGrant(ClientGrantEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -55,6 +61,9 @@ macro_rules! each_aggregate {
             DomainEvent::Role($e) => $body,
             DomainEvent::Group($e) => $body,
             DomainEvent::SigningKey($e) => $body,
+            DomainEvent::AuthRequest($e) => $body,
+            DomainEvent::Session($e) => $body,
+            DomainEvent::ClientGrant($e) => $body,
         }
     };
 }
@@ -72,6 +81,9 @@ impl DomainEvent {
             DomainEvent::Role(_) => StreamType::Role,
             DomainEvent::Group(_) => StreamType::Group,
             DomainEvent::SigningKey(_) => StreamType::SigningKey,
+            DomainEvent::AuthRequest(_) => StreamType::AuthRequest,
+            DomainEvent::Session(_) => StreamType::Session,
+            DomainEvent::ClientGrant(_) => StreamType::ClientGrant,
         }
     }
 
@@ -100,6 +112,13 @@ impl DomainEvent {
             "signing_key" => {
                 SigningKeyEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
             }
+            "auth_request" => {
+                AuthRequestEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::AuthRequest))
+            }
+            "session" => SessionEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Session)),
+            "client_grant" => {
+                ClientGrantEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
+            }
             _ => None,
         };
         Self::finish(event_type, decoded)
@@ -123,6 +142,13 @@ impl DomainEvent {
             "signing_key" => {
                 SigningKeyEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
             }
+            "auth_request" => {
+                AuthRequestEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::AuthRequest))
+            }
+            "session" => SessionEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Session)),
+            "client_grant" => {
+                ClientGrantEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
+            }
             _ => None,
         };
         Self::finish(event_type, decoded)
@@ -145,6 +171,9 @@ impl DomainEvent {
             RoleEvent::TYPES,
             GroupEvent::TYPES,
             SigningKeyEvent::TYPES,
+            AuthRequestEvent::TYPES,
+            SessionEvent::TYPES,
+            ClientGrantEvent::TYPES,
         ]
         .concat()
     }
@@ -158,6 +187,9 @@ impl DomainEvent {
         all.extend(RoleEvent::schemas());
         all.extend(GroupEvent::schemas());
         all.extend(SigningKeyEvent::schemas());
+        all.extend(AuthRequestEvent::schemas());
+        all.extend(SessionEvent::schemas());
+        all.extend(ClientGrantEvent::schemas());
         all
     }
 }
@@ -177,7 +209,8 @@ macro_rules! into_domain {
 }
 
 into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, RoleEvent => Role,
-    GroupEvent => Group, SigningKeyEvent => SigningKey);
+    GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
+    SessionEvent => Session, ClientGrantEvent => ClientGrant);
 
 #[cfg(test)]
 mod tests;

@@ -7,15 +7,18 @@
 #[macro_use]
 mod macros;
 
+pub mod auth_request;
 pub mod canonical;
 pub mod chain;
 pub mod client;
+pub mod client_grant;
 pub mod domain;
 pub mod envelope;
 pub mod group;
 pub mod metadata;
 pub mod realm;
 pub mod role;
+pub mod session;
 pub mod signing_key;
 pub mod stream;
 pub mod upcast;

@@ -14,16 +14,22 @@ pub enum StreamType {
     Role,
     Group,
     SigningKey,
+    AuthRequest,
+    Session,
+    ClientGrant,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 6] = [
+    pub const ALL: [StreamType; 9] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
         StreamType::Role,
         StreamType::Group,
         StreamType::SigningKey,
+        StreamType::AuthRequest,
+        StreamType::Session,
+        StreamType::ClientGrant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +40,9 @@ impl StreamType {
             StreamType::Role => "role",
             StreamType::Group => "group",
             StreamType::SigningKey => "signing_key",
+            StreamType::AuthRequest => "auth_request",
+            StreamType::Session => "session",
+            StreamType::ClientGrant => "client_grant",
         }
     }
 }
@@ -106,7 +115,7 @@ mod tests {
             let s = StreamId::new(kind, "a/b");
             assert_eq!(s.to_string().parse::<StreamId>().unwrap(), s);
         }
-        assert!("session/x".parse::<StreamId>().is_err());
+        assert!("device_grant/x".parse::<StreamId>().is_err());
         assert!("user/".parse::<StreamId>().is_err());
         assert!("user".parse::<StreamId>().is_err());
     }

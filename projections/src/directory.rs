@@ -3,6 +3,7 @@
 use crate::clients::ClientDirectory;
 use crate::memberships::Memberships;
 use crate::realms::RealmDirectory;
+use crate::sessions::Sessions;
 use crate::signing_keys::SigningKeyRing;
 use crate::Projection;
 use annals_events::{DecodeError, DomainEvent, RecordedEvent};
@@ -15,6 +16,7 @@ pub struct Directory {
     pub clients: ClientDirectory,
     pub memberships: Memberships,
     pub signing_keys: SigningKeyRing,
+    pub sessions: Sessions,
 }
 
 /// An event the directory could not fold.
@@ -33,8 +35,8 @@ impl std::fmt::Display for FoldError {
 impl std::error::Error for FoldError {}
 
 impl Directory {
-    pub const NAMES: [&'static str; 4] =
-        [RealmDirectory::NAME, ClientDirectory::NAME, Memberships::NAME, SigningKeyRing::NAME];
+    pub const NAMES: [&'static str; 5] =
+        [RealmDirectory::NAME, ClientDirectory::NAME, Memberships::NAME, SigningKeyRing::NAME, Sessions::NAME];
 
     /// Folds one stored event. Events already folded (position <= current) are skipped, so
     /// feeding a page twice is harmless.
@@ -52,6 +54,7 @@ impl Directory {
         self.clients.apply(event, decoded);
         self.memberships.apply(event, decoded);
         self.signing_keys.apply(event, decoded);
+        self.sessions.apply(event, decoded);
         self.position = event.position;
     }
 }

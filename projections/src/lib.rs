@@ -6,6 +6,7 @@ pub mod clients;
 pub mod directory;
 pub mod memberships;
 pub mod realms;
+pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 

@@ -158,3 +158,71 @@ fn given_realms_when_looked_up_by_name_then_names_are_case_sensitive() {
     assert_eq!(d.realms.by_name("two").unwrap().id, "r2");
     assert!(d.realms.by_name("ONE").is_none(), "realm names are case-sensitive, as in URLs");
 }
+
+#[test]
+fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_and_sweep_forgets() {
+    use annals_events::client_grant::*;
+    use annals_events::session::*;
+    let t0 = 1_800_000_000;
+    let start = |id: &str| -> (StreamType, String, DomainEvent) {
+        let e = SessionEvent::from(SessionStarted {
+            realm_id: "r".into(),
+            user_id: format!("u-{id}"),
+            method: "pwd".into(),
+            acr: "1".into(),
+            auth_time: t0,
+            idle_timeout: 100,
+            max_lifespan: 1000,
+        });
+        (StreamType::Session, id.to_string(), e.into())
+    };
+    let events = vec![
+        start("s1"),
+        start("s2"),
+        start("s3"),
+        (
+            StreamType::Session,
+            "s1".into(),
+            SessionEvent::from(SessionTokensRevoked {
+                client: "c".into(),
+                token_ids: vec!["at1".into()],
+                reason: "revocation_endpoint".into(),
+                at: t0,
+            })
+            .into(),
+        ),
+        (StreamType::Session, "s2".into(), SessionEvent::from(SessionLoggedOut { client: None, at: t0 }).into()),
+        (
+            StreamType::Session,
+            "s3".into(),
+            SessionEvent::from(SessionTokensIssued {
+                client: "c".into(),
+                grant: "refresh_token".into(),
+                access_token_id: Some("a".into()),
+                id_token_id: None,
+                refresh_token_id: None,
+                replaces: None,
+                scope: "openid".into(),
+                expires_at: t0 + 350,
+                at: t0 + 50,
+            })
+            .into(),
+        ),
+        (
+            StreamType::ClientGrant,
+            "g1".into(),
+            ClientGrantEvent::from(ClientGrantRevoked { reason: "x".into(), expires_at: t0 + 300, at: t0 }).into(),
+        ),
+    ];
+    let mut d = given(events.iter().map(|(k, id, e)| (*k, id.as_str(), e.clone())).collect());
+    let s1 = d.sessions.alive("s1", t0).unwrap();
+    assert!(d.sessions.token_revoked(s1, "at1") && !d.sessions.token_revoked(s1, "at2"));
+    assert!(d.sessions.alive("s2", t0).is_none(), "logged out");
+    assert!(d.sessions.alive("s1", t0 + 100).is_none(), "idle");
+    assert!(d.sessions.alive("s3", t0 + 120).is_some(), "activity extends idle");
+    assert!(d.sessions.grant_revoked("g1") && !d.sessions.grant_revoked("g2"));
+    d.sessions.sweep(t0 + 120);
+    assert_eq!(d.sessions.len(), 1);
+    d.sessions.sweep(t0 + 300);
+    assert!(!d.sessions.grant_revoked("g1"), "forgotten once the token expired anyway");
+}

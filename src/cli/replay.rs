@@ -1,4 +1,7 @@
 //! `annals replay`: a stream's events up to a moment, and the state they fold to.
+use crate::domain::auth_request::AuthRequest;
+use crate::domain::client_grant::ClientGrant;
+use crate::domain::session::Session;
 use crate::domain::{client::Client, group::Group, realm::Realm, role::Role, signing_key::SigningKey, user::User};
 use crate::domain::{fold, Aggregate};
 use crate::store::{EventStore, ReadUntil, StoreError};
@@ -45,6 +48,9 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::Role => state_of::<Role>(&events)?,
         StreamType::Group => state_of::<Group>(&events)?,
         StreamType::SigningKey => state_of::<SigningKey>(&events)?,
+        StreamType::AuthRequest => state_of::<AuthRequest>(&events)?,
+        StreamType::Session => state_of::<Session>(&events)?,
+        StreamType::ClientGrant => state_of::<ClientGrant>(&events)?,
     };
     Ok(Replay { events, state })
 }

@@ -1,9 +1,12 @@
 //! Aggregates: pure `decide(&State, Command, now) -> events` and `apply(State, &Event) -> State`.
 //! No I/O here; `crate::actors` hosts them.
+pub mod auth_request;
 pub mod client;
+pub mod client_grant;
 pub mod group;
 pub mod realm;
 pub mod role;
+pub mod session;
 pub mod signing_key;
 pub mod user;
 mod validate;

@@ -721,6 +721,8 @@ impl<'a> Planner<'a> {
             StreamType::Role => self.existing.memberships.role(&id).is_some(),
             StreamType::Group => self.existing.memberships.group(&id).is_some(),
             StreamType::SigningKey => self.existing.signing_keys.get(&id).is_some(),
+            // Runtime streams: an import never creates them.
+            StreamType::AuthRequest | StreamType::Session | StreamType::ClientGrant => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

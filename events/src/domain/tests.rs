@@ -1,11 +1,14 @@
 //! Round-trip every event type through its stored form.
 use super::*;
+use crate::auth_request::*;
 use crate::client::*;
+use crate::client_grant::*;
 use crate::envelope::{NewEvent, RecordJson, RecordedEvent};
 use crate::group::*;
 use crate::metadata::{Actor, Metadata};
 use crate::realm::*;
 use crate::role::*;
+use crate::session::*;
 use crate::signing_key::*;
 use crate::stream::StreamId;
 use crate::user::*;
@@ -118,6 +121,89 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         .into(),
         SigningKeyEvent::from(SigningKeyRetired { publish_until: 1_800_000_000 }).into(),
         SigningKeyEvent::from(SigningKeyRemoved {}).into(),
+        AuthRequestEvent::from(AuthRequestStarted {
+            realm_id: "r".into(),
+            client: "c".into(),
+            client_id: "app".into(),
+            redirect_uri: "https://app/cb".into(),
+            response_type: "code".into(),
+            response_mode: "query".into(),
+            scope: "openid".into(),
+            state: Some("s".into()),
+            nonce: Some("n".into()),
+            code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+            code_challenge_method: Some("S256".into()),
+            prompt: vec!["login".into()],
+            max_age: Some(60),
+            login_hint: Some("ada".into()),
+            acr_values: Some("1".into()),
+            expires_at: 1_800_000_600,
+            at: 1_800_000_000,
+        })
+        .into(),
+        AuthRequestEvent::from(AuthRequestCredentialsRejected {
+            username: "ada".into(),
+            user_id: Some("u".into()),
+            reason: "invalid_user_credentials".into(),
+            at: 1,
+        })
+        .into(),
+        AuthRequestEvent::from(AuthRequestAuthenticated {
+            user_id: "u".into(),
+            session_id: "s".into(),
+            method: "pwd".into(),
+            auth_time: 1,
+            at: 1,
+        })
+        .into(),
+        AuthRequestEvent::from(AuthRequestCodeIssued { code_hash: "ab".repeat(32), expires_at: 2, at: 1 }).into(),
+        AuthRequestEvent::from(AuthRequestCodeRedeemed { session_id: "s".into(), token_ids: vec!["t".into()], at: 1 })
+            .into(),
+        AuthRequestEvent::from(AuthRequestCodeReplayed { at: 1 }).into(),
+        AuthRequestEvent::from(AuthRequestFailed { error: "login_required".into(), at: 1 }).into(),
+        SessionEvent::from(SessionStarted {
+            realm_id: "r".into(),
+            user_id: "u".into(),
+            method: "pwd".into(),
+            acr: "1".into(),
+            auth_time: 1,
+            idle_timeout: 1800,
+            max_lifespan: 36000,
+        })
+        .into(),
+        SessionEvent::from(SessionTokensIssued {
+            client: "c".into(),
+            grant: "refresh_token".into(),
+            access_token_id: Some("a".into()),
+            id_token_id: Some("i".into()),
+            refresh_token_id: Some("r2".into()),
+            replaces: Some("r1".into()),
+            scope: "openid".into(),
+            expires_at: 2,
+            at: 1,
+        })
+        .into(),
+        SessionEvent::from(SessionRefreshReused { client: "c".into(), refresh_token_id: "r1".into(), at: 1 }).into(),
+        SessionEvent::from(SessionTokensRevoked {
+            client: "c".into(),
+            token_ids: vec!["a".into()],
+            reason: "revocation_endpoint".into(),
+            at: 1,
+        })
+        .into(),
+        SessionEvent::from(SessionLoggedOut { client: Some("c".into()), at: 1 }).into(),
+        SessionEvent::from(SessionRevoked { reason: "admin".into(), at: 1 }).into(),
+        ClientGrantEvent::from(ClientGrantIssued {
+            realm_id: "r".into(),
+            client: "c".into(),
+            user_id: Some("u".into()),
+            scope: "profile".into(),
+            expires_at: 2,
+            at: 1,
+        })
+        .into(),
+        ClientGrantEvent::from(ClientGrantRevoked { reason: "revocation_endpoint".into(), expires_at: 2, at: 1 })
+            .into(),
     ]
 }
 
@@ -170,7 +256,7 @@ fn every_event_type_round_trips_through_its_stored_form() {
 
 #[test]
 fn unknown_types_and_bad_payloads_are_refused_with_the_type_named() {
-    assert!(matches!(DomainEvent::decode("session.started", 1, json!({})), Err(DecodeError::UnknownType(_))));
+    assert!(matches!(DomainEvent::decode("device_grant.started", 1, json!({})), Err(DecodeError::UnknownType(_))));
     assert!(matches!(DomainEvent::decode_str("user.nonsense", 1, "{}"), Err(DecodeError::UnknownType(_))));
     assert!(matches!(DomainEvent::decode_str("user.created", 1, "{not json"), Err(DecodeError::Payload { .. })));
     assert!(matches!(DomainEvent::decode_str("user.created", 9, "{}"), Err(DecodeError::Upcast(_))));

@@ -1,0 +1,108 @@
+//! Live SSO sessions and revoked tokens: what introspection, userinfo and SSO at the
+//! authorization endpoint must know at once when a session ends or a token is revoked.
+//!
+//! Kept small on purpose (the budget is 2 KB per session; a view is a few hundred bytes):
+//! ended sessions are dropped, and so are sessions past their idle or max lifetime when
+//! [`Sessions::sweep`] runs; a token of a dropped session is refused through its `sid`.
+use crate::Projection;
+use annals_events::client_grant::ClientGrantEvent;
+use annals_events::session::SessionEvent;
+use annals_events::{DomainEvent, RecordedEvent};
+use foldhash::HashMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionView {
+    pub realm_id: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub last_active: i64,
+    pub idle_timeout: i64,
+    pub max_lifespan: i64,
+    /// Tokens of this session revoked before they expire.
+    pub revoked: Vec<String>,
+}
+
+impl SessionView {
+    pub fn alive(&self, now: i64) -> bool {
+        now < self.auth_time.saturating_add(self.max_lifespan)
+            && now < self.last_active.saturating_add(self.idle_timeout)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sessions {
+    live: HashMap<String, SessionView>,
+    /// Revoked client-credentials tokens, by id, until their expiry.
+    revoked_grants: HashMap<String, i64>,
+}
+
+impl Sessions {
+    /// The session if it is alive at `now` (epoch seconds).
+    pub fn alive(&self, id: &str, now: i64) -> Option<&SessionView> {
+        self.live.get(id).filter(|s| s.alive(now))
+    }
+
+    /// Whether a token of a live session was revoked.
+    pub fn token_revoked(&self, session: &SessionView, token_id: &str) -> bool {
+        session.revoked.iter().any(|t| t == token_id)
+    }
+
+    pub fn grant_revoked(&self, token_id: &str) -> bool {
+        self.revoked_grants.contains_key(token_id)
+    }
+
+    /// Forgets sessions past their lifetime and revocations of tokens past their expiry.
+    pub fn sweep(&mut self, now: i64) {
+        self.live.retain(|_, s| s.alive(now));
+        self.revoked_grants.retain(|_, exp| *exp > now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}
+
+impl Projection for Sessions {
+    const NAME: &'static str = "sessions";
+
+    fn apply(&mut self, event: &RecordedEvent, decoded: &DomainEvent) {
+        let id = &event.stream.id;
+        match decoded {
+            DomainEvent::Session(SessionEvent::Started(s)) => {
+                self.live.insert(
+                    id.clone(),
+                    SessionView {
+                        realm_id: s.realm_id.clone(),
+                        user_id: s.user_id.clone(),
+                        auth_time: s.auth_time,
+                        last_active: s.auth_time,
+                        idle_timeout: s.idle_timeout,
+                        max_lifespan: s.max_lifespan,
+                        revoked: Vec::new(),
+                    },
+                );
+            }
+            DomainEvent::Session(SessionEvent::TokensIssued(t)) => {
+                if let Some(s) = self.live.get_mut(id) {
+                    s.last_active = s.last_active.max(t.at);
+                }
+            }
+            DomainEvent::Session(SessionEvent::TokensRevoked(r)) => {
+                if let Some(s) = self.live.get_mut(id) {
+                    s.revoked.extend(r.token_ids.iter().cloned());
+                }
+            }
+            DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_)) => {
+                self.live.remove(id);
+            }
+            DomainEvent::ClientGrant(ClientGrantEvent::Revoked(r)) => {
+                self.revoked_grants.insert(id.clone(), r.expires_at);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The Session aggregate: one SSO session, from login to logout, revocation or expiry.
+//!
+//! Refresh tokens rotate: each refresh hands out a new one and the old one dies. Every
+//! refresh token is a JWT naming its session and client, so one that verifies but is not the
+//! client's current one was rotated away already: presenting it again means a copy exists,
+//! and the whole session is revoked (RFC 9700 §4.14.2).
+use super::{Aggregate, Lifecycle};
+use annals_events::session::*;
+use annals_events::StreamType;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub lifecycle: Lifecycle,
+    pub realm_id: String,
+    pub user_id: String,
+    pub method: String,
+    pub acr: String,
+    pub auth_time: i64,
+    pub last_active: i64,
+    pub idle_timeout: i64,
+    pub max_lifespan: i64,
+    /// Why the session ended, once it has.
+    pub ended: Option<String>,
+    /// Per client (internal id): what it holds now.
+    pub clients: BTreeMap<String, ClientTokens>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientTokens {
+    /// The one refresh token that may be used next.
+    pub refresh: Option<String>,
+    /// Access tokens not yet expired at the last issuance: (id, expiry).
+    pub access: Vec<(String, i64)>,
+}
+
+/// Tokens about to be handed to a client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Issue {
+    pub client: String,
+    pub grant: String,
+    pub access_token_id: Option<String>,
+    pub id_token_id: Option<String>,
+    pub refresh_token_id: Option<String>,
+    pub scope: String,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub enum SessionCommand {
+    Start(SessionStarted),
+    Issue(Issue),
+    /// Rotation: `presented` is the refresh token's id.
+    Refresh {
+        presented: String,
+        issue: Issue,
+    },
+    RevokeTokens {
+        client: String,
+        token_ids: Vec<String>,
+        reason: String,
+    },
+    /// RFC 7009 for a refresh token: it and the access tokens issued with it stop working.
+    RevokeRefresh {
+        client: String,
+        refresh_token_id: String,
+    },
+    Logout {
+        client: Option<String>,
+    },
+    Revoke {
+        reason: String,
+    },
+}
+
+/// Errors of session commands; the token endpoint answers each with `invalid_grant`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    #[error("session not found")]
+    NotFound,
+    #[error("session already exists")]
+    AlreadyExists,
+    #[error("session has ended")]
+    Ended,
+    #[error("session has expired")]
+    Expired,
+    #[error("refresh token is not this client's")]
+    WrongClient,
+}
+
+impl Session {
+    /// Whether tokens may still be issued at `now` (not ended, within idle and max lifetime).
+    pub fn alive(&self, now: i64) -> bool {
+        self.lifecycle == Lifecycle::Live
+            && self.ended.is_none()
+            && now < self.auth_time.saturating_add(self.max_lifespan)
+            && now < self.last_active.saturating_add(self.idle_timeout)
+    }
+
+    /// When the session ends at the latest if nothing happens: the earlier of idle and max.
+    pub fn expires_at(&self) -> i64 {
+        self.auth_time.saturating_add(self.max_lifespan).min(self.last_active.saturating_add(self.idle_timeout))
+    }
+
+    fn check_alive(&self, now: i64) -> Result<(), SessionError> {
+        match (self.lifecycle, &self.ended) {
+            (Lifecycle::New, _) => Err(SessionError::NotFound),
+            (_, Some(_)) => Err(SessionError::Ended),
+            _ if !self.alive(now) => Err(SessionError::Expired),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn issued(issue: Issue, replaces: Option<String>, at: i64) -> SessionEvent {
+    SessionTokensIssued {
+        client: issue.client,
+        grant: issue.grant,
+        access_token_id: issue.access_token_id,
+        id_token_id: issue.id_token_id,
+        refresh_token_id: issue.refresh_token_id,
+        replaces,
+        scope: issue.scope,
+        expires_at: issue.expires_at,
+        at,
+    }
+    .into()
+}
+
+impl Aggregate for Session {
+    const KIND: StreamType = StreamType::Session;
+    type Command = SessionCommand;
+    type Event = SessionEvent;
+    type Error = SessionError;
+
+    fn decide(&self, command: SessionCommand, now: DateTime<Utc>) -> Result<Vec<SessionEvent>, SessionError> {
+        use SessionCommand as C;
+        let at = now.timestamp();
+        match command {
+            C::Start(started) => match self.lifecycle {
+                Lifecycle::New => Ok(vec![started.into()]),
+                _ => Err(SessionError::AlreadyExists),
+            },
+            C::Issue(issue) => {
+                self.check_alive(at)?;
+                Ok(vec![issued(issue, None, at)])
+            }
+            C::Refresh { presented, issue } => {
+                self.check_alive(at)?;
+                let current = self.clients.get(&issue.client).and_then(|c| c.refresh.as_deref());
+                if current == Some(presented.as_str()) {
+                    return Ok(vec![issued(issue, Some(presented), at)]);
+                }
+                Ok(vec![
+                    SessionRefreshReused { client: issue.client, refresh_token_id: presented, at }.into(),
+                    SessionRevoked { reason: "refresh_token_reused".into(), at }.into(),
+                ])
+            }
+            C::RevokeTokens { client, token_ids, reason } => match (self.lifecycle, &self.ended) {
+                (Lifecycle::New, _) => Err(SessionError::NotFound),
+                (_, Some(_)) => Ok(vec![]),
+                _ => Ok(vec![SessionTokensRevoked { client, token_ids, reason, at }.into()]),
+            },
+            C::RevokeRefresh { client, refresh_token_id } => {
+                let Some(held) = self.clients.get(&client) else { return Ok(vec![]) };
+                if self.ended.is_some() || held.refresh.as_deref() != Some(refresh_token_id.as_str()) {
+                    // RFC 7009 §2.2: revoking a token that is already invalid succeeds.
+                    return Ok(vec![]);
+                }
+                let mut token_ids = vec![refresh_token_id];
+                token_ids.extend(held.access.iter().filter(|(_, exp)| *exp > at).map(|(id, _)| id.clone()));
+                Ok(vec![SessionTokensRevoked { client, token_ids, reason: "revocation_endpoint".into(), at }.into()])
+            }
+            C::Logout { client } => match (self.lifecycle, &self.ended) {
+                (Lifecycle::New, _) => Err(SessionError::NotFound),
+                (_, Some(_)) => Ok(vec![]),
+                _ => Ok(vec![SessionLoggedOut { client, at }.into()]),
+            },
+            C::Revoke { reason } => match (self.lifecycle, &self.ended) {
+                (Lifecycle::New, _) => Err(SessionError::NotFound),
+                (_, Some(_)) => Ok(vec![]),
+                _ => Ok(vec![SessionRevoked { reason, at }.into()]),
+            },
+        }
+    }
+
+    fn apply(mut self, event: &SessionEvent) -> Self {
+        match event {
+            SessionEvent::Started(s) => {
+                self.lifecycle = Lifecycle::Live;
+                self.realm_id = s.realm_id.clone();
+                self.user_id = s.user_id.clone();
+                self.method = s.method.clone();
+                self.acr = s.acr.clone();
+                self.auth_time = s.auth_time;
+                self.last_active = s.auth_time;
+                self.idle_timeout = s.idle_timeout;
+                self.max_lifespan = s.max_lifespan;
+            }
+            SessionEvent::TokensIssued(t) => {
+                self.last_active = self.last_active.max(t.at);
+                let held = self.clients.entry(t.client.clone()).or_default();
+                held.access.retain(|(_, exp)| *exp > t.at);
+                if let Some(a) = &t.access_token_id {
+                    held.access.push((a.clone(), t.expires_at));
+                }
+                if t.refresh_token_id.is_some() {
+                    held.refresh = t.refresh_token_id.clone();
+                }
+            }
+            SessionEvent::TokensRevoked(r) => {
+                if let Some(held) = self.clients.get_mut(&r.client) {
+                    if held.refresh.as_ref().is_some_and(|id| r.token_ids.contains(id)) {
+                        held.refresh = None;
+                    }
+                    held.access.retain(|(id, _)| !r.token_ids.contains(id));
+                }
+            }
+            SessionEvent::RefreshReused(_) => {}
+            SessionEvent::LoggedOut(_) => self.ended = Some("logged_out".into()),
+            SessionEvent::Revoked(r) => self.ended = Some(r.reason.clone()),
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::{given, now};
+
+    fn t0() -> i64 {
+        now().timestamp()
+    }
+
+    fn started() -> SessionEvent {
+        SessionStarted {
+            realm_id: "r".into(),
+            user_id: "u".into(),
+            method: "pwd".into(),
+            acr: "1".into(),
+            auth_time: t0(),
+            idle_timeout: 1800,
+            max_lifespan: 36000,
+        }
+        .into()
+    }
+
+    fn issue(refresh: &str) -> Issue {
+        Issue {
+            client: "c".into(),
+            grant: "authorization_code".into(),
+            access_token_id: Some(format!("at-{refresh}")),
+            id_token_id: None,
+            refresh_token_id: Some(refresh.into()),
+            scope: "openid".into(),
+            expires_at: t0() + 300,
+        }
+    }
+
+    fn with_tokens() -> Vec<SessionEvent> {
+        let s = given::<Session>(vec![started()]);
+        let mut history = vec![started()];
+        history.extend(s.decide(SessionCommand::Issue(issue("rt1")), now()).unwrap());
+        history
+    }
+
+    #[test]
+    fn given_a_session_when_the_current_refresh_token_is_used_then_it_rotates() {
+        let state = given::<Session>(with_tokens());
+        let events =
+            state.decide(SessionCommand::Refresh { presented: "rt1".into(), issue: issue("rt2") }, now()).unwrap();
+        assert!(matches!(&events[..], [SessionEvent::TokensIssued(t)] if t.replaces.as_deref() == Some("rt1")));
+        let state = crate::domain::fold(state, &events);
+        assert_eq!(state.clients["c"].refresh.as_deref(), Some("rt2"));
+    }
+
+    #[test]
+    fn given_a_rotated_refresh_token_when_it_is_used_again_then_the_session_is_revoked() {
+        let mut history = with_tokens();
+        let state = given::<Session>(history.clone());
+        history.extend(
+            state.decide(SessionCommand::Refresh { presented: "rt1".into(), issue: issue("rt2") }, now()).unwrap(),
+        );
+        let state = given::<Session>(history.clone());
+        let events =
+            state.decide(SessionCommand::Refresh { presented: "rt1".into(), issue: issue("rt3") }, now()).unwrap();
+        assert!(
+            matches!(&events[..], [SessionEvent::RefreshReused(_), SessionEvent::Revoked(r)] if r.reason == "refresh_token_reused")
+        );
+        let state = crate::domain::fold(state, &events);
+        assert!(!state.alive(t0()));
+        assert_eq!(
+            state.decide(SessionCommand::Refresh { presented: "rt2".into(), issue: issue("rt4") }, now()),
+            Err(SessionError::Ended),
+            "the legitimate holder's token dies with the session"
+        );
+    }
+
+    #[test]
+    fn given_a_session_when_idle_or_max_lifetime_passes_then_nothing_is_issued() {
+        let state = given::<Session>(with_tokens());
+        let idle = now() + chrono::Duration::seconds(1800);
+        assert_eq!(state.decide(SessionCommand::Issue(issue("x")), idle), Err(SessionError::Expired));
+        // Activity keeps it alive through idle periods, but never past the max lifespan.
+        let mut s = state.clone();
+        s.last_active = t0() + 36000 - 10;
+        assert!(s.alive(t0() + 36000 - 1));
+        assert!(!s.alive(t0() + 36000));
+    }
+
+    #[test]
+    fn given_a_session_when_its_refresh_token_is_revoked_then_its_access_tokens_go_too() {
+        let state = given::<Session>(with_tokens());
+        let events = state
+            .decide(SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "rt1".into() }, now())
+            .unwrap();
+        let [SessionEvent::TokensRevoked(r)] = &events[..] else { panic!("{events:?}") };
+        assert_eq!(r.token_ids, vec!["rt1".to_string(), "at-rt1".to_string()]);
+        let state = crate::domain::fold(state, &events);
+        assert_eq!(state.clients["c"].refresh, None);
+        // Revoking an unknown or already revoked token changes nothing (RFC 7009 §2.2).
+        let again = SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "rt1".into() };
+        assert_eq!(state.decide(again, now()), Ok(vec![]));
+    }
+
+    #[test]
+    fn given_a_logged_out_session_when_anything_is_asked_then_it_stays_ended() {
+        let state = given::<Session>(with_tokens());
+        let events = state.decide(SessionCommand::Logout { client: None }, now()).unwrap();
+        let state = crate::domain::fold(state, &events);
+        assert_eq!(state.decide(SessionCommand::Issue(issue("x")), now()), Err(SessionError::Ended));
+        assert_eq!(state.decide(SessionCommand::Logout { client: None }, now()), Ok(vec![]));
+        assert_eq!(state.decide(SessionCommand::Revoke { reason: "admin".into() }, now()), Ok(vec![]));
+        assert_eq!(
+            given::<Session>(vec![]).decide(SessionCommand::Logout { client: None }, now()),
+            Err(SessionError::NotFound)
+        );
+    }
+}
