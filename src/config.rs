@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub import_realm: Option<PathBuf>,
+    pub theme_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -57,6 +58,8 @@ pub struct ServeConfig {
     pub listen: String,
     pub base_url: Option<String>,
     pub import_realm: Option<PathBuf>,
+    /// Templates here replace the built-in login pages of the same name.
+    pub theme_dir: Option<PathBuf>,
     pub bootstrap_admin_username: String,
     pub bootstrap_admin_password: Option<String>,
 }

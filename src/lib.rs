@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod keycloak;
 pub mod keys;
 pub mod metrics;
+pub mod oidc;
 pub mod provision;
 pub mod readmodels;
 pub mod secrets;

@@ -66,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             base_url: args.base_url.or(file.base_url),
             import_realm: args.import_realm.or(file.import_realm),
+            theme_dir: args.theme_dir.or(file.theme_dir),
             bootstrap_admin_username: std::env::var("ANNALS_BOOTSTRAP_ADMIN_USERNAME")
                 .unwrap_or_else(|_| "admin".into()),
             bootstrap_admin_password: std::env::var("ANNALS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),

@@ -151,6 +151,12 @@ impl ReadModels {
         Ok(())
     }
 
+    /// Forgets sessions past their lifetime (nothing is appended when a session merely
+    /// times out, so the fold alone would keep them).
+    pub fn sweep_sessions(&self, now: i64) {
+        self.dir.write().unwrap_or_else(|p| p.into_inner()).sessions.sweep(now);
+    }
+
     pub fn stop(&self) {
         self.task.abort();
     }

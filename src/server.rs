@@ -30,6 +30,8 @@ pub enum ServerError {
     Provision(#[from] ProvisionError),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
+    #[error(transparent)]
+    Pages(#[from] crate::http::pages::PageError),
     #[error("realm import from {0}: {1}")]
     Import(String, String),
 }
@@ -55,6 +57,7 @@ pub struct Running {
     pub imported: Vec<String>,
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 /// Starts a node. Must run inside an actix `System`.
@@ -91,6 +94,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
             .await
             .map_err(|e| ServerError::Import(import_dir.display().to_string(), e.to_string()))?;
     }
+    let pages = crate::http::pages::Pages::new(cfg.theme_dir.as_deref())?;
     let sql_models = SqlModels::start(store.clone()).await?;
     let hosts = Hosts::new(store.clone(), clock.clone(), HostsConfig::default());
     let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
@@ -103,6 +107,10 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         hosts: hosts.clone(),
         base_url: base_url.clone(),
         clock: clock.clone(),
+        keys: keys.clone(),
+        signers: crate::oidc::tokens::Signers::new(keys.clone()),
+        pages: Arc::new(pages),
+        service_accounts: Default::default(),
     };
     let server = HttpServer::new(move || {
         App::new()
@@ -119,7 +127,28 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let handle = server.handle();
     let server = tokio::spawn(server);
     crate::metrics::init();
-    Ok(Running { addr, base_url, store, read_models, sql_models, hosts, keys, bootstrap, imported, handle, server })
+    let (models, sweep_clock) = (read_models.clone(), clock.clone());
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            models.sweep_sessions(sweep_clock.now().timestamp());
+        }
+    });
+    Ok(Running {
+        addr,
+        base_url,
+        store,
+        read_models,
+        sql_models,
+        hosts,
+        keys,
+        bootstrap,
+        imported,
+        handle,
+        server,
+        sweeper,
+    })
 }
 
 impl Running {
@@ -128,6 +157,7 @@ impl Running {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.server.await;
+        self.sweeper.abort();
         self.hosts.shutdown().await;
         self.read_models.stop();
         self.sql_models.stop();

@@ -4,6 +4,8 @@
 macro_rules! event_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident($payload:ty) = $wire:literal),* $(,)? }) => {
         $(#[$meta])*
+        // Events are short-lived values decoded one at a time (see `DomainEvent`).
+        #[allow(clippy::large_enum_variant)]
         #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(tag = "type", content = "data")]
         pub enum $name {

@@ -20,6 +20,8 @@ pub struct SessionView {
     pub max_lifespan: i64,
     /// Tokens of this session revoked before they expire.
     pub revoked: Vec<String>,
+    /// Each client's current refresh token id (older ones were rotated away).
+    pub refresh: Vec<(String, String)>,
 }
 
 impl SessionView {
@@ -45,6 +47,11 @@ impl Sessions {
     /// Whether a token of a live session was revoked.
     pub fn token_revoked(&self, session: &SessionView, token_id: &str) -> bool {
         session.revoked.iter().any(|t| t == token_id)
+    }
+
+    /// Whether this is the client's current refresh token in a live session.
+    pub fn refresh_current(&self, session: &SessionView, client: &str, token_id: &str) -> bool {
+        session.refresh.iter().any(|(c, t)| c == client && t == token_id)
     }
 
     pub fn grant_revoked(&self, token_id: &str) -> bool {
@@ -83,17 +90,23 @@ impl Projection for Sessions {
                         idle_timeout: s.idle_timeout,
                         max_lifespan: s.max_lifespan,
                         revoked: Vec::new(),
+                        refresh: Vec::new(),
                     },
                 );
             }
             DomainEvent::Session(SessionEvent::TokensIssued(t)) => {
                 if let Some(s) = self.live.get_mut(id) {
                     s.last_active = s.last_active.max(t.at);
+                    if let Some(r) = &t.refresh_token_id {
+                        s.refresh.retain(|(c, _)| *c != t.client);
+                        s.refresh.push((t.client.clone(), r.clone()));
+                    }
                 }
             }
             DomainEvent::Session(SessionEvent::TokensRevoked(r)) => {
                 if let Some(s) = self.live.get_mut(id) {
                     s.revoked.extend(r.token_ids.iter().cloned());
+                    s.refresh.retain(|(_, t)| !r.token_ids.contains(t));
                 }
             }
             DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_)) => {

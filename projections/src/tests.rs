@@ -176,7 +176,7 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
         });
         (StreamType::Session, id.to_string(), e.into())
     };
-    let events = vec![
+    let events = [
         start("s1"),
         start("s2"),
         start("s3"),

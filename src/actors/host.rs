@@ -1,5 +1,5 @@
 //! The actor that hosts one aggregate instance.
-use super::{CommandError, Executed};
+use super::{CommandError, Executed, Outcome};
 use crate::clock::SharedClock;
 use crate::domain::{fold, Aggregate};
 use crate::metrics;
@@ -19,7 +19,7 @@ pub(crate) const SNAPSHOT_EVERY: u64 = 100;
 pub struct Execute<A: Aggregate> {
     pub command: A::Command,
     pub metadata: Metadata,
-    pub reply: oneshot::Sender<Result<Executed, CommandError<A::Error>>>,
+    pub reply: oneshot::Sender<Result<Outcome<A>, CommandError<A::Error>>>,
 }
 
 impl<A: Aggregate> Message for Execute<A> {
@@ -188,7 +188,7 @@ impl<A: Aggregate> Handler<Drain> for AggregateActor<A> {
 struct Attempt<A: Aggregate> {
     state: A,
     version: u64,
-    result: Result<Executed, CommandError<A::Error>>,
+    result: Result<Outcome<A>, CommandError<A::Error>>,
 }
 
 async fn decide_and_append<A: Aggregate>(
@@ -206,7 +206,8 @@ async fn decide_and_append<A: Aggregate>(
             Err(e) => return Attempt { state, version, result: Err(CommandError::Domain(e)) },
         };
         if events.is_empty() {
-            return Attempt { state, version, result: Ok(Executed { events: 0, version, position: 0 }) };
+            let executed = Executed { events: 0, version, position: 0 };
+            return Attempt { state: state.clone(), version, result: Ok(Outcome { executed, events, state }) };
         }
         let new: Result<Vec<NewEvent>, _> =
             events.iter().map(|e| NewEvent::new(&e.clone().into(), &metadata)).collect();
@@ -217,12 +218,13 @@ async fn decide_and_append<A: Aggregate>(
         let append = StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: new };
         match store.append(append).await {
             Ok(done) => {
-                let n = events.len();
+                let executed =
+                    Executed { events: events.len(), version: done.last_version, position: done.last_position };
                 let state = fold(state, &events);
                 return Attempt {
-                    state,
+                    state: state.clone(),
                     version: done.last_version,
-                    result: Ok(Executed { events: n, version: done.last_version, position: done.last_position }),
+                    result: Ok(Outcome { executed, events, state }),
                 };
             }
             Err(StoreError::Conflict { .. }) if attempt == 0 => {

@@ -24,6 +24,15 @@ pub struct Executed {
     pub position: u64,
 }
 
+/// What a command did, with the events it decided and the aggregate's state after them (for
+/// protocol handlers that answer from the outcome, e.g. a code redemption's tokens).
+#[derive(Clone, Debug)]
+pub struct Outcome<A: crate::domain::Aggregate> {
+    pub executed: Executed,
+    pub events: Vec<A::Event>,
+    pub state: A,
+}
+
 /// Errors of hosted commands. The HTTP layer answers `Domain` by the variant's meaning,
 /// `Busy` and `Unavailable` with 503 and Retry-After, `Conflict` with 409, `Store` with 503.
 #[derive(Debug, Clone, thiserror::Error)]

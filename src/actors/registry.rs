@@ -1,6 +1,6 @@
 //! Finds or starts the actor for a stream, on the arbiter its id hashes to.
 use super::host::{AggregateActor, Drain, Execute};
-use super::{CommandError, Executed};
+use super::{CommandError, Executed, Outcome};
 use crate::clock::SharedClock;
 use crate::domain::Aggregate;
 use crate::metrics;
@@ -100,6 +100,16 @@ impl Hosts {
         command: A::Command,
         metadata: Metadata,
     ) -> Result<Executed, CommandError<A::Error>> {
+        self.execute_full::<A>(id, command, metadata).await.map(|o| o.executed)
+    }
+
+    /// As [`Hosts::execute`], returning the decided events and the state after them too.
+    pub async fn execute_full<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
         self.inner.inflight.fetch_add(1, Ordering::AcqRel);
         let out = self.execute_once::<A>(id, command, metadata).await;
         if self.inner.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -113,7 +123,7 @@ impl Hosts {
         id: &str,
         command: A::Command,
         metadata: Metadata,
-    ) -> Result<Executed, CommandError<A::Error>> {
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::KIND, id);
         // Two tries: an actor may passivate between lookup and send, or drop a queued message
         // while stopping. Neither executed the command (the reply is sent only after it ran).

@@ -55,25 +55,20 @@ pub async fn import_file(
     .map_err(|e| ImportFileError::Users(path.into(), e))?;
     let mut plan =
         plan_import(&text, keys, existing, &user_ids).map_err(|e| ImportFileError::Invalid(path.into(), e))?;
-    // Keycloak gives every realm an RS256 key; add the realm's default algorithm if it differs.
+    // A new realm gets a key for every algorithm a client may choose (per-client
+    // `*.signed.response.alg`), its default among them.
     let realm = plan.appends.iter().find(|a| a.stream.kind == StreamType::Realm).and_then(|a| {
         let e = a.events.first()?;
         match DomainEvent::decode(&e.event_type, e.schema_version, serde_json::from_str(&e.payload).ok()?).ok()? {
-            DomainEvent::Realm(RealmEvent::Created(c)) => {
-                Some((a.stream.id.clone(), c.settings.default_signature_algorithm))
-            }
+            DomainEvent::Realm(RealmEvent::Created(_)) => Some(a.stream.id.clone()),
             _ => None,
         }
     });
-    if let Some((realm_id, default_alg)) = realm {
+    if let Some(realm_id) = realm {
         let meta = Metadata::system("import").with_realm(plan.realm_name.clone());
-        let mut algs = vec!["RS256".to_string()];
-        if default_alg != "RS256" && matches!(default_alg.as_str(), "ES256" | "EdDSA") {
-            algs.push(default_alg);
-        }
-        for alg in algs {
+        for alg in ["RS256", "ES256", "EdDSA"] {
             plan.appends.push(
-                provision::realm_key(&realm_id, &alg, keys, now, &meta)
+                provision::realm_key(&realm_id, alg, keys, now, &meta)
                     .map_err(|e| ImportFileError::Provision(path.into(), e))?,
             );
         }

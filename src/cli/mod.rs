@@ -36,7 +36,7 @@ pub struct StoreArgs {
     /// `postgres://...` selects PostgreSQL; default is `annals.db` in the data directory.
     #[arg(long, env = "ANNALS_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm).
+    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm, theme_dir).
     #[arg(long, env = "ANNALS_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// Import every `*.json` realm in this directory at start (realms that exist are skipped).
     #[arg(long, env = "ANNALS_IMPORT_REALM")]
     pub import_realm: Option<PathBuf>,
+    /// A directory of templates (`login.html`, `error.html`, ...) that replace the built-in pages.
+    #[arg(long, env = "ANNALS_THEME_DIR")]
+    pub theme_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

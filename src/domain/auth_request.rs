@@ -21,6 +21,8 @@ pub struct AuthRequest {
     pub user_id: Option<String>,
     pub session_id: Option<String>,
     pub auth_time: Option<i64>,
+    /// `pwd` or `sso`: how the user was identified for this request.
+    pub method: Option<String>,
     pub code: Option<(String, i64)>,
     /// Tokens of the redemption, kept so a replay can revoke them.
     pub redeemed: Option<Vec<String>>,
@@ -215,6 +217,7 @@ impl Aggregate for AuthRequest {
                 self.user_id = Some(a.user_id.clone());
                 self.session_id = Some(a.session_id.clone());
                 self.auth_time = Some(a.auth_time);
+                self.method = Some(a.method.clone());
             }
             AuthRequestEvent::CodeIssued(c) => self.code = Some((c.code_hash.clone(), c.expires_at)),
             AuthRequestEvent::CodeRedeemed(r) => self.redeemed = Some(r.token_ids.clone()),

@@ -1,6 +1,7 @@
 //! The HTTP layer: the only place that knows actix-web types.
 mod health;
 mod oidc;
+pub mod pages;
 
 use crate::actors::Hosts;
 use crate::readmodels::ReadModels;
@@ -22,6 +23,10 @@ pub struct AppState {
     pub hosts: Hosts,
     pub base_url: String,
     pub clock: crate::clock::SharedClock,
+    pub keys: std::sync::Arc<crate::secrets::ServerKeys>,
+    pub signers: crate::oidc::tokens::Signers,
+    pub pages: std::sync::Arc<pages::Pages>,
+    pub service_accounts: oidc::ServiceAccounts,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -3,6 +3,7 @@ mod actors;
 mod cli;
 mod crash;
 mod oidc_certs;
+mod oidc_flow;
 mod read_models;
 mod server;
 mod store_contract;

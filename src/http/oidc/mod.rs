@@ -1,13 +1,128 @@
 //! OpenID Connect endpoints, on Keycloak's URLs (`/realms/{realm}/protocol/openid-connect/...`).
+mod authorize;
+mod bearer;
 mod certs;
+mod cookies;
+mod discovery;
+mod introspect;
+mod issue;
+mod login;
+mod revoke;
+mod token;
+mod userinfo;
 
-use actix_web::{web, HttpResponse};
+pub use issue::ServiceAccounts;
+
+use crate::http::{AppState, Correlation};
+use crate::oidc::OAuthError;
+use actix_web::http::header::{CacheControl, CacheDirective, HeaderValue, PRAGMA, WWW_AUTHENTICATE};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use annals_events::{Actor, Metadata};
+use annals_projections::realms::RealmView;
+use std::collections::BTreeMap;
+
+/// Largest form body accepted by the OAuth endpoints.
+const FORM_LIMIT: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/realms/{realm}/protocol/openid-connect/certs").route(web::get().to(certs::certs)));
+    let oidc = "/realms/{realm}/protocol/openid-connect";
+    let form = || web::PayloadConfig::new(FORM_LIMIT);
+    cfg.service(web::resource(format!("{oidc}/certs")).route(web::get().to(certs::certs)))
+        .service(
+            web::resource("/realms/{realm}/.well-known/openid-configuration")
+                .route(web::get().to(discovery::openid_configuration)),
+        )
+        .service(
+            web::resource(format!("{oidc}/auth"))
+                .app_data(form())
+                .route(web::get().to(authorize::get))
+                .route(web::post().to(authorize::post)),
+        )
+        .service(
+            web::resource("/realms/{realm}/login-actions/authenticate")
+                .app_data(form())
+                .route(web::post().to(login::authenticate)),
+        )
+        .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
+        .service(
+            web::resource(format!("{oidc}/userinfo"))
+                .app_data(form())
+                .route(web::get().to(userinfo::userinfo))
+                .route(web::post().to(userinfo::userinfo)),
+        )
+        .service(
+            web::resource(format!("{oidc}/token/introspect"))
+                .app_data(form())
+                .route(web::post().to(introspect::introspect)),
+        )
+        .service(web::resource(format!("{oidc}/revoke")).app_data(form()).route(web::post().to(revoke::revoke)));
 }
 
 /// Keycloak's answer for a realm name it does not know (the same for every realm endpoint).
 pub(crate) fn realm_not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({ "error": "Realm does not exist" }))
+}
+
+/// The realm named in the path, if it exists and is enabled.
+fn realm(state: &AppState, name: &str) -> Option<RealmView> {
+    state.read_models.read().realms.by_name(name).filter(|r| r.settings.enabled).cloned()
+}
+
+fn no_store(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(actix_web::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// An OAuth error as the token, introspection and revocation endpoints answer it (RFC 6749
+/// §5.2): 400, or 401 with `WWW-Authenticate` for a client that failed to authenticate.
+pub(crate) fn oauth_error(e: &OAuthError) -> HttpResponse {
+    let body = serde_json::json!({ "error": e.code, "error_description": e.description });
+    let res = match e.code {
+        "invalid_client" => HttpResponse::Unauthorized()
+            .insert_header((WWW_AUTHENTICATE, "Basic realm=\"annals\", charset=\"UTF-8\""))
+            .json(body),
+        "server_error" => HttpResponse::InternalServerError().json(body),
+        "temporarily_unavailable" => HttpResponse::ServiceUnavailable().insert_header(("Retry-After", "1")).json(body),
+        _ => HttpResponse::BadRequest().json(body),
+    };
+    no_store(res)
+}
+
+/// A successful JSON answer that must not be cached (tokens, introspection).
+pub(crate) fn json_no_store(body: serde_json::Value) -> HttpResponse {
+    no_store(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(body))
+}
+
+/// The form parameters of a POST body; a repeated parameter is refused (RFC 6749 §3.2).
+pub(crate) fn form(req: &HttpRequest, body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
+    let ct = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request("Content-Type must be application/x-www-form-urlencoded"));
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    crate::oidc::authorize::params(pairs).map_err(OAuthError::invalid_request)
+}
+
+/// Event metadata for a request: who (when known), from where, correlated with the request.
+pub(crate) fn metadata(req: &HttpRequest, realm_id: &str, actor: Actor) -> Metadata {
+    let correlation_id = req.extensions().get::<Correlation>().and_then(|c| uuid::Uuid::parse_str(&c.0).ok());
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect());
+    Metadata {
+        realm: Some(realm_id.to_string()),
+        correlation_id,
+        causation_id: None,
+        actor,
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent,
+    }
+}
+
+/// The `Actor` of a client acting for itself.
+pub(crate) fn client_actor(realm_id: &str, client_id: &str) -> Actor {
+    Actor::Client { client_id: client_id.to_string(), realm: realm_id.to_string() }
 }

@@ -31,6 +31,7 @@ pub fn serve_config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig 
         listen: "127.0.0.1:0".into(),
         base_url: None,
         import_realm: None,
+        theme_dir: None,
         bootstrap_admin_username: "admin".into(),
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
     }

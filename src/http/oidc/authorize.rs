@@ -1,0 +1,346 @@
+//! `GET|POST /realms/{realm}/protocol/openid-connect/auth`: the authorization endpoint.
+//!
+//! Every request is an AuthRequest stream from its first event. A browser with a live SSO
+//! session (and no `prompt=login`, `max_age` satisfied) is answered at once; otherwise the
+//! login page is shown, bound to this browser by a CSRF token.
+use super::{client_actor, cookies, issue, metadata, realm};
+use crate::actors::CommandError;
+use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, AuthRequestError};
+use crate::domain::session::{Issue, Session, SessionCommand};
+use crate::http::AppState;
+use crate::oidc::authorize::{self as rules, Refusal, Reply, ResponseMode};
+use crate::oidc::tokens::SessionRef;
+use crate::oidc::{issuer, random_token, scope, OAuthError};
+use actix_web::cookie::Cookie;
+use actix_web::http::header::{CacheControl, CacheDirective, LOCATION};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use annals_events::auth_request::AuthRequestStarted;
+use annals_events::session::SessionStarted;
+use annals_projections::realms::RealmView;
+
+/// Seconds a login may take from the authorization request (Keycloak's login timeout).
+const LOGIN_LIFESPAN: i64 = 1800;
+
+pub async fn get(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    if req.query_string().len() > rules::MAX_QUERY {
+        return too_long(&state);
+    }
+    let pairs = url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
+    handle(&state, &req, &name, pairs).await
+}
+
+pub async fn post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if body.len() > rules::MAX_QUERY {
+        return too_long(&state);
+    }
+    let pairs = url::form_urlencoded::parse(&body).into_owned().collect();
+    handle(&state, &req, &name, pairs).await
+}
+
+fn too_long(state: &AppState) -> HttpResponse {
+    state.pages.error(StatusCode::URI_TOO_LONG, "Annals", "The request is too long.")
+}
+
+pub fn display(realm: &RealmView) -> String {
+    realm.settings.display_name.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| realm.name.clone())
+}
+
+async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(String, String)>) -> HttpResponse {
+    let Some(realm) = realm(state, name) else {
+        return state.pages.error(StatusCode::NOT_FOUND, "Annals", "Realm does not exist.");
+    };
+    let shown = display(&realm);
+    let params = match rules::params(pairs) {
+        Ok(p) => p,
+        Err(m) => return state.pages.error(StatusCode::BAD_REQUEST, &shown, &format!("Invalid request: {m}.")),
+    };
+    let client =
+        params.get("client_id").and_then(|id| state.read_models.read().clients.by_client_id(&realm.id, id).cloned());
+    let now = state.clock.now();
+    let started = match rules::validate(&params, client.as_ref(), now.timestamp(), LOGIN_LIFESPAN) {
+        Ok(s) => s,
+        Err(Refusal::Page(m)) => return state.pages.error(StatusCode::BAD_REQUEST, &shown, &m),
+        Err(Refusal::Redirect { reply, error }) => return reply_error(state, &realm, &reply, &error),
+    };
+    let ar_id = uuid::Uuid::now_v7().to_string();
+    let meta = metadata(req, &realm.id, client_actor(&realm.id, &started.client_id));
+    let start = crate::provision::create::<AuthRequest>(
+        &ar_id,
+        AuthRequestCommand::Start(Box::new(started.clone())),
+        now,
+        &meta,
+    );
+    let appended = match start {
+        Ok(append) => state.store.append(append).await,
+        Err(e) => {
+            tracing::error!(error = %e, "authorization request cannot be recorded");
+            return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, &shown, "The request cannot be recorded.");
+        }
+    };
+    if let Err(e) = appended {
+        tracing::error!(error = %e, "authorization request cannot be recorded");
+        return state.pages.error(StatusCode::SERVICE_UNAVAILABLE, &shown, "Please try again in a moment.");
+    }
+    let reply = rules::reply_of(&started);
+    let prompt = |p: &str| started.prompt.iter().any(|x| x == p);
+    if !prompt("login") {
+        if let Some(session) = sso_session(state, req, &realm, &started, now.timestamp()) {
+            return complete(state, req, &realm, &ar_id, session, None, "sso", None).await;
+        }
+    }
+    if prompt("none") {
+        let _ = state
+            .hosts
+            .execute::<AuthRequest>(&ar_id, AuthRequestCommand::Fail { error: "login_required".into() }, meta)
+            .await;
+        return reply_error(state, &realm, &reply, &OAuthError::login_required("Login required"));
+    }
+    login_page(state, req, &realm, &ar_id, started.login_hint.as_deref().unwrap_or(""), None)
+}
+
+/// The browser's SSO session, if it may answer this request without a login.
+fn sso_session(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    r: &AuthRequestStarted,
+    now: i64,
+) -> Option<SessionRef> {
+    let sid = cookies::sso_session(&state.keys, req, &realm.name)?;
+    let dir = state.read_models.read();
+    let s = dir.sessions.alive(&sid, now).filter(|s| s.realm_id == realm.id)?;
+    if r.max_age.is_some_and(|max| now - s.auth_time > max) {
+        return None;
+    }
+    // acr 0: no active authentication in this request (Keycloak's value for SSO).
+    Some(SessionRef { id: sid, auth_time: s.auth_time, acr: "0".into() })
+}
+
+/// The login form for an authorization request, with this browser's CSRF token.
+pub fn login_page(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    ar_id: &str,
+    username: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let secure = state.base_url.starts_with("https://");
+    let (binding, cookie) = cookies::binding(req, &realm.name, secure);
+    let action = format!("{}/realms/{}/login-actions/authenticate?ar={ar_id}", state.base_url, realm.name);
+    let ctx = minijinja::context! {
+        realm_display => display(realm),
+        action,
+        csrf => cookies::csrf(&state.keys, &binding, ar_id),
+        username,
+        error,
+        email_allowed => realm.settings.login_with_email_allowed,
+    };
+    let mut res = state.pages.respond(StatusCode::OK, "login.html", ctx);
+    if let Some(c) = cookie {
+        let _ = res.add_cookie(&c);
+    }
+    res
+}
+
+/// An error sent back to the client (RFC 6749 §4.1.2.1, with `iss` per RFC 9207).
+pub fn reply_error(state: &AppState, realm: &RealmView, reply: &Reply, e: &OAuthError) -> HttpResponse {
+    let mut params = vec![("error", e.code.to_string()), ("error_description", e.description.clone())];
+    if let Some(s) = &reply.state {
+        params.push(("state", s.clone()));
+    }
+    params.push(("iss", issuer(&state.base_url, &realm.name)));
+    deliver(state, reply, &params, None)
+}
+
+/// A response to the client by its response mode: a 302 for query and fragment, an
+/// auto-submitting form for form_post.
+fn deliver(
+    state: &AppState,
+    reply: &Reply,
+    params: &[(&str, String)],
+    cookie: Option<Cookie<'static>>,
+) -> HttpResponse {
+    let mut res = match reply.mode {
+        ResponseMode::FormPost => {
+            let fields: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let ctx = minijinja::context! { action => reply.redirect_uri.clone(), fields };
+            state.pages.respond(StatusCode::OK, "form_post.html", ctx)
+        }
+        _ => HttpResponse::Found()
+            .insert_header((LOCATION, rules::redirect_url(reply, params)))
+            .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+            .finish(),
+    };
+    if let Some(c) = cookie {
+        let _ = res.add_cookie(&c);
+    }
+    res
+}
+
+fn timed_out(state: &AppState, realm: &RealmView) -> HttpResponse {
+    state.pages.error(
+        StatusCode::BAD_REQUEST,
+        &display(realm),
+        "Your login attempt timed out or was already completed. Go back to the application and sign in again.",
+    )
+}
+
+/// Ends an authorization request with the user identified: records it (and the code), starts
+/// the session when it is new, issues front-channel tokens the response type asks for, and
+/// answers the client.
+#[allow(clippy::too_many_arguments)]
+pub async fn complete(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    ar_id: &str,
+    session: SessionRef,
+    new_session: Option<(SessionStarted, String)>,
+    method: &str,
+    cookie: Option<Cookie<'static>>,
+) -> HttpResponse {
+    let now = state.clock.now().timestamp();
+    // The response type is only known from the request; the code is made before the command
+    // so the event can hold its hash. A request without `code` simply drops it.
+    let secret = random_token(32);
+    let user_id = new_session.as_ref().map(|(s, _)| s.user_id.clone());
+    let user_id = match user_id {
+        Some(u) => u,
+        None => match state.read_models.read().sessions.alive(&session.id, now) {
+            Some(s) => s.user_id.clone(),
+            None => return timed_out(state, realm),
+        },
+    };
+    let meta = metadata(req, &realm.id, annals_events::Actor::User { id: user_id.clone(), realm: realm.id.clone() });
+    let cmd = AuthRequestCommand::Authenticate {
+        user_id: user_id.clone(),
+        session_id: session.id.clone(),
+        method: method.to_string(),
+        auth_time: session.auth_time,
+        code: Some((code_hash(&secret), now + realm.settings.access_code_lifespan.max(1) as i64)),
+    };
+    // Authenticate decides on the request as recorded; a code for a response type without one
+    // is recorded but never handed out, so the request's response type is read afterwards.
+    let outcome = match state.hosts.execute_full::<AuthRequest>(ar_id, cmd, meta.clone()).await {
+        Ok(o) => o,
+        Err(CommandError::Domain(
+            AuthRequestError::Expired | AuthRequestError::Completed | AuthRequestError::NotFound,
+        )) => return timed_out(state, realm),
+        Err(e) => {
+            tracing::error!(error = %e, "authorization request failed");
+            return state.pages.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &display(realm),
+                "Please try again in a moment.",
+            );
+        }
+    };
+    let Some(started) = outcome.state.request.as_deref().cloned() else { return timed_out(state, realm) };
+    let reply = rules::reply_of(&started);
+    if let Some((new, sid)) = new_session {
+        let append = crate::provision::create::<Session>(&sid, SessionCommand::Start(new), state.clock.now(), &meta);
+        let done = match append {
+            Ok(a) => state.store.append(a).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, "session cannot be recorded");
+            return reply_error(state, realm, &reply, &OAuthError::temporarily_unavailable("try again"));
+        }
+    }
+    let (want_code, want_token, want_id) = rules::parts(&started.response_type);
+    let mut params: Vec<(&str, String)> = Vec::new();
+    let code = want_code.then(|| format!("{ar_id}.{secret}"));
+    if want_token || want_id {
+        match front_channel_tokens(state, realm, &started, &session, &user_id, code.as_deref(), want_token, want_id)
+            .await
+        {
+            Ok(mut p) => params.append(&mut p),
+            Err(e) => return reply_error(state, realm, &reply, &e),
+        }
+    }
+    if let Some(c) = code {
+        params.push(("code", c));
+    }
+    if let Some(s) = &started.state {
+        params.push(("state", s.clone()));
+    }
+    params.push(("session_state", session.id.clone()));
+    params.push(("iss", issuer(&state.base_url, &realm.name)));
+    let cookie = cookie
+        .or_else(|| Some(cookies::sso(&state.keys, &realm.name, &session.id, state.base_url.starts_with("https://"))));
+    deliver(state, &reply, &params, cookie)
+}
+
+/// Tokens the authorization endpoint returns itself (implicit and hybrid flows), recorded in
+/// the session first.
+#[allow(clippy::too_many_arguments)]
+async fn front_channel_tokens(
+    state: &AppState,
+    realm: &RealmView,
+    started: &AuthRequestStarted,
+    session: &SessionRef,
+    user_id: &str,
+    code: Option<&str>,
+    want_token: bool,
+    want_id: bool,
+) -> Result<Vec<(&'static str, String)>, OAuthError> {
+    let client = state.read_models.read().clients.get(&started.client).cloned();
+    let client = client.ok_or_else(|| OAuthError::unauthorized_client("Client not found"))?;
+    let granted = scope::grant(&started.scope, &client)?;
+    let now = state.clock.now().timestamp();
+    let access_exp = now + crate::oidc::tokens::access_lifespan(realm, &client);
+    let ids = issue::Ids { access: want_token.then(issue::token_id), id: want_id.then(issue::token_id), refresh: None };
+    let record = Issue {
+        client: client.id.clone(),
+        grant: "implicit".into(),
+        access_token_id: ids.access.clone(),
+        id_token_id: ids.id.clone(),
+        refresh_token_id: None,
+        scope: scope::to_string(&granted),
+        expires_at: access_exp,
+    };
+    let meta = annals_events::Metadata {
+        realm: Some(realm.id.clone()),
+        actor: annals_events::Actor::User { id: user_id.to_string(), realm: realm.id.clone() },
+        ..Default::default()
+    };
+    state
+        .hosts
+        .execute::<Session>(&session.id, SessionCommand::Issue(record), meta)
+        .await
+        .map_err(|_| OAuthError::login_required("session is no longer active"))?;
+    let subject = issue::subject(state, user_id).await?;
+    let plan = issue::Plan {
+        realm,
+        client: &client,
+        scope: &granted,
+        session: Some(session.clone()),
+        subject: Some(&subject),
+        ids,
+        now,
+        access_exp,
+        refresh_exp: 0,
+        nonce: started.nonce.as_deref(),
+        code,
+        at_hash: true,
+    };
+    let signed = issue::sign(state, &plan)?;
+    let mut out = Vec::new();
+    if let Some(a) = signed.access {
+        out.push(("access_token", a));
+        out.push(("token_type", "Bearer".to_string()));
+        out.push(("expires_in", (access_exp - now).to_string()));
+    }
+    if let Some(i) = signed.id {
+        out.push(("id_token", i));
+    }
+    Ok(out)
+}

@@ -1,0 +1,77 @@
+//! Checking tokens presented back to the server (introspection, userinfo, revocation):
+//! signature by the realm's keys, kind (claim `typ`), expiry, and whether the session or
+//! grant behind the token is still alive. Revocation and logout show at once: they wait for
+//! the read model before answering.
+use crate::http::AppState;
+use crate::jwt::{self, Expect};
+use crate::oidc::issuer;
+use annals_projections::realms::RealmView;
+use serde_json::Value;
+
+/// What a token turned out to be.
+pub enum Checked {
+    Access(Value),
+    Refresh(Value),
+}
+
+impl Checked {
+    pub fn claims(&self) -> &Value {
+        match self {
+            Checked::Access(c) | Checked::Refresh(c) => c,
+        }
+    }
+}
+
+/// Verifies a token of this realm and returns its claims when it is active now; `None` for
+/// anything else (forged, expired, revoked, another kind, a dead session).
+pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
+    let checked = verified(state, realm, token)?;
+    let c = checked.claims();
+    let jti = c.get("jti")?.as_str()?;
+    let now = state.clock.now().timestamp();
+    let dir = state.read_models.read();
+    let alive = match c.get("sid").and_then(Value::as_str) {
+        Some(sid) => match dir.sessions.alive(sid, now) {
+            None => false,
+            Some(s) => match &checked {
+                Checked::Access(_) => !dir.sessions.token_revoked(s, jti),
+                Checked::Refresh(_) => {
+                    let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
+                    let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
+                    dir.sessions.refresh_current(s, client, jti)
+                }
+            },
+        },
+        // Client-credentials tokens have no session: only revocation ends them early.
+        None => matches!(checked, Checked::Access(_)) && !dir.sessions.grant_revoked(jti),
+    };
+    alive.then_some(checked)
+}
+
+/// Verifies signature, issuer, expiry and kind, without asking whether it was revoked.
+pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
+    let iss = issuer(&state.base_url, &realm.name);
+    let now = state.clock.now();
+    // The header `typ` is `at+jwt` for RFC 9068 access tokens, `JWT` for the rest.
+    for typ in ["JWT", "at+jwt"] {
+        let expect = Expect { realm_id: &realm.id, issuer: &iss, typ, audience: None, now, allow_expired: false };
+        let claims: Result<Value, _> = {
+            let dir = state.read_models.read();
+            jwt::verify(token, |kid| dir.signing_keys.get(kid), &expect)
+        };
+        match claims {
+            Ok(c) => {
+                return match (c.get("typ").and_then(Value::as_str), typ) {
+                    (Some("Bearer"), _) => Some(Checked::Access(c)),
+                    (Some("Refresh"), "JWT") if c.get("aud").and_then(Value::as_str) == Some(iss.as_str()) => {
+                        Some(Checked::Refresh(c))
+                    }
+                    _ => None,
+                };
+            }
+            Err(crate::jwt::JwtError::Refused(r)) if r == "wrong token type" => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}

@@ -1,0 +1,50 @@
+//! `POST .../token/introspect` (RFC 7662): for confidential clients. Reflects revocation and
+//! logout at once; anything not active is `{"active": false}` and nothing more.
+use super::token::authenticated_client;
+use super::{bearer, form, json_no_store, oauth_error, realm};
+use crate::http::AppState;
+use crate::oidc::OAuthError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
+    let params = match form(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error(&e),
+    };
+    let client = match authenticated_client(&state, &req, &realm, &params) {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e),
+    };
+    if client.settings.public_client {
+        return oauth_error(&OAuthError::invalid_client("Public clients may not introspect"));
+    }
+    let Some(token) = params.get("token") else {
+        return oauth_error(&OAuthError::invalid_request("Missing parameter: token"));
+    };
+    let Some(checked) = bearer::active(&state, &realm, token) else {
+        return json_no_store(json!({ "active": false }));
+    };
+    let mut out = checked.claims().clone();
+    if let Value::Object(m) = &mut out {
+        m.insert("active".into(), json!(true));
+        if let Some(azp) = m.get("azp").cloned() {
+            m.insert("client_id".into(), azp);
+        }
+        if let Some(u) = m.get("preferred_username").cloned() {
+            m.insert("username".into(), u);
+        }
+        let kind = match checked {
+            bearer::Checked::Access(_) => "Bearer",
+            bearer::Checked::Refresh(_) => "Refresh",
+        };
+        m.insert("token_type".into(), json!(kind));
+    }
+    json_no_store(out)
+}

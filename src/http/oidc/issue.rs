@@ -1,0 +1,212 @@
+//! Minting tokens once their issuance is recorded: who the subject is (from the users read
+//! model and the role graph), signing with the realm's keys, and the token response.
+use crate::actors::CommandError;
+use crate::http::AppState;
+use crate::oidc::tokens::{self, IdExtras, Issuance, SessionRef, Subject};
+use crate::oidc::OAuthError;
+use crate::sqlmodels::users;
+use annals_projections::clients::ClientView;
+use annals_projections::realms::RealmView;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// A new token id (`jti`).
+pub fn token_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The user a token is about, with their effective roles; a user deleted or disabled since
+/// the login gets no more tokens.
+pub async fn subject(state: &AppState, user_id: &str) -> Result<Subject, OAuthError> {
+    let pool = state.store.pool();
+    let failed = |e: crate::sqlmodels::SqlModelError| {
+        tracing::error!(error = %e, "users read model failed");
+        OAuthError::temporarily_unavailable("user directory unavailable")
+    };
+    let user = users::get(&pool, user_id).await.map_err(failed)?;
+    let user = user.ok_or_else(|| OAuthError::invalid_grant("User not found"))?;
+    if !user.profile.enabled {
+        return Err(OAuthError::invalid_grant("Account disabled"));
+    }
+    let direct = users::roles_of(&pool, user_id).await.map_err(failed)?;
+    let groups = users::groups_of(&pool, user_id).await.map_err(failed)?;
+    let dir = state.read_models.read();
+    let roles = dir.memberships.effective_roles(direct.iter(), groups.iter());
+    Ok(Subject::new(user, &roles, &dir.memberships, &dir.clients))
+}
+
+/// An actor command's failure, as the token endpoint reports it.
+pub fn command_failed<E: std::error::Error>(e: CommandError<E>) -> OAuthError {
+    match e {
+        CommandError::Domain(d) => OAuthError::invalid_grant(d.to_string()),
+        CommandError::Busy | CommandError::Unavailable | CommandError::Conflict => {
+            OAuthError::temporarily_unavailable("try again")
+        }
+        CommandError::Store(s) => {
+            tracing::error!(error = %s, "store failed during token issuance");
+            OAuthError::temporarily_unavailable("try again")
+        }
+        CommandError::Corrupt(c) => {
+            tracing::error!(error = %c, "unreadable stream during token issuance");
+            OAuthError::server_error("stream unreadable")
+        }
+    }
+}
+
+/// Which tokens to sign, with the ids already recorded for them.
+#[derive(Default)]
+pub struct Ids {
+    pub access: Option<String>,
+    pub id: Option<String>,
+    pub refresh: Option<String>,
+}
+
+pub struct Plan<'a> {
+    pub realm: &'a RealmView,
+    pub client: &'a ClientView,
+    pub scope: &'a BTreeSet<String>,
+    pub session: Option<SessionRef>,
+    pub subject: Option<&'a Subject>,
+    pub ids: Ids,
+    pub now: i64,
+    pub access_exp: i64,
+    pub refresh_exp: i64,
+    pub nonce: Option<&'a str>,
+    /// A code returned beside an ID token (hybrid flow): its `c_hash`.
+    pub code: Option<&'a str>,
+    /// Whether the ID token carries `at_hash` (when issued with an access token from the
+    /// authorization endpoint).
+    pub at_hash: bool,
+}
+
+/// Signed tokens.
+#[derive(Default)]
+pub struct Signed {
+    pub access: Option<String>,
+    pub id: Option<String>,
+    pub refresh: Option<String>,
+}
+
+fn sign_with(state: &AppState, realm_id: &str, alg: &str, typ: &str, claims: &Value) -> Result<String, OAuthError> {
+    let signer = {
+        let dir = state.read_models.read();
+        state.signers.for_realm(&dir.signing_keys, realm_id, alg)
+    };
+    let signer = signer.map_err(|e| {
+        tracing::error!(error = %e, realm_id, alg, "cannot sign");
+        OAuthError::server_error(format!("cannot sign with {alg}"))
+    })?;
+    signer.sign(typ, claims).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::server_error("signing failed")
+    })
+}
+
+pub fn sign(state: &AppState, plan: &Plan<'_>) -> Result<Signed, OAuthError> {
+    let issuer = crate::oidc::issuer(&state.base_url, &plan.realm.name);
+    let i = Issuance {
+        issuer: &issuer,
+        realm: plan.realm,
+        client: plan.client,
+        scope: plan.scope,
+        now: plan.now,
+        session: plan.session.as_ref(),
+        subject: plan.subject,
+    };
+    let realm_id = &plan.realm.id;
+    let mut out = Signed::default();
+    if let Some(jti) = &plan.ids.access {
+        let alg = tokens::algorithm(plan.realm, plan.client, tokens::ACCESS_ALG);
+        let claims = tokens::access_claims(&i, jti, plan.access_exp);
+        out.access = Some(sign_with(state, realm_id, &alg, tokens::access_typ(plan.client), &claims)?);
+    }
+    if let Some(jti) = &plan.ids.id {
+        let alg = tokens::algorithm(plan.realm, plan.client, tokens::ID_ALG);
+        let extras = IdExtras {
+            nonce: plan.nonce,
+            at_hash: out.access.as_deref().filter(|_| plan.at_hash).map(|a| tokens::half_hash(&alg, a)),
+            c_hash: plan.code.map(|c| tokens::half_hash(&alg, c)),
+        };
+        let claims = tokens::id_claims(&i, jti, plan.access_exp, extras);
+        out.id = Some(sign_with(state, realm_id, &alg, "JWT", &claims)?);
+    }
+    if let Some(jti) = &plan.ids.refresh {
+        let alg = &plan.realm.settings.default_signature_algorithm;
+        let claims = tokens::refresh_claims(&i, jti, plan.refresh_exp);
+        out.refresh = Some(sign_with(state, realm_id, alg, "JWT", &claims)?);
+    }
+    Ok(out)
+}
+
+/// The token endpoint's success body (RFC 6749 §5.1, with Keycloak's extra members).
+pub fn response(plan: &Plan<'_>, signed: Signed) -> Value {
+    let mut body = Map::new();
+    if let Some(a) = signed.access {
+        body.insert("access_token".into(), json!(a));
+        body.insert("expires_in".into(), json!(plan.access_exp - plan.now));
+        body.insert("token_type".into(), json!("Bearer"));
+    }
+    if let Some(r) = signed.refresh {
+        body.insert("refresh_token".into(), json!(r));
+        body.insert("refresh_expires_in".into(), json!(plan.refresh_exp - plan.now));
+    } else {
+        body.insert("refresh_expires_in".into(), json!(0));
+    }
+    if let Some(i) = signed.id {
+        body.insert("id_token".into(), json!(i));
+    }
+    body.insert("not-before-policy".into(), json!(0));
+    if let Some(s) = &plan.session {
+        body.insert("session_state".into(), json!(s.id));
+    }
+    body.insert("scope".into(), json!(crate::oidc::scope::to_string(plan.scope)));
+    Value::Object(body)
+}
+
+/// A cached service account: when it was looked up, and what was found.
+type Cached = (std::time::Instant, Option<Arc<Subject>>);
+
+/// Service-account subjects by client, kept for a second: a client-credentials request would
+/// otherwise cost three user-directory queries, and a role change or a disabled service
+/// account takes effect within that second.
+#[derive(Clone, Default)]
+pub struct ServiceAccounts {
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
+}
+
+const SERVICE_ACCOUNT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ServiceAccounts {
+    /// The client's service-account user (Keycloak names it `service-account-{clientId}`), if
+    /// it has one.
+    pub async fn get(
+        &self,
+        state: &AppState,
+        realm: &RealmView,
+        client: &ClientView,
+    ) -> Result<Option<Arc<Subject>>, OAuthError> {
+        if let Some((at, s)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id) {
+            if at.elapsed() < SERVICE_ACCOUNT_TTL {
+                return Ok(s.clone());
+            }
+        }
+        let name = format!("service-account-{}", client.client_id);
+        let found = users::by_username(&state.store.pool(), &realm.id, &name).await.map_err(|e| {
+            tracing::error!(error = %e, "users read model failed");
+            OAuthError::temporarily_unavailable("user directory unavailable")
+        })?;
+        let subject = match found {
+            Some(u) => Some(Arc::new(
+                subject(state, &u.id).await.map_err(|_| OAuthError::unauthorized_client("Service account disabled"))?,
+            )),
+            None => None,
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(client.id.clone(), (std::time::Instant::now(), subject.clone()));
+        Ok(subject)
+    }
+}

@@ -1,0 +1,432 @@
+//! `POST /realms/{realm}/protocol/openid-connect/token`: the token endpoint (RFC 6749 §3.2).
+//!
+//! Every issuance is an event before the response: a code redemption on its AuthRequest and
+//! the tokens on the Session; a refresh on the Session (rotation, reuse detection); the
+//! password grant as an AuthRequest of its own plus a new Session; client credentials as a
+//! new ClientGrant stream per token (appended without an actor, so one client's tokens never
+//! queue behind each other).
+use super::issue::{self, command_failed, Ids, Plan};
+use super::{client_actor, form, json_no_store, metadata, oauth_error, realm};
+use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, Redemption};
+use crate::domain::client_grant::{ClientGrant, ClientGrantCommand};
+use crate::domain::session::{Issue, Session, SessionCommand};
+use crate::http::AppState;
+use crate::jwt::{self, Expect};
+use crate::oidc::client_auth;
+use crate::oidc::login::{check_password, LoginError};
+use crate::oidc::tokens::{self, RefreshClaims, SessionRef};
+use crate::oidc::{issuer, scope, OAuthError};
+use actix_web::{web, HttpRequest, HttpResponse};
+use annals_events::auth_request::{AuthRequestEvent, AuthRequestStarted};
+use annals_events::client_grant::ClientGrantIssued;
+use annals_events::session::{SessionEvent, SessionStarted};
+use annals_events::Actor;
+use annals_projections::clients::ClientView;
+use annals_projections::realms::RealmView;
+use std::collections::BTreeMap;
+
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
+    match grant(&state, &req, &realm, &body).await {
+        Ok(body) => json_no_store(body),
+        Err(e) => oauth_error(&e),
+    }
+}
+
+/// Authenticates the client of a request (shared with introspection and revocation).
+pub fn authenticated_client(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    params: &BTreeMap<String, String>,
+) -> Result<ClientView, OAuthError> {
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let presented = client_auth::presented(header, params)?;
+    let dir = state.read_models.read();
+    let client = dir.clients.by_client_id(&realm.id, &presented.client_id);
+    client_auth::authenticate(&presented, client, &state.keys).cloned()
+}
+
+async fn grant(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    body: &[u8],
+) -> Result<serde_json::Value, OAuthError> {
+    let params = form(req, body)?;
+    let grant_type = params
+        .get("grant_type")
+        .cloned()
+        .ok_or_else(|| OAuthError::invalid_request("Missing form parameter: grant_type"))?;
+    let client = authenticated_client(state, req, realm, &params)?;
+    match grant_type.as_str() {
+        "authorization_code" => authorization_code(state, req, realm, &client, &params).await,
+        "refresh_token" => refresh(state, req, realm, &client, &params).await,
+        "password" => password(state, req, realm, &client, &params).await,
+        "client_credentials" => client_credentials(state, req, realm, &client, &params).await,
+        _ => Err(OAuthError::unsupported_grant_type("Unsupported grant_type")),
+    }
+}
+
+fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| OAuthError::invalid_request(format!("Missing parameter: {name}")))
+}
+
+/// Records tokens in a live session and signs them.
+#[allow(clippy::too_many_arguments)]
+async fn issue_in_session(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    client: &ClientView,
+    session_id: &str,
+    user_id: &str,
+    grant: &str,
+    granted: &std::collections::BTreeSet<String>,
+    presented_refresh: Option<String>,
+    nonce: Option<&str>,
+) -> Result<serde_json::Value, OAuthError> {
+    let now = state.clock.now().timestamp();
+    let access_exp = now + tokens::access_lifespan(realm, client);
+    let ids = Ids {
+        access: Some(issue::token_id()),
+        id: granted.contains("openid").then(issue::token_id),
+        refresh: Some(issue::token_id()),
+    };
+    let record = Issue {
+        client: client.id.clone(),
+        grant: grant.to_string(),
+        access_token_id: ids.access.clone(),
+        id_token_id: ids.id.clone(),
+        refresh_token_id: ids.refresh.clone(),
+        scope: scope::to_string(granted),
+        expires_at: access_exp,
+    };
+    let command = match presented_refresh {
+        Some(presented) => SessionCommand::Refresh { presented, issue: record },
+        None => SessionCommand::Issue(record),
+    };
+    let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
+    let outcome = state.hosts.execute_full::<Session>(session_id, command, meta).await.map_err(|e| match e {
+        crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
+        other => command_failed(other),
+    })?;
+    if outcome.events.iter().any(|e| matches!(e, SessionEvent::RefreshReused(_))) {
+        return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked"));
+    }
+    let s = &outcome.state;
+    let session = SessionRef { id: session_id.to_string(), auth_time: s.auth_time, acr: s.acr.clone() };
+    let subject = issue::subject(state, user_id).await?;
+    let plan = Plan {
+        realm,
+        client,
+        scope: granted,
+        session: Some(session),
+        subject: Some(&subject),
+        ids,
+        now,
+        // The refresh token lives as long as the session may without activity.
+        refresh_exp: s.expires_at(),
+        access_exp: access_exp.min(s.expires_at().max(now + 1)),
+        nonce,
+        code: None,
+        at_hash: false,
+    };
+    let signed = issue::sign(state, &plan)?;
+    Ok(issue::response(&plan, signed))
+}
+
+async fn authorization_code(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    client: &ClientView,
+    params: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    let code = required(params, "code")?;
+    let invalid = || OAuthError::invalid_grant("Code not valid");
+    let (ar_id, secret) = code.split_once('.').ok_or_else(invalid)?;
+    if uuid::Uuid::parse_str(ar_id).is_err() || secret.len() != 43 {
+        return Err(invalid());
+    }
+    if !client.settings.standard_flow_enabled {
+        return Err(OAuthError::unauthorized_client("Client not allowed to exchange code"));
+    }
+    let token_ids = vec![issue::token_id(), issue::token_id(), issue::token_id()];
+    let redeem = Redemption {
+        code_hash: code_hash(secret),
+        client: client.id.clone(),
+        redirect_uri: params.get("redirect_uri").cloned(),
+        code_verifier: params.get("code_verifier").cloned(),
+        token_ids: token_ids.clone(),
+    };
+    let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
+    let outcome = state
+        .hosts
+        .execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Redeem(redeem), meta.clone())
+        .await
+        .map_err(|e| match e {
+            crate::actors::CommandError::Domain(d) => OAuthError::invalid_grant(format!("Code not valid: {d}")),
+            other => command_failed(other),
+        })?;
+    let started: AuthRequestStarted = outcome.state.request.as_deref().cloned().ok_or_else(invalid)?;
+    let session_id = outcome.state.session_id.clone().unwrap_or_default();
+    match outcome.events.first() {
+        Some(AuthRequestEvent::CodeRedeemed(_)) => {}
+        Some(AuthRequestEvent::CodeReplayed(_)) => {
+            // What the first redemption issued dies with the replay (RFC 6749 §4.1.2).
+            let first = outcome.state.redeemed.clone().unwrap_or_default();
+            let cmd = SessionCommand::RevokeTokens {
+                client: started.client.clone(),
+                token_ids: first.clone(),
+                reason: "code_replayed".into(),
+            };
+            if let Ok(done) = state.hosts.execute::<Session>(&session_id, cmd, meta.clone()).await {
+                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            }
+            return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked"));
+        }
+        Some(AuthRequestEvent::Failed(f)) => {
+            let reason = f.error.strip_prefix("invalid_grant: ").unwrap_or(&f.error).to_string();
+            return Err(OAuthError::invalid_grant(reason));
+        }
+        _ => return Err(invalid()),
+    }
+    let user_id = outcome.state.user_id.clone().ok_or_else(invalid)?;
+    let method = outcome.state.method.clone();
+    let granted = scope::grant(&started.scope, client)?;
+    // The ids recorded at redemption are the ones issued, so a replay revokes exactly them.
+    let now = state.clock.now().timestamp();
+    let access_exp = now + tokens::access_lifespan(realm, client);
+    let ids = Ids {
+        access: Some(token_ids[0].clone()),
+        id: granted.contains("openid").then(|| token_ids[1].clone()),
+        refresh: Some(token_ids[2].clone()),
+    };
+    let record = Issue {
+        client: client.id.clone(),
+        grant: "authorization_code".into(),
+        access_token_id: ids.access.clone(),
+        id_token_id: ids.id.clone(),
+        refresh_token_id: ids.refresh.clone(),
+        scope: scope::to_string(&granted),
+        expires_at: access_exp,
+    };
+    let outcome = state.hosts.execute_full::<Session>(&session_id, SessionCommand::Issue(record), meta).await.map_err(
+        |e| match e {
+            crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
+            other => command_failed(other),
+        },
+    )?;
+    let s = &outcome.state;
+    let subject = issue::subject(state, &user_id).await?;
+    let plan = Plan {
+        realm,
+        client,
+        scope: &granted,
+        // acr 0 when this request was answered from an existing session (no authentication
+        // happened in it), as Keycloak reports it.
+        session: Some(SessionRef {
+            id: session_id.clone(),
+            auth_time: s.auth_time,
+            acr: if method.as_deref() == Some("sso") { "0".into() } else { s.acr.clone() },
+        }),
+        subject: Some(&subject),
+        ids,
+        now,
+        refresh_exp: s.expires_at(),
+        access_exp: access_exp.min(s.expires_at().max(now + 1)),
+        nonce: started.nonce.as_deref(),
+        code: None,
+        at_hash: false,
+    };
+    let signed = issue::sign(state, &plan)?;
+    Ok(issue::response(&plan, signed))
+}
+
+async fn refresh(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    client: &ClientView,
+    params: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    let token = required(params, "refresh_token")?;
+    let iss = issuer(&state.base_url, &realm.name);
+    let now = state.clock.now();
+    let expect =
+        Expect { realm_id: &realm.id, issuer: &iss, typ: "JWT", audience: Some(&iss), now, allow_expired: false };
+    let claims: RefreshClaims = {
+        let dir = state.read_models.read();
+        jwt::verify(token, |kid| dir.signing_keys.get(kid), &expect)
+    }
+    .map_err(|e| OAuthError::invalid_grant(format!("Invalid refresh token: {e}")))?;
+    if claims.typ != "Refresh" {
+        return Err(OAuthError::invalid_grant("Invalid refresh token: not a refresh token"));
+    }
+    if claims.azp != client.client_id {
+        return Err(OAuthError::invalid_grant("Invalid refresh token: issued to another client"));
+    }
+    let narrowed = scope::narrow(params.get("scope").map(String::as_str), &claims.scope)?;
+    let granted = scope::grant(&narrowed, client)?;
+    issue_in_session(
+        state,
+        req,
+        realm,
+        client,
+        &claims.sid,
+        &claims.sub,
+        "refresh_token",
+        &granted,
+        Some(claims.jti),
+        None,
+    )
+    .await
+}
+
+async fn password(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    client: &ClientView,
+    params: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    if !client.settings.direct_access_grants_enabled {
+        return Err(OAuthError::unauthorized_client("Client not allowed for direct access grants"));
+    }
+    let username = required(params, "username")?;
+    let pw = required(params, "password")?;
+    let granted = scope::grant(params.get("scope").map(String::as_str).unwrap_or(""), client)?;
+    let now = state.clock.now();
+    // A direct grant is an authorization request too: its outcome is recorded on a stream of
+    // its own, failures included.
+    let ar_id = uuid::Uuid::now_v7().to_string();
+    let started = AuthRequestStarted {
+        realm_id: realm.id.clone(),
+        client: client.id.clone(),
+        client_id: client.client_id.clone(),
+        redirect_uri: String::new(),
+        response_type: "password".into(),
+        response_mode: String::new(),
+        scope: scope::to_string(&granted),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        code_challenge_method: None,
+        prompt: Vec::new(),
+        max_age: None,
+        login_hint: None,
+        acr_values: None,
+        expires_at: now.timestamp() + 60,
+        at: now.timestamp(),
+    };
+    let start = AuthRequestCommand::Start(Box::new(started));
+    let checked = check_password(&state.store.pool(), realm, username, pw).await;
+    let (actor, second, user_id) = match &checked {
+        Ok(ok) => {
+            let sid = uuid::Uuid::new_v4().to_string();
+            let cmd = AuthRequestCommand::Authenticate {
+                user_id: ok.user.id.clone(),
+                session_id: sid,
+                method: "pwd".into(),
+                auth_time: now.timestamp(),
+                code: None,
+            };
+            (Actor::User { id: ok.user.id.clone(), realm: realm.id.clone() }, cmd, Some(ok.user.id.clone()))
+        }
+        Err(LoginError::Rejected { reason, user_id }) => {
+            let cmd = AuthRequestCommand::RejectCredentials {
+                username: username.to_string(),
+                user_id: user_id.clone(),
+                reason: reason.to_string(),
+            };
+            (client_actor(&realm.id, &client.client_id), cmd, None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password check failed");
+            return Err(OAuthError::temporarily_unavailable("sign-in unavailable"));
+        }
+    };
+    let meta = metadata(req, &realm.id, actor);
+    let append = crate::provision::create_with::<AuthRequest>(&ar_id, vec![start, second.clone()], now, &meta)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
+    let Some(user_id) = user_id else {
+        return Err(OAuthError::invalid_grant("Invalid user credentials"));
+    };
+    let AuthRequestCommand::Authenticate { session_id, .. } = second else { unreachable!("success authenticates") };
+    let session = SessionStarted {
+        realm_id: realm.id.clone(),
+        user_id: user_id.clone(),
+        method: "pwd".into(),
+        acr: "1".into(),
+        auth_time: now.timestamp(),
+        idle_timeout: realm.settings.sso_session_idle_timeout as i64,
+        max_lifespan: realm.settings.sso_session_max_lifespan as i64,
+    };
+    let append = crate::provision::create::<Session>(&session_id, SessionCommand::Start(session), now, &meta)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
+    issue_in_session(state, req, realm, client, &session_id, &user_id, "password", &granted, None, None).await
+}
+
+async fn client_credentials(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    client: &ClientView,
+    params: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    if client.settings.public_client {
+        return Err(OAuthError::unauthorized_client("Public client not allowed to retrieve service account"));
+    }
+    if !client.settings.service_accounts_enabled {
+        return Err(OAuthError::unauthorized_client("Client not enabled to retrieve service account"));
+    }
+    let mut granted = scope::grant(params.get("scope").map(String::as_str).unwrap_or(""), client)?;
+    // No user is present: no ID token (Keycloak issues none here by default).
+    granted.remove("openid");
+    let service_account = state.service_accounts.get(state, realm, client).await?;
+    let now = state.clock.now();
+    let access_exp = now.timestamp() + tokens::access_lifespan(realm, client);
+    let jti = issue::token_id();
+    let issued = ClientGrantIssued {
+        realm_id: realm.id.clone(),
+        client: client.id.clone(),
+        user_id: service_account.as_ref().map(|s| s.user.id.clone()),
+        scope: scope::to_string(&granted),
+        expires_at: access_exp,
+        at: now.timestamp(),
+    };
+    let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
+    let append = crate::provision::create::<ClientGrant>(&jti, ClientGrantCommand::Issue(issued), now, &meta)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    state.store.append(append).await.map_err(|e| {
+        tracing::error!(error = %e, "client grant cannot be recorded");
+        OAuthError::temporarily_unavailable("try again")
+    })?;
+    let plan = Plan {
+        realm,
+        client,
+        scope: &granted,
+        session: None,
+        subject: service_account.as_deref(),
+        ids: Ids { access: Some(jti), id: None, refresh: None },
+        now: now.timestamp(),
+        access_exp,
+        refresh_exp: 0,
+        nonce: None,
+        code: None,
+        at_hash: false,
+    };
+    let signed = issue::sign(state, &plan)?;
+    Ok(issue::response(&plan, signed))
+}

@@ -1,0 +1,58 @@
+//! `GET|POST .../userinfo` (OIDC Core §5.3): the user's claims for an active access token
+//! (RFC 6750: `Authorization: Bearer`, or `access_token` in a POST form).
+use super::{bearer, realm};
+use crate::http::AppState;
+use crate::oidc::scope;
+use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+fn refuse(error: &str, description: &str) -> HttpResponse {
+    let challenge = format!("Bearer realm=\"annals\", error=\"{error}\", error_description=\"{description}\"");
+    let res = match error {
+        "invalid_request" => HttpResponse::BadRequest(),
+        _ => HttpResponse::Unauthorized(),
+    }
+    .insert_header((WWW_AUTHENTICATE, challenge))
+    .json(json!({ "error": error, "error_description": description }));
+    res
+}
+
+pub async fn userinfo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
+    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let from_header =
+        header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).map(str::to_string);
+    let from_form = (req.method() == actix_web::http::Method::POST && !body.is_empty())
+        .then(|| super::form(&req, &body).ok().and_then(|f| f.get("access_token").cloned()))
+        .flatten();
+    let token = match (from_header, from_form) {
+        (Some(_), Some(_)) => return refuse("invalid_request", "Token given more than once"),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return refuse("invalid_token", "Token not provided"),
+    };
+    let Some(bearer::Checked::Access(claims)) = bearer::active(&state, &realm, token.trim()) else {
+        return refuse("invalid_token", "Token verification failed");
+    };
+    let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
+        return refuse("invalid_token", "Token has no user");
+    };
+    let subject = match super::issue::subject(&state, sub).await {
+        Ok(s) => s,
+        Err(_) => return refuse("invalid_token", "User not found or disabled"),
+    };
+    let client = claims.get("azp").and_then(Value::as_str).unwrap_or_default();
+    let Some(client) = state.read_models.read().clients.by_client_id(&realm.id, client).cloned() else {
+        return refuse("invalid_token", "Client not found");
+    };
+    let granted = scope::grant(claims.get("scope").and_then(Value::as_str).unwrap_or(""), &client).unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    out.insert("sub".into(), json!(sub));
+    crate::oidc::tokens::user_claims(&mut out, &subject, &granted);
+    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(Value::Object(out))
+}

@@ -1,0 +1,111 @@
+//! Scopes: which the realm knows, which a client gets (Keycloak's default and optional client
+//! scopes), and which claims each one releases.
+use super::OAuthError;
+use annals_projections::clients::ClientView;
+use std::collections::BTreeSet;
+
+/// The scopes every realm knows (Keycloak's built-in client scopes).
+pub const KNOWN: [&str; 11] = [
+    "openid",
+    "profile",
+    "email",
+    "roles",
+    "web-origins",
+    "acr",
+    "basic",
+    "offline_access",
+    "address",
+    "phone",
+    "microprofile-jwt",
+];
+const DEFAULT: [&str; 6] = ["profile", "email", "roles", "web-origins", "acr", "basic"];
+const OPTIONAL: [&str; 4] = ["offline_access", "address", "phone", "microprofile-jwt"];
+
+/// The longest `scope` parameter accepted.
+pub const MAX_LEN: usize = 1024;
+
+/// The scopes granted for a request: `openid` when asked, the client's default scopes always,
+/// its optional scopes when asked. An unknown or not-allowed scope is `invalid_scope`.
+pub fn grant(requested: &str, client: &ClientView) -> Result<BTreeSet<String>, OAuthError> {
+    if requested.len() > MAX_LEN {
+        return Err(OAuthError::invalid_scope("scope parameter too long"));
+    }
+    let list = |configured: &[String], builtin: &[&str]| -> Vec<String> {
+        match configured.is_empty() {
+            true => builtin.iter().map(|s| s.to_string()).collect(),
+            false => configured.to_vec(),
+        }
+    };
+    let defaults = list(&client.settings.default_client_scopes, &DEFAULT);
+    let optional = list(&client.settings.optional_client_scopes, &OPTIONAL);
+    let mut granted: BTreeSet<String> = defaults.into_iter().collect();
+    for s in requested.split(' ').filter(|s| !s.is_empty()) {
+        if s == "openid" || granted.contains(s) || optional.iter().any(|o| o == s) {
+            granted.insert(s.to_string());
+        } else {
+            let shown: String = s.chars().take(64).collect();
+            return Err(OAuthError::invalid_scope(format!("Invalid scopes: {shown}")));
+        }
+    }
+    Ok(granted)
+}
+
+/// The scope string of a token: `openid` first, the rest sorted (as Keycloak prints it).
+pub fn to_string(granted: &BTreeSet<String>) -> String {
+    // Keycloak's `roles`, `web-origins`, `acr` and `basic` scopes add claims but are not
+    // listed in the token's `scope` (their `include.in.token.scope` is off).
+    let listed = |s: &&str| !matches!(*s, "openid" | "roles" | "web-origins" | "acr" | "basic");
+    let mut out: Vec<&str> = granted.iter().map(String::as_str).filter(listed).collect();
+    if granted.contains("openid") {
+        out.insert(0, "openid");
+    }
+    out.join(" ")
+}
+
+/// A later request's scope must be within what was granted (refresh, RFC 6749 §6).
+pub fn narrow(requested: Option<&str>, granted: &str) -> Result<String, OAuthError> {
+    let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else { return Ok(granted.to_string()) };
+    let have: BTreeSet<&str> = granted.split(' ').collect();
+    let want: BTreeSet<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+    match want.is_subset(&have) {
+        true => Ok(granted.split(' ').filter(|s| want.contains(s)).collect::<Vec<_>>().join(" ")),
+        false => Err(OAuthError::invalid_scope("scope exceeds the scope originally granted")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annals_events::client::ClientSettings;
+
+    fn client(optional: &[&str]) -> ClientView {
+        ClientView {
+            id: "c".into(),
+            realm_id: "r".into(),
+            client_id: "app".into(),
+            settings: ClientSettings {
+                optional_client_scopes: optional.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            secret: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn defaults_always_optionals_on_request_unknown_refused() {
+        let g = grant("openid", &client(&[])).unwrap();
+        assert_eq!(to_string(&g), "openid email profile");
+        let g = grant("openid offline_access", &client(&[])).unwrap();
+        assert!(g.contains("offline_access"));
+        assert_eq!(grant("openid admin", &client(&[])).unwrap_err().code, "invalid_scope");
+        assert_eq!(grant("phone", &client(&["address"])).unwrap_err().code, "invalid_scope");
+    }
+
+    #[test]
+    fn a_refresh_may_narrow_but_not_widen() {
+        assert_eq!(narrow(Some("openid email"), "openid email profile").unwrap(), "openid email");
+        assert_eq!(narrow(None, "openid email").unwrap(), "openid email");
+        assert_eq!(narrow(Some("openid phone"), "openid email").unwrap_err().code, "invalid_scope");
+    }
+}

@@ -1,0 +1,283 @@
+//! What tokens contain, as Keycloak issues them, and the signers that sign them.
+//!
+//! Access tokens: `typ` header `JWT`, or `at+jwt` (RFC 9068) where the client sets
+//! `access.token.header.type.rfc9068`; claim `typ: Bearer`. ID tokens: claim `typ: ID`.
+//! Refresh tokens: claim `typ: Refresh`, audience the issuer, signed by the realm key too (a
+//! relying party treats them as opaque). Every use checks the claim `typ`, so no kind of token
+//! passes for another.
+use crate::jwt::{JwtError, Signer};
+use crate::secrets::ServerKeys;
+use annals_projections::clients::{ClientDirectory, ClientView};
+use annals_projections::memberships::Memberships;
+use annals_projections::realms::RealmView;
+use annals_projections::signing_keys::{KeyView, SigningKeyRing};
+use annals_projections::users::UserView;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256, Sha512};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("realm has no active {0} key")]
+    NoKey(String),
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+}
+
+/// Opened signing keys by `kid`: opening one decrypts and parses it, so it is done once.
+#[derive(Clone)]
+pub struct Signers {
+    keys: Arc<ServerKeys>,
+    open: Arc<RwLock<HashMap<String, Arc<Signer>>>>,
+}
+
+impl Signers {
+    pub fn new(keys: Arc<ServerKeys>) -> Self {
+        Signers { keys, open: Arc::default() }
+    }
+
+    /// The signer of the realm's active key for `alg`.
+    pub fn for_realm(&self, ring: &SigningKeyRing, realm_id: &str, alg: &str) -> Result<Arc<Signer>, TokenError> {
+        let view = ring.active(realm_id, alg).ok_or_else(|| TokenError::NoKey(alg.to_string()))?;
+        self.get(view)
+    }
+
+    fn get(&self, view: &KeyView) -> Result<Arc<Signer>, TokenError> {
+        if let Some(s) = self.open.read().unwrap_or_else(|p| p.into_inner()).get(&view.kid) {
+            return Ok(s.clone());
+        }
+        let signer = Arc::new(Signer::open(view, &self.keys)?);
+        self.open.write().unwrap_or_else(|p| p.into_inner()).insert(view.kid.clone(), signer.clone());
+        Ok(signer)
+    }
+}
+
+/// Who a token is about: the user and the roles they hold, by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subject {
+    pub user: UserView,
+    pub realm_roles: Vec<String>,
+    /// By the client's `client_id`.
+    pub client_roles: BTreeMap<String, Vec<String>>,
+}
+
+impl Subject {
+    /// Splits effective role ids into realm roles and client roles by name.
+    pub fn new(user: UserView, roles: &BTreeSet<String>, memberships: &Memberships, clients: &ClientDirectory) -> Self {
+        let mut realm_roles = Vec::new();
+        let mut client_roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for role in roles.iter().filter_map(|id| memberships.role(id)) {
+            match &role.client_id {
+                None => realm_roles.push(role.name.clone()),
+                Some(c) => {
+                    if let Some(client) = clients.get(c) {
+                        client_roles.entry(client.client_id.clone()).or_default().push(role.name.clone());
+                    }
+                }
+            }
+        }
+        realm_roles.sort();
+        Subject { user, realm_roles, client_roles }
+    }
+}
+
+/// The session a token belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRef {
+    pub id: String,
+    pub auth_time: i64,
+    pub acr: String,
+}
+
+/// Everything tokens of one issuance share.
+pub struct Issuance<'a> {
+    pub issuer: &'a str,
+    pub realm: &'a RealmView,
+    pub client: &'a ClientView,
+    pub scope: &'a BTreeSet<String>,
+    pub now: i64,
+    pub session: Option<&'a SessionRef>,
+    pub subject: Option<&'a Subject>,
+}
+
+/// The JOSE algorithm for a kind of token: the client's setting, else the realm's default.
+pub fn algorithm(realm: &RealmView, client: &ClientView, attribute: &str) -> String {
+    client
+        .settings
+        .attributes
+        .get(attribute)
+        .filter(|a| matches!(a.as_str(), "RS256" | "ES256" | "EdDSA"))
+        .cloned()
+        .unwrap_or_else(|| realm.settings.default_signature_algorithm.clone())
+}
+
+pub const ACCESS_ALG: &str = "access.token.signed.response.alg";
+pub const ID_ALG: &str = "id.token.signed.response.alg";
+
+/// The access token's header `typ`.
+pub fn access_typ(client: &ClientView) -> &'static str {
+    match client.settings.attributes.get("access.token.header.type.rfc9068").map(String::as_str) {
+        Some("true") => "at+jwt",
+        _ => "JWT",
+    }
+}
+
+/// Seconds an access token lives: the client's override, else the realm's.
+pub fn access_lifespan(realm: &RealmView, client: &ClientView) -> i64 {
+    client
+        .settings
+        .attributes
+        .get("access.token.lifespan")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(realm.settings.access_token_lifespan as i64)
+}
+
+pub fn user_claims(out: &mut Map<String, Value>, s: &Subject, scope: &BTreeSet<String>) {
+    let p = &s.user.profile;
+    if scope.contains("profile") {
+        let name =
+            [p.first_name.as_deref(), p.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        if !name.is_empty() {
+            out.insert("name".into(), json!(name));
+        }
+        out.insert("preferred_username".into(), json!(s.user.username));
+        if let Some(v) = &p.first_name {
+            out.insert("given_name".into(), json!(v));
+        }
+        if let Some(v) = &p.last_name {
+            out.insert("family_name".into(), json!(v));
+        }
+    }
+    if scope.contains("email") {
+        if let Some(e) = &p.email {
+            out.insert("email".into(), json!(e));
+        }
+        out.insert("email_verified".into(), json!(p.email_verified));
+    }
+}
+
+fn base(i: &Issuance<'_>, typ: &str, jti: &str, exp: i64) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("exp".into(), json!(exp));
+    c.insert("iat".into(), json!(i.now));
+    c.insert("jti".into(), json!(jti));
+    c.insert("iss".into(), json!(i.issuer));
+    if let Some(s) = i.subject {
+        c.insert("sub".into(), json!(s.user.id));
+    }
+    c.insert("typ".into(), json!(typ));
+    c.insert("azp".into(), json!(i.client.client_id));
+    if let Some(s) = i.session {
+        c.insert("sid".into(), json!(s.id));
+    }
+    c
+}
+
+/// The claims of an access token.
+pub fn access_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
+    let mut c = base(i, "Bearer", jti, exp);
+    if let Some(s) = i.session {
+        c.insert("auth_time".into(), json!(s.auth_time));
+        c.insert("acr".into(), json!(s.acr));
+    }
+    if let Some(s) = i.subject {
+        if i.scope.contains("roles") {
+            if !s.realm_roles.is_empty() {
+                c.insert("realm_access".into(), json!({ "roles": s.realm_roles }));
+            }
+            if !s.client_roles.is_empty() {
+                let access: Map<String, Value> =
+                    s.client_roles.iter().map(|(k, v)| (k.clone(), json!({ "roles": v }))).collect();
+                c.insert("resource_access".into(), Value::Object(access));
+            }
+        }
+        user_claims(&mut c, s, i.scope);
+    }
+    // The audience: the clients whose roles the token carries (Keycloak's audience resolve),
+    // else (RFC 9068 requires one) the client itself.
+    let aud: Vec<&String> = match (i.subject, i.scope.contains("roles")) {
+        (Some(s), true) => s.client_roles.keys().filter(|k| **k != i.client.client_id).collect(),
+        _ => Vec::new(),
+    };
+    match aud.len() {
+        0 => c.insert("aud".into(), json!(i.client.client_id)),
+        1 => c.insert("aud".into(), json!(aud[0])),
+        _ => c.insert("aud".into(), json!(aud)),
+    };
+    c.insert("scope".into(), json!(super::scope::to_string(i.scope)));
+    Value::Object(c)
+}
+
+/// Optional ID token members bound to the front channel.
+#[derive(Default)]
+pub struct IdExtras<'a> {
+    pub nonce: Option<&'a str>,
+    pub at_hash: Option<String>,
+    pub c_hash: Option<String>,
+}
+
+pub fn id_claims(i: &Issuance<'_>, jti: &str, exp: i64, extras: IdExtras<'_>) -> Value {
+    let mut c = base(i, "ID", jti, exp);
+    c.insert("aud".into(), json!(i.client.client_id));
+    if let Some(s) = i.session {
+        c.insert("auth_time".into(), json!(s.auth_time));
+        c.insert("acr".into(), json!(s.acr));
+    }
+    if let Some(n) = extras.nonce {
+        c.insert("nonce".into(), json!(n));
+    }
+    if let Some(h) = extras.at_hash {
+        c.insert("at_hash".into(), json!(h));
+    }
+    if let Some(h) = extras.c_hash {
+        c.insert("c_hash".into(), json!(h));
+    }
+    if let Some(s) = i.subject {
+        user_claims(&mut c, s, i.scope);
+    }
+    Value::Object(c)
+}
+
+pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
+    let mut c = base(i, "Refresh", jti, exp);
+    c.insert("aud".into(), json!(i.issuer));
+    c.insert("scope".into(), json!(super::scope::to_string(i.scope)));
+    Value::Object(c)
+}
+
+/// The claims a token endpoint reads back from a refresh token.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct RefreshClaims {
+    pub jti: String,
+    pub typ: String,
+    pub azp: String,
+    pub sid: String,
+    pub sub: String,
+    pub scope: String,
+}
+
+/// `at_hash` / `c_hash` (OIDC Core §3.3.2.11): the left half of the hash the signing
+/// algorithm uses (SHA-512 for Ed25519).
+pub fn half_hash(alg: &str, value: &str) -> String {
+    let digest: Vec<u8> = match alg {
+        "EdDSA" => Sha512::digest(value.as_bytes()).to_vec(),
+        _ => Sha256::digest(value.as_bytes()).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_hash_matches_the_oidc_example() {
+        // OIDC Core A.3: access token "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y" hashes to
+        // "77QmUPtjPfzWtF2AnpK9RQ".
+        assert_eq!(half_hash("RS256", "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+}

@@ -1,0 +1,603 @@
+//! The OpenID provider end to end over HTTP: login page, code flow with PKCE, tokens and their
+//! claims, refresh rotation, SSO, the password and client-credentials grants, introspection,
+//! userinfo and revocation, and the attacks each of them must survive.
+use crate::support;
+use annals::server::Running;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::Value;
+use sha2::Digest;
+use std::collections::BTreeMap;
+
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const RP: &str = "https://rp.example/cb";
+
+pub struct Demo {
+    pub app: Running,
+    pub http: reqwest::Client,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Demo {
+    pub async fn start() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        let realms = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json"),
+            realms.path().join("demo.json"),
+        )
+        .unwrap();
+        let mut cfg = support::serve_config(dir.path(), None);
+        cfg.import_realm = Some(realms.path().to_path_buf());
+        let app = support::spawn_app(cfg).await;
+        let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+        Demo { app, http, _dirs: (dir, realms) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/realms/demo/protocol/openid-connect/{path}", self.app.base_url)
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/realms/demo", self.app.base_url)
+    }
+
+    pub async fn token(&self, client: (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
+        let basic =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.0, client.1)));
+        let res = self.http.post(self.url("token")).header(AUTHORIZATION, basic).form(form).send().await.unwrap();
+        let status = res.status().as_u16();
+        if status == 200 {
+            assert_eq!(res.headers()["cache-control"], "no-store");
+        }
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let (_, body) = self.post_as(("web", "web-secret-0123456789"), "token/introspect", &[("token", token)]).await;
+        body
+    }
+
+    pub async fn post_as(&self, client: (&str, &str), path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = self.http.post(self.url(path)).basic_auth(client.0, Some(client.1)).form(form).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A browser's cookies, by name (the test's own jar: what a browser would send back).
+#[derive(Default, Clone)]
+pub struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    pub fn take(&mut self, res: &reqwest::Response) {
+        for v in res.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() {
+                self.0.remove(k);
+            } else {
+                self.0.insert(k.to_string(), val.to_string());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// The login form of a page: (action, csrf).
+pub fn form_of(html: &str) -> (String, String) {
+    let attr = |after: &str, name: &str| -> String {
+        let start = html[html.find(after).unwrap()..].find(&format!("{name}=\"")).unwrap()
+            + html.find(after).unwrap()
+            + name.len()
+            + 2;
+        html[start..start + html[start..].find('"').unwrap()].replace("&amp;", "&").replace("&#x2f;", "/")
+    };
+    (attr("<form", "action"), attr("name=\"csrf\"", "value"))
+}
+
+pub fn query_of(location: &str) -> BTreeMap<String, String> {
+    let q = location.split_once(['?', '#']).map(|(_, q)| q).unwrap_or("");
+    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+pub fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+pub fn header(jwt: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap()
+}
+
+/// Verifies a token's signature against the realm's published JWKS, as a relying party does.
+pub async fn verify_with_jwks(demo: &Demo, jwt: &str) {
+    let jwks: jsonwebtoken::jwk::JwkSet = demo.http.get(demo.url("certs")).send().await.unwrap().json().await.unwrap();
+    let h = jsonwebtoken::decode_header(jwt).unwrap();
+    let jwk = jwks.find(h.kid.as_deref().unwrap()).expect("kid published");
+    let mut v = jsonwebtoken::Validation::new(h.alg);
+    v.validate_aud = false;
+    jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+        .expect("signature verifies");
+}
+
+/// Opens the authorization endpoint and, if a login page comes back, signs in.
+pub async fn authorize(
+    demo: &Demo,
+    jar: &mut Jar,
+    params: &[(&str, &str)],
+    login: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let res = demo.http.get(demo.url("auth")).query(params).header(COOKIE, jar.header()).send().await.unwrap();
+    jar.take(&res);
+    let Some((user, pw)) = login else { return res };
+    if res.status() == 302 {
+        return res; // answered from the browser's SSO session
+    }
+    assert_eq!(res.status(), 200, "login page expected");
+    let html = res.text().await.unwrap();
+    let (action, csrf) = form_of(&html);
+    let res = demo
+        .http
+        .post(action)
+        .header(COOKIE, jar.header())
+        .form(&[("csrf", csrf.as_str()), ("username", user), ("password", pw)])
+        .send()
+        .await
+        .unwrap();
+    jar.take(&res);
+    res
+}
+
+pub fn code_request<'a>(client: &'a str, redirect: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("client_id", client),
+        ("redirect_uri", redirect),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("state", "st-1"),
+        ("nonce", "n-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+/// Logs alice in at `web` and returns the code.
+pub async fn alice_code(demo: &Demo, jar: &mut Jar) -> String {
+    let res = authorize(demo, jar, &code_request("web", RP), Some(("alice", "alice-password"))).await;
+    assert_eq!(res.status(), 302);
+    let q = query_of(res.headers()[LOCATION].to_str().unwrap());
+    q["code"].clone()
+}
+
+pub async fn redeem(demo: &Demo, code: &str) -> (u16, Value) {
+    demo.token(
+        ("web", "web-secret-0123456789"),
+        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", RP), ("code_verifier", VERIFIER)],
+    )
+    .await
+}
+
+#[actix_rt::test]
+async fn code_flow_with_pkce_issues_keycloak_shaped_tokens_and_refresh_rotates() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    // Discovery points at the endpoints this server serves.
+    let disc: Value = demo
+        .http
+        .get(format!("{}/.well-known/openid-configuration", demo.issuer()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disc["issuer"], demo.issuer());
+    assert_eq!(disc["token_endpoint"], demo.url("token"));
+    assert_eq!(disc["authorization_response_iss_parameter_supported"], true);
+
+    // A wrong password shows the form again with an error, and is recorded.
+    let res = authorize(&demo, &mut jar, &code_request("web", RP), Some(("alice", "wrong"))).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Invalid username or password."), "{html}");
+    assert!(html.contains("Demo &lt;Realm&gt;"), "display name is escaped");
+
+    let res = authorize(&demo, &mut jar, &code_request("web", RP), Some(("alice", "alice-password"))).await;
+    assert_eq!(res.status(), 302);
+    let location = res.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("https://rp.example/cb?"), "{location}");
+    let q = query_of(&location);
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], demo.issuer(), "RFC 9207");
+    assert!(jar.header().contains("ANNALS_SESSION="));
+
+    let (status, tokens) = redeem(&demo, &q["code"]).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 300);
+    let (at, id, rt) = (
+        tokens["access_token"].as_str().unwrap(),
+        tokens["id_token"].as_str().unwrap(),
+        tokens["refresh_token"].as_str().unwrap(),
+    );
+    for t in [at, id, rt] {
+        verify_with_jwks(&demo, t).await;
+        assert_eq!(header(t)["alg"], "RS256");
+    }
+    let a = claims(at);
+    assert_eq!(
+        (a["iss"].as_str(), a["typ"].as_str(), a["azp"].as_str()),
+        (Some(demo.issuer().as_str()), Some("Bearer"), Some("web"))
+    );
+    assert_eq!(a["preferred_username"], "alice");
+    assert_eq!(a["email"], "alice@example.org");
+    assert_eq!(a["name"], "Alice Liddell");
+    assert_eq!(a["realm_access"]["roles"], serde_json::json!(["user"]));
+    assert_eq!(a["resource_access"]["api"]["roles"], serde_json::json!(["orders:read"]));
+    assert_eq!(a["aud"], "api");
+    assert_eq!(a["sid"], q["session_state"].as_str());
+    assert_eq!(a["scope"], "openid email profile");
+    let i = claims(id);
+    assert_eq!((i["aud"].as_str(), i["nonce"].as_str(), i["typ"].as_str()), (Some("web"), Some("n-1"), Some("ID")));
+    assert_eq!(i["sub"], a["sub"]);
+
+    // userinfo and introspection see the live token.
+    let info: Value = demo.http.get(demo.url("userinfo")).bearer_auth(at).send().await.unwrap().json().await.unwrap();
+    assert_eq!((info["sub"].clone(), info["email"].as_str()), (a["sub"].clone(), Some("alice@example.org")));
+    let intro = demo.introspect(at).await;
+    assert_eq!(
+        (intro["active"].as_bool(), intro["client_id"].as_str(), intro["username"].as_str()),
+        (Some(true), Some("web"), Some("alice"))
+    );
+
+    // Refresh rotates: the new refresh token works, the old one is dead...
+    let (status, second) =
+        demo.token(("web", "web-secret-0123456789"), &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    assert_eq!(status, 200, "{second}");
+    let rt2 = second["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt2, rt);
+    assert_eq!(demo.introspect(rt).await["active"], false);
+    assert_eq!(demo.introspect(&rt2).await["active"], true);
+    // ...and presenting it again is reuse: the whole session is revoked.
+    let (status, err) =
+        demo.token(("web", "web-secret-0123456789"), &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, _) =
+        demo.token(("web", "web-secret-0123456789"), &[("grant_type", "refresh_token"), ("refresh_token", &rt2)]).await;
+    assert_eq!(status, 400, "the legitimate holder's token dies with the session");
+    for t in [at, second["access_token"].as_str().unwrap()] {
+        assert_eq!(demo.introspect(t).await["active"], false);
+    }
+    let res = demo.http.get(demo.url("userinfo")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+
+    // Another client may not use this client's refresh token.
+    let code = alice_code(&demo, &mut Jar::default()).await;
+    let (_, fresh) = redeem(&demo, &code).await;
+    let (status, err) = demo
+        .token(
+            ("other", "other-secret-0123456789"),
+            &[("grant_type", "refresh_token"), ("refresh_token", fresh["refresh_token"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")));
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn codes_resist_replay_pkce_downgrade_and_theft_by_another_client() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    // Replay: the second redemption fails and what the first gave is revoked.
+    let code = alice_code(&demo, &mut jar).await;
+    let (status, first) = redeem(&demo, &code).await;
+    assert_eq!(status, 200);
+    let (status, err) = redeem(&demo, &code).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(demo.introspect(first["access_token"].as_str().unwrap()).await["active"], false);
+    assert_eq!(demo.introspect(first["refresh_token"].as_str().unwrap()).await["active"], false);
+
+    // Two concurrent redemptions: exactly one succeeds.
+    let code = alice_code(&demo, &mut jar).await;
+    let (a, b) = tokio::join!(redeem(&demo, &code), redeem(&demo, &code));
+    assert_eq!([a.0, b.0].iter().filter(|s| **s == 200).count(), 1, "{a:?} {b:?}");
+
+    // A wrong verifier, no verifier, a verifier where no challenge was sent, another client,
+    // another redirect URI: each fails, and burns the code for everyone.
+    let web = ("web", "web-secret-0123456789");
+    let wrong = VERIFIER.replace('d', "e");
+    for form in [
+        vec![("redirect_uri", RP), ("code_verifier", wrong.as_str())],
+        vec![("redirect_uri", RP)],
+        vec![("redirect_uri", "https://rp.example/cb/../evil"), ("code_verifier", VERIFIER)],
+    ] {
+        let code = alice_code(&demo, &mut jar).await;
+        let mut f = vec![("grant_type", "authorization_code"), ("code", code.as_str())];
+        f.extend(form);
+        let (status, err) = demo.token(web, &f).await;
+        assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{f:?}");
+        assert_eq!(redeem(&demo, &code).await.0, 400, "burnt");
+    }
+    let code = alice_code(&demo, &mut jar).await;
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", RP),
+        ("code_verifier", VERIFIER),
+    ];
+    assert_eq!(demo.token(("other", "other-secret-0123456789"), &f).await.0, 400);
+    assert_eq!(redeem(&demo, &code).await.0, 400, "a code stolen by another client is burnt");
+
+    let mut no_pkce: Vec<(&str, &str)> =
+        code_request("web", RP).into_iter().filter(|(k, _)| !k.starts_with("code_challenge")).collect();
+    no_pkce.push(("prompt", "none"));
+    let res = authorize(&demo, &mut jar, &no_pkce, None).await;
+    let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
+    let (status, err) = redeem(&demo, &code).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "a verifier without a challenge is a downgrade"
+    );
+
+    // Forged codes fail without touching anything.
+    for forged in ["x", "not-a-uuid.AAAA", &format!("{}.{}", uuid::Uuid::now_v7(), "A".repeat(43)), &"A".repeat(5000)] {
+        assert_eq!(redeem(&demo, forged).await.0, 400);
+    }
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn sso_answers_a_second_client_and_prompt_none_never_shows_a_page() {
+    let demo = Demo::start().await;
+    let mut fresh = Jar::default();
+    let mut none = code_request("web", RP);
+    none.push(("prompt", "none"));
+    let res = authorize(&demo, &mut fresh, &none, None).await;
+    assert_eq!(res.status(), 302);
+    let q = query_of(res.headers()[LOCATION].to_str().unwrap());
+    assert_eq!((q["error"].as_str(), q["state"].as_str()), ("login_required", "st-1"));
+
+    let mut jar = Jar::default();
+    let code = alice_code(&demo, &mut jar).await;
+    let (_, tokens) = redeem(&demo, &code).await;
+    let sid = claims(tokens["access_token"].as_str().unwrap())["sid"].clone();
+    let other = [
+        ("client_id", "other"),
+        ("redirect_uri", "https://other.example/cb"),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("prompt", "none"),
+    ];
+    let res = authorize(&demo, &mut jar, &other, None).await;
+    assert_eq!(res.status(), 302, "SSO: no login page");
+    let q = query_of(res.headers()[LOCATION].to_str().unwrap());
+    let (status, theirs) = demo
+        .token(
+            ("other", "other-secret-0123456789"),
+            &[("grant_type", "authorization_code"), ("code", &q["code"]), ("redirect_uri", "https://other.example/cb")],
+        )
+        .await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(claims(theirs["id_token"].as_str().unwrap())["sid"], sid, "same session");
+    assert_eq!(claims(theirs["id_token"].as_str().unwrap())["acr"], "0", "no active authentication this time");
+
+    // A cookie whose MAC does not match is ignored; prompt=login forces the page.
+    let forged =
+        Jar(BTreeMap::from([("ANNALS_SESSION".to_string(), format!("{}.{}", sid.as_str().unwrap(), "0".repeat(64)))]));
+    let res = authorize(&demo, &mut forged.clone(), &none, None).await;
+    assert_eq!(query_of(res.headers()[LOCATION].to_str().unwrap())["error"], "login_required");
+    let mut login = code_request("web", RP);
+    login.push(("prompt", "login"));
+    assert_eq!(authorize(&demo, &mut jar, &login, None).await.status(), 200);
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_authorization_endpoint_never_redirects_to_an_unregistered_uri_and_forms_need_their_browser() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    for (client, uri) in [
+        ("nobody", RP),
+        ("web", "https://rp.example@evil.example/cb"),
+        ("web", "http://localhost:80@evil.example/cb"),
+        ("web", "https://rp.example/cb/../../evil"),
+        ("web", "https://rp.example/cb?extra=1"),
+        ("web", "https://rp.example/cb#frag"),
+        ("web", "https://evil.example/cb"),
+    ] {
+        let res = authorize(&demo, &mut jar, &code_request(client, uri), None).await;
+        assert_eq!(res.status(), 400, "{client} {uri}");
+        assert!(res.headers().get(LOCATION).is_none());
+    }
+    // Only a loopback literal's port may vary.
+    let res = authorize(&demo, &mut jar, &code_request("web", "http://127.0.0.1:49152/cb"), None).await;
+    assert_eq!(res.status(), 200);
+    // Repeated and oversized parameters.
+    let mut twice = code_request("web", RP);
+    twice.push(("state", "again"));
+    assert_eq!(authorize(&demo, &mut jar, &twice, None).await.status(), 400);
+    let big = "x".repeat(20_000);
+    let mut huge = code_request("web", RP);
+    huge.push(("login_hint", big.as_str()));
+    assert!(authorize(&demo, &mut jar, &huge, None).await.status().is_client_error());
+
+    // A login form posted from another browser (no binding cookie, or another one) is refused.
+    let res = authorize(&demo, &mut jar, &code_request("web", RP), None).await;
+    let (action, csrf) = form_of(&res.text().await.unwrap());
+    let attempt = |cookie: String| {
+        demo.http
+            .post(&action)
+            .header(COOKIE, cookie)
+            .form(&[("csrf", csrf.as_str()), ("username", "alice"), ("password", "alice-password")])
+            .send()
+    };
+    assert_eq!(attempt(String::new()).await.unwrap().status(), 400);
+    assert_eq!(attempt(format!("ANNALS_AUTH={}", "A".repeat(43))).await.unwrap().status(), 400);
+    assert_eq!(attempt(jar.header()).await.unwrap().status(), 302, "the right browser gets in");
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn direct_grants_client_credentials_and_revocation() {
+    let demo = Demo::start().await;
+    let web = ("web", "web-secret-0123456789");
+    let (status, t) = demo
+        .token(
+            web,
+            &[("grant_type", "password"), ("username", "alice"), ("password", "alice-password"), ("scope", "openid")],
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert!(t["id_token"].is_string() && t["refresh_token"].is_string());
+    for (user, pw) in [("alice", "nope"), ("nobody", "x"), ("mallory", "mallory-password")] {
+        let (status, err) = demo.token(web, &[("grant_type", "password"), ("username", user), ("password", pw)]).await;
+        assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{user}");
+    }
+    let (status, err) = demo
+        .token(
+            ("other", "other-secret-0123456789"),
+            &[("grant_type", "password"), ("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("unauthorized_client")));
+
+    // Client authentication failures are 401 with a challenge.
+    let res = demo
+        .http
+        .post(demo.url("token"))
+        .basic_auth("web", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("www-authenticate"));
+    let (status, err) = demo.post_as(("svc", "svc-secret-0123456789"), "token", &[("grant_type", "magic")]).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("unsupported_grant_type")));
+
+    let (status, cc) =
+        demo.post_as(("svc", "svc-secret-0123456789"), "token", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{cc}");
+    let at = cc["access_token"].as_str().unwrap();
+    assert!(cc.get("refresh_token").is_none() && cc.get("id_token").is_none());
+    let c = claims(at);
+    assert_eq!((c["azp"].as_str(), c["realm_access"]["roles"][0].as_str()), (Some("svc"), Some("user")));
+    assert_eq!(c["preferred_username"], "service-account-svc");
+    assert_eq!(demo.introspect(at).await["active"], true);
+    // Only the client it was issued to may revoke it; then it is inactive at once.
+    let (status, _) = demo.post_as(web, "revoke", &[("token", at)]).await;
+    assert_eq!(status, 400);
+    assert_eq!(demo.introspect(at).await["active"], true);
+    let res = demo
+        .http
+        .post(demo.url("revoke"))
+        .basic_auth("svc", Some("svc-secret-0123456789"))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(demo.introspect(at).await["active"], false);
+    // Revoking garbage is fine (RFC 7009 §2.2).
+    let res = demo
+        .http
+        .post(demo.url("revoke"))
+        .basic_auth("svc", Some("svc-secret-0123456789"))
+        .form(&[("token", "garbage")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Revoking a refresh token takes its access token along.
+    let rt = t["refresh_token"].as_str().unwrap();
+    let res = demo
+        .http
+        .post(demo.url("revoke"))
+        .basic_auth(web.0, Some(web.1))
+        .form(&[("token", rt), ("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(demo.introspect(rt).await["active"], false);
+    assert_eq!(demo.introspect(t["access_token"].as_str().unwrap()).await["active"], false);
+
+    // Per-client algorithms and RFC 9068 typing.
+    let (status, es) = demo
+        .token(
+            ("es", "es-secret-0123456789"),
+            &[("grant_type", "password"), ("username", "alice"), ("password", "alice-password"), ("scope", "openid")],
+        )
+        .await;
+    assert_eq!(status, 200, "{es}");
+    let (at, id) = (es["access_token"].as_str().unwrap(), es["id_token"].as_str().unwrap());
+    assert_eq!((header(at)["alg"].as_str(), header(at)["typ"].as_str()), (Some("ES256"), Some("at+jwt")));
+    assert_eq!(header(id)["alg"], "EdDSA");
+    verify_with_jwks(&demo, at).await;
+    verify_with_jwks(&demo, id).await;
+    assert_eq!(demo.introspect(at).await["active"], true);
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn implicit_and_hybrid_responses_carry_hashes_and_every_step_is_in_the_log() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    let params = [
+        ("client_id", "web"),
+        ("redirect_uri", RP),
+        ("response_type", "code id_token token"),
+        ("scope", "openid"),
+        ("state", "s"),
+        ("nonce", "nn"),
+    ];
+    let res = authorize(&demo, &mut jar, &params, Some(("alice", "alice-password"))).await;
+    assert_eq!(res.status(), 302);
+    let location = res.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("https://rp.example/cb#"), "fragment by default: {location}");
+    let f = query_of(&location);
+    let id = claims(&f["id_token"]);
+    let half = |v: &str| URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(v.as_bytes())[..16]);
+    assert_eq!(id["at_hash"], half(&f["access_token"]));
+    assert_eq!(id["c_hash"], half(&f["code"]));
+    assert_eq!(id["nonce"], "nn");
+
+    // form_post delivers the same through an auto-submitting form.
+    let mut post = params.to_vec();
+    post.push(("response_mode", "form_post"));
+    post.push(("prompt", "none"));
+    let res = authorize(&demo, &mut jar, &post, None).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap().replace("&#x2f;", "/");
+    assert!(html.contains("action=\"https://rp.example/cb\"") && html.contains("name=\"code\""), "{html}");
+
+    // The log holds the request, the failures, the login and the issuance.
+    let events = demo.app.store.read_all(0, 10_000).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    for t in [
+        "auth_request.started",
+        "auth_request.authenticated",
+        "auth_request.code_issued",
+        "session.started",
+        "session.tokens_issued",
+    ] {
+        assert!(types.contains(&t), "{t} missing");
+    }
+    let all: String = events.iter().map(|e| format!("{}{}", e.payload, e.metadata)).collect();
+    let code_secret = f["code"].split_once('.').unwrap().1;
+    for secret in ["alice-password", f["access_token"].as_str(), code_secret, f["id_token"].as_str()] {
+        assert!(!all.contains(secret), "a secret reached the log");
+    }
+    demo.app.stop().await;
+}
