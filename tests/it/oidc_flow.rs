@@ -601,3 +601,72 @@ async fn implicit_and_hybrid_responses_carry_hashes_and_every_step_is_in_the_log
     }
     demo.app.stop().await;
 }
+
+#[actix_rt::test]
+async fn rp_initiated_logout_ends_the_session_at_once_and_only_redirects_where_registered() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    let code = alice_code(&demo, &mut jar).await;
+    let (_, tokens) = redeem(&demo, &code).await;
+    let (at, id) = (tokens["access_token"].as_str().unwrap(), tokens["id_token"].as_str().unwrap());
+    let logout = |params: Vec<(&'static str, String)>, cookie: String| {
+        demo.http.get(demo.url("logout")).query(&params).header(COOKIE, cookie).send()
+    };
+    // Refused: an unregistered target, a hint that is not an ID token, an unsigned hint.
+    let (h, p) = (header(id), claims(id));
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": "none", "kid": h["kid"], "typ": "JWT"}).to_string()),
+        URL_SAFE_NO_PAD.encode(p.to_string())
+    );
+    for params in [
+        vec![("id_token_hint", id.to_string()), ("post_logout_redirect_uri", "https://evil.example/".to_string())],
+        vec![("id_token_hint", at.to_string())],
+        vec![("id_token_hint", unsigned)],
+    ] {
+        let res = logout(params.clone(), jar.header()).await.unwrap();
+        assert_eq!(res.status(), 400, "{params:?}");
+    }
+    assert_eq!(demo.introspect(at).await["active"], true, "nothing ended yet");
+
+    let res = logout(
+        vec![
+            ("id_token_hint", id.to_string()),
+            ("post_logout_redirect_uri", "https://rp.example/bye".into()),
+            ("state", "s9".into()),
+        ],
+        jar.header(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(res.headers()[LOCATION], "https://rp.example/bye?state=s9");
+    jar.take(&res);
+    assert!(!jar.header().contains("ANNALS_SESSION"), "the SSO cookie is cleared");
+    assert_eq!(demo.introspect(at).await["active"], false, "at once");
+    assert_eq!(demo.introspect(tokens["refresh_token"].as_str().unwrap()).await["active"], false);
+
+    // Without a hint the user confirms first, in their own browser.
+    let code = alice_code(&demo, &mut jar).await;
+    let (_, tokens) = redeem(&demo, &code).await;
+    let res = logout(vec![], jar.header()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    jar.take(&res);
+    let html = res.text().await.unwrap();
+    let start = html.find("name=\"confirm\" value=\"").unwrap() + 22;
+    let confirm = &html[start..start + html[start..].find('"').unwrap()];
+    assert_eq!(demo.introspect(tokens["access_token"].as_str().unwrap()).await["active"], true);
+    let res = demo.http.post(demo.url("logout")).form(&[("confirm", confirm)]).send().await.unwrap();
+    assert_eq!(res.status(), 400, "another browser cannot confirm");
+    let res = demo
+        .http
+        .post(demo.url("logout"))
+        .header(COOKIE, jar.header())
+        .form(&[("confirm", confirm)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(demo.introspect(tokens["access_token"].as_str().unwrap()).await["active"], false);
+    demo.app.stop().await;
+}

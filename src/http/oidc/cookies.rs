@@ -61,3 +61,10 @@ pub fn csrf_ok(keys: &ServerKeys, req: &HttpRequest, auth_request: &str, token: 
     let Some(binding) = req.cookie(BINDING) else { return false };
     same(token, &csrf(keys, binding.value(), auth_request))
 }
+
+/// Removes the SSO cookie (after logout).
+pub fn clear_sso(realm: &str, secure: bool) -> Cookie<'static> {
+    let mut c = build(SSO, String::new(), realm, secure);
+    c.make_removal();
+    c
+}

@@ -20,6 +20,7 @@ pub async fn openid_configuration(state: web::Data<AppState>, name: web::Path<St
         "userinfo_endpoint": format!("{oidc}/userinfo"),
         "revocation_endpoint": format!("{oidc}/revoke"),
         "jwks_uri": format!("{oidc}/certs"),
+        "end_session_endpoint": format!("{oidc}/logout"),
         "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "password", "client_credentials"],
         "response_types_supported": ["code", "none", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post"],

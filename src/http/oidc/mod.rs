@@ -7,6 +7,7 @@ mod discovery;
 mod introspect;
 mod issue;
 mod login;
+mod logout;
 mod revoke;
 mod token;
 mod userinfo;
@@ -44,6 +45,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(login::authenticate)),
         )
         .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
+        .service(
+            web::resource(format!("{oidc}/logout"))
+                .app_data(form())
+                .route(web::get().to(logout::get))
+                .route(web::post().to(logout::post)),
+        )
         .service(
             web::resource(format!("{oidc}/userinfo"))
                 .app_data(form())
