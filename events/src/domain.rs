@@ -3,6 +3,7 @@ use crate::auth_request::AuthRequestEvent;
 use crate::client::ClientEvent;
 use crate::client_grant::ClientGrantEvent;
 use crate::group::GroupEvent;
+use crate::login_failures::LoginFailuresEvent;
 use crate::realm::RealmEvent;
 use crate::role::RoleEvent;
 use crate::session::SessionEvent;
@@ -28,6 +29,7 @@ pub enum DomainEvent {
     AuthRequest(AuthRequestEvent),
     Session(SessionEvent),
     ClientGrant(ClientGrantEvent),
+    LoginFailures(LoginFailuresEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -64,6 +66,7 @@ macro_rules! each_aggregate {
             DomainEvent::AuthRequest($e) => $body,
             DomainEvent::Session($e) => $body,
             DomainEvent::ClientGrant($e) => $body,
+            DomainEvent::LoginFailures($e) => $body,
         }
     };
 }
@@ -84,6 +87,7 @@ impl DomainEvent {
             DomainEvent::AuthRequest(_) => StreamType::AuthRequest,
             DomainEvent::Session(_) => StreamType::Session,
             DomainEvent::ClientGrant(_) => StreamType::ClientGrant,
+            DomainEvent::LoginFailures(_) => StreamType::LoginFailures,
         }
     }
 
@@ -119,6 +123,9 @@ impl DomainEvent {
             "client_grant" => {
                 ClientGrantEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
             }
+            "login_failures" => {
+                LoginFailuresEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
+            }
             _ => None,
         };
         Self::finish(event_type, decoded)
@@ -149,6 +156,9 @@ impl DomainEvent {
             "client_grant" => {
                 ClientGrantEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
             }
+            "login_failures" => {
+                LoginFailuresEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
+            }
             _ => None,
         };
         Self::finish(event_type, decoded)
@@ -174,6 +184,7 @@ impl DomainEvent {
             AuthRequestEvent::TYPES,
             SessionEvent::TYPES,
             ClientGrantEvent::TYPES,
+            LoginFailuresEvent::TYPES,
         ]
         .concat()
     }
@@ -190,6 +201,7 @@ impl DomainEvent {
         all.extend(AuthRequestEvent::schemas());
         all.extend(SessionEvent::schemas());
         all.extend(ClientGrantEvent::schemas());
+        all.extend(LoginFailuresEvent::schemas());
         all
     }
 }
@@ -210,7 +222,7 @@ macro_rules! into_domain {
 
 into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, RoleEvent => Role,
     GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
-    SessionEvent => Session, ClientGrantEvent => ClientGrant);
+    SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures);
 
 #[cfg(test)]
 mod tests;

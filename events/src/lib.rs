@@ -15,6 +15,7 @@ pub mod client_grant;
 pub mod domain;
 pub mod envelope;
 pub mod group;
+pub mod login_failures;
 pub mod metadata;
 pub mod realm;
 pub mod role;

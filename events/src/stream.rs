@@ -17,10 +17,11 @@ pub enum StreamType {
     AuthRequest,
     Session,
     ClientGrant,
+    LoginFailures,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 9] = [
+    pub const ALL: [StreamType; 10] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -30,6 +31,7 @@ impl StreamType {
         StreamType::AuthRequest,
         StreamType::Session,
         StreamType::ClientGrant,
+        StreamType::LoginFailures,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +45,7 @@ impl StreamType {
             StreamType::AuthRequest => "auth_request",
             StreamType::Session => "session",
             StreamType::ClientGrant => "client_grant",
+            StreamType::LoginFailures => "login_failures",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `annals replay`: a stream's events up to a moment, and the state they fold to.
 use crate::domain::auth_request::AuthRequest;
 use crate::domain::client_grant::ClientGrant;
+use crate::domain::login_failures::LoginFailures;
 use crate::domain::session::Session;
 use crate::domain::{client::Client, group::Group, realm::Realm, role::Role, signing_key::SigningKey, user::User};
 use crate::domain::{fold, Aggregate};
@@ -51,6 +52,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::AuthRequest => state_of::<AuthRequest>(&events)?,
         StreamType::Session => state_of::<Session>(&events)?,
         StreamType::ClientGrant => state_of::<ClientGrant>(&events)?,
+        StreamType::LoginFailures => state_of::<LoginFailures>(&events)?,
     };
     Ok(Replay { events, state })
 }

@@ -4,6 +4,7 @@ pub mod auth_request;
 pub mod client;
 pub mod client_grant;
 pub mod group;
+pub mod login_failures;
 pub mod realm;
 pub mod role;
 pub mod session;

@@ -722,7 +722,9 @@ impl<'a> Planner<'a> {
             StreamType::Group => self.existing.memberships.group(&id).is_some(),
             StreamType::SigningKey => self.existing.signing_keys.get(&id).is_some(),
             // Runtime streams: an import never creates them.
-            StreamType::AuthRequest | StreamType::Session | StreamType::ClientGrant => false,
+            StreamType::AuthRequest | StreamType::Session | StreamType::ClientGrant | StreamType::LoginFailures => {
+                false
+            }
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

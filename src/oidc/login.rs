@@ -56,10 +56,15 @@ pub async fn check_password(
     username: &str,
     pw: &str,
 ) -> Result<LoggedIn, LoginError> {
-    let reject = |reason, user_id| LoginError::Rejected { reason, user_id };
+    let user = find_user(pool, realm, username).await?;
+    verify_user(user, pw).await
+}
+
+/// The user a typed name designates: by username, or by email where the realm allows it.
+pub async fn find_user(pool: &DbPool, realm: &RealmView, username: &str) -> Result<Option<UserView>, LoginError> {
     let username = username.trim();
-    if username.is_empty() || username.len() > MAX_USERNAME || pw.is_empty() || pw.len() > MAX_PASSWORD {
-        return Err(reject("invalid_user_credentials", None));
+    if username.is_empty() || username.len() > MAX_USERNAME {
+        return Ok(None);
     }
     let mut user = users::by_username(pool, &realm.id, username).await?;
     if user.is_none() && realm.settings.login_with_email_allowed && username.contains('@') {
@@ -68,6 +73,15 @@ pub async fn check_password(
         if found.len() == 1 {
             user = found.pop();
         }
+    }
+    Ok(user)
+}
+
+/// Checks the password of the user found, or of nobody at the same cost.
+pub async fn verify_user(user: Option<UserView>, pw: &str) -> Result<LoggedIn, LoginError> {
+    let reject = |reason, user_id| LoginError::Rejected { reason, user_id };
+    if pw.is_empty() || pw.len() > MAX_PASSWORD {
+        return Err(reject("invalid_user_credentials", user.map(|u| u.id)));
     }
     let Some(user) = user else {
         let _ = verify(pw.to_string(), decoy().clone()).await;

@@ -23,13 +23,17 @@ pub struct Demo {
 
 impl Demo {
     pub async fn start() -> Demo {
+        Demo::start_with(|_| {}).await
+    }
+
+    /// A node with the demo realm, changed by `edit` before import.
+    pub async fn start_with(edit: impl FnOnce(&mut Value)) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let realms = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json"),
-            realms.path().join("demo.json"),
-        )
-        .unwrap();
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json");
+        let mut realm: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+        edit(&mut realm);
+        std::fs::write(realms.path().join("demo.json"), realm.to_string()).unwrap();
         let mut cfg = support::serve_config(dir.path(), None);
         cfg.import_realm = Some(realms.path().to_path_buf());
         let app = support::spawn_app(cfg).await;
@@ -668,5 +672,42 @@ async fn rp_initiated_logout_ends_the_session_at_once_and_only_redirects_where_r
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(demo.introspect(tokens["access_token"].as_str().unwrap()).await["active"], false);
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn brute_force_protection_locks_the_user_and_the_address_before_any_hashing() {
+    let demo = Demo::start_with(|r| {
+        r["bruteForceProtected"] = true.into();
+        r["failureFactor"] = 3.into();
+        r["waitIncrementSeconds"] = 60.into();
+        r["quickLoginCheckMilliSeconds"] = 0.into();
+    })
+    .await;
+    let web = ("web", "web-secret-0123456789");
+    let d = &demo;
+    let grant = |pw: &'static str| async move {
+        d.token(web, &[("grant_type", "password"), ("username", "alice"), ("password", pw)]).await
+    };
+    assert_eq!(grant("alice-password").await.0, 200, "no failures yet");
+    for _ in 0..3 {
+        assert_eq!(grant("wrong").await.0, 400);
+    }
+    let (status, err) = grant("alice-password").await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "locked: even the right password fails");
+    // The login page refuses too, with the same message as a wrong password.
+    let mut jar = Jar::default();
+    let res = authorize(&demo, &mut jar, &code_request("web", RP), Some(("alice", "alice-password"))).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Invalid username or password."));
+
+    let events = demo.app.store.read_all(0, 10_000).await.unwrap();
+    let locks: Vec<&str> =
+        events.iter().filter(|e| e.event_type == "login_failures.locked_out").map(|e| e.stream.id.as_str()).collect();
+    assert!(locks.iter().any(|s| s.contains(":user:")), "{locks:?}");
+    assert!(locks.iter().any(|s| s.contains(":ip:127.0.0.1")), "{locks:?}");
+    let rejected = events.iter().filter(|e| e.event_type == "auth_request.credentials_rejected").count();
+    assert_eq!(rejected, 5, "every refused attempt is on record");
+    assert!(events.iter().any(|e| e.payload.contains("user_temporarily_disabled")));
     demo.app.stop().await;
 }

@@ -5,6 +5,7 @@ use crate::client::*;
 use crate::client_grant::*;
 use crate::envelope::{NewEvent, RecordJson, RecordedEvent};
 use crate::group::*;
+use crate::login_failures::*;
 use crate::metadata::{Actor, Metadata};
 use crate::realm::*;
 use crate::role::*;
@@ -204,6 +205,9 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         .into(),
         ClientGrantEvent::from(ClientGrantRevoked { reason: "revocation_endpoint".into(), expires_at: 2, at: 1 })
             .into(),
+        LoginFailuresEvent::from(LoginFailureRecorded { failures: 3, at_ms: 1 }).into(),
+        LoginFailuresEvent::from(LoginLockedOut { until: Some(60), permanent: false, failures: 3 }).into(),
+        LoginFailuresEvent::from(LoginFailuresCleared { at_ms: 2 }).into(),
     ]
 }
 

@@ -9,7 +9,7 @@ use crate::credentials::password;
 use crate::domain::auth_request::{AuthRequest, AuthRequestCommand, AuthRequestError};
 use crate::domain::user::{User, UserCommand};
 use crate::http::AppState;
-use crate::oidc::login::{check_password, LoginError};
+use crate::oidc::login::LoginError;
 use crate::oidc::tokens::SessionRef;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -46,8 +46,7 @@ pub async fn authenticate(
     }
     let username = fields.get("username").map(String::as_str).unwrap_or("");
     let pw = fields.get("password").map(String::as_str).unwrap_or("");
-    let pool = state.store.pool();
-    match check_password(&pool, &realm, username, pw).await {
+    match super::brute_force::login(&state, &req, &realm, username, pw).await {
         Ok(logged_in) => {
             let user = logged_in.user;
             let meta = metadata(&req, &realm.id, Actor::User { id: user.id.clone(), realm: realm.id.clone() });

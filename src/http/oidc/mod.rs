@@ -1,6 +1,7 @@
 //! OpenID Connect endpoints, on Keycloak's URLs (`/realms/{realm}/protocol/openid-connect/...`).
 mod authorize;
 mod bearer;
+mod brute_force;
 mod certs;
 mod cookies;
 mod discovery;

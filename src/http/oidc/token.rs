@@ -13,7 +13,7 @@ use crate::domain::session::{Issue, Session, SessionCommand};
 use crate::http::AppState;
 use crate::jwt::{self, Expect};
 use crate::oidc::client_auth;
-use crate::oidc::login::{check_password, LoginError};
+use crate::oidc::login::LoginError;
 use crate::oidc::tokens::{self, RefreshClaims, SessionRef};
 use crate::oidc::{issuer, scope, OAuthError};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -329,7 +329,7 @@ async fn password(
         at: now.timestamp(),
     };
     let start = AuthRequestCommand::Start(Box::new(started));
-    let checked = check_password(&state.store.pool(), realm, username, pw).await;
+    let checked = super::brute_force::login(state, req, realm, username, pw).await;
     let (actor, second, user_id) = match &checked {
         Ok(ok) => {
             let sid = uuid::Uuid::new_v4().to_string();
