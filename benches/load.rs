@@ -4,6 +4,8 @@
 //! baseline the figure is compared with).
 #![forbid(unsafe_code)]
 
+mod oidc_load;
+
 use annals::actors::{Hosts, HostsConfig};
 use annals::clock::{SharedClock, SystemClock};
 use annals::domain::user::{User, UserCommand};
@@ -60,6 +62,44 @@ enum Scenario {
         streams: usize,
         #[arg(long, default_value_t = 100)]
         events: usize,
+    },
+    /// Drive one OpenID flow against a running server over keep-alive HTTP/1.1.
+    Oidc {
+        #[arg(long, value_enum)]
+        flow: oidc_load::Flow,
+        /// `host:port` of the server.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "bench")]
+        realm: String,
+        #[arg(long)]
+        client: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value = "bench")]
+        username: String,
+        #[arg(long, default_value = "bench-password")]
+        password: String,
+        #[arg(long, default_value = "https://rp.example/cb")]
+        redirect_uri: String,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// argon2id hashes per second on this many threads (the login ceiling).
+    Argon2 {
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Sessions as the log holds them after logins, for the memory figure.
+    SeedSessions {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 100_000)]
+        sessions: usize,
     },
     /// Seed a realm with users and clients (for the memory figure).
     Seed {
@@ -387,6 +427,32 @@ async fn run(args: Args) -> serde_json::Value {
         Scenario::Rebuild { database_url, runs, events } => rebuild(&database_url, runs, events).await,
         Scenario::Activation { database_url, streams, events } => activation(&database_url, streams, events).await,
         Scenario::Seed { database_url, users, clients } => seed(&database_url, users, clients).await,
+        Scenario::Oidc {
+            flow,
+            host,
+            realm,
+            client,
+            secret,
+            username,
+            password,
+            redirect_uri,
+            connections,
+            seconds,
+        } => {
+            let target = oidc_load::Target { host, realm, client, secret, username, password };
+            let result =
+                oidc_load::run(flow, target, connections, Duration::from_secs_f64(seconds), redirect_uri).await;
+            json!({"scenario": format!("oidc_{flow:?}").to_lowercase(), "result": result})
+        }
+        Scenario::Argon2 { threads, seconds } => {
+            let per_s = tokio::task::spawn_blocking(move || {
+                oidc_load::argon2_ceiling(threads, Duration::from_secs_f64(seconds))
+            })
+            .await
+            .expect("hashing");
+            json!({"scenario": "argon2_ceiling", "result": {"hashes_per_s": per_s, "threads": threads}})
+        }
+        Scenario::SeedSessions { database_url, sessions } => seed_sessions(&database_url, sessions).await,
     }
 }
 
@@ -411,4 +477,52 @@ fn main() {
     });
     let out = system.block_on(run(args));
     println!("{out}");
+}
+
+/// Appends `sessions` live SSO sessions, each as a login leaves it: started, and tokens issued
+/// to one client (so it holds a current refresh token).
+async fn seed_sessions(database_url: &str, sessions: usize) -> serde_json::Value {
+    use annals_events::session::{SessionEvent, SessionStarted, SessionTokensIssued};
+    let store = store::open(database_url).await.expect("store");
+    let meta = Metadata::system("annals-load").with_realm("bench");
+    let now = chrono::Utc::now().timestamp();
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    for i in 0..sessions {
+        let start: DomainEvent = SessionEvent::from(SessionStarted {
+            realm_id: "bench".into(),
+            user_id: uuid::Uuid::new_v4().to_string(),
+            method: "pwd".into(),
+            acr: "1".into(),
+            auth_time: now,
+            idle_timeout: 36_000,
+            max_lifespan: 36_000,
+        })
+        .into();
+        let tokens: DomainEvent = SessionEvent::from(SessionTokensIssued {
+            client: uuid::Uuid::new_v4().to_string(),
+            grant: "authorization_code".into(),
+            access_token_id: Some(uuid::Uuid::new_v4().to_string()),
+            id_token_id: Some(uuid::Uuid::new_v4().to_string()),
+            refresh_token_id: Some(uuid::Uuid::new_v4().to_string()),
+            replaces: None,
+            scope: "openid email profile".into(),
+            expires_at: now + 300,
+            at: now,
+        })
+        .into();
+        batch.push(StreamAppend {
+            stream: StreamId::new(StreamType::Session, uuid::Uuid::new_v4().to_string()),
+            expected: ExpectedVersion::Exact(0),
+            events: vec![
+                NewEvent::new(&start, &meta).expect("encodes"),
+                NewEvent::new(&tokens, &meta).expect("encodes"),
+            ],
+        });
+        if batch.len() == 1000 || i + 1 == sessions {
+            store.append_all(std::mem::take(&mut batch)).await.expect("seed");
+        }
+    }
+    store.shutdown().await;
+    json!({"scenario": "seed_sessions", "result": {"sessions": sessions, "seconds": started.elapsed().as_secs_f64()}})
 }

@@ -146,6 +146,12 @@ pub fn verify<'k, T: DeserializeOwned>(
     if view.realm_id != expect.realm_id {
         return Err(refused("key of another realm"));
     }
+    // A retired key vouches for nothing once it is no longer published.
+    if let annals_projections::signing_keys::KeyStatus::Retired { publish_until } = view.status {
+        if publish_until <= expect.now.timestamp() {
+            return Err(refused("key retired"));
+        }
+    }
     let alg = algorithm(&view.algorithm)?;
     if header.alg != alg {
         return Err(refused("algorithm is not the key's own"));
@@ -155,6 +161,36 @@ pub fn verify<'k, T: DeserializeOwned>(
         return Err(refused("wrong token type"));
     }
     let claims: Value = jsonwebtoken::decode(token, &published(view)?, &signature_only(alg))
+        .map(|d| d.claims)
+        .map_err(JwtError::Invalid)?;
+    check_claims(&claims, expect)?;
+    serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
+}
+
+/// Signs with HS512 under a key only this server holds. Refresh tokens use it (as Keycloak's
+/// do): a resource server that trusts the realm's published keys can never mistake one for an
+/// access token, and nobody else can mint one.
+pub fn sign_hmac<T: Serialize>(key: &[u8], claims: &T) -> Result<String, JwtError> {
+    let mut header = Header::new(Algorithm::HS512);
+    header.typ = Some("JWT".into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).map_err(JwtError::Sign)
+}
+
+/// Verifies a token made by [`sign_hmac`] with `key`; `expect.realm_id` is not consulted (the
+/// key is the realm's own).
+pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect<'_>) -> Result<T, JwtError> {
+    if token.len() > MAX_TOKEN {
+        return Err(refused("token too long"));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| refused("malformed header"))?;
+    if header.alg != Algorithm::HS512 {
+        return Err(refused("algorithm is not HS512"));
+    }
+    let typ = header.typ.unwrap_or_default().to_ascii_lowercase();
+    if typ != expect.typ.to_ascii_lowercase() {
+        return Err(refused("wrong token type"));
+    }
+    let claims: Value = jsonwebtoken::decode(token, &DecodingKey::from_secret(key), &signature_only(Algorithm::HS512))
         .map(|d| d.claims)
         .map_err(JwtError::Invalid)?;
     check_claims(&claims, expect)?;

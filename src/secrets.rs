@@ -169,6 +169,15 @@ impl ServerKeys {
         }
     }
 
+    /// A 64-byte key for one purpose (e.g. one realm's refresh tokens), derived from the MAC
+    /// key: the same on every node, never stored, gone when the server keys rotate.
+    pub fn derive(&self, purpose: &str) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&hmac_sha256(&self.mac_key, &[b"derive\n1\n", purpose.as_bytes()]));
+        out[32..].copy_from_slice(&hmac_sha256(&self.mac_key, &[b"derive\n2\n", purpose.as_bytes()]));
+        out
+    }
+
     /// Whether `secret` is the secret `digest` was made from. False for digests made under
     /// another key or algorithm: the caller cannot tell those apart from a wrong secret.
     pub fn verify_digest(&self, secret: &str, digest: &SecretDigest) -> bool {

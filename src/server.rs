@@ -111,6 +111,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         signers: crate::oidc::tokens::Signers::new(keys.clone()),
         pages: Arc::new(pages),
         service_accounts: Default::default(),
+        login_gates: Default::default(),
     };
     let server = HttpServer::new(move || {
         App::new()

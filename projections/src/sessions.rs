@@ -20,7 +20,7 @@ pub struct SessionView {
     pub max_lifespan: i64,
     /// Tokens of this session revoked before they expire.
     pub revoked: Vec<String>,
-    /// Each client's current refresh token id (older ones were rotated away).
+    /// Live refresh-chain heads by client (older tokens of a chain were rotated away).
     pub refresh: Vec<(String, String)>,
 }
 
@@ -97,9 +97,17 @@ impl Projection for Sessions {
             DomainEvent::Session(SessionEvent::TokensIssued(t)) => {
                 if let Some(s) = self.live.get_mut(id) {
                     s.last_active = s.last_active.max(t.at);
+                    if let Some(old) = &t.replaces {
+                        s.refresh.retain(|(c, r)| !(*c == t.client && r == old));
+                    }
                     if let Some(r) = &t.refresh_token_id {
-                        s.refresh.retain(|(c, _)| *c != t.client);
                         s.refresh.push((t.client.clone(), r.clone()));
+                        // As the aggregate: at most 16 chains per client, the oldest dropped.
+                        if s.refresh.iter().filter(|(c, _)| *c == t.client).count() > 16 {
+                            if let Some(i) = s.refresh.iter().position(|(c, _)| *c == t.client) {
+                                s.refresh.remove(i);
+                            }
+                        }
                     }
                 }
             }

@@ -34,7 +34,11 @@ pub struct AuthRequest {
 #[derive(Clone, Debug)]
 pub enum AuthRequestCommand {
     Start(Box<AuthRequestStarted>),
+    /// Changes nothing: asks for the state.
+    Check,
+    /// `realm_id` is the realm whose login form was used: it must be the request's.
     RejectCredentials {
+        realm_id: String,
         username: String,
         user_id: Option<String>,
         reason: String,
@@ -42,6 +46,7 @@ pub enum AuthRequestCommand {
     /// The user is identified; `code` (SHA-256 hex of its secret, expiry) when the response
     /// type includes one.
     Authenticate {
+        realm_id: String,
         user_id: String,
         session_id: String,
         method: String,
@@ -84,6 +89,10 @@ pub enum AuthRequestError {
     CodeExpired,
     #[error("code was already used")]
     CodeUsed,
+    /// A login for another realm than the request's (a user of realm Y must never complete
+    /// a request of realm X).
+    #[error("authorization request belongs to another realm")]
+    WrongRealm,
 }
 
 /// The SHA-256 of a code's secret part, as recorded.
@@ -161,6 +170,10 @@ impl Aggregate for AuthRequest {
         let (req, command) = req;
         match command {
             C::Start(_) => unreachable!("handled above"),
+            C::Check => Ok(vec![]),
+            C::RejectCredentials { realm_id, .. } | C::Authenticate { realm_id, .. } if realm_id != req.realm_id => {
+                Err(E::WrongRealm)
+            }
             C::Redeem(r) => {
                 let Some((hash, expires_at)) = &self.code else { return Err(E::InvalidCode) };
                 if !same(hash, &r.code_hash) {
@@ -190,11 +203,11 @@ impl Aggregate for AuthRequest {
             }
             _ if self.completed() => Err(E::Completed),
             _ if at >= req.expires_at => Err(E::Expired),
-            C::RejectCredentials { username, user_id, reason } => {
+            C::RejectCredentials { username, user_id, reason, .. } => {
                 let username: String = username.trim().chars().take(255).collect();
                 Ok(vec![AuthRequestCredentialsRejected { username, user_id, reason, at }.into()])
             }
-            C::Authenticate { user_id, session_id, method, auth_time, code } => {
+            C::Authenticate { user_id, session_id, method, auth_time, code, .. } => {
                 let mut events: Vec<AuthRequestEvent> =
                     vec![AuthRequestAuthenticated { user_id, session_id, method, auth_time, at }.into()];
                 if let Some((code_hash, expires_at)) = code {
@@ -381,6 +394,7 @@ mod tests {
         let events = state
             .decide(
                 AuthRequestCommand::RejectCredentials {
+                    realm_id: "r".into(),
                     username: format!("  {}  ", "x".repeat(300)),
                     user_id: None,
                     reason: "user_not_found".into(),
@@ -396,6 +410,7 @@ mod tests {
     #[test]
     fn given_a_completed_or_expired_request_when_more_login_steps_come_then_they_are_refused() {
         let auth = || AuthRequestCommand::Authenticate {
+            realm_id: "r".into(),
             user_id: "u".into(),
             session_id: "s".into(),
             method: "pwd".into(),
@@ -408,5 +423,26 @@ mod tests {
         assert_eq!(given::<AuthRequest>(vec![]).decide(auth(), now()), Err(AuthRequestError::NotFound));
         let fresh = given::<AuthRequest>(vec![started()]).decide(auth(), now()).unwrap();
         assert!(matches!(&fresh[..], [AuthRequestEvent::Authenticated(_), AuthRequestEvent::CodeIssued(_)]));
+    }
+
+    #[test]
+    fn given_a_request_of_one_realm_when_a_login_of_another_realm_completes_it_then_it_is_refused() {
+        let state = given::<AuthRequest>(vec![started()]);
+        let auth = AuthRequestCommand::Authenticate {
+            realm_id: "other".into(),
+            user_id: "u".into(),
+            session_id: "s".into(),
+            method: "pwd".into(),
+            auth_time: 1,
+            code: Some((code_hash("x"), now().timestamp() + 60)),
+        };
+        assert_eq!(state.decide(auth, now()), Err(AuthRequestError::WrongRealm));
+        let reject = AuthRequestCommand::RejectCredentials {
+            realm_id: "other".into(),
+            username: "u".into(),
+            user_id: None,
+            reason: "user_not_found".into(),
+        };
+        assert_eq!(state.decide(reject, now()), Err(AuthRequestError::WrongRealm));
     }
 }

@@ -1,9 +1,11 @@
 //! The Session aggregate: one SSO session, from login to logout, revocation or expiry.
 //!
-//! Refresh tokens rotate: each refresh hands out a new one and the old one dies. Every
-//! refresh token is a JWT naming its session and client, so one that verifies but is not the
-//! client's current one was rotated away already: presenting it again means a copy exists,
-//! and the whole session is revoked (RFC 9700 §4.14.2).
+//! Refresh tokens rotate: each refresh hands out a new one and the old one dies. A client may
+//! hold several chains in one session (a second tab, a silent renewal): each code or password
+//! issuance starts one, and each chain has one live head. Every refresh token is signed and
+//! names its session and client, so one that verifies but is no live head was rotated away
+//! already: presenting it again means a copy exists, and the whole session is revoked (RFC
+//! 9700 §4.14.2).
 use super::{Aggregate, Lifecycle};
 use annals_events::session::*;
 use annals_events::StreamType;
@@ -30,11 +32,14 @@ pub struct Session {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientTokens {
-    /// The one refresh token that may be used next.
-    pub refresh: Option<String>,
+    /// The live head of each refresh chain, oldest first (at most [`MAX_CHAINS`]).
+    pub refresh: Vec<String>,
     /// Access tokens not yet expired at the last issuance: (id, expiry).
     pub access: Vec<(String, i64)>,
 }
+
+/// Refresh chains one client may hold in one session; starting another drops the oldest.
+pub const MAX_CHAINS: usize = 16;
 
 /// Tokens about to be handed to a client.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,7 +67,14 @@ pub enum SessionCommand {
         token_ids: Vec<String>,
         reason: String,
     },
-    /// RFC 7009 for a refresh token: it and the access tokens issued with it stop working.
+    /// Everything a client holds in this session (a replayed code: its tokens may be in the
+    /// wrong hands), plus `also` (ids recorded elsewhere, not issued yet).
+    RevokeClient {
+        client: String,
+        also: Vec<String>,
+        reason: String,
+    },
+    /// RFC 7009 for a refresh token: it and the client's access tokens stop working.
     RevokeRefresh {
         client: String,
         refresh_token_id: String,
@@ -149,8 +161,8 @@ impl Aggregate for Session {
             }
             C::Refresh { presented, issue } => {
                 self.check_alive(at)?;
-                let current = self.clients.get(&issue.client).and_then(|c| c.refresh.as_deref());
-                if current == Some(presented.as_str()) {
+                let live = self.clients.get(&issue.client).is_some_and(|c| c.refresh.contains(&presented));
+                if live {
                     return Ok(vec![issued(issue, Some(presented), at)]);
                 }
                 Ok(vec![
@@ -163,9 +175,23 @@ impl Aggregate for Session {
                 (_, Some(_)) => Ok(vec![]),
                 _ => Ok(vec![SessionTokensRevoked { client, token_ids, reason, at }.into()]),
             },
+            C::RevokeClient { client, also, reason } => {
+                if self.lifecycle == Lifecycle::New {
+                    return Err(SessionError::NotFound);
+                }
+                if self.ended.is_some() {
+                    return Ok(vec![]);
+                }
+                let mut token_ids = also;
+                if let Some(held) = self.clients.get(&client) {
+                    token_ids.extend(held.refresh.iter().cloned());
+                    token_ids.extend(held.access.iter().filter(|(_, exp)| *exp > at).map(|(id, _)| id.clone()));
+                }
+                Ok(vec![SessionTokensRevoked { client, token_ids, reason, at }.into()])
+            }
             C::RevokeRefresh { client, refresh_token_id } => {
                 let Some(held) = self.clients.get(&client) else { return Ok(vec![]) };
-                if self.ended.is_some() || held.refresh.as_deref() != Some(refresh_token_id.as_str()) {
+                if self.ended.is_some() || !held.refresh.contains(&refresh_token_id) {
                     // RFC 7009 §2.2: revoking a token that is already invalid succeeds.
                     return Ok(vec![]);
                 }
@@ -206,15 +232,19 @@ impl Aggregate for Session {
                 if let Some(a) = &t.access_token_id {
                     held.access.push((a.clone(), t.expires_at));
                 }
-                if t.refresh_token_id.is_some() {
-                    held.refresh = t.refresh_token_id.clone();
+                if let Some(old) = &t.replaces {
+                    held.refresh.retain(|r| r != old);
+                }
+                if let Some(new) = &t.refresh_token_id {
+                    held.refresh.push(new.clone());
+                    if held.refresh.len() > MAX_CHAINS {
+                        held.refresh.remove(0);
+                    }
                 }
             }
             SessionEvent::TokensRevoked(r) => {
                 if let Some(held) = self.clients.get_mut(&r.client) {
-                    if held.refresh.as_ref().is_some_and(|id| r.token_ids.contains(id)) {
-                        held.refresh = None;
-                    }
+                    held.refresh.retain(|id| !r.token_ids.contains(id));
                     held.access.retain(|(id, _)| !r.token_ids.contains(id));
                 }
             }
@@ -274,7 +304,7 @@ mod tests {
             state.decide(SessionCommand::Refresh { presented: "rt1".into(), issue: issue("rt2") }, now()).unwrap();
         assert!(matches!(&events[..], [SessionEvent::TokensIssued(t)] if t.replaces.as_deref() == Some("rt1")));
         let state = crate::domain::fold(state, &events);
-        assert_eq!(state.clients["c"].refresh.as_deref(), Some("rt2"));
+        assert_eq!(state.clients["c"].refresh, vec!["rt2".to_string()]);
     }
 
     #[test]
@@ -320,7 +350,7 @@ mod tests {
         let [SessionEvent::TokensRevoked(r)] = &events[..] else { panic!("{events:?}") };
         assert_eq!(r.token_ids, vec!["rt1".to_string(), "at-rt1".to_string()]);
         let state = crate::domain::fold(state, &events);
-        assert_eq!(state.clients["c"].refresh, None);
+        assert!(state.clients["c"].refresh.is_empty());
         // Revoking an unknown or already revoked token changes nothing (RFC 7009 §2.2).
         let again = SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "rt1".into() };
         assert_eq!(state.decide(again, now()), Ok(vec![]));
@@ -338,5 +368,39 @@ mod tests {
             given::<Session>(vec![]).decide(SessionCommand::Logout { client: None }, now()),
             Err(SessionError::NotFound)
         );
+    }
+
+    #[test]
+    fn given_two_chains_of_one_client_when_each_rotates_then_neither_looks_like_reuse() {
+        let mut history = with_tokens();
+        let state = given::<Session>(history.clone());
+        history.extend(state.decide(SessionCommand::Issue(issue("tab2")), now()).unwrap());
+        for (presented, next) in [("rt1", "rt1b"), ("tab2", "tab2b"), ("rt1b", "rt1c")] {
+            let state = given::<Session>(history.clone());
+            let events = state
+                .decide(SessionCommand::Refresh { presented: presented.into(), issue: issue(next) }, now())
+                .unwrap();
+            assert!(matches!(&events[..], [SessionEvent::TokensIssued(_)]), "{presented}: {events:?}");
+            history.extend(events);
+        }
+        assert_eq!(given::<Session>(history).clients["c"].refresh, vec!["tab2b".to_string(), "rt1c".to_string()]);
+    }
+
+    #[test]
+    fn given_a_replayed_code_when_the_client_is_revoked_then_every_chain_and_access_token_goes() {
+        let mut history = with_tokens();
+        history.extend(given::<Session>(history.clone()).decide(SessionCommand::Issue(issue("tab2")), now()).unwrap());
+        let state = given::<Session>(history);
+        let cmd = SessionCommand::RevokeClient {
+            client: "c".into(),
+            also: vec!["pending".into()],
+            reason: "code_replayed".into(),
+        };
+        let events = state.decide(cmd, now()).unwrap();
+        let [SessionEvent::TokensRevoked(r)] = &events[..] else { panic!("{events:?}") };
+        for id in ["pending", "rt1", "tab2", "at-rt1", "at-tab2"] {
+            assert!(r.token_ids.iter().any(|t| t == id), "{id} not revoked");
+        }
+        assert!(crate::domain::fold(state, &events).clients["c"].refresh.is_empty());
     }
 }

@@ -27,6 +27,7 @@ pub struct AppState {
     pub signers: crate::oidc::tokens::Signers,
     pub pages: std::sync::Arc<pages::Pages>,
     pub service_accounts: oidc::ServiceAccounts,
+    pub login_gates: oidc::LoginGates,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

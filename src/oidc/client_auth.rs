@@ -38,8 +38,10 @@ pub fn presented(authorization: Option<&str>, form: &BTreeMap<String, String>) -
         return Err(bad("client assertions are not supported yet"));
     }
     if let Some(header) = authorization {
-        let Some(b64) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")) else {
-            return Err(bad("unsupported authorization scheme"));
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let b64 = match header.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest,
+            _ => return Err(bad("unsupported authorization scheme")),
         };
         if form_secret.is_some() {
             return Err(OAuthError::invalid_request("more than one client authentication method"));

@@ -54,12 +54,28 @@ pub fn grant(requested: &str, client: &ClientView) -> Result<BTreeSet<String>, O
 pub fn to_string(granted: &BTreeSet<String>) -> String {
     // Keycloak's `roles`, `web-origins`, `acr` and `basic` scopes add claims but are not
     // listed in the token's `scope` (their `include.in.token.scope` is off).
-    let listed = |s: &&str| !matches!(*s, "openid" | "roles" | "web-origins" | "acr" | "basic");
+    let listed = |s: &&str| *s != "openid" && !HIDDEN.contains(s);
     let mut out: Vec<&str> = granted.iter().map(String::as_str).filter(listed).collect();
     if granted.contains("openid") {
         out.insert(0, "openid");
     }
     out.join(" ")
+}
+
+/// Scopes that add claims but never appear in a token's `scope` string.
+const HIDDEN: [&str; 4] = ["roles", "web-origins", "acr", "basic"];
+
+/// The granted set behind a token's `scope` string: the listed scopes, and the client's
+/// default scopes that are never listed (so `roles` survives a refresh, and a refresh that
+/// narrowed to `openid` does not get `email` back).
+pub fn regrant(listed: &str, client: &ClientView) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = listed.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let defaults: Vec<String> = match client.settings.default_client_scopes.is_empty() {
+        true => DEFAULT.iter().map(|s| s.to_string()).collect(),
+        false => client.settings.default_client_scopes.clone(),
+    };
+    out.extend(defaults.into_iter().filter(|d| HIDDEN.contains(&d.as_str())));
+    out
 }
 
 /// A later request's scope must be within what was granted (refresh, RFC 6749 §6).
@@ -107,5 +123,7 @@ mod tests {
         assert_eq!(narrow(Some("openid email"), "openid email profile").unwrap(), "openid email");
         assert_eq!(narrow(None, "openid email").unwrap(), "openid email");
         assert_eq!(narrow(Some("openid phone"), "openid email").unwrap_err().code, "invalid_scope");
+        let back = regrant(&narrow(Some("openid"), "openid email profile").unwrap(), &client(&[]));
+        assert!(back.contains("roles") && back.contains("openid") && !back.contains("email"), "{back:?}");
     }
 }

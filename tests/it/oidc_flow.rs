@@ -28,12 +28,20 @@ impl Demo {
 
     /// A node with the demo realm, changed by `edit` before import.
     pub async fn start_with(edit: impl FnOnce(&mut Value)) -> Demo {
+        Demo::start_with_realms(edit, vec![]).await
+    }
+
+    /// The demo realm (changed by `edit`) and other realms besides.
+    pub async fn start_with_realms(edit: impl FnOnce(&mut Value), others: Vec<Value>) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let realms = tempfile::tempdir().unwrap();
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json");
         let mut realm: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
         edit(&mut realm);
         std::fs::write(realms.path().join("demo.json"), realm.to_string()).unwrap();
+        for (i, other) in others.iter().enumerate() {
+            std::fs::write(realms.path().join(format!("other{i}.json")), other.to_string()).unwrap();
+        }
         let mut cfg = support::serve_config(dir.path(), None);
         cfg.import_realm = Some(realms.path().to_path_buf());
         let app = support::spawn_app(cfg).await;
@@ -232,10 +240,17 @@ async fn code_flow_with_pkce_issues_keycloak_shaped_tokens_and_refresh_rotates()
         tokens["id_token"].as_str().unwrap(),
         tokens["refresh_token"].as_str().unwrap(),
     );
-    for t in [at, id, rt] {
+    for t in [at, id] {
         verify_with_jwks(&demo, t).await;
         assert_eq!(header(t)["alg"], "RS256");
     }
+    // Refresh tokens are HS512 under a key nobody else holds: no resource server that trusts
+    // the published keys can take one for an access token.
+    assert_eq!((header(rt)["alg"].as_str(), header(rt).get("kid")), (Some("HS512"), None));
+    let res = demo.http.get(demo.url("userinfo")).bearer_auth(rt).send().await.unwrap();
+    assert_eq!(res.status(), 401, "a refresh token is no access token");
+    let res = demo.http.get(demo.url("userinfo")).bearer_auth(id).send().await.unwrap();
+    assert_eq!(res.status(), 401, "nor is an ID token");
     let a = claims(at);
     assert_eq!(
         (a["iss"].as_str(), a["typ"].as_str(), a["azp"].as_str()),
@@ -709,5 +724,44 @@ async fn brute_force_protection_locks_the_user_and_the_address_before_any_hashin
     let rejected = events.iter().filter(|e| e.event_type == "auth_request.credentials_rejected").count();
     assert_eq!(rejected, 5, "every refused attempt is on record");
     assert!(events.iter().any(|e| e.payload.contains("user_temporarily_disabled")));
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_user_of_another_realm_cannot_complete_this_realms_login() {
+    let other = serde_json::json!({
+        "realm": "other",
+        "enabled": true,
+        "users": [{ "username": "eve", "enabled": true, "credentials": [{ "type": "password", "value": "eve-password" }] }]
+    });
+    let demo = Demo::start_with_realms(|_| {}, vec![other]).await;
+    let mut jar = Jar::default();
+    let res = authorize(&demo, &mut jar, &code_request("web", RP), None).await;
+    let (action, csrf) = form_of(&res.text().await.unwrap());
+    // The same request, posted with eve's credentials to her realm's login action, with this
+    // browser's binding cookie copied onto that realm's path.
+    let hijack = action.replace("/realms/demo/", "/realms/other/");
+    let res = demo
+        .http
+        .post(&hijack)
+        .header(COOKIE, jar.header())
+        .form(&[("csrf", csrf.as_str()), ("username", "eve"), ("password", "eve-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get(LOCATION).is_none());
+    let events = demo.app.store.read_all(0, 10_000).await.unwrap();
+    assert!(!events.iter().any(|e| e.event_type == "auth_request.code_issued"), "no code for eve");
+    // And eve cannot log in through the demo realm's own form either.
+    let res = demo
+        .http
+        .post(&action)
+        .header(COOKIE, jar.header())
+        .form(&[("csrf", csrf.as_str()), ("username", "eve"), ("password", "eve-password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("Invalid username or password."));
     demo.app.stop().await;
 }

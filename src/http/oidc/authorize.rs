@@ -137,7 +137,7 @@ pub fn login_page(
     let ctx = minijinja::context! {
         realm_display => display(realm),
         action,
-        csrf => cookies::csrf(&state.keys, &binding, ar_id),
+        csrf => cookies::csrf(&state.keys, &binding, &realm.name, ar_id),
         username,
         error,
         email_allowed => realm.settings.login_with_email_allowed,
@@ -220,6 +220,7 @@ pub async fn complete(
     };
     let meta = metadata(req, &realm.id, annals_events::Actor::User { id: user_id.clone(), realm: realm.id.clone() });
     let cmd = AuthRequestCommand::Authenticate {
+        realm_id: realm.id.clone(),
         user_id: user_id.clone(),
         session_id: session.id.clone(),
         method: method.to_string(),
@@ -231,7 +232,10 @@ pub async fn complete(
     let outcome = match state.hosts.execute_full::<AuthRequest>(ar_id, cmd, meta.clone()).await {
         Ok(o) => o,
         Err(CommandError::Domain(
-            AuthRequestError::Expired | AuthRequestError::Completed | AuthRequestError::NotFound,
+            AuthRequestError::Expired
+            | AuthRequestError::Completed
+            | AuthRequestError::NotFound
+            | AuthRequestError::WrongRealm,
         )) => return timed_out(state, realm),
         Err(e) => {
             tracing::error!(error = %e, "authorization request failed");
@@ -317,7 +321,7 @@ async fn front_channel_tokens(
         .execute::<Session>(&session.id, SessionCommand::Issue(record), meta)
         .await
         .map_err(|_| OAuthError::login_required("session is no longer active"))?;
-    let subject = issue::subject(state, user_id).await?;
+    let subject = issue::subject(state, &realm.id, user_id).await?;
     let plan = issue::Plan {
         realm,
         client: &client,

@@ -1,7 +1,9 @@
 //! Checking tokens presented back to the server (introspection, userinfo, revocation):
-//! signature by the realm's keys, kind (claim `typ`), expiry, and whether the session or
-//! grant behind the token is still alive. Revocation and logout show at once: they wait for
-//! the read model before answering.
+//! signature, kind, expiry, and whether the session or grant behind the token is still alive.
+//! Access tokens are verified with the realm's published keys; refresh tokens only with the
+//! realm's private HMAC key (so neither kind can pass for the other). Revocation and logout
+//! show at once: they wait for the read model before answering.
+use super::issue::refresh_key;
 use crate::http::AppState;
 use crate::jwt::{self, Expect};
 use crate::oidc::issuer;
@@ -31,7 +33,7 @@ pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checke
     let now = state.clock.now().timestamp();
     let dir = state.read_models.read();
     let alive = match c.get("sid").and_then(Value::as_str) {
-        Some(sid) => match dir.sessions.alive(sid, now) {
+        Some(sid) => match dir.sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
             None => false,
             Some(s) => match &checked {
                 Checked::Access(_) => !dir.sessions.token_revoked(s, jti),
@@ -52,7 +54,14 @@ pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checke
 pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
     let iss = issuer(&state.base_url, &realm.name);
     let now = state.clock.now();
-    // The header `typ` is `at+jwt` for RFC 9068 access tokens, `JWT` for the rest.
+    let alg = jsonwebtoken::decode_header(token).ok()?.alg;
+    if alg == jsonwebtoken::Algorithm::HS512 {
+        let expect =
+            Expect { realm_id: &realm.id, issuer: &iss, typ: "JWT", audience: Some(&iss), now, allow_expired: false };
+        let c: Value = jwt::verify_hmac(token, &refresh_key(state, realm), &expect).ok()?;
+        return (c.get("typ").and_then(Value::as_str) == Some("Refresh")).then_some(Checked::Refresh(c));
+    }
+    // The header `typ` is `at+jwt` for RFC 9068 access tokens, `JWT` otherwise.
     for typ in ["JWT", "at+jwt"] {
         let expect = Expect { realm_id: &realm.id, issuer: &iss, typ, audience: None, now, allow_expired: false };
         let claims: Result<Value, _> = {
@@ -60,15 +69,7 @@ pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Chec
             jwt::verify(token, |kid| dir.signing_keys.get(kid), &expect)
         };
         match claims {
-            Ok(c) => {
-                return match (c.get("typ").and_then(Value::as_str), typ) {
-                    (Some("Bearer"), _) => Some(Checked::Access(c)),
-                    (Some("Refresh"), "JWT") if c.get("aud").and_then(Value::as_str) == Some(iss.as_str()) => {
-                        Some(Checked::Refresh(c))
-                    }
-                    _ => None,
-                };
-            }
+            Ok(c) => return (c.get("typ").and_then(Value::as_str) == Some("Bearer")).then_some(Checked::Access(c)),
             Err(crate::jwt::JwtError::Refused(r)) if r == "wrong token type" => continue,
             Err(_) => return None,
         }

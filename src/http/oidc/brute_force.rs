@@ -1,6 +1,12 @@
 //! Logins guarded by brute-force protection: per user and per source address, with the
-//! realm's Keycloak settings. A lock refuses before any password is hashed; each failure and
-//! each lock is an event (`login_failures.*`); a success clears the user's count.
+//! realm's Keycloak settings. Each failure and each lock is an event (`login_failures.*`); a
+//! success clears the user's count. A locked account costs the same hashing time as any
+//! other refusal (timing must not tell locked accounts from unknown names), and one user's
+//! password checks run one at a time on a node, so parallel guesses cannot all slip past the
+//! lock check before the first failure is counted.
+//!
+//! The source address is the TCP peer: behind a reverse proxy that is the proxy's, and the
+//! per-address count then covers everyone (trusted forwarding headers are not read yet).
 use super::metadata;
 use crate::domain::login_failures::{address_key, user_key, LoginFailures, LoginFailuresCommand};
 use crate::http::AppState;
@@ -8,6 +14,29 @@ use crate::oidc::login::{find_user, verify_user, LoggedIn, LoginError};
 use actix_web::HttpRequest;
 use annals_events::Actor;
 use annals_projections::realms::RealmView;
+use annals_projections::users::UserView;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One gate per user being logged in on this node: that user's password checks queue.
+#[derive(Clone, Default)]
+pub struct LoginGates {
+    gates: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl LoginGates {
+    fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.gates.lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_string()).or_default().clone()
+    }
+
+    /// Forgets the gate once nobody else holds or awaits it (ours and the map's are left).
+    fn release(&self, key: &str, gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&gate) <= 2 {
+            gates.remove(key);
+        }
+    }
+}
 
 /// Whether the stream refuses logins now (a failing store does not lock anyone out: the
 /// password check still runs, and recording the failure will surface the problem).
@@ -36,30 +65,43 @@ pub async fn login(
     username: &str,
     pw: &str,
 ) -> Result<LoggedIn, LoginError> {
-    let settings = &realm.settings.brute_force;
-    let address = req.peer_addr().map(|a| a.ip().to_string());
-    let by_address = address.as_deref().map(|a| address_key(&realm.id, a));
-    let temporarily = |user_id| LoginError::Rejected { reason: "user_temporarily_disabled", user_id };
-    if settings.enabled {
-        if let Some(k) = &by_address {
-            if locked(state, k).await {
-                return Err(temporarily(None));
-            }
-        }
-    }
     let user = find_user(&state.store.pool(), realm, username).await?;
+    let key = match (&user, realm.settings.brute_force.enabled) {
+        (Some(u), true) => user_key(&realm.id, &u.id),
+        _ => return checked(state, req, realm, user, pw).await,
+    };
+    let gate = state.login_gates.gate(&key);
+    let outcome = {
+        let _turn = gate.lock().await;
+        checked(state, req, realm, user, pw).await
+    };
+    state.login_gates.release(&key, gate);
+    outcome
+}
+
+async fn checked(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    user: Option<UserView>,
+    pw: &str,
+) -> Result<LoggedIn, LoginError> {
+    let settings = &realm.settings.brute_force;
+    if !settings.enabled {
+        return verify_user(user, pw).await;
+    }
+    let by_address = req.peer_addr().map(|a| address_key(&realm.id, &a.ip().to_string()));
     let by_user = user.as_ref().map(|u| user_key(&realm.id, &u.id));
-    if settings.enabled {
-        if let Some(k) = &by_user {
-            if locked(state, k).await {
-                return Err(temporarily(user.map(|u| u.id)));
-            }
-        }
+    let mut is_locked = false;
+    for k in by_address.iter().chain(by_user.iter()) {
+        is_locked = is_locked || locked(state, k).await;
+    }
+    if is_locked {
+        // The same hashing time as a wrong password or an unknown name.
+        let _ = verify_user(None, pw).await;
+        return Err(LoginError::Rejected { reason: "user_temporarily_disabled", user_id: user.map(|u| u.id) });
     }
     let outcome = verify_user(user, pw).await;
-    if !settings.enabled {
-        return outcome;
-    }
     match &outcome {
         Ok(ok) => {
             let meta = metadata(req, &realm.id, Actor::User { id: ok.user.id.clone(), realm: realm.id.clone() });
@@ -69,11 +111,8 @@ pub async fn login(
         }
         Err(LoginError::Rejected { .. }) => {
             let meta = metadata(req, &realm.id, Actor::System { component: "brute-force".into() });
-            if let Some(k) = &by_user {
+            for k in by_user.iter().chain(by_address.iter()) {
                 run(state, k, LoginFailuresCommand::RecordFailure(settings.clone()), meta.clone()).await;
-            }
-            if let Some(k) = &by_address {
-                run(state, k, LoginFailuresCommand::RecordFailure(settings.clone()), meta).await;
             }
         }
         Err(_) => {}

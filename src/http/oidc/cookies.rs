@@ -52,14 +52,15 @@ pub fn binding(req: &HttpRequest, realm: &str, secure: bool) -> (String, Option<
     }
 }
 
-pub fn csrf(keys: &ServerKeys, binding: &str, auth_request: &str) -> String {
-    mac(keys, "csrf", &[binding, auth_request])
+/// The CSRF token of a form: bound to the browser, the realm and what the form acts on.
+pub fn csrf(keys: &ServerKeys, binding: &str, realm: &str, subject: &str) -> String {
+    mac(keys, "csrf", &[binding, realm, subject])
 }
 
 /// Whether the form's CSRF token belongs to this browser and this authorization request.
-pub fn csrf_ok(keys: &ServerKeys, req: &HttpRequest, auth_request: &str, token: &str) -> bool {
+pub fn csrf_ok(keys: &ServerKeys, req: &HttpRequest, realm: &str, subject: &str, token: &str) -> bool {
     let Some(binding) = req.cookie(BINDING) else { return false };
-    same(token, &csrf(keys, binding.value(), auth_request))
+    same(token, &csrf(keys, binding.value(), realm, subject))
 }
 
 /// Removes the SSO cookie (after logout).

@@ -11,6 +11,11 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+/// The realm's refresh-token key (HS512, never published; see `jwt::sign_hmac`).
+pub fn refresh_key(state: &AppState, realm: &RealmView) -> [u8; 64] {
+    state.keys.derive(&format!("refresh-token\n{}", realm.id))
+}
+
 /// A new token id (`jti`).
 pub fn token_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -18,14 +23,15 @@ pub fn token_id() -> String {
 
 /// The user a token is about, with their effective roles; a user deleted or disabled since
 /// the login gets no more tokens.
-pub async fn subject(state: &AppState, user_id: &str) -> Result<Subject, OAuthError> {
+pub async fn subject(state: &AppState, realm_id: &str, user_id: &str) -> Result<Subject, OAuthError> {
     let pool = state.store.pool();
     let failed = |e: crate::sqlmodels::SqlModelError| {
         tracing::error!(error = %e, "users read model failed");
         OAuthError::temporarily_unavailable("user directory unavailable")
     };
     let user = users::get(&pool, user_id).await.map_err(failed)?;
-    let user = user.ok_or_else(|| OAuthError::invalid_grant("User not found"))?;
+    // A user of another realm never gets this realm's tokens, whatever led here.
+    let user = user.filter(|u| u.realm_id == realm_id).ok_or_else(|| OAuthError::invalid_grant("User not found"))?;
     if !user.profile.enabled {
         return Err(OAuthError::invalid_grant("Account disabled"));
     }
@@ -132,9 +138,11 @@ pub fn sign(state: &AppState, plan: &Plan<'_>) -> Result<Signed, OAuthError> {
         out.id = Some(sign_with(state, realm_id, &alg, "JWT", &claims)?);
     }
     if let Some(jti) = &plan.ids.refresh {
-        let alg = &plan.realm.settings.default_signature_algorithm;
         let claims = tokens::refresh_claims(&i, jti, plan.refresh_exp);
-        out.refresh = Some(sign_with(state, realm_id, alg, "JWT", &claims)?);
+        out.refresh = Some(crate::jwt::sign_hmac(&refresh_key(state, plan.realm), &claims).map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            OAuthError::server_error("signing failed")
+        })?);
     }
     Ok(out)
 }
@@ -198,7 +206,9 @@ impl ServiceAccounts {
         })?;
         let subject = match found {
             Some(u) => Some(Arc::new(
-                subject(state, &u.id).await.map_err(|_| OAuthError::unauthorized_client("Service account disabled"))?,
+                subject(state, &realm.id, &u.id)
+                    .await
+                    .map_err(|_| OAuthError::unauthorized_client("Service account disabled"))?,
             )),
             None => None,
         };

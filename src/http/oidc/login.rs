@@ -39,7 +39,7 @@ pub async fn authenticate(
     };
     let Ok(fields) = form(&req, &body) else { return bad("Invalid request.") };
     let csrf = fields.get("csrf").map(String::as_str).unwrap_or("");
-    if !cookies::csrf_ok(&state.keys, &req, &ar_id, csrf) {
+    if !cookies::csrf_ok(&state.keys, &req, &realm.name, &ar_id, csrf) {
         return bad(
             "This login form expired or was opened in another browser. Go back to the application and sign in again.",
         );
@@ -74,6 +74,7 @@ pub async fn authenticate(
             };
             let meta = metadata(&req, &realm.id, actor);
             let cmd = AuthRequestCommand::RejectCredentials {
+                realm_id: realm.id.clone(),
                 username: username.to_string(),
                 user_id,
                 reason: reason.to_string(),
@@ -81,7 +82,10 @@ pub async fn authenticate(
             match state.hosts.execute::<AuthRequest>(&ar_id, cmd, meta).await {
                 Ok(_) => {}
                 Err(CommandError::Domain(
-                    AuthRequestError::Expired | AuthRequestError::Completed | AuthRequestError::NotFound,
+                    AuthRequestError::Expired
+                    | AuthRequestError::Completed
+                    | AuthRequestError::NotFound
+                    | AuthRequestError::WrongRealm,
                 )) => {
                     return bad("Your login attempt timed out or was already completed. Go back to the application and sign in again.");
                 }

@@ -100,7 +100,7 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
     let session = match (&hint, p.get("confirm")) {
         (Some(c), _) => c.get("sid").and_then(Value::as_str).map(str::to_string),
         (None, Some(token)) => {
-            if !cookies::csrf_ok(&state.keys, req, "logout", token) {
+            if !cookies::csrf_ok(&state.keys, req, &realm.name, "logout", token) {
                 return bad("This logout form expired or was opened in another browser.");
             }
             browser_session.clone()
@@ -164,7 +164,7 @@ fn confirmation(state: &AppState, req: &HttpRequest, realm: &RealmView, p: &BTre
     let ctx = minijinja::context! {
         realm_display => display(realm),
         action,
-        confirm => cookies::csrf(&state.keys, &binding, "logout"),
+        confirm => cookies::csrf(&state.keys, &binding, &realm.name, "logout"),
         fields => keep,
     };
     let mut res = state.pages.respond(StatusCode::OK, "logout.html", ctx);

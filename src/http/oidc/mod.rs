@@ -13,6 +13,7 @@ mod revoke;
 mod token;
 mod userinfo;
 
+pub use brute_force::LoginGates;
 pub use issue::ServiceAccounts;
 
 use crate::http::{AppState, Correlation};

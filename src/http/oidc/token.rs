@@ -88,7 +88,7 @@ async fn issue_in_session(
     realm: &RealmView,
     client: &ClientView,
     session_id: &str,
-    user_id: &str,
+    subject: &tokens::Subject,
     grant: &str,
     granted: &std::collections::BTreeSet<String>,
     presented_refresh: Option<String>,
@@ -123,14 +123,16 @@ async fn issue_in_session(
         return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked"));
     }
     let s = &outcome.state;
+    if s.realm_id != realm.id || s.user_id != subject.user.id {
+        return Err(OAuthError::invalid_grant("Session not active"));
+    }
     let session = SessionRef { id: session_id.to_string(), auth_time: s.auth_time, acr: s.acr.clone() };
-    let subject = issue::subject(state, user_id).await?;
     let plan = Plan {
         realm,
         client,
         scope: granted,
         session: Some(session),
-        subject: Some(&subject),
+        subject: Some(subject),
         ids,
         now,
         // The refresh token lives as long as the session may without activity.
@@ -160,6 +162,23 @@ async fn authorization_code(
     if !client.settings.standard_flow_enabled {
         return Err(OAuthError::unauthorized_client("Client not allowed to exchange code"));
     }
+    // Who the code is for, resolved before the code is spent: a failure here (the user
+    // directory unavailable) must leave the code redeemable by a retry.
+    let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
+    let peek =
+        state.hosts.execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, meta.clone()).await.map_err(|e| {
+            match e {
+                crate::actors::CommandError::Domain(_) => invalid(),
+                other => command_failed(other),
+            }
+        })?;
+    if peek.state.request.as_ref().is_none_or(|r| r.realm_id != realm.id) {
+        return Err(invalid());
+    }
+    let subject = match &peek.state.user_id {
+        Some(u) => Some(issue::subject(state, &realm.id, u).await?),
+        None => None,
+    };
     let token_ids = vec![issue::token_id(), issue::token_id(), issue::token_id()];
     let redeem = Redemption {
         code_hash: code_hash(secret),
@@ -168,13 +187,12 @@ async fn authorization_code(
         code_verifier: params.get("code_verifier").cloned(),
         token_ids: token_ids.clone(),
     };
-    let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
     let outcome = state
         .hosts
         .execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Redeem(redeem), meta.clone())
         .await
         .map_err(|e| match e {
-            crate::actors::CommandError::Domain(d) => OAuthError::invalid_grant(format!("Code not valid: {d}")),
+            crate::actors::CommandError::Domain(_) => invalid(),
             other => command_failed(other),
         })?;
     let started: AuthRequestStarted = outcome.state.request.as_deref().cloned().ok_or_else(invalid)?;
@@ -182,11 +200,12 @@ async fn authorization_code(
     match outcome.events.first() {
         Some(AuthRequestEvent::CodeRedeemed(_)) => {}
         Some(AuthRequestEvent::CodeReplayed(_)) => {
-            // What the first redemption issued dies with the replay (RFC 6749 §4.1.2).
+            // What the first redemption issued dies with the replay (RFC 6749 §4.1.2): all the
+            // client holds in the session, since its tokens may already have been refreshed.
             let first = outcome.state.redeemed.clone().unwrap_or_default();
-            let cmd = SessionCommand::RevokeTokens {
+            let cmd = SessionCommand::RevokeClient {
                 client: started.client.clone(),
-                token_ids: first.clone(),
+                also: first,
                 reason: "code_replayed".into(),
             };
             if let Ok(done) = state.hosts.execute::<Session>(&session_id, cmd, meta.clone()).await {
@@ -200,7 +219,10 @@ async fn authorization_code(
         }
         _ => return Err(invalid()),
     }
-    let user_id = outcome.state.user_id.clone().ok_or_else(invalid)?;
+    let subject = subject.ok_or_else(invalid)?;
+    if outcome.state.user_id.as_deref() != Some(subject.user.id.as_str()) {
+        return Err(invalid());
+    }
     let method = outcome.state.method.clone();
     let granted = scope::grant(&started.scope, client)?;
     // The ids recorded at redemption are the ones issued, so a replay revokes exactly them.
@@ -227,7 +249,9 @@ async fn authorization_code(
         },
     )?;
     let s = &outcome.state;
-    let subject = issue::subject(state, &user_id).await?;
+    if s.realm_id != realm.id || s.user_id != subject.user.id {
+        return Err(OAuthError::invalid_grant("Session not active"));
+    }
     let plan = Plan {
         realm,
         client,
@@ -264,11 +288,11 @@ async fn refresh(
     let now = state.clock.now();
     let expect =
         Expect { realm_id: &realm.id, issuer: &iss, typ: "JWT", audience: Some(&iss), now, allow_expired: false };
-    let claims: RefreshClaims = {
-        let dir = state.read_models.read();
-        jwt::verify(token, |kid| dir.signing_keys.get(kid), &expect)
-    }
-    .map_err(|e| OAuthError::invalid_grant(format!("Invalid refresh token: {e}")))?;
+    let key = issue::refresh_key(state, realm);
+    let claims: RefreshClaims = jwt::verify_hmac(token, &key, &expect).map_err(|e| {
+        tracing::debug!(error = %e, "refresh token refused");
+        OAuthError::invalid_grant("Invalid refresh token")
+    })?;
     if claims.typ != "Refresh" {
         return Err(OAuthError::invalid_grant("Invalid refresh token: not a refresh token"));
     }
@@ -276,14 +300,15 @@ async fn refresh(
         return Err(OAuthError::invalid_grant("Invalid refresh token: issued to another client"));
     }
     let narrowed = scope::narrow(params.get("scope").map(String::as_str), &claims.scope)?;
-    let granted = scope::grant(&narrowed, client)?;
+    let granted = scope::regrant(&narrowed, client);
+    let subject = issue::subject(state, &realm.id, &claims.sub).await?;
     issue_in_session(
         state,
         req,
         realm,
         client,
         &claims.sid,
-        &claims.sub,
+        &subject,
         "refresh_token",
         &granted,
         Some(claims.jti),
@@ -334,6 +359,7 @@ async fn password(
         Ok(ok) => {
             let sid = uuid::Uuid::new_v4().to_string();
             let cmd = AuthRequestCommand::Authenticate {
+                realm_id: realm.id.clone(),
                 user_id: ok.user.id.clone(),
                 session_id: sid,
                 method: "pwd".into(),
@@ -344,6 +370,7 @@ async fn password(
         }
         Err(LoginError::Rejected { reason, user_id }) => {
             let cmd = AuthRequestCommand::RejectCredentials {
+                realm_id: realm.id.clone(),
                 username: username.to_string(),
                 user_id: user_id.clone(),
                 reason: reason.to_string(),
@@ -362,7 +389,10 @@ async fn password(
     let Some(user_id) = user_id else {
         return Err(OAuthError::invalid_grant("Invalid user credentials"));
     };
-    let AuthRequestCommand::Authenticate { session_id, .. } = second else { unreachable!("success authenticates") };
+    let AuthRequestCommand::Authenticate { session_id, .. } = second else {
+        return Err(OAuthError::server_error("login outcome lost"));
+    };
+    let subject = issue::subject(state, &realm.id, &user_id).await?;
     let session = SessionStarted {
         realm_id: realm.id.clone(),
         user_id: user_id.clone(),
@@ -375,7 +405,7 @@ async fn password(
     let append = crate::provision::create::<Session>(&session_id, SessionCommand::Start(session), now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
-    issue_in_session(state, req, realm, client, &session_id, &user_id, "password", &granted, None, None).await
+    issue_in_session(state, req, realm, client, &session_id, &subject, "password", &granted, None, None).await
 }
 
 async fn client_credentials(

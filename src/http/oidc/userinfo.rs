@@ -8,9 +8,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 fn refuse(error: &str, description: &str) -> HttpResponse {
-    let challenge = format!("Bearer realm=\"annals\", error=\"{error}\", error_description=\"{description}\"");
+    // RFC 6750 §3.1: a request without any token gets a bare challenge.
+    let challenge = match error {
+        "" => "Bearer realm=\"annals\"".to_string(),
+        _ => format!("Bearer realm=\"annals\", error=\"{error}\", error_description=\"{description}\""),
+    };
     let res = match error {
         "invalid_request" => HttpResponse::BadRequest(),
+        "insufficient_scope" => HttpResponse::Forbidden(),
         _ => HttpResponse::Unauthorized(),
     }
     .insert_header((WWW_AUTHENTICATE, challenge))
@@ -26,15 +31,17 @@ pub async fn userinfo(
 ) -> HttpResponse {
     let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
     let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let from_header =
-        header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).map(str::to_string);
+    let from_header = header
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.to_string());
     let from_form = (req.method() == actix_web::http::Method::POST && !body.is_empty())
         .then(|| super::form(&req, &body).ok().and_then(|f| f.get("access_token").cloned()))
         .flatten();
     let token = match (from_header, from_form) {
         (Some(_), Some(_)) => return refuse("invalid_request", "Token given more than once"),
         (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => return refuse("invalid_token", "Token not provided"),
+        (None, None) => return refuse("", "Token not provided"),
     };
     let Some(bearer::Checked::Access(claims)) = bearer::active(&state, &realm, token.trim()) else {
         return refuse("invalid_token", "Token verification failed");
@@ -42,7 +49,7 @@ pub async fn userinfo(
     let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
         return refuse("invalid_token", "Token has no user");
     };
-    let subject = match super::issue::subject(&state, sub).await {
+    let subject = match super::issue::subject(&state, &realm.id, sub).await {
         Ok(s) => s,
         Err(_) => return refuse("invalid_token", "User not found or disabled"),
     };
@@ -50,7 +57,11 @@ pub async fn userinfo(
     let Some(client) = state.read_models.read().clients.by_client_id(&realm.id, client).cloned() else {
         return refuse("invalid_token", "Client not found");
     };
-    let granted = scope::grant(claims.get("scope").and_then(Value::as_str).unwrap_or(""), &client).unwrap_or_default();
+    let granted = scope::regrant(claims.get("scope").and_then(Value::as_str).unwrap_or(""), &client);
+    // OIDC Core §5.3: userinfo serves OpenID requests only.
+    if !granted.contains("openid") {
+        return refuse("insufficient_scope", "Token lacks the openid scope");
+    }
     let mut out = serde_json::Map::new();
     out.insert("sub".into(), json!(sub));
     crate::oidc::tokens::user_claims(&mut out, &subject, &granted);

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The issue-3 figures: client credentials (ES256 and RS256), refresh rotation, introspection,
+# the full authorization-code login, and resident memory per SSO session. The server runs on
+# one core (taskset -c 0) and the load tool on the other (taskset -c 1); every figure comes
+# with its same-run baseline (openssl speed for signing, argon2id hashes/s on one core for the
+# login, an empty node for memory).
+# BENCH_QUICK=1 runs every scenario briefly (CI uses this to keep them working).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${BENCH_PROFILE:-release}
+QUICK=${BENCH_QUICK:-0}
+OUT=${OUT:-benches/results-oidc.ndjson}
+if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; fi
+if [ "$PROFILE" = release ]; then DIR=release; else DIR=debug; fi
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --profile "$([ "$DIR" = debug ] && echo dev || echo release)" --bins -q
+BIN=${CARGO_TARGET_DIR:-target}/$DIR
+LOAD="taskset -c 1 $BIN/annals-load"
+ANNALS=$BIN/annals
+TMP=$(mktemp -d)
+SERVER_PID=""
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+: > "$OUT"
+record() { echo "$1" | tee -a "$OUT"; }
+
+start_server() { # data dir [import dir] -> sets ADDR and SERVER_PID
+  local dir=$1 import=${2:-}
+  ANNALS_BOOTSTRAP_ADMIN_PASSWORD=bench taskset -c 0 "$ANNALS" serve --listen 127.0.0.1:0 --data-dir "$dir" \
+    ${import:+--import-realm "$import"} > "$dir/out" 2>"$dir/err" &
+  SERVER_PID=$!
+  ADDR=""
+  for _ in $(seq 600); do ADDR=$(sed -n 's/^Annals is listening on //p' "$dir/out"); [ -n "$ADDR" ] && break; sleep 0.1; done
+  for _ in $(seq 600); do curl -fsS "$ADDR/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+  [ -n "$ADDR" ] || { cat "$dir/err"; exit 1; }
+}
+stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; }
+
+mkdir -p "$TMP/realm" "$TMP/node"
+cp benches/realm.json "$TMP/realm/bench.json"
+start_server "$TMP/node" "$TMP/realm"
+HOST=${ADDR#http://}
+oidc() { # label flow client secret [connections]
+  $LOAD oidc --host "$HOST" --flow "$2" --client "$3" --secret "$4" --connections "${5:-32}" --seconds "$SECS" \
+    | sed "s/^{/{\"run\":$run,\"label\":\"$1\",/"
+}
+# Signing ceilings on one core, same run: RSA-2048 and ECDSA P-256 signatures per second.
+rsa_ceiling() { taskset -c 1 openssl speed -seconds "$SECS" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}'; }
+ec_ceiling() { taskset -c 1 openssl speed -seconds "$SECS" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $7}'; }
+for run in $(seq "$RUNS"); do
+  record "$(oidc cc_es256 client-credentials cc-es cc-es-secret)"
+  record "$(oidc cc_rs256 client-credentials cc-rs cc-rs-secret)"
+  record "{\"run\":$run,\"label\":\"openssl_speed\",\"result\":{\"rsa2048_sign_per_s\":$(rsa_ceiling),\"ecdsap256_sign_per_s\":$(ec_ceiling)}}"
+  record "$(oidc refresh_es256 refresh web web-secret)"
+  record "$(oidc introspect_es256 introspect web web-secret)"
+  record "$($LOAD argon2 --threads 1 --seconds "$SECS" | sed "s/^{/{\"run\":$run,\"label\":\"argon2_ceiling\",/")"
+  record "$(oidc login login web web-secret 4)"
+done
+stop_server
+
+# Resident memory per live SSO session: an empty node, then one whose log holds the sessions.
+rss_of() { start_server "$1"; sleep 3; local kb; kb=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status"); stop_server; echo "$kb"; }
+mkdir -p "$TMP/empty" "$TMP/sessions"
+base_kb=$(rss_of "$TMP/empty")
+$LOAD seed-sessions --database-url "$TMP/sessions/annals.db" --sessions "$SESSIONS" >/dev/null
+full_kb=$(rss_of "$TMP/sessions")
+record "{\"label\":\"session_rss\",\"result\":{\"sessions\":$SESSIONS,\"rss_kb\":$full_kb,\"baseline_empty_rss_kb\":$base_kb,\"bytes_per_session\":$(( (full_kb - base_kb) * 1024 / SESSIONS ))}}"
+
+python3 - "$OUT" <<'PY'
+import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(label, key):
+    v = [r["result"][key] for r in rows if r.get("label") == label]
+    return st.median(v) if v else float("nan")
+rsa, ec = med("openssl_speed", "rsa2048_sign_per_s"), med("openssl_speed", "ecdsap256_sign_per_s")
+for label, what in (("cc_es256", "client_credentials ES256"), ("cc_rs256", "client_credentials RS256"), ("refresh_es256", "refresh (rotation, ES256)"), ("introspect_es256", "introspection")):
+    print(f"{what}: {med(label, 'per_s'):,.0f}/s on one server core (p50 {med(label, 'p50_ms'):.2f} ms, p99 {med(label, 'p99_ms'):.2f} ms)")
+print(f"  signing ceilings on one core: RSA-2048 {rsa:,.0f}/s (RS256 issuance at {med('cc_rs256','per_s')/rsa:.0%} of it), ECDSA P-256 {ec:,.0f}/s")
+argon = med("argon2_ceiling", "hashes_per_s")
+print(f"login (authorize + credentials + code redemption): {med('login', 'per_s'):,.1f}/s; argon2id ceiling {argon:,.1f}/s on one core; ratio {med('login','per_s')/argon:.0%}")
+m = next(r for r in rows if r["label"] == "session_rss")["result"]
+print(f"memory: {m['bytes_per_session']:,} bytes per live session ({m['sessions']:,} sessions, {m['rss_kb']//1024} MB against {m['baseline_empty_rss_kb']//1024} MB empty)")
+PY
