@@ -10,11 +10,20 @@ use annals_projections::signing_keys::KeyView;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private, Public};
+use openssl::rsa::Rsa;
+use openssl::sign::{Signer as OsslSigner, Verifier};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
@@ -30,9 +39,12 @@ pub enum JwtError {
     /// than its key's; no signature was checked.
     #[error("token refused: {0}")]
     Refused(String),
-    /// The signature does not verify.
+    /// The signature does not verify (HS512 tokens).
     #[error("token invalid: {0}")]
     Invalid(jsonwebtoken::errors::Error),
+    /// The signature does not verify (tokens signed with a realm key).
+    #[error("token invalid: bad signature")]
+    BadSignature,
     /// Signed by the right key, but the claims are not what this use requires (issuer,
     /// audience, expiry, not-before, shape).
     #[error("token claims refused: {0}")]
@@ -51,31 +63,61 @@ fn algorithm(name: &str) -> Result<Algorithm, JwtError> {
     }
 }
 
-/// One realm key, opened, ready to sign.
+/// One realm key, opened, ready to sign. Signing goes through OpenSSL with the key parsed
+/// once (jsonwebtoken's ring backend re-parses the DER, and for EC recomputes the public
+/// point, on every signature: half the cost of an ES256 token).
 pub struct Signer {
     kid: String,
     alg: Algorithm,
-    key: EncodingKey,
+    key: PKey<Private>,
+    /// `{"alg":..,"kid":..,"typ":` already encoded once per signer.
+    header_prefix: String,
+}
+
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "RS256",
+        Algorithm::ES256 => "ES256",
+        _ => "EdDSA",
+    }
+}
+
+/// P-256 signatures travel as `r || s`, 32 bytes each (RFC 7518 §3.4); OpenSSL speaks DER.
+fn ecdsa_der_to_raw(der: &[u8]) -> Result<Vec<u8>, JwtError> {
+    let sig = EcdsaSig::from_der(der)?;
+    let mut out = sig.r().to_vec_padded(32)?;
+    out.extend(sig.s().to_vec_padded(32)?);
+    Ok(out)
+}
+
+fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() != 64 {
+        return None;
+    }
+    let r = BigNum::from_slice(&raw[..32]).ok()?;
+    let s = BigNum::from_slice(&raw[32..]).ok()?;
+    EcdsaSig::from_private_components(r, s).ok()?.to_der().ok()
 }
 
 impl Signer {
     pub fn open(view: &KeyView, keys: &ServerKeys) -> Result<Self, JwtError> {
         let alg = algorithm(&view.algorithm)?;
         let pkcs8 = keys.open(&view.private_key)?;
-        let key = match alg {
-            // ring reads RSA keys as PKCS#1; keys are stored as PKCS#8.
-            Algorithm::RS256 => EncodingKey::from_rsa_der(
-                &openssl::pkey::PKey::private_key_from_pkcs8(&pkcs8)?.rsa()?.private_key_to_der()?,
-            ),
-            Algorithm::ES256 => EncodingKey::from_ec_der(&pkcs8),
-            _ => EncodingKey::from_ed_der(&pkcs8),
-        };
-        let signer = Signer { kid: view.kid.clone(), alg, key };
+        let key = PKey::private_key_from_pkcs8(&pkcs8)?;
+        let header_prefix = format!(
+            "{{\"alg\":\"{}\",\"kid\":{},\"typ\":",
+            alg_name(alg),
+            serde_json::to_string(&view.kid).map_err(|e| JwtError::Stored(e.to_string()))?
+        );
+        let signer = Signer { kid: view.kid.clone(), alg, key, header_prefix };
         // A key that cannot sign, or does not match what the realm publishes, fails here
         // rather than in the first token request.
         let probe = signer.sign("JWT", &serde_json::json!({}))?;
-        jsonwebtoken::decode::<Value>(&probe, &published(view)?, &signature_only(alg))
-            .map_err(|_| JwtError::Stored(format!("key {} does not match its published half", view.kid)))?;
+        let (input, sig) = probe.rsplit_once('.').ok_or_else(|| JwtError::Stored("probe".into()))?;
+        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|e| JwtError::Stored(e.to_string()))?;
+        if !signature_ok(view, input.as_bytes(), &sig)? {
+            return Err(JwtError::Stored(format!("key {} does not match its published half", view.kid)));
+        }
         Ok(signer)
     }
 
@@ -85,10 +127,24 @@ impl Signer {
 
     /// Signs `claims` with header `typ` (`JWT`, or `at+jwt` for RFC 9068 access tokens).
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, JwtError> {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_string());
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(JwtError::Sign)
+        let typ = serde_json::to_string(typ).map_err(|e| JwtError::Stored(e.to_string()))?;
+        let header = format!("{}{typ}}}", self.header_prefix);
+        let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Stored(e.to_string()))?;
+        let mut out = URL_SAFE_NO_PAD.encode(header.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+        let sig = match self.alg {
+            Algorithm::RS256 => {
+                OsslSigner::new(MessageDigest::sha256(), &self.key)?.sign_oneshot_to_vec(out.as_bytes())?
+            }
+            Algorithm::ES256 => ecdsa_der_to_raw(
+                &OsslSigner::new(MessageDigest::sha256(), &self.key)?.sign_oneshot_to_vec(out.as_bytes())?,
+            )?,
+            _ => OsslSigner::new_without_digest(&self.key)?.sign_oneshot_to_vec(out.as_bytes())?,
+        };
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
+        Ok(out)
     }
 }
 
@@ -160,9 +216,20 @@ pub fn verify<'k, T: DeserializeOwned>(
     if typ.strip_prefix("application/").unwrap_or(&typ) != expect.typ.to_ascii_lowercase() {
         return Err(refused("wrong token type"));
     }
-    let claims: Value = jsonwebtoken::decode(token, &published(view)?, &signature_only(alg))
-        .map(|d| d.claims)
-        .map_err(JwtError::Invalid)?;
+    let (input, sig) = token.rsplit_once('.').ok_or_else(|| refused("malformed token"))?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| refused("malformed signature"))?;
+    if !signature_ok(view, input.as_bytes(), &sig)? {
+        return Err(JwtError::BadSignature);
+    }
+    let payload = input.split_once('.').map(|(_, p)| p).ok_or_else(|| refused("malformed token"))?;
+    let claims: Value = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| JwtError::Claims("claims are not a JSON object".into()))?;
+    if !claims.is_object() {
+        return Err(JwtError::Claims("claims are not a JSON object".into()));
+    }
     check_claims(&claims, expect)?;
     serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
 }
@@ -197,11 +264,62 @@ pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect
     serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
 }
 
+/// Published halves as OpenSSL keys, by `kid`, each kept with the JWK it came from (a `kid`
+/// is the key's thumbprint, and the JWK is compared anyway, so an entry never vouches for
+/// another key). Verification then costs the signature check alone.
+type Published = HashMap<String, (Value, Arc<PKey<Public>>)>;
+
+fn published_cache() -> &'static RwLock<Published> {
+    static CACHE: OnceLock<RwLock<Published>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
 /// The key's published half, as a verification key.
-fn published(view: &KeyView) -> Result<DecodingKey, JwtError> {
-    let jwk: Jwk = serde_json::from_value(view.public_jwk.clone())
-        .map_err(|e| JwtError::Stored(format!("published key {}: {e}", view.kid)))?;
-    DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Stored(e.to_string()))
+fn published(view: &KeyView) -> Result<Arc<PKey<Public>>, JwtError> {
+    if let Some((jwk, key)) = published_cache().read().unwrap_or_else(|p| p.into_inner()).get(&view.kid) {
+        if *jwk == view.public_jwk {
+            return Ok(key.clone());
+        }
+    }
+    let stored = |what: &str| JwtError::Stored(format!("published key {}: {what}", view.kid));
+    let member = |name: &str| -> Result<Vec<u8>, JwtError> {
+        let v = view.public_jwk.get(name).and_then(Value::as_str).ok_or_else(|| stored(name))?;
+        URL_SAFE_NO_PAD.decode(v).map_err(|_| stored(name))
+    };
+    let key = match algorithm(&view.algorithm)? {
+        Algorithm::RS256 => {
+            let rsa =
+                Rsa::from_public_components(BigNum::from_slice(&member("n")?)?, BigNum::from_slice(&member("e")?)?)?;
+            PKey::from_rsa(rsa)?
+        }
+        Algorithm::ES256 => {
+            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+            let (x, y) = (BigNum::from_slice(&member("x")?)?, BigNum::from_slice(&member("y")?)?);
+            PKey::from_ec_key(EcKey::from_public_key_affine_coordinates(&group, &x, &y)?)?
+        }
+        _ => PKey::public_key_from_raw_bytes(&member("x")?, openssl::pkey::Id::ED25519)?,
+    };
+    let key = Arc::new(key);
+    let mut cache = published_cache().write().unwrap_or_else(|p| p.into_inner());
+    if cache.len() > 10_000 {
+        cache.clear();
+    }
+    cache.insert(view.kid.clone(), (view.public_jwk.clone(), key.clone()));
+    Ok(key)
+}
+
+/// Whether `sig` is the key's signature over `input`, by the key's own algorithm.
+fn signature_ok(view: &KeyView, input: &[u8], sig: &[u8]) -> Result<bool, JwtError> {
+    let key = published(view)?;
+    let ok = match algorithm(&view.algorithm)? {
+        Algorithm::RS256 => Verifier::new(MessageDigest::sha256(), &key)?.verify_oneshot(sig, input).unwrap_or(false),
+        Algorithm::ES256 => match ecdsa_raw_to_der(sig) {
+            Some(der) => Verifier::new(MessageDigest::sha256(), &key)?.verify_oneshot(&der, input).unwrap_or(false),
+            None => false,
+        },
+        _ => Verifier::new_without_digest(&key)?.verify_oneshot(sig, input).unwrap_or(false),
+    };
+    Ok(ok)
 }
 
 /// jsonwebtoken checks the signature only; [`check_claims`] checks the claims, exactly (the
@@ -352,13 +470,13 @@ mod tests {
         let mut altered: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         altered["sub"] = json!("admin");
         let altered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(altered.to_string()), parts[2]);
-        assert!(matches!(verify::<Value>(&altered, lookup, &expect()), Err(JwtError::Invalid(_))));
+        assert!(matches!(verify::<Value>(&altered, lookup, &expect()), Err(JwtError::BadSignature)));
         let lenient = Expect { allow_expired: true, ..expect() };
-        assert!(matches!(verify::<Value>(&altered, lookup, &lenient), Err(JwtError::Invalid(_))));
+        assert!(matches!(verify::<Value>(&altered, lookup, &lenient), Err(JwtError::BadSignature)));
         // Signed by another key that claims this kid.
         let other = KeyView { kid: view.kid.clone(), ..given_a_key("RS256", &keys) };
         let impostor = Signer::open(&other, &keys).unwrap().sign("JWT", &claims(60)).unwrap();
-        assert!(matches!(verify::<Value>(&impostor, lookup, &expect()), Err(JwtError::Invalid(_))));
+        assert!(matches!(verify::<Value>(&impostor, lookup, &expect()), Err(JwtError::BadSignature)));
         // A key of another realm.
         let elsewhere = KeyView { realm_id: "other".into(), ..view.clone() };
         let t = verify::<Value>(&token, |_| Some(&elsewhere), &expect());
