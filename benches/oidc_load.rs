@@ -184,6 +184,8 @@ pub enum Flow {
     ClientCredentials,
     Refresh,
     Introspect,
+    /// Introspection of tokens never introspected before (the signature check every time).
+    IntrospectCold,
     Login,
 }
 
@@ -224,6 +226,9 @@ fn status_error(r: &io::Result<Response>, want: u16) -> Result<(), String> {
         Err(e) => Err(format!("io {e}")),
     }
 }
+
+/// Tokens minted for the cold introspection run (more than it can ask about in its time).
+const COLD_TOKENS: usize = 40_000;
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -316,6 +321,45 @@ pub async fn run(flow: Flow, t: Target, connections: usize, duration: Duration, 
                             _ => status_error(&r, 200).and(Err("inactive".to_string())),
                         };
                         (c, (), ok, s.elapsed())
+                    }
+                },
+            )
+            .await
+        }
+        Flow::IntrospectCold => {
+            // Enough distinct client-credentials tokens that none is asked about twice.
+            let mut c = Conn::connect(&t.host).await.expect("connect");
+            let body = form(&[("grant_type", "client_credentials")]);
+            let mut tokens = Vec::new();
+            for _ in 0..COLD_TOKENS {
+                let r =
+                    c.request("POST", &t.path("token"), &[FORM, ("Authorization", &auth)], &body).await.expect("token");
+                tokens.push(r.json()["access_token"].as_str().unwrap_or_default().to_string());
+            }
+            let per = tokens.len() / connections.max(1);
+            let slices: Vec<Vec<String>> = tokens.chunks(per.max(1)).map(|c| c.to_vec()).collect();
+            let path = Arc::new(t.path("token/introspect"));
+            drive(
+                &host,
+                connections,
+                duration,
+                |i| slices.get(i).cloned().unwrap_or_default().into_iter(),
+                move |mut c, mut left: std::vec::IntoIter<String>| {
+                    let (path, auth) = (path.clone(), auth.clone());
+                    async move {
+                        let Some(token) = left.next() else {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            return (c, left, Err("tokens exhausted".to_string()), Duration::ZERO);
+                        };
+                        let s = Instant::now();
+                        let r = c
+                            .request("POST", &path, &[FORM, ("Authorization", &auth)], &form(&[("token", &token)]))
+                            .await;
+                        let ok = match &r {
+                            Ok(r) if r.status == 200 && r.json()["active"] == true => Ok(()),
+                            _ => status_error(&r, 200).and(Err("inactive".to_string())),
+                        };
+                        (c, left, ok, s.elapsed())
                     }
                 },
             )

@@ -52,6 +52,7 @@ for run in $(seq "$RUNS"); do
   record "{\"run\":$run,\"label\":\"openssl_speed\",\"result\":{\"rsa2048_sign_per_s\":$(rsa_ceiling),\"ecdsap256_sign_per_s\":$(ec_ceiling)}}"
   record "$(oidc refresh_es256 refresh web web-secret)"
   record "$(oidc introspect_es256 introspect web web-secret)"
+  record "$(SECS=1.5 oidc introspect_cold_es256 introspect-cold cc-es cc-es-secret)"
   record "$($LOAD argon2 --threads 1 --seconds "$SECS" | sed "s/^{/{\"run\":$run,\"label\":\"argon2_ceiling\",/")"
   record "$(oidc login login web web-secret 4)"
 done
@@ -72,7 +73,7 @@ def med(label, key):
     v = [r["result"][key] for r in rows if r.get("label") == label]
     return st.median(v) if v else float("nan")
 rsa, ec = med("openssl_speed", "rsa2048_sign_per_s"), med("openssl_speed", "ecdsap256_sign_per_s")
-for label, what in (("cc_es256", "client_credentials ES256"), ("cc_rs256", "client_credentials RS256"), ("refresh_es256", "refresh (rotation, ES256)"), ("introspect_es256", "introspection")):
+for label, what in (("cc_es256", "client_credentials ES256"), ("cc_rs256", "client_credentials RS256"), ("refresh_es256", "refresh (rotation, ES256)"), ("introspect_es256", "introspection, repeated token"), ("introspect_cold_es256", "introspection, first sight of each token")):
     print(f"{what}: {med(label, 'per_s'):,.0f}/s on one server core (p50 {med(label, 'p50_ms'):.2f} ms, p99 {med(label, 'p99_ms'):.2f} ms)")
 print(f"  signing ceilings on one core: RSA-2048 {rsa:,.0f}/s (RS256 issuance at {med('cc_rs256','per_s')/rsa:.0%} of it), ECDSA P-256 {ec:,.0f}/s")
 argon = med("argon2_ceiling", "hashes_per_s")

@@ -112,6 +112,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         pages: Arc::new(pages),
         service_accounts: Default::default(),
         login_gates: Default::default(),
+        verified_tokens: Default::default(),
     };
     let server = HttpServer::new(move || {
         App::new()

@@ -28,6 +28,7 @@ pub struct AppState {
     pub pages: std::sync::Arc<pages::Pages>,
     pub service_accounts: oidc::ServiceAccounts,
     pub login_gates: oidc::LoginGates,
+    pub verified_tokens: oidc::VerifiedTokens,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

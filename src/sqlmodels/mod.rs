@@ -53,6 +53,17 @@ fn pg(sql: &str) -> String {
 const ENSURE_CHECKPOINT: &str = "INSERT INTO checkpoints (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING";
 const SET_CHECKPOINT: &str = "UPDATE checkpoints SET position = ? WHERE name = ?";
 
+/// Whether any event of the page changes a row of the model.
+fn changes_rows(events: &[RecordedEvent]) -> Result<bool, SqlModelError> {
+    for e in events {
+        let d = e.decode().map_err(|err| SqlModelError::Decode(e.position, err.to_string()))?;
+        if fold::changes(e, &d).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn decode_changes(events: &[RecordedEvent], after: u64) -> Result<Vec<UserChange>, SqlModelError> {
     let mut out = Vec::new();
     for e in events.iter().filter(|e| e.position > after) {
@@ -136,12 +147,29 @@ pub async fn catch_up(store: &SharedStore) -> Result<u64, SqlModelError> {
 }
 
 /// [`catch_up`], reporting the checkpoint after each page.
-pub async fn catch_up_with(store: &SharedStore, mut progress: impl FnMut(u64)) -> Result<u64, SqlModelError> {
+pub async fn catch_up_with(store: &SharedStore, progress: impl FnMut(u64)) -> Result<u64, SqlModelError> {
+    let at = checkpoint(&store.pool()).await?;
+    Ok(catch_up_from(store, at, at, progress).await?.0)
+}
+
+/// Events the stored checkpoint may trail the model by when none of them changes a row: pages
+/// without changes move the position in memory only (no write transaction competing with the
+/// log's writer for every token issued), and the checkpoint catches up at the next change or
+/// after this many events, bounding what a restart reads again.
+const CHECKPOINT_LAG: u64 = 50_000;
+
+/// Catches up from `at`, the position this node reached (`persisted` being the stored
+/// checkpoint it last saw); returns the position reached and the checkpoint stored.
+pub async fn catch_up_from(
+    store: &SharedStore,
+    mut at: u64,
+    mut persisted: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<(u64, u64), SqlModelError> {
     let pool = store.pool();
-    let mut at = checkpoint(&pool).await?;
     loop {
         let page = store.read_all_payloads(at, PAGE).await?;
-        let Some(last) = page.last() else { return Ok(at) };
+        let Some(last) = page.last() else { return Ok((at, persisted)) };
         let (last, full) = (last.position, page.len() == PAGE);
         // Whole commits only: a full page that ends inside a commit leaves that commit's
         // events for the next page (they share `recorded_at`), so a reader never sees half an
@@ -150,10 +178,19 @@ pub async fn catch_up_with(store: &SharedStore, mut progress: impl FnMut(u64)) -
             (true, Some(t)) => page.iter().rposition(|e| e.recorded_at != t).map_or(page.len(), |i| i + 1),
             _ => page.len(),
         };
-        at = apply_page(&pool, at, &page[..upto]).await?;
+        let page = &page[..upto];
+        let page_last = page.last().map_or(at, |e| e.position);
+        if !changes_rows(page)? && page_last.saturating_sub(persisted) < CHECKPOINT_LAG {
+            at = page_last;
+        } else {
+            // Applied as if the page began at the stored checkpoint: the events between it and
+            // this page were read and change no row, so the page is all there is to apply.
+            at = apply_page(&pool, persisted.min(at), page).await?;
+            persisted = at;
+        }
         progress(at);
         if !full && at >= last {
-            return Ok(at);
+            return Ok((at, persisted));
         }
     }
 }
@@ -213,9 +250,16 @@ impl SqlModels {
         let task = tokio::spawn(async move {
             // Unbounded: this model's rows commit after the events they come from, in the same
             // write-ahead log, and recovery keeps a prefix of it: no row outlives its event.
+            // Where this node is, and the checkpoint it last stored (see `CHECKPOINT_LAG`).
+            let reached = Arc::new(std::sync::Mutex::new((at, at)));
             let catch = |_until| {
-                let store = store.clone();
-                async move { catch_up(&store).await }
+                let (store, reached) = (store.clone(), reached.clone());
+                async move {
+                    let (from, persisted) = *reached.lock().unwrap_or_else(|p| p.into_inner());
+                    let (at, stored) = catch_up_from(&store, from, persisted, |_| {}).await?;
+                    *reached.lock().unwrap_or_else(|p| p.into_inner()) = (at, stored);
+                    Ok::<u64, SqlModelError>(at)
+                }
             };
             let health = |ok: bool| {
                 let _ = ok_tx.send(ok);

@@ -188,6 +188,33 @@ async fn a_page_read_before_a_reset_is_not_applied(store: SharedStore) {
     assert_eq!(users::count(&pool, None).await.unwrap(), 6);
 }
 
+async fn events_that_change_no_row_move_the_position_but_not_the_checkpoint(store: SharedStore) {
+    use annals_events::client_grant::{ClientGrantEvent, ClientGrantIssued};
+    append(&store, StreamType::User, "u1", vec![created("r", "first", None)]).await;
+    assert_eq!(sqlmodels::catch_up(&store).await.unwrap(), 1);
+    for i in 0..5 {
+        let grant = ClientGrantEvent::from(ClientGrantIssued {
+            realm_id: "r".into(),
+            client: "c".into(),
+            user_id: None,
+            scope: String::new(),
+            expires_at: 0,
+            at: 0,
+        });
+        append(&store, StreamType::ClientGrant, &format!("g{i}"), vec![grant.into()]).await;
+    }
+    let pool = store.pool();
+    let (at, stored) = sqlmodels::catch_up_from(&store, 1, 1, |_| {}).await.unwrap();
+    assert_eq!((at, stored), (6, 1), "no write transaction for events that change nothing");
+    assert_eq!(sqlmodels::checkpoint(&pool).await.unwrap(), 1);
+    // A restart from the stored checkpoint reads them again, harmlessly.
+    assert_eq!(sqlmodels::catch_up(&store).await.unwrap(), 6);
+    append(&store, StreamType::User, "u2", vec![created("r", "second", None)]).await;
+    let (at, stored) = sqlmodels::catch_up_from(&store, 6, 1, |_| {}).await.unwrap();
+    assert_eq!((at, stored), (7, 7), "a change stores the checkpoint past everything read");
+    assert_eq!(users::count(&pool, None).await.unwrap(), 2);
+}
+
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -220,4 +247,5 @@ both_stores!(
     grants_follow_roles_groups_and_deletions,
     rebuild_equals_the_incremental_model_and_search_is_literal,
     a_page_read_before_a_reset_is_not_applied,
+    events_that_change_no_row_move_the_position_but_not_the_checkpoint,
 );

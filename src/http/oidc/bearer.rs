@@ -8,7 +8,11 @@ use crate::http::AppState;
 use crate::jwt::{self, Expect};
 use crate::oidc::issuer;
 use annals_projections::realms::RealmView;
+use annals_projections::signing_keys::KeyStatus;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// What a token turned out to be.
 pub enum Checked {
@@ -61,6 +65,9 @@ pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Chec
         let c: Value = jwt::verify_hmac(token, &refresh_key(state, realm), &expect).ok()?;
         return (c.get("typ").and_then(Value::as_str) == Some("Refresh")).then_some(Checked::Refresh(c));
     }
+    if let Some(claims) = state.verified_tokens.get(state, realm, token) {
+        return Some(Checked::Access(claims));
+    }
     // The header `typ` is `at+jwt` for RFC 9068 access tokens, `JWT` otherwise.
     for typ in ["JWT", "at+jwt"] {
         let expect = Expect { realm_id: &realm.id, issuer: &iss, typ, audience: None, now, allow_expired: false };
@@ -69,10 +76,65 @@ pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Chec
             jwt::verify(token, |kid| dir.signing_keys.get(kid), &expect)
         };
         match claims {
-            Ok(c) => return (c.get("typ").and_then(Value::as_str) == Some("Bearer")).then_some(Checked::Access(c)),
+            Ok(c) if c.get("typ").and_then(Value::as_str) == Some("Bearer") => {
+                state.verified_tokens.put(realm, token, &c);
+                return Some(Checked::Access(c));
+            }
+            Ok(_) => return None,
             Err(crate::jwt::JwtError::Refused(r)) if r == "wrong token type" => continue,
             Err(_) => return None,
         }
     }
     None
+}
+
+/// Access tokens whose signature was verified, by SHA-256 of the token, until they expire: a
+/// resource server introspects the same token many times, and the signature check is most of
+/// the cost. Everything else (expiry, the key still published, the session alive, the token not
+/// revoked) is checked on every use.
+#[derive(Clone, Default)]
+pub struct VerifiedTokens {
+    cache: Arc<RwLock<HashMap<[u8; 32], Verified>>>,
+}
+
+struct Verified {
+    realm_id: String,
+    kid: String,
+    exp: i64,
+    claims: Value,
+}
+
+/// Entries kept at most; the cache is emptied when full (a miss only costs a verification).
+const MAX_VERIFIED: usize = 100_000;
+
+impl VerifiedTokens {
+    fn get(&self, state: &AppState, realm: &RealmView, token: &str) -> Option<Value> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let v = cache.get(&key)?;
+        let now = state.clock.now().timestamp();
+        if v.realm_id != realm.id || v.exp <= now {
+            return None;
+        }
+        let dir = state.read_models.read();
+        let published = dir.signing_keys.get(&v.kid).is_some_and(|k| match k.status {
+            KeyStatus::Active => true,
+            KeyStatus::Retired { publish_until } => publish_until > now,
+        });
+        published.then(|| v.claims.clone())
+    }
+
+    fn put(&self, realm: &RealmView, token: &str, claims: &Value) {
+        let (Some(exp), Ok(header)) = (claims.get("exp").and_then(Value::as_i64), jsonwebtoken::decode_header(token))
+        else {
+            return;
+        };
+        let Some(kid) = header.kid else { return };
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_VERIFIED {
+            cache.clear();
+        }
+        cache.insert(key, Verified { realm_id: realm.id.clone(), kid, exp, claims: claims.clone() });
+    }
 }

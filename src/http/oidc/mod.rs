@@ -13,6 +13,7 @@ mod revoke;
 mod token;
 mod userinfo;
 
+pub use bearer::VerifiedTokens;
 pub use brute_force::LoginGates;
 pub use issue::ServiceAccounts;
 
