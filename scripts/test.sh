@@ -14,6 +14,12 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 command -v curl >/dev/null || need_apt+=(curl)
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need_apt+=(postgresql); fi
+# The real relying parties of tests/it/clients.rs: Node.js for openid-client and Playwright,
+# Python's venv for authlib, Debian's Chromium for the browser.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -51,6 +57,11 @@ if [ -z "${ANNALS_TEST_PG:-}" ]; then
   fi
 fi
 log "PostgreSQL for tests: $ANNALS_TEST_PG"
+
+log "relying parties for the client tests (tests/clients)"
+npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+[ -x tests/clients/.venv/bin/python ] || python3 -m venv tests/clients/.venv
+tests/clients/.venv/bin/pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

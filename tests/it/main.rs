@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real databases, real servers on port 0.
 mod actors;
 mod cli;
+mod clients;
 mod crash;
 mod oidc_certs;
 mod oidc_flow;

@@ -1,0 +1,62 @@
+// A real browser (Debian's Chromium, driven by playwright-core) through the HTML pages: log in
+// at one client, get in at a second one by SSO without seeing a form, then log out. The
+// relying parties are one small HTTP server on a loopback port (a loopback redirect URI may
+// take any port). Environment as for openid_client.mjs, plus CHROMIUM (the binary).
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+
+const rp = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<p>relying party</p>'); });
+await new Promise((ok) => rp.listen(0, '127.0.0.1', ok));
+const rpBase = `http://127.0.0.1:${rp.address().port}`;
+
+const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`missing ${k}`); return v; };
+const issuer = env('ISSUER');
+const browser = await chromium.launch({ executablePath: env('CHROMIUM'), args: ['--no-sandbox'] });
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The relying parties: any page under their origins just says where the browser landed.
+  const auth = (client, redirect) => {
+    const u = new URL(`${issuer}/protocol/openid-connect/auth`);
+    u.search = new URLSearchParams({
+      client_id: client, redirect_uri: redirect, response_type: 'code', scope: 'openid', state: 's1', nonce: 'n1',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    });
+    return u.href;
+  };
+
+  // The login page: labelled fields, a wrong password first, then the right one.
+  await page.goto(auth(env('CLIENT_ID'), `${rpBase}/cb`));
+  await page.getByLabel('Username or email').fill(env('USERNAME'));
+  await page.getByLabel('Password').fill('wrong-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').waitFor();
+  assert.match(await page.getByRole('alert').innerText(), /Invalid username or password/);
+  await page.getByLabel('Password').fill(env('PASSWORD'));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => u.href.startsWith(`${rpBase}/cb?`));
+  const first = new URL(page.url());
+  assert.ok(first.searchParams.get('code'), 'a code');
+  assert.equal(first.searchParams.get('state'), 's1');
+  assert.equal(first.searchParams.get('iss'), issuer);
+  console.log('login ok');
+
+  // A second client: single sign-on, no form.
+  await page.goto(auth(env('OTHER_ID'), `${rpBase}/other`));
+  await page.waitForURL((u) => u.href.startsWith(`${rpBase}/other?`));
+  assert.ok(new URL(page.url()).searchParams.get('code'), 'SSO code');
+  assert.equal(new URL(page.url()).searchParams.get('session_state'), first.searchParams.get('session_state'));
+  console.log('sso ok');
+
+  // Logout without a hint: the confirmation page, then the session is gone.
+  await page.goto(`${issuer}/protocol/openid-connect/logout`);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByText('You have been signed out.').waitFor();
+  await page.goto(auth(env('CLIENT_ID'), `${rpBase}/cb`));
+  await page.getByLabel('Password').waitFor();
+  console.log('logout ok: the next visit asks for credentials again');
+} finally {
+  await browser.close();
+  rp.close();
+}
