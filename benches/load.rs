@@ -86,6 +86,8 @@ enum Scenario {
         connections: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        #[arg(long, default_value_t = 40_000)]
+        cold_tokens: usize,
     },
     /// argon2id hashes per second on this many threads (the login ceiling).
     Argon2 {
@@ -438,10 +440,11 @@ async fn run(args: Args) -> serde_json::Value {
             redirect_uri,
             connections,
             seconds,
+            cold_tokens,
         } => {
             let target = oidc_load::Target { host, realm, client, secret, username, password };
-            let result =
-                oidc_load::run(flow, target, connections, Duration::from_secs_f64(seconds), redirect_uri).await;
+            let duration = Duration::from_secs_f64(seconds);
+            let result = oidc_load::run(flow, target, connections, duration, redirect_uri, cold_tokens).await;
             json!({"scenario": format!("oidc_{flow:?}").to_lowercase(), "result": result})
         }
         Scenario::Argon2 { threads, seconds } => {

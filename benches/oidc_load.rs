@@ -227,9 +227,6 @@ fn status_error(r: &io::Result<Response>, want: u16) -> Result<(), String> {
     }
 }
 
-/// Tokens minted for the cold introspection run (more than it can ask about in its time).
-const COLD_TOKENS: usize = 40_000;
-
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
@@ -277,7 +274,16 @@ async fn login_once(t: &Target, conn: &mut Conn, redirect: &str) -> Result<(), S
     status_error(&r, 200)
 }
 
-pub async fn run(flow: Flow, t: Target, connections: usize, duration: Duration, redirect: String) -> serde_json::Value {
+/// `cold_tokens`: tokens minted for the cold introspection run (more than it can ask about in
+/// its time).
+pub async fn run(
+    flow: Flow,
+    t: Target,
+    connections: usize,
+    duration: Duration,
+    redirect: String,
+    cold_tokens: usize,
+) -> serde_json::Value {
     let t = Arc::new(t);
     let host = t.host.clone();
     let auth = Arc::new(basic(&t.client, &t.secret));
@@ -331,7 +337,7 @@ pub async fn run(flow: Flow, t: Target, connections: usize, duration: Duration, 
             let mut c = Conn::connect(&t.host).await.expect("connect");
             let body = form(&[("grant_type", "client_credentials")]);
             let mut tokens = Vec::new();
-            for _ in 0..COLD_TOKENS {
+            for _ in 0..cold_tokens {
                 let r =
                     c.request("POST", &t.path("token"), &[FORM, ("Authorization", &auth)], &body).await.expect("token");
                 tokens.push(r.json()["access_token"].as_str().unwrap_or_default().to_string());

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PROFILE=${BENCH_PROFILE:-release}
 QUICK=${BENCH_QUICK:-0}
 OUT=${OUT:-benches/results-oidc.ndjson}
-if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; fi
+if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; COLD=1000; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; COLD=40000; fi
 if [ "$PROFILE" = release ]; then DIR=release; else DIR=debug; fi
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --profile "$([ "$DIR" = debug ] && echo dev || echo release)" --bins -q
 BIN=${CARGO_TARGET_DIR:-target}/$DIR
@@ -40,7 +40,7 @@ cp benches/realm.json "$TMP/realm/bench.json"
 start_server "$TMP/node" "$TMP/realm"
 HOST=${ADDR#http://}
 oidc() { # label flow client secret [connections]
-  $LOAD oidc --host "$HOST" --flow "$2" --client "$3" --secret "$4" --connections "${5:-32}" --seconds "$SECS" \
+  $LOAD oidc --host "$HOST" --flow "$2" --client "$3" --secret "$4" --connections "${5:-32}" --seconds "$SECS" --cold-tokens "$COLD" \
     | sed "s/^{/{\"run\":$run,\"label\":\"$1\",/"
 }
 # Signing ceilings on one core, same run: RSA-2048 and ECDSA P-256 signatures per second.

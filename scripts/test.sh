@@ -75,3 +75,4 @@ cargo test --workspace --all-targets
 
 log "load-tool scenarios (quick mode, debug build: they must run; figures come from scripts/bench.sh)"
 BENCH_PROFILE=debug BENCH_QUICK=1 OUT="$(mktemp)" scripts/bench.sh
+BENCH_PROFILE=debug BENCH_QUICK=1 BENCH_NO_BUILD=1 OUT="$(mktemp)" scripts/bench-oidc.sh
