@@ -110,7 +110,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         keys: keys.clone(),
         signers: crate::oidc::tokens::Signers::new(keys.clone()),
         pages: Arc::new(pages),
-        service_accounts: Default::default(),
+        subjects: Default::default(),
         login_gates: Default::default(),
         verified_tokens: Default::default(),
     };

@@ -17,6 +17,9 @@ pub struct Directory {
     pub memberships: Memberships,
     pub signing_keys: SigningKeyRing,
     pub sessions: Sessions,
+    /// The position of the last event that can change what a token says about a user (user,
+    /// role, group or client events): caches of token subjects are valid while it stays.
+    pub subjects_changed_at: u64,
 }
 
 /// An event the directory could not fold.
@@ -55,6 +58,12 @@ impl Directory {
         self.memberships.apply(event, decoded);
         self.signing_keys.apply(event, decoded);
         self.sessions.apply(event, decoded);
+        if matches!(
+            decoded,
+            DomainEvent::User(_) | DomainEvent::Role(_) | DomainEvent::Group(_) | DomainEvent::Client(_)
+        ) {
+            self.subjects_changed_at = event.position;
+        }
         self.position = event.position;
     }
 }

@@ -26,7 +26,7 @@ pub struct AppState {
     pub keys: std::sync::Arc<crate::secrets::ServerKeys>,
     pub signers: crate::oidc::tokens::Signers,
     pub pages: std::sync::Arc<pages::Pages>,
-    pub service_accounts: oidc::ServiceAccounts,
+    pub subjects: oidc::Subjects,
     pub login_gates: oidc::LoginGates,
     pub verified_tokens: oidc::VerifiedTokens,
 }

@@ -765,3 +765,47 @@ async fn a_user_of_another_realm_cannot_complete_this_realms_login() {
     assert!(res.text().await.unwrap().contains("Invalid username or password."));
     demo.app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_role_change_or_a_disabled_account_shows_in_the_next_token() {
+    use annals::domain::user::{User, UserCommand};
+    let demo = Demo::start().await;
+    let web = ("web", "web-secret-0123456789");
+    let grant =
+        [("grant_type", "password"), ("username", "alice"), ("password", "alice-password"), ("scope", "openid")];
+    let (_, first) = demo.token(web, &grant).await;
+    assert_eq!(claims(first["access_token"].as_str().unwrap())["realm_access"]["roles"], serde_json::json!(["user"]));
+    let (alice, role) = {
+        let d = demo.app.read_models.read();
+        let realm = d.realms.by_name("demo").unwrap().id.clone();
+        let role = d.memberships.role_by_name(&realm, None, "user").unwrap().id.clone();
+        (claims(first["access_token"].as_str().unwrap())["sub"].as_str().unwrap().to_string(), role)
+    };
+    let meta = annals_events::Metadata::system("test");
+    let (models, sql) = (demo.app.read_models.clone(), demo.app.sql_models.clone());
+    let wait = |p: u64| {
+        let (models, sql) = (models.clone(), sql.clone());
+        async move {
+            models.wait_for(p, std::time::Duration::from_secs(5)).await.unwrap();
+            assert!(sql.wait_for(p, std::time::Duration::from_secs(5)).await);
+        }
+    };
+    let done =
+        demo.app.hosts.execute::<User>(&alice, UserCommand::RevokeRole { role_id: role }, meta.clone()).await.unwrap();
+    wait(done.position).await;
+    let (_, refreshed) = demo
+        .token(web, &[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().unwrap())])
+        .await;
+    assert!(claims(refreshed["access_token"].as_str().unwrap()).get("realm_access").is_none(), "{refreshed}");
+
+    let user = annals::sqlmodels::users::get(&demo.app.store.pool(), &alice).await.unwrap().unwrap();
+    let disabled = annals_events::user::UserProfile { enabled: false, ..user.profile };
+    let done =
+        demo.app.hosts.execute::<User>(&alice, UserCommand::ChangeProfile { profile: disabled }, meta).await.unwrap();
+    wait(done.position).await;
+    let (status, err) = demo
+        .token(web, &[("grant_type", "refresh_token"), ("refresh_token", refreshed["refresh_token"].as_str().unwrap())])
+        .await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "a disabled account gets no more tokens");
+    demo.app.stop().await;
+}

@@ -22,8 +22,24 @@ pub fn token_id() -> String {
 }
 
 /// The user a token is about, with their effective roles; a user deleted or disabled since
-/// the login gets no more tokens.
-pub async fn subject(state: &AppState, realm_id: &str, user_id: &str) -> Result<Subject, OAuthError> {
+/// the login gets no more tokens. From the subject cache when it holds the user.
+pub async fn subject(state: &AppState, realm_id: &str, user_id: &str) -> Result<Arc<Subject>, OAuthError> {
+    let key = (realm_id.to_string(), user_id.to_string());
+    let changed_at = state.read_models.read().subjects_changed_at;
+    if let Some(s) = state.subjects.get(&key, changed_at) {
+        return Ok(s);
+    }
+    // The SQL model is read after the directory's stamp: an entry is cached only if that
+    // model already holds every change up to the stamp.
+    let sql_position = state.sql_models.position();
+    let subject = Arc::new(subject_uncached(state, realm_id, user_id).await?);
+    if sql_position >= changed_at {
+        state.subjects.put(key, changed_at, subject.clone());
+    }
+    Ok(subject)
+}
+
+async fn subject_uncached(state: &AppState, realm_id: &str, user_id: &str) -> Result<Subject, OAuthError> {
     let pool = state.store.pool();
     let failed = |e: crate::sqlmodels::SqlModelError| {
         tracing::error!(error = %e, "users read model failed");
@@ -40,6 +56,49 @@ pub async fn subject(state: &AppState, realm_id: &str, user_id: &str) -> Result<
     let dir = state.read_models.read();
     let roles = dir.memberships.effective_roles(direct.iter(), groups.iter());
     Ok(Subject::new(user, &roles, &dir.memberships, &dir.clients))
+}
+
+/// Token subjects (and service accounts by client), valid while no user, role, group or client
+/// event has been folded since they were read: logins and token issuance change none of
+/// those, so in steady state every subject is read once; any such change empties the cache.
+#[derive(Clone, Default)]
+pub struct Subjects {
+    inner: Arc<Mutex<SubjectsInner>>,
+}
+
+#[derive(Default)]
+struct SubjectsInner {
+    stamp: u64,
+    users: HashMap<(String, String), Arc<Subject>>,
+    service_accounts: HashMap<String, Option<Arc<Subject>>>,
+}
+
+/// Entries kept at most; the cache is emptied when full (a miss costs three queries).
+const MAX_SUBJECTS: usize = 100_000;
+
+impl SubjectsInner {
+    fn at(&mut self, stamp: u64) -> &mut Self {
+        if self.stamp != stamp || self.users.len() + self.service_accounts.len() >= MAX_SUBJECTS {
+            self.users.clear();
+            self.service_accounts.clear();
+            self.stamp = stamp;
+        }
+        self
+    }
+}
+
+impl Subjects {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SubjectsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &(String, String), stamp: u64) -> Option<Arc<Subject>> {
+        self.lock().at(stamp).users.get(key).cloned()
+    }
+
+    fn put(&self, key: (String, String), stamp: u64, subject: Arc<Subject>) {
+        self.lock().at(stamp).users.insert(key, subject);
+    }
 }
 
 /// An actor command's failure, as the token endpoint reports it.
@@ -172,51 +231,33 @@ pub fn response(plan: &Plan<'_>, signed: Signed) -> Value {
     Value::Object(body)
 }
 
-/// A cached service account: when it was looked up, and what was found.
-type Cached = (std::time::Instant, Option<Arc<Subject>>);
-
-/// Service-account subjects by client, kept for a second: a client-credentials request would
-/// otherwise cost three user-directory queries, and a role change or a disabled service
-/// account takes effect within that second.
-#[derive(Clone, Default)]
-pub struct ServiceAccounts {
-    cache: Arc<Mutex<HashMap<String, Cached>>>,
-}
-
-const SERVICE_ACCOUNT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl ServiceAccounts {
-    /// The client's service-account user (Keycloak names it `service-account-{clientId}`), if
-    /// it has one.
-    pub async fn get(
-        &self,
-        state: &AppState,
-        realm: &RealmView,
-        client: &ClientView,
-    ) -> Result<Option<Arc<Subject>>, OAuthError> {
-        if let Some((at, s)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&client.id) {
-            if at.elapsed() < SERVICE_ACCOUNT_TTL {
-                return Ok(s.clone());
-            }
-        }
-        let name = format!("service-account-{}", client.client_id);
-        let found = users::by_username(&state.store.pool(), &realm.id, &name).await.map_err(|e| {
-            tracing::error!(error = %e, "users read model failed");
-            OAuthError::temporarily_unavailable("user directory unavailable")
-        })?;
-        let subject = match found {
-            Some(u) => Some(Arc::new(
-                subject(state, &realm.id, &u.id)
-                    .await
-                    .map_err(|_| OAuthError::unauthorized_client("Service account disabled"))?,
-            )),
-            None => None,
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(client.id.clone(), (std::time::Instant::now(), subject.clone()));
-        Ok(subject)
+/// The client's service-account user (Keycloak names it `service-account-{clientId}`), if it
+/// has one; cached like every subject.
+pub async fn service_account(
+    state: &AppState,
+    realm: &RealmView,
+    client: &ClientView,
+) -> Result<Option<Arc<Subject>>, OAuthError> {
+    let changed_at = state.read_models.read().subjects_changed_at;
+    if let Some(s) = state.subjects.lock().at(changed_at).service_accounts.get(&client.id) {
+        return Ok(s.clone());
     }
+    let sql_position = state.sql_models.position();
+    let name = format!("service-account-{}", client.client_id);
+    let found = users::by_username(&state.store.pool(), &realm.id, &name).await.map_err(|e| {
+        tracing::error!(error = %e, "users read model failed");
+        OAuthError::temporarily_unavailable("user directory unavailable")
+    })?;
+    let subject = match found {
+        Some(u) => Some(
+            subject(state, &realm.id, &u.id)
+                .await
+                .map_err(|_| OAuthError::unauthorized_client("Service account disabled"))?,
+        ),
+        None => None,
+    };
+    if sql_position >= changed_at {
+        state.subjects.lock().at(changed_at).service_accounts.insert(client.id.clone(), subject.clone());
+    }
+    Ok(subject)
 }

@@ -15,7 +15,7 @@ mod userinfo;
 
 pub use bearer::VerifiedTokens;
 pub use brute_force::LoginGates;
-pub use issue::ServiceAccounts;
+pub use issue::Subjects;
 
 use crate::http::{AppState, Correlation};
 use crate::oidc::OAuthError;

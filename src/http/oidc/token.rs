@@ -424,7 +424,7 @@ async fn client_credentials(
     let mut granted = scope::grant(params.get("scope").map(String::as_str).unwrap_or(""), client)?;
     // No user is present: no ID token (Keycloak issues none here by default).
     granted.remove("openid");
-    let service_account = state.service_accounts.get(state, realm, client).await?;
+    let service_account = issue::service_account(state, realm, client).await?;
     let now = state.clock.now();
     let access_exp = now.timestamp() + tokens::access_lifespan(realm, client);
     let jti = issue::token_id();
