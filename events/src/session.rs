@@ -55,6 +55,11 @@ pub struct SessionRefreshReused {
 pub struct SessionTokensRevoked {
     pub client: String,
     pub token_ids: Vec<String>,
+    /// Every access token of this client in this session issued at or before this time
+    /// (epoch seconds) is revoked too (a revoked refresh chain, a replayed code): a cutoff
+    /// rather than a list, so a session refreshed thousands of times stays small.
+    #[serde(default)]
+    pub issued_before: Option<i64>,
     /// `revocation_endpoint`, `code_replayed`.
     pub reason: String,
     pub at: i64,

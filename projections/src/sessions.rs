@@ -22,6 +22,8 @@ pub struct SessionView {
     pub revoked: Vec<String>,
     /// Live refresh-chain heads by client (older tokens of a chain were rotated away).
     pub refresh: Vec<(String, String)>,
+    /// By client: access tokens issued at or before this time are revoked.
+    pub cutoffs: Vec<(String, i64)>,
 }
 
 impl SessionView {
@@ -44,9 +46,11 @@ impl Sessions {
         self.live.get(id).filter(|s| s.alive(now))
     }
 
-    /// Whether a token of a live session was revoked.
-    pub fn token_revoked(&self, session: &SessionView, token_id: &str) -> bool {
+    /// Whether a token of a live session was revoked: by its id, or (access tokens) by a
+    /// cutoff for its client (`client` the internal id, `issued_at` its `iat`).
+    pub fn token_revoked(&self, session: &SessionView, token_id: &str, client: &str, issued_at: i64) -> bool {
         session.revoked.iter().any(|t| t == token_id)
+            || session.cutoffs.iter().any(|(c, before)| c == client && issued_at <= *before)
     }
 
     /// Whether this is the client's current refresh token in a live session.
@@ -91,6 +95,7 @@ impl Projection for Sessions {
                         max_lifespan: s.max_lifespan,
                         revoked: Vec::new(),
                         refresh: Vec::new(),
+                        cutoffs: Vec::new(),
                     },
                 );
             }
@@ -115,6 +120,10 @@ impl Projection for Sessions {
                 if let Some(s) = self.live.get_mut(id) {
                     s.revoked.extend(r.token_ids.iter().cloned());
                     s.refresh.retain(|(_, t)| !r.token_ids.contains(t));
+                    if let Some(before) = r.issued_before {
+                        s.cutoffs.retain(|(c, _)| *c != r.client);
+                        s.cutoffs.push((r.client.clone(), before));
+                    }
                 }
             }
             DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_)) => {

@@ -186,6 +186,7 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
             SessionEvent::from(SessionTokensRevoked {
                 client: "c".into(),
                 token_ids: vec!["at1".into()],
+                issued_before: Some(t0 - 1),
                 reason: "revocation_endpoint".into(),
                 at: t0,
             })
@@ -216,7 +217,9 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
     ];
     let mut d = given(events.iter().map(|(k, id, e)| (*k, id.as_str(), e.clone())).collect());
     let s1 = d.sessions.alive("s1", t0).unwrap();
-    assert!(d.sessions.token_revoked(s1, "at1") && !d.sessions.token_revoked(s1, "at2"));
+    assert!(d.sessions.token_revoked(s1, "at1", "other", t0) && !d.sessions.token_revoked(s1, "at2", "other", t0));
+    assert!(d.sessions.token_revoked(s1, "at2", "c", t0 - 1), "issued before the client's cutoff");
+    assert!(!d.sessions.token_revoked(s1, "at2", "c", t0), "issued after it");
     assert!(d.sessions.alive("s2", t0).is_none(), "logged out");
     assert!(d.sessions.alive("s1", t0 + 100).is_none(), "idle");
     assert!(d.sessions.alive("s3", t0 + 120).is_some(), "activity extends idle");

@@ -34,8 +34,6 @@ pub struct Session {
 pub struct ClientTokens {
     /// The live head of each refresh chain, oldest first (at most [`MAX_CHAINS`]).
     pub refresh: Vec<String>,
-    /// Access tokens not yet expired at the last issuance: (id, expiry).
-    pub access: Vec<(String, i64)>,
 }
 
 /// Refresh chains one client may hold in one session; starting another drops the oldest.
@@ -173,7 +171,7 @@ impl Aggregate for Session {
             C::RevokeTokens { client, token_ids, reason } => match (self.lifecycle, &self.ended) {
                 (Lifecycle::New, _) => Err(SessionError::NotFound),
                 (_, Some(_)) => Ok(vec![]),
-                _ => Ok(vec![SessionTokensRevoked { client, token_ids, reason, at }.into()]),
+                _ => Ok(vec![SessionTokensRevoked { client, token_ids, issued_before: None, reason, at }.into()]),
             },
             C::RevokeClient { client, also, reason } => {
                 if self.lifecycle == Lifecycle::New {
@@ -185,9 +183,8 @@ impl Aggregate for Session {
                 let mut token_ids = also;
                 if let Some(held) = self.clients.get(&client) {
                     token_ids.extend(held.refresh.iter().cloned());
-                    token_ids.extend(held.access.iter().filter(|(_, exp)| *exp > at).map(|(id, _)| id.clone()));
                 }
-                Ok(vec![SessionTokensRevoked { client, token_ids, reason, at }.into()])
+                Ok(vec![SessionTokensRevoked { client, token_ids, issued_before: Some(at), reason, at }.into()])
             }
             C::RevokeRefresh { client, refresh_token_id } => {
                 let Some(held) = self.clients.get(&client) else { return Ok(vec![]) };
@@ -195,9 +192,9 @@ impl Aggregate for Session {
                     // RFC 7009 §2.2: revoking a token that is already invalid succeeds.
                     return Ok(vec![]);
                 }
-                let mut token_ids = vec![refresh_token_id];
-                token_ids.extend(held.access.iter().filter(|(_, exp)| *exp > at).map(|(id, _)| id.clone()));
-                Ok(vec![SessionTokensRevoked { client, token_ids, reason: "revocation_endpoint".into(), at }.into()])
+                let reason = "revocation_endpoint".into();
+                let token_ids = vec![refresh_token_id];
+                Ok(vec![SessionTokensRevoked { client, token_ids, issued_before: Some(at), reason, at }.into()])
             }
             C::Logout { client } => match (self.lifecycle, &self.ended) {
                 (Lifecycle::New, _) => Err(SessionError::NotFound),
@@ -228,10 +225,6 @@ impl Aggregate for Session {
             SessionEvent::TokensIssued(t) => {
                 self.last_active = self.last_active.max(t.at);
                 let held = self.clients.entry(t.client.clone()).or_default();
-                held.access.retain(|(_, exp)| *exp > t.at);
-                if let Some(a) = &t.access_token_id {
-                    held.access.push((a.clone(), t.expires_at));
-                }
                 if let Some(old) = &t.replaces {
                     held.refresh.retain(|r| r != old);
                 }
@@ -245,7 +238,6 @@ impl Aggregate for Session {
             SessionEvent::TokensRevoked(r) => {
                 if let Some(held) = self.clients.get_mut(&r.client) {
                     held.refresh.retain(|id| !r.token_ids.contains(id));
-                    held.access.retain(|(id, _)| !r.token_ids.contains(id));
                 }
             }
             SessionEvent::RefreshReused(_) => {}
@@ -348,7 +340,7 @@ mod tests {
             .decide(SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "rt1".into() }, now())
             .unwrap();
         let [SessionEvent::TokensRevoked(r)] = &events[..] else { panic!("{events:?}") };
-        assert_eq!(r.token_ids, vec!["rt1".to_string(), "at-rt1".to_string()]);
+        assert_eq!((r.token_ids.clone(), r.issued_before), (vec!["rt1".to_string()], Some(t0())));
         let state = crate::domain::fold(state, &events);
         assert!(state.clients["c"].refresh.is_empty());
         // Revoking an unknown or already revoked token changes nothing (RFC 7009 §2.2).
@@ -398,9 +390,10 @@ mod tests {
         };
         let events = state.decide(cmd, now()).unwrap();
         let [SessionEvent::TokensRevoked(r)] = &events[..] else { panic!("{events:?}") };
-        for id in ["pending", "rt1", "tab2", "at-rt1", "at-tab2"] {
+        for id in ["pending", "rt1", "tab2"] {
             assert!(r.token_ids.iter().any(|t| t == id), "{id} not revoked");
         }
+        assert_eq!(r.issued_before, Some(t0()), "and every access token issued so far");
         assert!(crate::domain::fold(state, &events).clients["c"].refresh.is_empty());
     }
 }

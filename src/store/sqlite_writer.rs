@@ -77,14 +77,16 @@ impl SqliteWriter {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Outcome>, u64), StoreError> {
         // One statement for every fact the plan needs: the head, the batch's event ids that
-        // already exist (idempotent retries), and the current version of each stream. The
+        // already exist (idempotent retries), and the current version of each stream (a MAX with
+        // equality on the whole index prefix: one index entry read, however long the stream). The
         // lists travel as JSON so the statement text never changes and stays prepared.
         let ids: Vec<String> = requests
             .iter()
             .flat_map(|r| r.iter())
             .flat_map(|a| a.events.iter().map(|e| hex::encode(e.event_id.as_bytes())))
             .collect();
-        let streams: HashSet<&str> = requests.iter().flat_map(|r| r.iter()).map(|a| a.stream.id.as_str()).collect();
+        let streams: HashSet<(&str, &str)> =
+            requests.iter().flat_map(|r| r.iter()).map(|a| (a.stream.kind.as_str(), a.stream.id.as_str())).collect();
         let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let streams = serde_json::to_string(&streams).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut facts = Facts::default();
@@ -96,8 +98,9 @@ impl SqliteWriter {
                      (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) \
                      UNION ALL SELECT 1, position, NULL, event_id, stream_type, stream_id, version FROM events \
                      WHERE event_id IN (SELECT unhex(value) FROM json_each(?1)) \
-                     UNION ALL SELECT 2, NULL, NULL, NULL, stream_type, stream_id, MAX(version) FROM events \
-                     WHERE stream_id IN (SELECT value FROM json_each(?2)) GROUP BY stream_id, stream_type",
+                     UNION ALL SELECT 2, NULL, NULL, NULL, s.value ->> 0, s.value ->> 1, \
+                     (SELECT MAX(version) FROM events WHERE stream_id = s.value ->> 1 AND stream_type = s.value ->> 0) \
+                     FROM json_each(?2) s",
                 )
                 .map_err(db)?;
             let mut rows = q.query(params![ids, streams]).map_err(db)?;

@@ -188,6 +188,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         SessionEvent::from(SessionTokensRevoked {
             client: "c".into(),
             token_ids: vec!["a".into()],
+            issued_before: Some(1),
             reason: "revocation_endpoint".into(),
             at: 1,
         })

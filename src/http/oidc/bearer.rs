@@ -40,7 +40,12 @@ pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checke
         Some(sid) => match dir.sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
             None => false,
             Some(s) => match &checked {
-                Checked::Access(_) => !dir.sessions.token_revoked(s, jti),
+                Checked::Access(_) => {
+                    let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
+                    let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
+                    let iat = c.get("iat").and_then(Value::as_i64).unwrap_or(i64::MIN);
+                    !dir.sessions.token_revoked(s, jti, client, iat)
+                }
                 Checked::Refresh(_) => {
                     let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
                     let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
