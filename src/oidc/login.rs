@@ -42,7 +42,16 @@ fn decoy() -> &'static PasswordHash {
     })
 }
 
+/// Password checks running at once: one per core. argon2id fills 19 MiB per check; more
+/// checks than cores only interleave on the same core, thrash its caches and finish later,
+/// while queued ones cost nothing.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
 async fn verify(pw: String, hash: PasswordHash) -> Result<Verified, LoginError> {
+    let _slot = hashing_slots().acquire().await.map_err(|e| LoginError::Join(e.to_string()))?;
     tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
         .await
         .map_err(|e| LoginError::Join(e.to_string()))?
