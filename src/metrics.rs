@@ -81,6 +81,11 @@ pub fn init() {
     LazyLock::force(&PROJECTION_POSITION);
     LazyLock::force(&ACTORS_LIVE);
     LazyLock::force(&ACTOR_BUSY);
+    // Every aggregate's series exists from the start (at 0), so dashboards and alerts see it
+    // before the first actor of that kind is activated.
+    for kind in annals_events::StreamType::ALL {
+        ACTORS_LIVE.with_label_values(&[kind.as_str()]);
+    }
 }
 
 /// The Prometheus text exposition of every metric.

@@ -95,6 +95,11 @@ pub fn search_tail(profile: &UserProfile) -> String {
 }
 
 /// The row changes one event causes (none for events that do not touch the tables).
+/// Whether events of this type can change the model's rows (others need not be decoded).
+pub fn concerns(event_type: &str) -> bool {
+    event_type.starts_with("user.") || event_type.starts_with("role.") || event_type.starts_with("group.")
+}
+
 pub fn changes(event: &RecordedEvent, decoded: &DomainEvent) -> Option<UserChange> {
     let id = || event.stream.id.clone();
     Some(match decoded {

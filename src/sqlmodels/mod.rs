@@ -55,7 +55,7 @@ const SET_CHECKPOINT: &str = "UPDATE checkpoints SET position = ? WHERE name = ?
 
 /// Whether any event of the page changes a row of the model.
 fn changes_rows(events: &[RecordedEvent]) -> Result<bool, SqlModelError> {
-    for e in events {
+    for e in events.iter().filter(|e| fold::concerns(&e.event_type)) {
         let d = e.decode().map_err(|err| SqlModelError::Decode(e.position, err.to_string()))?;
         if fold::changes(e, &d).is_some() {
             return Ok(true);
@@ -66,7 +66,7 @@ fn changes_rows(events: &[RecordedEvent]) -> Result<bool, SqlModelError> {
 
 fn decode_changes(events: &[RecordedEvent], after: u64) -> Result<Vec<UserChange>, SqlModelError> {
     let mut out = Vec::new();
-    for e in events.iter().filter(|e| e.position > after) {
+    for e in events.iter().filter(|e| e.position > after && fold::concerns(&e.event_type)) {
         let d = e.decode().map_err(|err| SqlModelError::Decode(e.position, err.to_string()))?;
         out.extend(fold::changes(e, &d));
     }

@@ -29,43 +29,48 @@ use std::collections::BTreeMap;
 const FORM_LIMIT: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let oidc = "/realms/{realm}/protocol/openid-connect";
+    let oidc = "/protocol/openid-connect";
     let form = || web::PayloadConfig::new(FORM_LIMIT);
-    cfg.service(web::resource(format!("{oidc}/certs")).route(web::get().to(certs::certs)))
-        .service(
-            web::resource("/realms/{realm}/.well-known/openid-configuration")
-                .route(web::get().to(discovery::openid_configuration)),
-        )
-        .service(
-            web::resource(format!("{oidc}/auth"))
-                .app_data(form())
-                .route(web::get().to(authorize::get))
-                .route(web::post().to(authorize::post)),
-        )
-        .service(
-            web::resource("/realms/{realm}/login-actions/authenticate")
-                .app_data(form())
-                .route(web::post().to(login::authenticate)),
-        )
-        .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
-        .service(
-            web::resource(format!("{oidc}/logout"))
-                .app_data(form())
-                .route(web::get().to(logout::get))
-                .route(web::post().to(logout::post)),
-        )
-        .service(
-            web::resource(format!("{oidc}/userinfo"))
-                .app_data(form())
-                .route(web::get().to(userinfo::userinfo))
-                .route(web::post().to(userinfo::userinfo)),
-        )
-        .service(
-            web::resource(format!("{oidc}/token/introspect"))
-                .app_data(form())
-                .route(web::post().to(introspect::introspect)),
-        )
-        .service(web::resource(format!("{oidc}/revoke")).app_data(form()).route(web::post().to(revoke::revoke)));
+    // One scope for the realm segment: its pattern is matched once per request, and the
+    // endpoints inside are plain strings (a pattern per route cost 4% of a token request).
+    cfg.service(
+        web::scope("/realms/{realm}")
+            .service(web::resource(format!("{oidc}/certs")).route(web::get().to(certs::certs)))
+            .service(
+                web::resource("/.well-known/openid-configuration")
+                    .route(web::get().to(discovery::openid_configuration)),
+            )
+            .service(
+                web::resource(format!("{oidc}/auth"))
+                    .app_data(form())
+                    .route(web::get().to(authorize::get))
+                    .route(web::post().to(authorize::post)),
+            )
+            .service(
+                web::resource("/login-actions/authenticate")
+                    .app_data(form())
+                    .route(web::post().to(login::authenticate)),
+            )
+            .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
+            .service(
+                web::resource(format!("{oidc}/logout"))
+                    .app_data(form())
+                    .route(web::get().to(logout::get))
+                    .route(web::post().to(logout::post)),
+            )
+            .service(
+                web::resource(format!("{oidc}/userinfo"))
+                    .app_data(form())
+                    .route(web::get().to(userinfo::userinfo))
+                    .route(web::post().to(userinfo::userinfo)),
+            )
+            .service(
+                web::resource(format!("{oidc}/token/introspect"))
+                    .app_data(form())
+                    .route(web::post().to(introspect::introspect)),
+            )
+            .service(web::resource(format!("{oidc}/revoke")).app_data(form()).route(web::post().to(revoke::revoke))),
+    );
 }
 
 /// Keycloak's answer for a realm name it does not know (the same for every realm endpoint).
