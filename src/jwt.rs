@@ -308,6 +308,29 @@ fn published(view: &KeyView) -> Result<Arc<PKey<Public>>, JwtError> {
     Ok(key)
 }
 
+/// Whether `sig` is `key`'s signature over `input` by `alg` (`RS256`, `PS256`, `ES256`,
+/// `EdDSA`): client assertions, signed with keys the client registered.
+pub fn signature_valid(alg: &str, key: &PKey<Public>, input: &[u8], sig: &[u8]) -> bool {
+    let check = || -> Result<bool, openssl::error::ErrorStack> {
+        Ok(match alg {
+            "RS256" => Verifier::new(MessageDigest::sha256(), key)?.verify_oneshot(sig, input).unwrap_or(false),
+            "PS256" => {
+                let mut v = Verifier::new(MessageDigest::sha256(), key)?;
+                v.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)?;
+                v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)?;
+                v.verify_oneshot(sig, input).unwrap_or(false)
+            }
+            "ES256" => match ecdsa_raw_to_der(sig) {
+                Some(der) => Verifier::new(MessageDigest::sha256(), key)?.verify_oneshot(&der, input).unwrap_or(false),
+                None => false,
+            },
+            "EdDSA" => Verifier::new_without_digest(key)?.verify_oneshot(sig, input).unwrap_or(false),
+            _ => false,
+        })
+    };
+    check().unwrap_or(false)
+}
+
 /// Whether `sig` is the key's signature over `input`, by the key's own algorithm.
 fn signature_ok(view: &KeyView, input: &[u8], sig: &[u8]) -> Result<bool, JwtError> {
     let key = published(view)?;

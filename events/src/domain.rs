@@ -1,6 +1,7 @@
 //! The union of all aggregates' events, and decoding from stored form.
 use crate::auth_request::AuthRequestEvent;
 use crate::client::ClientEvent;
+use crate::client_assertion::ClientAssertionEvent;
 use crate::client_grant::ClientGrantEvent;
 use crate::group::GroupEvent;
 use crate::login_failures::LoginFailuresEvent;
@@ -30,6 +31,7 @@ pub enum DomainEvent {
     Session(SessionEvent),
     ClientGrant(ClientGrantEvent),
     LoginFailures(LoginFailuresEvent),
+    ClientAssertion(ClientAssertionEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -67,6 +69,7 @@ macro_rules! each_aggregate {
             DomainEvent::Session($e) => $body,
             DomainEvent::ClientGrant($e) => $body,
             DomainEvent::LoginFailures($e) => $body,
+            DomainEvent::ClientAssertion($e) => $body,
         }
     };
 }
@@ -88,6 +91,7 @@ impl DomainEvent {
             DomainEvent::Session(_) => StreamType::Session,
             DomainEvent::ClientGrant(_) => StreamType::ClientGrant,
             DomainEvent::LoginFailures(_) => StreamType::LoginFailures,
+            DomainEvent::ClientAssertion(_) => StreamType::ClientAssertion,
         }
     }
 
@@ -126,6 +130,8 @@ impl DomainEvent {
             "login_failures" => {
                 LoginFailuresEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
             }
+            "client_assertion" => ClientAssertionEvent::from_payload_value(event_type, payload)
+                .map(|r| r.map(DomainEvent::ClientAssertion)),
             _ => None,
         };
         Self::finish(event_type, decoded)
@@ -159,6 +165,9 @@ impl DomainEvent {
             "login_failures" => {
                 LoginFailuresEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
             }
+            "client_assertion" => {
+                ClientAssertionEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::ClientAssertion))
+            }
             _ => None,
         };
         Self::finish(event_type, decoded)
@@ -185,6 +194,7 @@ impl DomainEvent {
             SessionEvent::TYPES,
             ClientGrantEvent::TYPES,
             LoginFailuresEvent::TYPES,
+            ClientAssertionEvent::TYPES,
         ]
         .concat()
     }
@@ -202,6 +212,7 @@ impl DomainEvent {
         all.extend(SessionEvent::schemas());
         all.extend(ClientGrantEvent::schemas());
         all.extend(LoginFailuresEvent::schemas());
+        all.extend(ClientAssertionEvent::schemas());
         all
     }
 }
@@ -222,7 +233,8 @@ macro_rules! into_domain {
 
 into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, RoleEvent => Role,
     GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
-    SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures);
+    SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures,
+    ClientAssertionEvent => ClientAssertion);
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ pub mod auth_request;
 pub mod canonical;
 pub mod chain;
 pub mod client;
+pub mod client_assertion;
 pub mod client_grant;
 pub mod domain;
 pub mod envelope;

@@ -18,10 +18,11 @@ pub enum StreamType {
     Session,
     ClientGrant,
     LoginFailures,
+    ClientAssertion,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 10] = [
+    pub const ALL: [StreamType; 11] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -32,6 +33,7 @@ impl StreamType {
         StreamType::Session,
         StreamType::ClientGrant,
         StreamType::LoginFailures,
+        StreamType::ClientAssertion,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl StreamType {
             StreamType::Session => "session",
             StreamType::ClientGrant => "client_grant",
             StreamType::LoginFailures => "login_failures",
+            StreamType::ClientAssertion => "client_assertion",
         }
     }
 }

@@ -64,6 +64,7 @@ impl Directory {
         event_type.starts_with("auth_request.")
             || event_type.starts_with("login_failures.")
             || event_type == "client_grant.issued"
+            || event_type.starts_with("client_assertion.")
             || event_type == "session.refresh_reused"
     }
 

@@ -1,5 +1,6 @@
 //! `annals replay`: a stream's events up to a moment, and the state they fold to.
 use crate::domain::auth_request::AuthRequest;
+use crate::domain::client_assertion::ClientAssertion;
 use crate::domain::client_grant::ClientGrant;
 use crate::domain::login_failures::LoginFailures;
 use crate::domain::session::Session;
@@ -53,6 +54,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::Session => state_of::<Session>(&events)?,
         StreamType::ClientGrant => state_of::<ClientGrant>(&events)?,
         StreamType::LoginFailures => state_of::<LoginFailures>(&events)?,
+        StreamType::ClientAssertion => state_of::<ClientAssertion>(&events)?,
     };
     Ok(Replay { events, state })
 }

@@ -2,6 +2,7 @@
 //! No I/O here; `crate::actors` hosts them.
 pub mod auth_request;
 pub mod client;
+pub mod client_assertion;
 pub mod client_grant;
 pub mod group;
 pub mod login_failures;

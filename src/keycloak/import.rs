@@ -722,9 +722,11 @@ impl<'a> Planner<'a> {
             StreamType::Group => self.existing.memberships.group(&id).is_some(),
             StreamType::SigningKey => self.existing.signing_keys.get(&id).is_some(),
             // Runtime streams: an import never creates them.
-            StreamType::AuthRequest | StreamType::Session | StreamType::ClientGrant | StreamType::LoginFailures => {
-                false
-            }
+            StreamType::AuthRequest
+            | StreamType::Session
+            | StreamType::ClientGrant
+            | StreamType::LoginFailures
+            | StreamType::ClientAssertion => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

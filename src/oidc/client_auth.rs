@@ -1,6 +1,7 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749
-//! §2.3): `client_secret_basic`, `client_secret_post`, and `none` for public clients. Exactly
-//! one method per request; a confidential client must authenticate.
+//! §2.3): `client_secret_basic`, `client_secret_post`, `private_key_jwt` (clients whose
+//! authenticator is Keycloak's `client-jwt`), and `none` for public clients. Exactly one
+//! method per request; a confidential client must authenticate, by the method it registered.
 use super::OAuthError;
 use crate::secrets::ServerKeys;
 use annals_projections::clients::ClientView;
@@ -15,6 +16,8 @@ pub enum Method {
     None,
     Basic(String),
     Post(String),
+    /// A signed assertion (`private_key_jwt`).
+    Assertion(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +38,20 @@ pub fn presented(authorization: Option<&str>, form: &BTreeMap<String, String>) -
         if authorization.is_some() || form_secret.is_some() {
             return Err(OAuthError::invalid_request("more than one client authentication method"));
         }
-        return Err(bad("client assertions are not supported yet"));
+        if form.get("client_assertion_type").map(String::as_str) != Some(super::assertion::JWT_BEARER) {
+            return Err(bad("unsupported client_assertion_type"));
+        }
+        let assertion = form.get("client_assertion").ok_or_else(|| bad("Missing parameter: client_assertion"))?;
+        // The client is named by `client_id` or, failing that, by the assertion's `sub`
+        // (read unverified here only to find the keys that must verify it).
+        let sub = || -> Option<String> {
+            let payload = assertion.split('.').nth(1)?;
+            let claims: serde_json::Value =
+                serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+            Some(claims.get("sub")?.as_str()?.to_string())
+        };
+        let client_id = form_id.cloned().or_else(sub).ok_or_else(|| bad("client assertion names no client"))?;
+        return Ok(Presented { client_id, method: Method::Assertion(assertion.clone()) });
     }
     if let Some(header) = authorization {
         // The scheme is case-insensitive (RFC 9110 §11.1).
@@ -69,19 +85,28 @@ pub fn presented(authorization: Option<&str>, form: &BTreeMap<String, String>) -
     })
 }
 
-/// Checks the presented credentials against the client (looked up by the caller).
+/// Where and when an assertion is checked: the audiences it may name (the token endpoint,
+/// the issuer) and the time.
+pub struct AssertionContext<'a> {
+    pub audiences: &'a [String],
+    pub now: i64,
+}
+
+/// Checks the presented credentials against the client (looked up by the caller). An
+/// assertion's `jti` comes back: the caller records it, so the assertion works once.
 pub fn authenticate<'c>(
     p: &Presented,
     client: Option<&'c ClientView>,
     keys: &ServerKeys,
-) -> Result<&'c ClientView, OAuthError> {
+    ctx: &AssertionContext<'_>,
+) -> Result<(&'c ClientView, Option<super::assertion::Verified>), OAuthError> {
     let invalid = || bad("Invalid client or Invalid client credentials");
     let client = client.ok_or_else(invalid)?;
     if !client.settings.enabled || client.settings.bearer_only {
         return Err(invalid());
     }
     match (&p.method, client.settings.public_client) {
-        (Method::None, true) => Ok(client),
+        (Method::None, true) => Ok((client, None)),
         (Method::None, false) => Err(invalid()),
         // A public client has no secret; sending one is a misconfiguration, refused alike.
         (_, true) => Err(invalid()),
@@ -90,9 +115,16 @@ pub fn authenticate<'c>(
                 return Err(invalid());
             }
             match &client.secret {
-                Some(digest) if secret.len() <= 512 && keys.verify_digest(secret, digest) => Ok(client),
+                Some(digest) if secret.len() <= 512 && keys.verify_digest(secret, digest) => Ok((client, None)),
                 _ => Err(invalid()),
             }
+        }
+        (Method::Assertion(jwt), false) => {
+            if client.settings.client_authenticator_type != "client-jwt" {
+                return Err(invalid());
+            }
+            let verified = super::assertion::verify(jwt, client, ctx.audiences, ctx.now)?;
+            Ok((client, Some(verified)))
         }
     }
 }
@@ -117,6 +149,10 @@ mod tests {
         }
     }
 
+    fn ctx() -> AssertionContext<'static> {
+        AssertionContext { audiences: &[], now: 0 }
+    }
+
     fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
@@ -127,9 +163,9 @@ mod tests {
         let c = client(&k, false);
         let basic = format!("Basic {}", STANDARD.encode("app:s3cret"));
         let p = presented(Some(&basic), &form(&[])).unwrap();
-        assert!(authenticate(&p, Some(&c), &k).is_ok());
+        assert!(authenticate(&p, Some(&c), &k, &ctx()).map(|(c, _)| c).is_ok());
         let p = presented(None, &form(&[("client_id", "app"), ("client_secret", "s3cret")])).unwrap();
-        assert!(authenticate(&p, Some(&c), &k).is_ok());
+        assert!(authenticate(&p, Some(&c), &k, &ctx()).map(|(c, _)| c).is_ok());
     }
 
     #[test]
@@ -137,10 +173,10 @@ mod tests {
         let k = keys();
         let c = client(&k, false);
         let wrong = presented(None, &form(&[("client_id", "app"), ("client_secret", "nope")])).unwrap();
-        assert_eq!(authenticate(&wrong, Some(&c), &k).unwrap_err().code, "invalid_client");
+        assert_eq!(authenticate(&wrong, Some(&c), &k, &ctx()).unwrap_err().code, "invalid_client");
         let none = presented(None, &form(&[("client_id", "app")])).unwrap();
-        assert_eq!(authenticate(&none, Some(&c), &k).unwrap_err().code, "invalid_client");
-        assert_eq!(authenticate(&none, None, &k).unwrap_err().code, "invalid_client");
+        assert_eq!(authenticate(&none, Some(&c), &k, &ctx()).unwrap_err().code, "invalid_client");
+        assert_eq!(authenticate(&none, None, &k, &ctx()).unwrap_err().code, "invalid_client");
         let basic = format!("Basic {}", STANDARD.encode("app:s3cret"));
         let both = presented(Some(&basic), &form(&[("client_secret", "s3cret")]));
         assert_eq!(both.unwrap_err().code, "invalid_request");
@@ -155,9 +191,9 @@ mod tests {
         let k = keys();
         let c = client(&k, true);
         let p = presented(None, &form(&[("client_id", "app")])).unwrap();
-        assert!(authenticate(&p, Some(&c), &k).is_ok());
+        assert!(authenticate(&p, Some(&c), &k, &ctx()).map(|(c, _)| c).is_ok());
         let p = presented(None, &form(&[("client_id", "app"), ("client_secret", "x")])).unwrap();
-        assert!(authenticate(&p, Some(&c), &k).is_err());
+        assert!(authenticate(&p, Some(&c), &k, &ctx()).map(|(c, _)| c).is_err());
     }
 
     #[test]

@@ -809,3 +809,93 @@ async fn a_role_change_or_a_disabled_account_shows_in_the_next_token() {
     assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "a disabled account gets no more tokens");
     demo.app.stop().await;
 }
+
+#[actix_rt::test]
+async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attacks() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    // The client's key pair: its public half registered as Keycloak's `jwks.string`.
+    let ec = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let (mut x, mut y) = (openssl::bn::BigNum::new().unwrap(), openssl::bn::BigNum::new().unwrap());
+    ec.public_key().affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx).unwrap();
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": "k1",
+        "x": URL_SAFE_NO_PAD.encode(x.to_vec_padded(32).unwrap()),
+        "y": URL_SAFE_NO_PAD.encode(y.to_vec_padded(32).unwrap()),
+    });
+    let pem = PKey::from_ec_key(ec).unwrap().private_key_to_pem_pkcs8().unwrap();
+    let demo = Demo::start_with(|r| {
+        r["clients"].as_array_mut().unwrap().push(serde_json::json!({
+            "clientId": "signed",
+            "clientAuthenticatorType": "client-jwt",
+            "serviceAccountsEnabled": true,
+            "standardFlowEnabled": false,
+            "attributes": { "use.jwks.string": "true", "jwks.string": serde_json::json!({"keys": [jwk]}).to_string() }
+        }));
+    })
+    .await;
+    let token_url = demo.url("token");
+    let now = chrono::Utc::now().timestamp();
+    let assertion = |claims: Value, alg: Algorithm, key: &EncodingKey| {
+        let mut h = Header::new(alg);
+        h.kid = Some("k1".into());
+        encode(&h, &claims, key).unwrap()
+    };
+    let key = EncodingKey::from_ec_pem(&pem).unwrap();
+    let good = |jti: &str| serde_json::json!({"iss": "signed", "sub": "signed", "aud": token_url, "exp": now + 60, "iat": now, "jti": jti});
+    let post = |jwt: String| {
+        demo.http
+            .post(demo.url("token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", jwt.as_str()),
+            ])
+            .send()
+    };
+    let res = post(assertion(good("a1"), Algorithm::ES256, &key)).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = post(assertion(good("a1"), Algorithm::ES256, &key)).await.unwrap();
+    assert_eq!(res.status(), 401, "the same jti twice is a replay");
+
+    // Refused: expired, too long-lived, another audience, another subject, no jti, an HMAC
+    // keyed with the public JWK, unsigned, and a key the client never registered.
+    let mut cases = vec![];
+    let mut c = good("b1");
+    c["exp"] = (now - 1).into();
+    cases.push(("expired", assertion(c, Algorithm::ES256, &key)));
+    let mut c = good("b2");
+    c["exp"] = (now + 3600).into();
+    cases.push(("long-lived", assertion(c, Algorithm::ES256, &key)));
+    let mut c = good("b3");
+    c["aud"] = "https://elsewhere.example/token".into();
+    cases.push(("audience", assertion(c, Algorithm::ES256, &key)));
+    let mut c = good("b4");
+    c["sub"] = "web".into();
+    cases.push(("subject", assertion(c, Algorithm::ES256, &key)));
+    let mut c = good("b5");
+    c.as_object_mut().unwrap().remove("jti");
+    cases.push(("no jti", assertion(c, Algorithm::ES256, &key)));
+    let hmac = EncodingKey::from_secret(jwk.to_string().as_bytes());
+    cases.push(("hmac", assertion(good("b6"), Algorithm::HS256, &hmac)));
+    let unsigned =
+        format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(good("b7").to_string()));
+    cases.push(("none", unsigned));
+    let other = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap();
+    let other =
+        EncodingKey::from_ec_pem(&PKey::from_ec_key(other).unwrap().private_key_to_pem_pkcs8().unwrap()).unwrap();
+    cases.push(("impostor", assertion(good("b8"), Algorithm::ES256, &other)));
+    for (what, jwt) in cases {
+        let res = post(jwt).await.unwrap();
+        assert_eq!(res.status(), 401, "{what}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client", "{what}");
+    }
+    // A secret is not accepted from a client registered for assertions.
+    let (status, _) = demo.post_as(("signed", "anything"), "token", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 401);
+    demo.app.stop().await;
+}

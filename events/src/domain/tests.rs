@@ -2,6 +2,7 @@
 use super::*;
 use crate::auth_request::*;
 use crate::client::*;
+use crate::client_assertion::*;
 use crate::client_grant::*;
 use crate::envelope::{NewEvent, RecordJson, RecordedEvent};
 use crate::group::*;
@@ -209,6 +210,14 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         LoginFailuresEvent::from(LoginFailureRecorded { failures: 3, at_ms: 1 }).into(),
         LoginFailuresEvent::from(LoginLockedOut { until: Some(60), permanent: false, failures: 3 }).into(),
         LoginFailuresEvent::from(LoginFailuresCleared { at_ms: 2 }).into(),
+        ClientAssertionEvent::from(ClientAssertionUsed {
+            realm_id: "r".into(),
+            client: "c".into(),
+            jti: "j".into(),
+            expires_at: 2,
+            at: 1,
+        })
+        .into(),
     ]
 }
 

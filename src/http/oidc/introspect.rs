@@ -18,7 +18,7 @@ pub async fn introspect(
         Ok(p) => p,
         Err(e) => return oauth_error(&e),
     };
-    let client = match authenticated_client(&state, &req, &realm, &params) {
+    let client = match authenticated_client(&state, &req, &realm, &params).await {
         Ok(c) => c,
         Err(e) => return oauth_error(&e),
     };

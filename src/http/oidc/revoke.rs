@@ -23,7 +23,7 @@ pub async fn revoke(
         Ok(p) => p,
         Err(e) => return oauth_error(&e),
     };
-    let client = match authenticated_client(&state, &req, &realm, &params) {
+    let client = match authenticated_client(&state, &req, &realm, &params).await {
         Ok(c) => c,
         Err(e) => return oauth_error(&e),
     };

@@ -8,6 +8,7 @@
 use super::issue::{self, command_failed, Ids, Plan};
 use super::{client_actor, form, json_no_store, metadata, oauth_error, realm};
 use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, Redemption};
+use crate::domain::client_assertion::{self, ClientAssertion, ClientAssertionCommand};
 use crate::domain::client_grant::{ClientGrant, ClientGrantCommand};
 use crate::domain::session::{Issue, Session, SessionCommand};
 use crate::http::AppState;
@@ -18,6 +19,7 @@ use crate::oidc::tokens::{self, RefreshClaims, SessionRef};
 use crate::oidc::{issuer, scope, OAuthError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use annals_events::auth_request::{AuthRequestEvent, AuthRequestStarted};
+use annals_events::client_assertion::ClientAssertionUsed;
 use annals_events::client_grant::ClientGrantIssued;
 use annals_events::session::{SessionEvent, SessionStarted};
 use annals_events::Actor;
@@ -39,7 +41,7 @@ pub async fn token(
 }
 
 /// Authenticates the client of a request (shared with introspection and revocation).
-pub fn authenticated_client(
+pub async fn authenticated_client(
     state: &AppState,
     req: &HttpRequest,
     realm: &RealmView,
@@ -47,9 +49,47 @@ pub fn authenticated_client(
 ) -> Result<ClientView, OAuthError> {
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let presented = client_auth::presented(header, params)?;
-    let dir = state.read_models.read();
-    let client = dir.clients.by_client_id(&realm.id, &presented.client_id);
-    client_auth::authenticate(&presented, client, &state.keys).cloned()
+    // An assertion may name the token endpoint (RFC 7523) or the issuer (Keycloak accepts
+    // both); introspection and revocation take the same assertions.
+    let iss = issuer(&state.base_url, &realm.name);
+    let audiences = [format!("{iss}/protocol/openid-connect/token"), iss];
+    let ctx = client_auth::AssertionContext { audiences: &audiences, now: state.clock.now().timestamp() };
+    let (client, assertion) = {
+        let dir = state.read_models.read();
+        let client = dir.clients.by_client_id(&realm.id, &presented.client_id);
+        let (c, a) = client_auth::authenticate(&presented, client, &state.keys, &ctx)?;
+        (c.clone(), a)
+    };
+    if let Some(a) = assertion {
+        // Used once: the assertion's stream exists after its first use, on every node.
+        let used = ClientAssertionUsed {
+            realm_id: realm.id.clone(),
+            client: client.id.clone(),
+            jti: a.jti.clone(),
+            expires_at: a.exp,
+            at: ctx.now,
+        };
+        let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
+        let id = client_assertion::stream_id(&client.id, &a.jti);
+        let append = crate::provision::create::<ClientAssertion>(
+            &id,
+            ClientAssertionCommand::Use(used),
+            state.clock.now(),
+            &meta,
+        )
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+        match state.store.append(append).await {
+            Ok(_) => {}
+            Err(crate::store::StoreError::Conflict { .. }) => {
+                return Err(OAuthError::invalid_client("client assertion already used"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "client assertion cannot be recorded");
+                return Err(OAuthError::temporarily_unavailable("try again"));
+            }
+        }
+    }
+    Ok(client)
 }
 
 async fn grant(
@@ -63,7 +103,7 @@ async fn grant(
         .get("grant_type")
         .cloned()
         .ok_or_else(|| OAuthError::invalid_request("Missing form parameter: grant_type"))?;
-    let client = authenticated_client(state, req, realm, &params)?;
+    let client = authenticated_client(state, req, realm, &params).await?;
     match grant_type.as_str() {
         "authorization_code" => authorization_code(state, req, realm, &client, &params).await,
         "refresh_token" => refresh(state, req, realm, &client, &params).await,

@@ -1,0 +1,164 @@
+//! Client authentication by a signed assertion: `private_key_jwt` (RFC 7523 §2.2, OIDC Core
+//! §9). The client's public keys come from its Keycloak attributes: an inline JWKS
+//! (`jwks.string`) or a certificate (`jwt.credential.certificate`, base64 DER). Keys fetched
+//! from a URL (`jwks.url`) are not supported yet.
+use super::OAuthError;
+use annals_projections::clients::ClientView;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::rsa::Rsa;
+use serde_json::Value;
+
+/// The assertion type RFC 7523 registers.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The longest life an assertion may claim (from now to `exp`): they are meant for one use.
+pub const MAX_LIFETIME: i64 = 600;
+/// Clock skew tolerated on `iat` and `nbf`.
+const SKEW: i64 = 60;
+
+/// What the token endpoint needs of a verified assertion: its `jti`, to refuse a replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    pub jti: String,
+    pub exp: i64,
+}
+
+struct ClientKey {
+    kid: Option<String>,
+    key: PKey<Public>,
+}
+
+fn bad(description: &str) -> OAuthError {
+    OAuthError::invalid_client(description)
+}
+
+fn b64(v: &Value, name: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(v.get(name)?.as_str()?).ok()
+}
+
+fn jwk_key(jwk: &Value) -> Option<PKey<Public>> {
+    match jwk.get("kty")?.as_str()? {
+        "RSA" => {
+            let rsa = Rsa::from_public_components(
+                BigNum::from_slice(&b64(jwk, "n")?).ok()?,
+                BigNum::from_slice(&b64(jwk, "e")?).ok()?,
+            )
+            .ok()?;
+            PKey::from_rsa(rsa).ok()
+        }
+        "EC" if jwk.get("crv")?.as_str()? == "P-256" => {
+            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).ok()?;
+            let x = BigNum::from_slice(&b64(jwk, "x")?).ok()?;
+            let y = BigNum::from_slice(&b64(jwk, "y")?).ok()?;
+            PKey::from_ec_key(EcKey::from_public_key_affine_coordinates(&group, &x, &y).ok()?).ok()
+        }
+        "OKP" if jwk.get("crv")?.as_str()? == "Ed25519" => {
+            PKey::public_key_from_raw_bytes(&b64(jwk, "x")?, Id::ED25519).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The client's registered public keys.
+fn client_keys(client: &ClientView) -> Vec<ClientKey> {
+    let attrs = &client.settings.attributes;
+    let mut out = Vec::new();
+    if let Some(jwks) = attrs.get("jwks.string").and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+        for jwk in jwks.get("keys").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(key) = jwk_key(jwk) {
+                out.push(ClientKey { kid: jwk.get("kid").and_then(Value::as_str).map(str::to_string), key });
+            }
+        }
+    }
+    if let Some(cert) = attrs.get("jwt.credential.certificate") {
+        let der = STANDARD.decode(cert.split_whitespace().collect::<String>()).ok();
+        if let Some(key) = der.and_then(|d| openssl::x509::X509::from_der(&d).ok()).and_then(|c| c.public_key().ok()) {
+            out.push(ClientKey { kid: None, key });
+        }
+    }
+    out
+}
+
+/// Whether `key` can verify `alg` at all (an RSA key never checks an EC signature).
+fn fits(alg: &str, key: &PKey<Public>) -> bool {
+    matches!((alg, key.id()), ("RS256" | "PS256", Id::RSA) | ("ES256", Id::EC) | ("EdDSA", Id::ED25519))
+}
+
+/// Verifies `assertion` as `client`'s: signed by one of its keys with an asymmetric
+/// algorithm, `iss` and `sub` the client, `aud` one of `audiences`, unexpired and short-lived,
+/// with a `jti`. The caller records the `jti` so the assertion cannot be used again.
+pub fn verify(assertion: &str, client: &ClientView, audiences: &[String], now: i64) -> Result<Verified, OAuthError> {
+    if assertion.len() > 16 * 1024 {
+        return Err(bad("client assertion too long"));
+    }
+    let mut parts = assertion.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("malformed client assertion"));
+    };
+    let header: Value = URL_SAFE_NO_PAD
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad("malformed client assertion"))?;
+    if ["crit", "jku", "jwk", "x5u", "x5c"].iter().any(|m| header.get(*m).is_some()) {
+        return Err(bad("unsupported client assertion header"));
+    }
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    if !matches!(alg, "RS256" | "PS256" | "ES256" | "EdDSA") {
+        // `none` and the HMAC family are never accepted here (an HMAC keyed with a public
+        // key would verify whatever its author signed).
+        return Err(bad("client assertion algorithm not accepted"));
+    }
+    let kid = header.get("kid").and_then(Value::as_str);
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad("malformed client assertion"))?;
+    let input = &assertion[..h.len() + 1 + p.len()];
+    let keys = client_keys(client);
+    if keys.is_empty() {
+        return Err(bad("client has no registered public key"));
+    }
+    let signed = keys
+        .iter()
+        .filter(|k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+        .filter(|k| fits(alg, &k.key))
+        .any(|k| crate::jwt::signature_valid(alg, &k.key, input.as_bytes(), &sig));
+    if !signed {
+        return Err(bad("client assertion signature invalid"));
+    }
+    let claims: Value = URL_SAFE_NO_PAD
+        .decode(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad("malformed client assertion claims"))?;
+    let text = |k: &str| claims.get(k).and_then(Value::as_str);
+    if text("iss") != Some(client.client_id.as_str()) || text("sub") != Some(client.client_id.as_str()) {
+        return Err(bad("client assertion iss and sub must be the client_id"));
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => audiences.iter().any(|x| x == a),
+        Some(Value::Array(all)) => all.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(bad("client assertion audience is not this server"));
+    }
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("client assertion has no exp"))?;
+    if exp <= now {
+        return Err(bad("client assertion expired"));
+    }
+    if exp > now + MAX_LIFETIME {
+        return Err(bad("client assertion lives too long"));
+    }
+    for name in ["iat", "nbf"] {
+        if claims.get(name).and_then(Value::as_i64).is_some_and(|t| t > now + SKEW) {
+            return Err(bad("client assertion not valid yet"));
+        }
+    }
+    let jti =
+        text("jti").filter(|j| !j.is_empty() && j.len() <= 256).ok_or_else(|| bad("client assertion has no jti"))?;
+    Ok(Verified { jti: jti.to_string(), exp })
+}
