@@ -1,7 +1,6 @@
 //! `POST .../token/introspect` (RFC 7662): for confidential clients. Reflects revocation and
 //! logout at once; anything not active is `{"active": false}` and nothing more.
-use super::token::authenticated_client;
-use super::{bearer, form, json_no_store, oauth_error, realm};
+use super::{bearer, json_no_store, oauth_error};
 use crate::http::AppState;
 use crate::oidc::OAuthError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,14 +12,9 @@ pub async fn introspect(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
-    let params = match form(&req, &body) {
-        Ok(p) => p,
-        Err(e) => return oauth_error(&e),
-    };
-    let client = match authenticated_client(&state, &req, &realm, &params).await {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e),
+    let (realm, params, client) = match super::client_request(&state, &req, &name, &body).await {
+        Ok(r) => r,
+        Err(res) => return res,
     };
     if client.settings.public_client {
         return oauth_error(&OAuthError::invalid_client("Public clients may not introspect"));

@@ -137,6 +137,20 @@ pub(crate) fn metadata(req: &HttpRequest, realm_id: &str, actor: Actor) -> Metad
     }
 }
 
+/// The realm, form and authenticated client of a POST that a client makes for itself
+/// (introspection, revocation); the error response otherwise.
+pub(crate) async fn client_request(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    body: &[u8],
+) -> Result<(RealmView, BTreeMap<String, String>, annals_projections::clients::ClientView), HttpResponse> {
+    let realm = realm(state, name).ok_or_else(realm_not_found)?;
+    let params = form(req, body).map_err(|e| oauth_error(&e))?;
+    let client = token::authenticated_client(state, req, &realm, &params).await.map_err(|e| oauth_error(&e))?;
+    Ok((realm, params, client))
+}
+
 /// The `Actor` of a client acting for itself.
 pub(crate) fn client_actor(realm_id: &str, client_id: &str) -> Actor {
     Actor::Client { client_id: client_id.to_string(), realm: realm_id.to_string() }

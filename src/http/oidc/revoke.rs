@@ -2,8 +2,7 @@
 //! access tokens issued with it along; an access token goes alone. The answer waits until
 //! introspection and userinfo on this node refuse the token. A token that is already invalid
 //! (or not ours at all) is answered 200, as the RFC asks.
-use super::token::authenticated_client;
-use super::{bearer, client_actor, form, metadata, oauth_error, realm};
+use super::{bearer, client_actor, metadata, oauth_error};
 use crate::domain::client_grant::{ClientGrant, ClientGrantCommand};
 use crate::domain::session::{Session, SessionCommand};
 use crate::http::AppState;
@@ -18,14 +17,9 @@ pub async fn revoke(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
-    let params = match form(&req, &body) {
-        Ok(p) => p,
-        Err(e) => return oauth_error(&e),
-    };
-    let client = match authenticated_client(&state, &req, &realm, &params).await {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e),
+    let (realm, params, client) = match super::client_request(&state, &req, &name, &body).await {
+        Ok(r) => r,
+        Err(res) => return res,
     };
     let Some(token) = params.get("token") else {
         return oauth_error(&OAuthError::invalid_request("Missing parameter: token"));

@@ -120,42 +120,51 @@ fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a 
         .ok_or_else(|| OAuthError::invalid_request(format!("Missing parameter: {name}")))
 }
 
+/// Tokens to record in a live session and then sign.
+struct SessionIssue<'a> {
+    session_id: &'a str,
+    subject: &'a tokens::Subject,
+    grant: &'a str,
+    granted: &'a std::collections::BTreeSet<String>,
+    /// A refresh: the presented token's id (rotation, reuse detection).
+    presented_refresh: Option<String>,
+    nonce: Option<&'a str>,
+    /// Ids chosen beforehand (a code redemption records them first); else new ones.
+    ids: Option<Ids>,
+    /// The request was answered from an existing session: `acr` 0, as Keycloak reports it.
+    sso: bool,
+}
+
 /// Records tokens in a live session and signs them.
-#[allow(clippy::too_many_arguments)]
 async fn issue_in_session(
     state: &AppState,
     req: &HttpRequest,
     realm: &RealmView,
     client: &ClientView,
-    session_id: &str,
-    subject: &tokens::Subject,
-    grant: &str,
-    granted: &std::collections::BTreeSet<String>,
-    presented_refresh: Option<String>,
-    nonce: Option<&str>,
+    it: SessionIssue<'_>,
 ) -> Result<serde_json::Value, OAuthError> {
     let now = state.clock.now().timestamp();
     let access_exp = now + tokens::access_lifespan(realm, client);
-    let ids = Ids {
+    let ids = it.ids.unwrap_or_else(|| Ids {
         access: Some(issue::token_id()),
-        id: granted.contains("openid").then(issue::token_id),
+        id: it.granted.contains("openid").then(issue::token_id),
         refresh: Some(issue::token_id()),
-    };
+    });
     let record = Issue {
         client: client.id.clone(),
-        grant: grant.to_string(),
+        grant: it.grant.to_string(),
         access_token_id: ids.access.clone(),
         id_token_id: ids.id.clone(),
         refresh_token_id: ids.refresh.clone(),
-        scope: scope::to_string(granted),
+        scope: scope::to_string(it.granted),
         expires_at: access_exp,
     };
-    let command = match presented_refresh {
+    let command = match it.presented_refresh {
         Some(presented) => SessionCommand::Refresh { presented, issue: record },
         None => SessionCommand::Issue(record),
     };
     let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
-    let outcome = state.hosts.execute_full::<Session>(session_id, command, meta).await.map_err(|e| match e {
+    let outcome = state.hosts.execute_full::<Session>(it.session_id, command, meta).await.map_err(|e| match e {
         crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
         other => command_failed(other),
     })?;
@@ -163,22 +172,22 @@ async fn issue_in_session(
         return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked"));
     }
     let s = &outcome.state;
-    if s.realm_id != realm.id || s.user_id != subject.user.id {
+    if s.realm_id != realm.id || s.user_id != it.subject.user.id {
         return Err(OAuthError::invalid_grant("Session not active"));
     }
-    let session = SessionRef { id: session_id.to_string(), auth_time: s.auth_time, acr: s.acr.clone() };
+    let acr = if it.sso { "0".to_string() } else { s.acr.clone() };
     let plan = Plan {
         realm,
         client,
-        scope: granted,
-        session: Some(session),
-        subject: Some(subject),
+        scope: it.granted,
+        session: Some(SessionRef { id: it.session_id.to_string(), auth_time: s.auth_time, acr }),
+        subject: Some(it.subject),
         ids,
         now,
         // The refresh token lives as long as the session may without activity.
         refresh_exp: s.expires_at(),
         access_exp: access_exp.min(s.expires_at().max(now + 1)),
-        nonce,
+        nonce: it.nonce,
         code: None,
         at_hash: false,
     };
@@ -266,54 +275,22 @@ async fn authorization_code(
     let method = outcome.state.method.clone();
     let granted = scope::grant(&started.scope, client)?;
     // The ids recorded at redemption are the ones issued, so a replay revokes exactly them.
-    let now = state.clock.now().timestamp();
-    let access_exp = now + tokens::access_lifespan(realm, client);
     let ids = Ids {
         access: Some(token_ids[0].clone()),
         id: granted.contains("openid").then(|| token_ids[1].clone()),
         refresh: Some(token_ids[2].clone()),
     };
-    let record = Issue {
-        client: client.id.clone(),
-        grant: "authorization_code".into(),
-        access_token_id: ids.access.clone(),
-        id_token_id: ids.id.clone(),
-        refresh_token_id: ids.refresh.clone(),
-        scope: scope::to_string(&granted),
-        expires_at: access_exp,
-    };
-    let outcome = state.hosts.execute_full::<Session>(&session_id, SessionCommand::Issue(record), meta).await.map_err(
-        |e| match e {
-            crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
-            other => command_failed(other),
-        },
-    )?;
-    let s = &outcome.state;
-    if s.realm_id != realm.id || s.user_id != subject.user.id {
-        return Err(OAuthError::invalid_grant("Session not active"));
-    }
-    let plan = Plan {
-        realm,
-        client,
-        scope: &granted,
-        // acr 0 when this request was answered from an existing session (no authentication
-        // happened in it), as Keycloak reports it.
-        session: Some(SessionRef {
-            id: session_id.clone(),
-            auth_time: s.auth_time,
-            acr: if method.as_deref() == Some("sso") { "0".into() } else { s.acr.clone() },
-        }),
-        subject: Some(&subject),
-        ids,
-        now,
-        refresh_exp: s.expires_at(),
-        access_exp: access_exp.min(s.expires_at().max(now + 1)),
+    let it = SessionIssue {
+        session_id: &session_id,
+        subject: &subject,
+        grant: "authorization_code",
+        granted: &granted,
+        presented_refresh: None,
         nonce: started.nonce.as_deref(),
-        code: None,
-        at_hash: false,
+        ids: Some(ids),
+        sso: method.as_deref() == Some("sso"),
     };
-    let signed = issue::sign(state, &plan)?;
-    Ok(issue::response(&plan, signed))
+    issue_in_session(state, req, realm, client, it).await
 }
 
 async fn refresh(
@@ -342,19 +319,17 @@ async fn refresh(
     let narrowed = scope::narrow(params.get("scope").map(String::as_str), &claims.scope)?;
     let granted = scope::regrant(&narrowed, client);
     let subject = issue::subject(state, &realm.id, &claims.sub).await?;
-    issue_in_session(
-        state,
-        req,
-        realm,
-        client,
-        &claims.sid,
-        &subject,
-        "refresh_token",
-        &granted,
-        Some(claims.jti),
-        None,
-    )
-    .await
+    let it = SessionIssue {
+        session_id: &claims.sid,
+        subject: &subject,
+        grant: "refresh_token",
+        granted: &granted,
+        presented_refresh: Some(claims.jti),
+        nonce: None,
+        ids: None,
+        sso: false,
+    };
+    issue_in_session(state, req, realm, client, it).await
 }
 
 async fn password(
@@ -445,7 +420,17 @@ async fn password(
     let append = crate::provision::create::<Session>(&session_id, SessionCommand::Start(session), now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
-    issue_in_session(state, req, realm, client, &session_id, &subject, "password", &granted, None, None).await
+    let it = SessionIssue {
+        session_id: &session_id,
+        subject: &subject,
+        grant: "password",
+        granted: &granted,
+        presented_refresh: None,
+        nonce: None,
+        ids: None,
+        sso: false,
+    };
+    issue_in_session(state, req, realm, client, it).await
 }
 
 async fn client_credentials(
