@@ -55,11 +55,13 @@ pub struct SessionRefreshReused {
 pub struct SessionTokensRevoked {
     pub client: String,
     pub token_ids: Vec<String>,
-    /// Every access token of this client in this session issued at or before this time
-    /// (epoch seconds) is revoked too (a revoked refresh chain, a replayed code): a cutoff
-    /// rather than a list, so a session refreshed thousands of times stays small.
+    /// Every access token of this client issued earlier in this session is revoked too (a
+    /// revoked refresh chain, a replayed code). "Earlier" is the session stream's own order:
+    /// access tokens carry the stream version they were issued at (claim `sv`), so no clock
+    /// decides, and a cutoff rather than a list keeps a session refreshed thousands of times
+    /// small.
     #[serde(default)]
-    pub issued_before: Option<i64>,
+    pub earlier_access_tokens: bool,
     /// `revocation_endpoint`, `code_replayed`.
     pub reason: String,
     pub at: i64,

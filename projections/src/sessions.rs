@@ -22,8 +22,8 @@ pub struct SessionView {
     pub revoked: Vec<String>,
     /// Live refresh-chain heads by client (older tokens of a chain were rotated away).
     pub refresh: Vec<(String, String)>,
-    /// By client: access tokens issued at or before this time are revoked.
-    pub cutoffs: Vec<(String, i64)>,
+    /// By client: access tokens issued at a session version below this are revoked.
+    pub cutoffs: Vec<(String, u64)>,
 }
 
 impl SessionView {
@@ -47,10 +47,11 @@ impl Sessions {
     }
 
     /// Whether a token of a live session was revoked: by its id, or (access tokens) by a
-    /// cutoff for its client (`client` the internal id, `issued_at` its `iat`).
-    pub fn token_revoked(&self, session: &SessionView, token_id: &str, client: &str, issued_at: i64) -> bool {
+    /// cutoff for its client (`client` the internal id, `version` the session version it was
+    /// issued at, its `sv` claim).
+    pub fn token_revoked(&self, session: &SessionView, token_id: &str, client: &str, version: u64) -> bool {
         session.revoked.iter().any(|t| t == token_id)
-            || session.cutoffs.iter().any(|(c, before)| c == client && issued_at <= *before)
+            || session.cutoffs.iter().any(|(c, cutoff)| c == client && version < *cutoff)
     }
 
     /// Whether this is the client's current refresh token in a live session.
@@ -120,9 +121,12 @@ impl Projection for Sessions {
                 if let Some(s) = self.live.get_mut(id) {
                     s.revoked.extend(r.token_ids.iter().cloned());
                     s.refresh.retain(|(_, t)| !r.token_ids.contains(t));
-                    if let Some(before) = r.issued_before {
-                        s.cutoffs.retain(|(c, _)| *c != r.client);
-                        s.cutoffs.push((r.client.clone(), before));
+                    if r.earlier_access_tokens {
+                        // Never lowered: a cutoff only moves forward in the stream.
+                        match s.cutoffs.iter_mut().find(|(c, _)| *c == r.client) {
+                            Some((_, v)) => *v = (*v).max(event.version),
+                            None => s.cutoffs.push((r.client.clone(), event.version)),
+                        }
                     }
                 }
             }

@@ -168,11 +168,15 @@ impl Aggregate for Session {
                     SessionRevoked { reason: "refresh_token_reused".into(), at }.into(),
                 ])
             }
-            C::RevokeTokens { client, token_ids, reason } => match (self.lifecycle, &self.ended) {
-                (Lifecycle::New, _) => Err(SessionError::NotFound),
-                (_, Some(_)) => Ok(vec![]),
-                _ => Ok(vec![SessionTokensRevoked { client, token_ids, issued_before: None, reason, at }.into()]),
-            },
+            C::RevokeTokens { client, token_ids, reason } => {
+                match (self.lifecycle, &self.ended) {
+                    (Lifecycle::New, _) => Err(SessionError::NotFound),
+                    (_, Some(_)) => Ok(vec![]),
+                    _ => Ok(vec![
+                        SessionTokensRevoked { client, token_ids, earlier_access_tokens: false, reason, at }.into()
+                    ]),
+                }
+            }
             C::RevokeClient { client, also, reason } => {
                 if self.lifecycle == Lifecycle::New {
                     return Err(SessionError::NotFound);
@@ -184,7 +188,7 @@ impl Aggregate for Session {
                 if let Some(held) = self.clients.get(&client) {
                     token_ids.extend(held.refresh.iter().cloned());
                 }
-                Ok(vec![SessionTokensRevoked { client, token_ids, issued_before: Some(at), reason, at }.into()])
+                Ok(vec![SessionTokensRevoked { client, token_ids, earlier_access_tokens: true, reason, at }.into()])
             }
             C::RevokeRefresh { client, refresh_token_id } => {
                 let Some(held) = self.clients.get(&client) else { return Ok(vec![]) };
@@ -194,7 +198,7 @@ impl Aggregate for Session {
                 }
                 let reason = "revocation_endpoint".into();
                 let token_ids = vec![refresh_token_id];
-                Ok(vec![SessionTokensRevoked { client, token_ids, issued_before: Some(at), reason, at }.into()])
+                Ok(vec![SessionTokensRevoked { client, token_ids, earlier_access_tokens: true, reason, at }.into()])
             }
             C::Logout { client } => match (self.lifecycle, &self.ended) {
                 (Lifecycle::New, _) => Err(SessionError::NotFound),
@@ -340,7 +344,7 @@ mod tests {
             .decide(SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "rt1".into() }, now())
             .unwrap();
         let [SessionEvent::TokensRevoked(r)] = &events[..] else { panic!("{events:?}") };
-        assert_eq!((r.token_ids.clone(), r.issued_before), (vec!["rt1".to_string()], Some(t0())));
+        assert_eq!((r.token_ids.clone(), r.earlier_access_tokens), (vec!["rt1".to_string()], true));
         let state = crate::domain::fold(state, &events);
         assert!(state.clients["c"].refresh.is_empty());
         // Revoking an unknown or already revoked token changes nothing (RFC 7009 §2.2).
@@ -393,7 +397,7 @@ mod tests {
         for id in ["pending", "rt1", "tab2"] {
             assert!(r.token_ids.iter().any(|t| t == id), "{id} not revoked");
         }
-        assert_eq!(r.issued_before, Some(t0()), "and every access token issued so far");
+        assert!(r.earlier_access_tokens, "and every access token issued so far");
         assert!(crate::domain::fold(state, &events).clients["c"].refresh.is_empty());
     }
 }

@@ -42,6 +42,10 @@ fn b64(v: &Value, name: &str) -> Option<Vec<u8>> {
 }
 
 fn jwk_key(jwk: &Value) -> Option<PKey<Public>> {
+    // A key published for encryption never verifies a signature.
+    if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        return None;
+    }
     match jwk.get("kty")?.as_str()? {
         "RSA" => {
             let rsa = Rsa::from_public_components(
@@ -84,9 +88,17 @@ fn client_keys(client: &ClientView) -> Vec<ClientKey> {
     out
 }
 
-/// Whether `key` can verify `alg` at all (an RSA key never checks an EC signature).
+/// Whether `key` can verify `alg` at all: an RSA key of at least 2048 bits for RS256 and
+/// PS256, a P-256 key for ES256, Ed25519 for EdDSA (never one kind for another).
 fn fits(alg: &str, key: &PKey<Public>) -> bool {
-    matches!((alg, key.id()), ("RS256" | "PS256", Id::RSA) | ("ES256", Id::EC) | ("EdDSA", Id::ED25519))
+    match (alg, key.id()) {
+        ("RS256" | "PS256", Id::RSA) => key.bits() >= 2048,
+        ("ES256", Id::EC) => {
+            key.ec_key().ok().and_then(|k| k.group().curve_name()).is_some_and(|n| n == Nid::X9_62_PRIME256V1)
+        }
+        ("EdDSA", Id::ED25519) => true,
+        _ => false,
+    }
 }
 
 /// Verifies `assertion` as `client`'s: signed by one of its keys with an asymmetric

@@ -25,6 +25,9 @@ pub enum LoginError {
     Hash(#[from] PasswordError),
     #[error("password check did not finish: {0}")]
     Join(String),
+    /// Every core is hashing and the wait ran out: the caller answers 503.
+    #[error("too many password checks at once")]
+    Busy,
 }
 
 /// A user whose password matched, and whether the stored hash should be upgraded.
@@ -45,17 +48,30 @@ fn decoy() -> &'static PasswordHash {
 /// Password checks running at once: one per core. argon2id fills 19 MiB per check; more
 /// checks than cores only interleave on the same core, thrash its caches and finish later,
 /// while queued ones cost nothing.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+fn hashing_slots() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static SLOTS: OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        std::sync::Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+    })
 }
 
+/// How long a check waits for a core before the login is refused as busy.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn verify(pw: String, hash: PasswordHash) -> Result<Verified, LoginError> {
-    let _slot = hashing_slots().acquire().await.map_err(|e| LoginError::Join(e.to_string()))?;
-    tokio::task::spawn_blocking(move || password::verify_password(&pw, &hash))
+    // The permit moves into the hashing job: a request dropped by its client does not free
+    // the core while its hash still runs.
+    let slot = tokio::time::timeout(HASHING_WAIT, hashing_slots().clone().acquire_owned())
         .await
-        .map_err(|e| LoginError::Join(e.to_string()))?
-        .map_err(LoginError::Hash)
+        .map_err(|_| LoginError::Busy)?
+        .map_err(|e| LoginError::Join(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        password::verify_password(&pw, &hash)
+    })
+    .await
+    .map_err(|e| LoginError::Join(e.to_string()))?
+    .map_err(LoginError::Hash)
 }
 
 /// Finds the user by username (or email, where the realm allows it) and checks the password.

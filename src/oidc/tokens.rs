@@ -90,6 +90,9 @@ pub struct SessionRef {
     pub id: String,
     pub auth_time: i64,
     pub acr: String,
+    /// The session stream's version at this issuance (claim `sv`): revocation cutoffs are
+    /// versions, so "issued before" never depends on a clock.
+    pub version: u64,
 }
 
 /// Everything tokens of one issuance share.
@@ -183,6 +186,7 @@ pub fn access_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
     if let Some(s) = i.session {
         c.insert("auth_time".into(), json!(s.auth_time));
         c.insert("acr".into(), json!(s.acr));
+        c.insert("sv".into(), json!(s.version));
     }
     if let Some(s) = i.subject {
         if i.scope.contains("roles") {

@@ -899,3 +899,22 @@ async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attack
     assert_eq!(status, 401);
     demo.app.stop().await;
 }
+
+#[actix_rt::test]
+async fn tokens_issued_after_a_revocation_in_the_same_second_stay_valid() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    let (_, first) = redeem(&demo, &alice_code(&demo, &mut jar).await).await;
+    let web = ("web", "web-secret-0123456789");
+    let (status, _) = demo.post_as(web, "revoke", &[("token", first["refresh_token"].as_str().unwrap())]).await;
+    assert_eq!(status, 200);
+    assert_eq!(demo.introspect(first["access_token"].as_str().unwrap()).await["active"], false);
+    // At once, by SSO in the same session, for the same client: the new tokens come after
+    // the revocation in the session's own order, whatever the clock says.
+    let (_, second) = redeem(&demo, &alice_code(&demo, &mut jar).await).await;
+    let at = second["access_token"].as_str().unwrap();
+    assert_eq!(claims(at)["sid"], claims(first["access_token"].as_str().unwrap())["sid"], "same session");
+    assert_eq!(demo.introspect(at).await["active"], true);
+    assert_eq!(demo.introspect(first["access_token"].as_str().unwrap()).await["active"], false);
+    demo.app.stop().await;
+}

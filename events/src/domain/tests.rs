@@ -189,7 +189,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         SessionEvent::from(SessionTokensRevoked {
             client: "c".into(),
             token_ids: vec!["a".into()],
-            issued_before: Some(1),
+            earlier_access_tokens: true,
             reason: "revocation_endpoint".into(),
             at: 1,
         })

@@ -119,7 +119,7 @@ fn sso_session(
         return None;
     }
     // acr 0: no active authentication in this request (Keycloak's value for SSO).
-    Some(SessionRef { id: sid, auth_time: s.auth_time, acr: "0".into() })
+    Some(SessionRef { id: sid, auth_time: s.auth_time, acr: "0".into(), version: 0 })
 }
 
 /// The login form for an authorization request, with this browser's CSRF token.
@@ -316,17 +316,18 @@ async fn front_channel_tokens(
         actor: annals_events::Actor::User { id: user_id.to_string(), realm: realm.id.clone() },
         ..Default::default()
     };
-    state
+    let done = state
         .hosts
         .execute::<Session>(&session.id, SessionCommand::Issue(record), meta)
         .await
         .map_err(|_| OAuthError::login_required("session is no longer active"))?;
+    let session = SessionRef { version: done.version, ..session.clone() };
     let subject = issue::subject(state, &realm.id, user_id).await?;
     let plan = issue::Plan {
         realm,
         client: &client,
         scope: &granted,
-        session: Some(session.clone()),
+        session: Some(session),
         subject: Some(&subject),
         ids,
         now,

@@ -43,8 +43,9 @@ pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checke
                 Checked::Access(_) => {
                     let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
                     let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
-                    let iat = c.get("iat").and_then(Value::as_i64).unwrap_or(i64::MIN);
-                    !dir.sessions.token_revoked(s, jti, client, iat)
+                    // A token without `sv` predates every cutoff.
+                    let version = c.get("sv").and_then(Value::as_u64).unwrap_or(0);
+                    !dir.sessions.token_revoked(s, jti, client, version)
                 }
                 Checked::Refresh(_) => {
                     let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
@@ -104,6 +105,7 @@ pub struct VerifiedTokens {
 
 struct Verified {
     realm_id: String,
+    issuer: String,
     kid: String,
     exp: i64,
     claims: Value,
@@ -118,7 +120,7 @@ impl VerifiedTokens {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         let v = cache.get(&key)?;
         let now = state.clock.now().timestamp();
-        if v.realm_id != realm.id || v.exp <= now {
+        if v.realm_id != realm.id || v.exp <= now || v.issuer != issuer(&state.base_url, &realm.name) {
             return None;
         }
         let dir = state.read_models.read();
@@ -140,6 +142,7 @@ impl VerifiedTokens {
         if cache.len() >= MAX_VERIFIED {
             cache.clear();
         }
-        cache.insert(key, Verified { realm_id: realm.id.clone(), kid, exp, claims: claims.clone() });
+        let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
+        cache.insert(key, Verified { realm_id: realm.id.clone(), issuer, kid, exp, claims: claims.clone() });
     }
 }

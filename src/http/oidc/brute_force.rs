@@ -25,15 +25,28 @@ pub struct LoginGates {
 }
 
 impl LoginGates {
-    fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.gates.lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_string()).or_default().clone()
+    fn gate(&self, key: &str) -> Gate {
+        let gate = self.gates.lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_string()).or_default().clone();
+        Gate { gates: self.clone(), key: key.to_string(), gate: Some(gate) }
     }
+}
 
-    /// Forgets the gate once nobody else holds or awaits it (ours and the map's are left).
-    fn release(&self, key: &str, gate: Arc<tokio::sync::Mutex<()>>) {
-        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        if Arc::strong_count(&gate) <= 2 {
-            gates.remove(key);
+/// A user's gate while a login uses it; dropping it (also when the client goes away
+/// mid-check) forgets the gate once nobody else holds or awaits it.
+struct Gate {
+    gates: LoginGates,
+    key: String,
+    gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let mut gates = self.gates.gates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gate) = self.gate.take() {
+            // Ours and the map's are the only ones left.
+            if Arc::strong_count(&gate) <= 2 {
+                gates.remove(&self.key);
+            }
         }
     }
 }
@@ -71,12 +84,9 @@ pub async fn login(
         _ => return checked(state, req, realm, user, pw).await,
     };
     let gate = state.login_gates.gate(&key);
-    let outcome = {
-        let _turn = gate.lock().await;
-        checked(state, req, realm, user, pw).await
-    };
-    state.login_gates.release(&key, gate);
-    outcome
+    let lock = gate.gate.clone().unwrap_or_default();
+    let _turn = lock.lock().await;
+    checked(state, req, realm, user, pw).await
 }
 
 async fn checked(

@@ -10,6 +10,7 @@ use annals_projections::realms::RealmView;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The realm's refresh-token key (HS512, never published; see `jwt::sign_hmac`).
 pub fn refresh_key(state: &AppState, realm: &RealmView) -> [u8; 64] {
@@ -33,7 +34,7 @@ pub async fn subject(state: &AppState, realm_id: &str, user_id: &str) -> Result<
     // model already holds every change up to the stamp.
     let sql_position = state.sql_models.position();
     let subject = Arc::new(subject_uncached(state, realm_id, user_id).await?);
-    if sql_position >= changed_at {
+    if sql_position >= changed_at && cacheable(state) {
         state.subjects.put(key, changed_at, subject.clone());
     }
     Ok(subject)
@@ -58,9 +59,17 @@ async fn subject_uncached(state: &AppState, realm_id: &str, user_id: &str) -> Re
     Ok(Subject::new(user, &roles, &dir.memberships, &dir.clients))
 }
 
+/// Whether what was just read may be cached: not while a read model is stopped (its stamp
+/// would not move on the changes it misses).
+fn cacheable(state: &AppState) -> bool {
+    state.read_models.healthy() && state.sql_models.healthy()
+}
+
 /// Token subjects (and service accounts by client), valid while no user, role, group or client
 /// event has been folded since they were read: logins and token issuance change none of
 /// those, so in steady state every subject is read once; any such change empties the cache.
+/// Entries also expire after a minute: an operator's `annals projections rebuild users`
+/// rewrites the tables without an event, and a subject read half-way through must not last.
 #[derive(Clone, Default)]
 pub struct Subjects {
     inner: Arc<Mutex<SubjectsInner>>,
@@ -69,9 +78,12 @@ pub struct Subjects {
 #[derive(Default)]
 struct SubjectsInner {
     stamp: u64,
-    users: HashMap<(String, String), Arc<Subject>>,
-    service_accounts: HashMap<String, Option<Arc<Subject>>>,
+    users: HashMap<(String, String), (Instant, Arc<Subject>)>,
+    service_accounts: HashMap<String, (Instant, Option<Arc<Subject>>)>,
 }
+
+/// How long a cached subject is trusted without any event invalidating it.
+const SUBJECT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Entries kept at most; the cache is emptied when full (a miss costs three queries).
 const MAX_SUBJECTS: usize = 100_000;
@@ -93,11 +105,13 @@ impl Subjects {
     }
 
     fn get(&self, key: &(String, String), stamp: u64) -> Option<Arc<Subject>> {
-        self.lock().at(stamp).users.get(key).cloned()
+        let mut inner = self.lock();
+        let (at, s) = inner.at(stamp).users.get(key)?;
+        (at.elapsed() < SUBJECT_TTL).then(|| s.clone())
     }
 
     fn put(&self, key: (String, String), stamp: u64, subject: Arc<Subject>) {
-        self.lock().at(stamp).users.insert(key, subject);
+        self.lock().at(stamp).users.insert(key, (Instant::now(), subject));
     }
 }
 
@@ -239,8 +253,10 @@ pub async fn service_account(
     client: &ClientView,
 ) -> Result<Option<Arc<Subject>>, OAuthError> {
     let changed_at = state.read_models.read().subjects_changed_at;
-    if let Some(s) = state.subjects.lock().at(changed_at).service_accounts.get(&client.id) {
-        return Ok(s.clone());
+    if let Some((at, s)) = state.subjects.lock().at(changed_at).service_accounts.get(&client.id) {
+        if at.elapsed() < SUBJECT_TTL {
+            return Ok(s.clone());
+        }
     }
     let sql_position = state.sql_models.position();
     let name = format!("service-account-{}", client.client_id);
@@ -256,8 +272,13 @@ pub async fn service_account(
         ),
         None => None,
     };
-    if sql_position >= changed_at {
-        state.subjects.lock().at(changed_at).service_accounts.insert(client.id.clone(), subject.clone());
+    if sql_position >= changed_at && cacheable(state) {
+        state
+            .subjects
+            .lock()
+            .at(changed_at)
+            .service_accounts
+            .insert(client.id.clone(), (Instant::now(), subject.clone()));
     }
     Ok(subject)
 }

@@ -54,12 +54,10 @@ pub async fn authenticated_client(
     let iss = issuer(&state.base_url, &realm.name);
     let audiences = [format!("{iss}/protocol/openid-connect/token"), iss];
     let ctx = client_auth::AssertionContext { audiences: &audiences, now: state.clock.now().timestamp() };
-    let (client, assertion) = {
-        let dir = state.read_models.read();
-        let client = dir.clients.by_client_id(&realm.id, &presented.client_id);
-        let (c, a) = client_auth::authenticate(&presented, client, &state.keys, &ctx)?;
-        (c.clone(), a)
-    };
+    // Copied out first: checking an assertion's signature must not hold the read models.
+    let client = state.read_models.read().clients.by_client_id(&realm.id, &presented.client_id).cloned();
+    let (client, assertion) = client_auth::authenticate(&presented, client.as_ref(), &state.keys, &ctx)?;
+    let client = client.clone();
     if let Some(a) = assertion {
         // Used once: the assertion's stream exists after its first use, on every node.
         let used = ClientAssertionUsed {
@@ -180,7 +178,12 @@ async fn issue_in_session(
         realm,
         client,
         scope: it.granted,
-        session: Some(SessionRef { id: it.session_id.to_string(), auth_time: s.auth_time, acr }),
+        session: Some(SessionRef {
+            id: it.session_id.to_string(),
+            auth_time: s.auth_time,
+            acr,
+            version: outcome.executed.version,
+        }),
         subject: Some(it.subject),
         ids,
         now,
