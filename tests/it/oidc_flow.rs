@@ -918,3 +918,47 @@ async fn tokens_issued_after_a_revocation_in_the_same_second_stay_valid() {
     assert_eq!(demo.introspect(first["access_token"].as_str().unwrap()).await["active"], false);
     demo.app.stop().await;
 }
+
+#[actix_rt::test]
+async fn front_channel_logout_loads_each_clients_logout_page_then_moves_on() {
+    let demo = Demo::start().await;
+    let mut jar = Jar::default();
+    let (_, web) = redeem(&demo, &alice_code(&demo, &mut jar).await).await;
+    let other = [
+        ("client_id", "other"),
+        ("redirect_uri", "https://other.example/cb"),
+        ("response_type", "code"),
+        ("scope", "openid"),
+    ];
+    let res = authorize(&demo, &mut jar, &other, None).await;
+    let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
+    let (status, _) = demo
+        .token(
+            ("other", "other-secret-0123456789"),
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "https://other.example/cb")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = web["id_token"].as_str().unwrap();
+    let sid = claims(id)["sid"].as_str().unwrap().to_string();
+    let res = demo
+        .http
+        .get(demo.url("logout"))
+        .query(&[("id_token_hint", id), ("post_logout_redirect_uri", "https://rp.example/bye"), ("state", "s")])
+        .header(COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a page, so the frames can load");
+    let html = res.text().await.unwrap().replace("&#x2f;", "/").replace("&amp;", "&");
+    let iss = demo.issuer();
+    let frame = format!(
+        "https://other.example/fc?from=annals&iss={}&sid={sid}",
+        url::form_urlencoded::byte_serialize(iss.as_bytes()).collect::<String>()
+    );
+    assert!(html.contains(&format!("<iframe src=\"{frame}\"")), "{html}");
+    assert!(html.contains("content=\"2;url=https://rp.example/bye?state=s\""), "then on to the relying party: {html}");
+    assert!(!html.contains("rp.example/fc"), "web registered no front-channel URI");
+    assert_eq!(demo.introspect(web["access_token"].as_str().unwrap()).await["active"], false);
+    demo.app.stop().await;
+}

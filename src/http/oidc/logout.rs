@@ -107,6 +107,7 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
         }
         (None, None) => return confirmation(state, req, &realm, &p),
     };
+    let mut frames = Vec::new();
     if let Some(sid) = &session {
         let actor = match &hint {
             Some(c) => Actor::User {
@@ -117,10 +118,13 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
         };
         let meta = metadata(req, &realm.id, actor);
         let cmd = SessionCommand::Logout { client: client.as_ref().map(|c| c.id.clone()) };
-        match state.hosts.execute::<Session>(sid, cmd, meta).await {
+        match state.hosts.execute_full::<Session>(sid, cmd, meta).await {
             Ok(done) => {
                 // Tokens of the session must be refused by the time the browser moves on.
-                let _ = state.read_models.wait_for(done.position, Duration::from_secs(5)).await;
+                let _ = state.read_models.wait_for(done.executed.position, Duration::from_secs(5)).await;
+                if done.executed.events > 0 {
+                    frames = front_channel_frames(state, &realm, sid, &done.state);
+                }
             }
             Err(crate::actors::CommandError::Domain(_)) => {} // already gone
             Err(e) => {
@@ -129,20 +133,31 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
             }
         }
     }
-    let mut res = match target {
-        Some(uri) => {
-            let mut params: Vec<(&str, String)> = Vec::new();
-            if let Some(s) = p.get("state") {
-                params.push(("state", s.clone()));
-            }
-            let reply = crate::oidc::authorize::Reply { redirect_uri: uri, mode: crate::oidc::authorize::ResponseMode::Query, state: None };
-            let url = if params.is_empty() { reply.redirect_uri.clone() } else { crate::oidc::authorize::redirect_url(&reply, &params) };
+    let target = target.map(|uri| {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = p.get("state") {
+            params.push(("state", s.clone()));
+        }
+        let reply = crate::oidc::authorize::Reply {
+            redirect_uri: uri,
+            mode: crate::oidc::authorize::ResponseMode::Query,
+            state: None,
+        };
+        match params.is_empty() {
+            true => reply.redirect_uri.clone(),
+            false => crate::oidc::authorize::redirect_url(&reply, &params),
+        }
+    });
+    let mut res = match (target, frames.is_empty()) {
+        (Some(url), true) => {
             HttpResponse::Found().insert_header((LOCATION, url)).insert_header(("Cache-Control", "no-store")).finish()
         }
-        None => state.pages.respond(
+        // Front-channel logout: the clients' logout pages load in frames, then the browser
+        // moves on (by itself after two seconds, or by the link; no JavaScript needed).
+        (next, _) => state.pages.respond(
             StatusCode::OK,
-            "error.html",
-            minijinja::context! { realm_display => shown.clone(), title => "You are logged out", message => "You have been signed out." },
+            "logged_out.html",
+            minijinja::context! { realm_display => shown.clone(), frames, next },
         ),
     };
     // The browser forgets its session only if it is the one that ended.
@@ -172,4 +187,32 @@ fn confirmation(state: &AppState, req: &HttpRequest, realm: &RealmView, p: &BTre
         let _ = res.add_cookie(&c);
     }
     res
+}
+
+/// The front-channel logout URIs of the clients the ended session gave tokens to (Keycloak's
+/// `frontchannel.logout.url`, for clients with front-channel logout on), each with `iss` and
+/// `sid` (OpenID Connect Front-Channel Logout 1.0 §2).
+fn front_channel_frames(
+    state: &AppState,
+    realm: &RealmView,
+    sid: &str,
+    session: &crate::domain::session::Session,
+) -> Vec<String> {
+    let iss = issuer(&state.base_url, &realm.name);
+    let dir = state.read_models.read();
+    session
+        .clients
+        .keys()
+        .filter_map(|id| dir.clients.get(id))
+        .filter(|c| c.settings.frontchannel_logout)
+        .filter_map(|c| c.settings.attributes.get("frontchannel.logout.url").filter(|u| url::Url::parse(u).is_ok()))
+        .map(|u| {
+            let reply = crate::oidc::authorize::Reply {
+                redirect_uri: u.clone(),
+                mode: crate::oidc::authorize::ResponseMode::Query,
+                state: None,
+            };
+            crate::oidc::authorize::redirect_url(&reply, &[("iss", iss.clone()), ("sid", sid.to_string())])
+        })
+        .collect()
 }
