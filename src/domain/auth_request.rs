@@ -210,7 +210,11 @@ impl Aggregate for AuthRequest {
             C::Authenticate { user_id, session_id, method, auth_time, code, .. } => {
                 let mut events: Vec<AuthRequestEvent> =
                     vec![AuthRequestAuthenticated { user_id, session_id, method, auth_time, at }.into()];
-                if let Some((code_hash, expires_at)) = code {
+                // A code is issued only where the request's response type asks for one (the
+                // caller offers one before it knows), so the log never shows a code that no one
+                // was given.
+                let wants_code = req.response_type.split(' ').any(|p| p == "code");
+                if let (Some((code_hash, expires_at)), true) = (code, wants_code) {
                     events.push(AuthRequestCodeIssued { code_hash, expires_at, at }.into());
                 }
                 Ok(events)
@@ -444,5 +448,23 @@ mod tests {
             reason: "user_not_found".into(),
         };
         assert_eq!(state.decide(reject, now()), Err(AuthRequestError::WrongRealm));
+    }
+
+    #[test]
+    fn given_an_implicit_request_when_authenticated_then_no_code_is_recorded() {
+        let mut history = vec![started()];
+        if let AuthRequestEvent::Started(s) = &mut history[0] {
+            s.response_type = "id_token token".into();
+        }
+        let auth = AuthRequestCommand::Authenticate {
+            realm_id: "r".into(),
+            user_id: "u".into(),
+            session_id: "s".into(),
+            method: "pwd".into(),
+            auth_time: 1,
+            code: Some((code_hash("x"), now().timestamp() + 60)),
+        };
+        let events = given::<AuthRequest>(history).decide(auth, now()).unwrap();
+        assert!(matches!(&events[..], [AuthRequestEvent::Authenticated(_)]), "{events:?}");
     }
 }

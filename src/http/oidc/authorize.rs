@@ -227,8 +227,8 @@ pub async fn complete(
         auth_time: session.auth_time,
         code: Some((code_hash(&secret), now + realm.settings.access_code_lifespan.max(1) as i64)),
     };
-    // Authenticate decides on the request as recorded; a code for a response type without one
-    // is recorded but never handed out, so the request's response type is read afterwards.
+    // The code is offered before the request's response type is known here; the aggregate
+    // records it only when the request asked for one.
     let outcome = match state.hosts.execute_full::<AuthRequest>(ar_id, cmd, meta.clone()).await {
         Ok(o) => o,
         Err(CommandError::Domain(
