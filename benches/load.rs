@@ -220,6 +220,7 @@ async fn seed_config(store: &SharedStore, events: usize) {
                     ..Default::default()
                 },
                 secret: None,
+                sealed_secret: None,
                 extra: Default::default(),
             })
             .into();
@@ -402,6 +403,7 @@ async fn seed(database_url: &str, users: usize, clients: usize) -> serde_json::V
                     ..Default::default()
                 },
                 secret: None,
+                sealed_secret: None,
                 extra: Default::default(),
             })
             .into();

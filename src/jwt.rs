@@ -331,6 +331,27 @@ pub fn signature_valid(alg: &str, key: &PKey<Public>, input: &[u8], sig: &[u8]) 
     check().unwrap_or(false)
 }
 
+/// Whether `sig` is the HMAC of `input` under `key` by `alg` (`HS256`, `HS384`, `HS512`),
+/// compared in constant time: `client_secret_jwt` assertions.
+pub fn hmac_valid(alg: &str, key: &[u8], input: &[u8], sig: &[u8]) -> bool {
+    let digest = match alg {
+        "HS256" => MessageDigest::sha256(),
+        "HS384" => MessageDigest::sha384(),
+        "HS512" => MessageDigest::sha512(),
+        _ => return false,
+    };
+    let mac = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        let pkey = PKey::hmac(key)?;
+        let mut signer = openssl::sign::Signer::new(digest, &pkey)?;
+        signer.sign_oneshot_to_vec(input)
+    };
+    match mac() {
+        // The MAC's length is public; memcmp::eq needs equal lengths.
+        Ok(mac) => mac.len() == sig.len() && openssl::memcmp::eq(&mac, sig),
+        Err(_) => false,
+    }
+}
+
 /// Whether `sig` is the key's signature over `input`, by the key's own algorithm.
 fn signature_ok(view: &KeyView, input: &[u8], sig: &[u8]) -> Result<bool, JwtError> {
     let key = published(view)?;

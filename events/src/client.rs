@@ -1,4 +1,5 @@
 //! Client (relying party / service provider) events.
+use crate::signing_key::SealedKey;
 use crate::Extra;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -82,6 +83,10 @@ pub struct ClientCreated {
     pub settings: ClientSettings,
     #[serde(default)]
     pub secret: Option<SecretDigest>,
+    /// The secret itself, sealed under the server's key-encryption key: `client_secret_jwt`
+    /// needs it as an HMAC key, which a digest cannot give back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<SealedKey>,
     #[serde(default)]
     pub extra: Extra,
 }
@@ -98,6 +103,9 @@ pub struct ClientSettingsChanged {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClientSecretRotated {
     pub secret: SecretDigest,
+    /// As in [`ClientCreated::sealed_secret`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<SealedKey>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Clients by internal id and by (realm, client_id).
 use crate::Projection;
 use annals_events::client::{ClientEvent, ClientSettings, SecretDigest};
+use annals_events::signing_key::SealedKey;
 use annals_events::{DomainEvent, RecordedEvent};
 use foldhash::HashMap;
 use serde_json::{Map, Value};
@@ -12,6 +13,8 @@ pub struct ClientView {
     pub client_id: String,
     pub settings: ClientSettings,
     pub secret: Option<SecretDigest>,
+    /// The secret sealed under the server key, for `client_secret_jwt`.
+    pub sealed_secret: Option<SealedKey>,
     pub extra: Map<String, Value>,
 }
 
@@ -63,6 +66,7 @@ impl Projection for ClientDirectory {
                         client_id: c.client_id.clone(),
                         settings: c.settings.clone(),
                         secret: c.secret.clone(),
+                        sealed_secret: c.sealed_secret.clone(),
                         extra: c.extra.clone(),
                     },
                 );
@@ -76,6 +80,7 @@ impl Projection for ClientDirectory {
             ClientEvent::SecretRotated(c) => {
                 if let Some(v) = self.by_id.get_mut(id) {
                     v.secret = Some(c.secret.clone());
+                    v.sealed_secret = c.sealed_secret.clone();
                 }
             }
             ClientEvent::Deleted(_) => {

@@ -1,6 +1,7 @@
 //! The Client aggregate.
 use super::{validate, Aggregate, Lifecycle};
 use annals_events::client::*;
+use annals_events::signing_key::SealedKey;
 use annals_events::StreamType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ pub enum ClientCommand {
         client_id: String,
         settings: ClientSettings,
         secret: Option<SecretDigest>,
+        /// Boxed: a command is moved through the actor's mailbox.
+        sealed_secret: Option<Box<SealedKey>>,
         extra: Map<String, Value>,
     },
     ChangeSettings {
@@ -30,6 +33,7 @@ pub enum ClientCommand {
     },
     RotateSecret {
         secret: SecretDigest,
+        sealed_secret: Option<SealedKey>,
     },
     Delete,
 }
@@ -47,6 +51,10 @@ pub enum ClientError {
     InvalidRedirectUri(String),
     #[error("a public client has no secret")]
     PublicClientSecret,
+    /// A sealed secret always comes with its digest: the digest is what secret
+    /// authentication checks.
+    #[error("a sealed secret needs its digest")]
+    SealedWithoutDigest,
 }
 
 fn check(settings: &ClientSettings, secret: bool) -> Result<(), ClientError> {
@@ -67,10 +75,14 @@ impl Aggregate for Client {
 
     fn decide(&self, command: ClientCommand, _now: DateTime<Utc>) -> Result<Vec<ClientEvent>, ClientError> {
         match (self.lifecycle, command) {
-            (Lifecycle::New, ClientCommand::Create { realm_id, client_id, settings, secret, extra }) => {
+            (Lifecycle::New, ClientCommand::Create { realm_id, client_id, settings, secret, sealed_secret, extra }) => {
                 validate::name(&client_id).map_err(ClientError::InvalidClientId)?;
                 check(&settings, secret.is_some())?;
-                Ok(vec![ClientCreated { realm_id, client_id, settings, secret, extra }.into()])
+                if sealed_secret.is_some() && secret.is_none() {
+                    return Err(ClientError::SealedWithoutDigest);
+                }
+                let sealed_secret = sealed_secret.map(|s| *s);
+                Ok(vec![ClientCreated { realm_id, client_id, settings, secret, sealed_secret, extra }.into()])
             }
             (_, ClientCommand::Create { .. }) => Err(ClientError::AlreadyExists),
             (Lifecycle::Live, ClientCommand::ChangeSettings { settings, extra }) => {
@@ -83,8 +95,8 @@ impl Aggregate for Client {
             (Lifecycle::Live, ClientCommand::RotateSecret { .. }) if self.settings.public_client => {
                 Err(ClientError::PublicClientSecret)
             }
-            (Lifecycle::Live, ClientCommand::RotateSecret { secret }) => {
-                Ok(vec![ClientSecretRotated { secret }.into()])
+            (Lifecycle::Live, ClientCommand::RotateSecret { secret, sealed_secret }) => {
+                Ok(vec![ClientSecretRotated { secret, sealed_secret }.into()])
             }
             (Lifecycle::Live, ClientCommand::Delete) => Ok(vec![ClientDeleted {}.into()]),
             (_, _) => Err(ClientError::NotFound),
@@ -117,12 +129,26 @@ mod tests {
         SecretDigest { alg: "hmac-sha256".into(), key_id: "k".into(), value: "00".into() }
     }
     fn create(settings: ClientSettings, secret: Option<SecretDigest>) -> ClientCommand {
-        ClientCommand::Create { realm_id: "r".into(), client_id: "app".into(), settings, secret, extra: Map::new() }
+        ClientCommand::Create {
+            realm_id: "r".into(),
+            client_id: "app".into(),
+            settings,
+            secret,
+            sealed_secret: None,
+            extra: Map::new(),
+        }
     }
     fn created(public: bool) -> ClientEvent {
         let settings = ClientSettings { public_client: public, ..Default::default() };
-        ClientCreated { realm_id: "r".into(), client_id: "app".into(), settings, secret: None, extra: Map::new() }
-            .into()
+        ClientCreated {
+            realm_id: "r".into(),
+            client_id: "app".into(),
+            settings,
+            secret: None,
+            sealed_secret: None,
+            extra: Map::new(),
+        }
+        .into()
     }
 
     #[test]
@@ -152,15 +178,15 @@ mod tests {
 
     #[test]
     fn given_a_public_client_when_secret_rotated_then_refused() {
-        let cmd = ClientCommand::RotateSecret { secret: digest() };
+        let cmd = ClientCommand::RotateSecret { secret: digest(), sealed_secret: None };
         assert_eq!(given::<Client>(vec![created(true)]).decide(cmd, now()), Err(ClientError::PublicClientSecret));
     }
 
     #[test]
     fn given_a_confidential_client_when_secret_rotated_then_rotated() {
-        let cmd = ClientCommand::RotateSecret { secret: digest() };
+        let cmd = ClientCommand::RotateSecret { secret: digest(), sealed_secret: None };
         let out = given::<Client>(vec![created(false)]).decide(cmd, now()).unwrap();
-        assert_eq!(out, vec![ClientSecretRotated { secret: digest() }.into()]);
+        assert_eq!(out, vec![ClientSecretRotated { secret: digest(), sealed_secret: None }.into()]);
     }
 
     #[test]

@@ -132,9 +132,10 @@ fn client_rep(c: &ClientView) -> ClientRep {
         // restore the secret without ever having it in clear.
         secret: c.secret.as_ref().map(|_| MASKED_SECRET.to_string()),
         annals_secret_digest: c.secret.clone(),
+        annals_sealed_secret: c.sealed_secret.as_ref().map(crate::secrets::sealed_to_text),
         extra: Map::new(),
     };
-    ClientRep { extra: strip(&c.extra, &["secret", "annalsSecretDigest"]), ..rep }
+    ClientRep { extra: strip(&c.extra, &["secret", "annalsSecretDigest", "annalsSealedSecret"]), ..rep }
 }
 
 /// Lookups shared by the parts of one realm's export.

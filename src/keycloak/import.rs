@@ -16,6 +16,7 @@ use annals_events::client::{ClientCreated, ClientEvent, ClientSettings, SecretDi
 use annals_events::group::{GroupCreated, GroupEvent, GroupRoleGranted};
 use annals_events::realm::{BruteForceSettings, RealmCreated, RealmEvent, RealmSettings};
 use annals_events::role::{RoleCompositesSet, RoleCreated, RoleEvent};
+use annals_events::signing_key::SealedKey;
 use annals_events::user::{
     PasswordHash, UserCreated, UserEvent, UserJoinedGroup, UserPasswordSet, UserProfile, UserRoleGranted,
 };
@@ -394,7 +395,10 @@ impl<'a> Planner<'a> {
                 *value = self.seal_text(value, &format!("{path}.attributes.{key}"))?;
             }
         }
+        let clear = c.secret.clone().filter(|s| !s.is_empty() && s != MASKED_SECRET);
+        let exported_sealed = c.annals_sealed_secret.take();
         let secret = self.client_secret(path, c.secret.take(), c.annals_secret_digest.take())?;
+        let sealed_secret = self.sealed_client_secret(path, clear, exported_sealed, secret.is_some())?;
         if let (Some(_), true) = (&secret, settings.public_client) {
             return Err(invalid(
                 format!("{path}.secret"),
@@ -404,10 +408,45 @@ impl<'a> Planner<'a> {
         let id = self.stream_id(StreamType::Client, c.id.take(), path)?;
         self.clients.insert(c.client_id.clone(), id.clone());
         let extra = self.seal_extra(std::mem::take(&mut c.extra), path)?;
-        let created =
-            ClientCreated { realm_id: self.realm_id.clone(), client_id: c.client_id, settings, secret, extra };
+        let created = ClientCreated {
+            realm_id: self.realm_id.clone(),
+            client_id: c.client_id,
+            settings,
+            secret,
+            sealed_secret,
+            extra,
+        };
         self.counts.clients += 1;
         self.push(StreamType::Client, id, vec![ClientEvent::from(created).into()], path)
+    }
+
+    /// The secret sealed beside its digest (`client_secret_jwt` needs it as its HMAC key):
+    /// the clear secret sealed now, or Annals' own sealed copy from an Annals export, which
+    /// must open under this server's keys.
+    fn sealed_client_secret(
+        &self,
+        path: &str,
+        clear: Option<String>,
+        exported: Option<String>,
+        has_digest: bool,
+    ) -> Result<Option<SealedKey>, ImportError> {
+        if !has_digest {
+            return Ok(None);
+        }
+        if let Some(clear) = clear {
+            let sealed = self
+                .keys
+                .seal(clear.as_bytes())
+                .map_err(|e| ImportError::Crypto { path: format!("{path}.secret"), message: e.to_string() })?;
+            return Ok(Some(sealed));
+        }
+        let Some(text) = exported else { return Ok(None) };
+        let here = format!("{path}.annalsSealedSecret");
+        let sealed = sealed_from_text(&text).ok_or_else(|| invalid(here.clone(), "not an Annals sealed value"))?;
+        if let Err(e) = self.keys.open(&sealed) {
+            return Err(invalid(here, format!("{e}; supply the clear secret instead")));
+        }
+        Ok(Some(sealed))
     }
 
     /// The digest to store: of the clear secret, or Annals' own digest from an Annals export.

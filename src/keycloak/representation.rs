@@ -138,6 +138,11 @@ pub struct ClientRep {
     /// a masked `secret` and accepted by its import in place of the clear secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annals_secret_digest: Option<SecretDigest>,
+    /// Annals' extension: the secret sealed under the server key (`annals-sealed:v1:...`),
+    /// written beside the digest so `client_secret_jwt` survives an export and import
+    /// between nodes sharing keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annals_sealed_secret: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

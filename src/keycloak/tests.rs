@@ -443,6 +443,21 @@ fn given_a_digest_from_another_server_when_imported_then_refused() {
 }
 
 #[test]
+fn given_a_sealed_secret_this_server_cannot_open_when_imported_then_refused() {
+    use base64::Engine;
+    let other = ServerKeys::from_master_key(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).unwrap();
+    let mut doc: Value = serde_json::from_str(FIXTURE).unwrap();
+    let portal = doc.pointer_mut("/clients/0").unwrap();
+    portal["secret"] = json!("**********");
+    portal["annalsSecretDigest"] = serde_json::to_value(keys().digest("x")).unwrap();
+    for sealed in [crate::secrets::sealed_to_text(&other.seal(b"x").unwrap()), "annals-sealed:v1:garbage".into()] {
+        doc.pointer_mut("/clients/0").unwrap()["annalsSealedSecret"] = json!(sealed);
+        let err = refused(&doc.to_string());
+        assert_eq!(err.path(), "clients[0].annalsSealedSecret", "{err}");
+    }
+}
+
+#[test]
 fn given_an_unsupported_hash_algorithm_when_imported_then_refused() {
     let data = "{\"hashIterations\":10,\"algorithm\":\"bcrypt\",\"additionalParameters\":{}}";
     let err = refused(&fixture_with("/users/0/credentials/0/credentialData", json!(data)));
@@ -485,7 +500,22 @@ async fn given_two_plans_of_one_file_when_imported_then_they_differ_only_in_salt
     let second = load(&plan).await;
     assert_eq!(second.dir.position, plan.counts.events as u64);
     // Dave's plain password is hashed with a fresh salt and sealed values get fresh nonces.
-    assert_eq!(second.dir.clients, first.dir.clients);
+    let secrets = |d: &Directory| {
+        let mut all: Vec<_> = d
+            .clients
+            .in_realm(REALM_ID)
+            .map(|c| {
+                let opened = c.sealed_secret.as_ref().map(|s| keys().open(s).unwrap());
+                let mut c = c.clone();
+                c.sealed_secret = None;
+                (c.id.clone(), c, opened)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    assert_eq!(secrets(&second.dir), secrets(&first.dir));
+    assert!(secrets(&first.dir).iter().any(|(_, _, s)| s.is_some()), "confidential clients keep a sealed secret");
     assert_eq!(second.dir.memberships, first.dir.memberships);
     let (a, b) = (second.dir.realms.by_name("acme").unwrap(), first.dir.realms.by_name("acme").unwrap());
     assert_eq!(a.settings, b.settings);

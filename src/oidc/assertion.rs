@@ -1,7 +1,13 @@
-//! Client authentication by a signed assertion: `private_key_jwt` (RFC 7523 §2.2, OIDC Core
-//! §9). The client's public keys come from its Keycloak attributes: an inline JWKS
-//! (`jwks.string`) or a certificate (`jwt.credential.certificate`, base64 DER). Keys fetched
-//! from a URL (`jwks.url`) are not supported yet.
+//! Client authentication by a signed assertion (RFC 7523 §2.2, OIDC Core §9):
+//! `private_key_jwt` for clients whose authenticator is Keycloak's `client-jwt`, and
+//! `client_secret_jwt` for `client-secret-jwt`.
+//!
+//! For `private_key_jwt` the client's public keys come from its Keycloak attributes: an
+//! inline JWKS (`jwks.string`) or a certificate (`jwt.credential.certificate`, base64 DER).
+//! Keys fetched from a URL (`jwks.url`) are not supported yet. For `client_secret_jwt` the
+//! key is the client secret itself (HS256, HS384 or HS512), opened from its sealed copy.
+//! Which family an assertion may use follows from the client's registration alone, never
+//! from the assertion: an HMAC keyed with a public key would verify whatever its author signed.
 use super::OAuthError;
 use annals_projections::clients::ClientView;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -101,10 +107,25 @@ fn fits(alg: &str, key: &PKey<Public>) -> bool {
     }
 }
 
-/// Verifies `assertion` as `client`'s: signed by one of its keys with an asymmetric
-/// algorithm, `iss` and `sub` the client, `aud` one of `audiences`, unexpired and short-lived,
-/// with a `jti`. The caller records the `jti` so the assertion cannot be used again.
-pub fn verify(assertion: &str, client: &ClientView, audiences: &[String], now: i64) -> Result<Verified, OAuthError> {
+/// The key an assertion must be signed with, by how the client registered.
+pub enum Key<'a> {
+    /// `private_key_jwt`: one of the client's registered public keys.
+    Public,
+    /// `client_secret_jwt`: the client secret.
+    Secret(&'a [u8]),
+}
+
+/// Verifies `assertion` as `client`'s: signed with `key` (an asymmetric algorithm for
+/// public keys, HMAC for the secret), `iss` and `sub` the client, `aud` one of `audiences`,
+/// unexpired and short-lived, with a `jti`. The caller records the `jti` so the assertion
+/// cannot be used again.
+pub fn verify(
+    assertion: &str,
+    client: &ClientView,
+    key: Key<'_>,
+    audiences: &[String],
+    now: i64,
+) -> Result<Verified, OAuthError> {
     if assertion.len() > 16 * 1024 {
         return Err(bad("client assertion too long"));
     }
@@ -121,23 +142,31 @@ pub fn verify(assertion: &str, client: &ClientView, audiences: &[String], now: i
         return Err(bad("unsupported client assertion header"));
     }
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
-    if !matches!(alg, "RS256" | "PS256" | "ES256" | "EdDSA") {
-        // `none` and the HMAC family are never accepted here (an HMAC keyed with a public
-        // key would verify whatever its author signed).
-        return Err(bad("client assertion algorithm not accepted"));
-    }
-    let kid = header.get("kid").and_then(Value::as_str);
     let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad("malformed client assertion"))?;
     let input = &assertion[..h.len() + 1 + p.len()];
-    let keys = client_keys(client);
-    if keys.is_empty() {
-        return Err(bad("client has no registered public key"));
-    }
-    let signed = keys
-        .iter()
-        .filter(|k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
-        .filter(|k| fits(alg, &k.key))
-        .any(|k| crate::jwt::signature_valid(alg, &k.key, input.as_bytes(), &sig));
+    let signed = match key {
+        Key::Public => {
+            if !matches!(alg, "RS256" | "PS256" | "ES256" | "EdDSA") {
+                // `none` and the HMAC family are never accepted for public keys.
+                return Err(bad("client assertion algorithm not accepted"));
+            }
+            let kid = header.get("kid").and_then(Value::as_str);
+            let keys = client_keys(client);
+            if keys.is_empty() {
+                return Err(bad("client has no registered public key"));
+            }
+            keys.iter()
+                .filter(|k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+                .filter(|k| fits(alg, &k.key))
+                .any(|k| crate::jwt::signature_valid(alg, &k.key, input.as_bytes(), &sig))
+        }
+        Key::Secret(secret) => {
+            if !matches!(alg, "HS256" | "HS384" | "HS512") {
+                return Err(bad("client assertion algorithm not accepted"));
+            }
+            crate::jwt::hmac_valid(alg, secret, input.as_bytes(), &sig)
+        }
+    };
     if !signed {
         return Err(bad("client assertion signature invalid"));
     }

@@ -1,6 +1,7 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749
 //! §2.3): `client_secret_basic`, `client_secret_post`, `private_key_jwt` (clients whose
-//! authenticator is Keycloak's `client-jwt`), and `none` for public clients. Exactly one
+//! authenticator is Keycloak's `client-jwt`), `client_secret_jwt` (`client-secret-jwt`), and
+//! `none` for public clients. Exactly one
 //! method per request; a confidential client must authenticate, by the method it registered.
 use super::OAuthError;
 use crate::secrets::ServerKeys;
@@ -120,10 +121,21 @@ pub fn authenticate<'c>(
             }
         }
         (Method::Assertion(jwt), false) => {
-            if client.settings.client_authenticator_type != "client-jwt" {
-                return Err(invalid());
-            }
-            let verified = super::assertion::verify(jwt, client, ctx.audiences, ctx.now)?;
+            use super::assertion::{verify, Key};
+            let verified = match client.settings.client_authenticator_type.as_str() {
+                "client-jwt" => verify(jwt, client, Key::Public, ctx.audiences, ctx.now)?,
+                "client-secret-jwt" => {
+                    // Only a secret stored sealed can key the HMAC; one imported as a digest
+                    // alone must be rotated first.
+                    let sealed = client.sealed_secret.as_ref().ok_or_else(invalid)?;
+                    let secret = keys.open(sealed).map_err(|e| {
+                        tracing::error!(client = %client.client_id, error = %e, "client secret cannot be opened");
+                        invalid()
+                    })?;
+                    verify(jwt, client, Key::Secret(&secret), ctx.audiences, ctx.now)?
+                }
+                _ => return Err(invalid()),
+            };
             Ok((client, Some(verified)))
         }
     }
@@ -145,6 +157,7 @@ mod tests {
             client_id: "app".into(),
             settings: ClientSettings { public_client: public, ..Default::default() },
             secret: (!public).then(|| keys.digest("s3cret")),
+            sealed_secret: (!public).then(|| keys.seal(b"s3cret").unwrap()),
             extra: Default::default(),
         }
     }

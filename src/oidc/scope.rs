@@ -104,6 +104,7 @@ mod tests {
                 ..Default::default()
             },
             secret: None,
+            sealed_secret: None,
             extra: Default::default(),
         }
     }

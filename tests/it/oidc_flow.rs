@@ -901,6 +901,87 @@ async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attack
 }
 
 #[actix_rt::test]
+async fn client_secret_jwt_authenticates_with_the_secret_as_hmac_key_and_refuses_the_attacks() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let secret = "hmac-client-secret-0123456789abcdef";
+    let demo = Demo::start_with(|r| {
+        r["clients"].as_array_mut().unwrap().push(serde_json::json!({
+            "clientId": "hmac",
+            "clientAuthenticatorType": "client-secret-jwt",
+            "secret": secret,
+            "serviceAccountsEnabled": true,
+            "standardFlowEnabled": false,
+        }));
+    })
+    .await;
+    let token_url = demo.url("token");
+    let now = chrono::Utc::now().timestamp();
+    let sign = |claims: Value, alg: Algorithm, key: &[u8]| {
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
+    };
+    let good = |jti: &str| serde_json::json!({"iss": "hmac", "sub": "hmac", "aud": token_url, "exp": now + 60, "iat": now, "jti": jti});
+    let post = |jwt: String| {
+        demo.http
+            .post(demo.url("token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", jwt.as_str()),
+            ])
+            .send()
+    };
+    for (jti, alg) in [("h1", Algorithm::HS256), ("h2", Algorithm::HS384), ("h3", Algorithm::HS512)] {
+        let res = post(sign(good(jti), alg, secret.as_bytes())).await.unwrap();
+        assert_eq!(res.status(), 200, "{alg:?}: {}", res.text().await.unwrap());
+    }
+    let res = post(sign(good("h1"), Algorithm::HS256, secret.as_bytes())).await.unwrap();
+    assert_eq!(res.status(), 401, "the same jti twice is a replay");
+
+    let mut cases = vec![("wrong secret", sign(good("x1"), Algorithm::HS256, b"not-the-secret-0123456789abcdef"))];
+    let mut c = good("x2");
+    c["exp"] = (now - 1).into();
+    cases.push(("expired", sign(c, Algorithm::HS256, secret.as_bytes())));
+    let mut c = good("x3");
+    c["iss"] = "svc".into();
+    cases.push(("issuer", sign(c, Algorithm::HS256, secret.as_bytes())));
+    let unsigned =
+        format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(good("x4").to_string()));
+    cases.push(("none", unsigned));
+    let mut truncated = sign(good("x5"), Algorithm::HS256, secret.as_bytes());
+    truncated.truncate(truncated.len() - 4);
+    cases.push(("truncated signature", truncated));
+    for (what, jwt) in cases {
+        let res = post(jwt).await.unwrap();
+        assert_eq!(res.status(), 401, "{what}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client", "{what}");
+    }
+    // The secret itself is not accepted from a client registered for assertions, and a
+    // secret-keyed assertion is not accepted from a client that registered for secrets.
+    let (status, _) = demo.post_as(("hmac", secret), "token", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 401);
+    let mut c = good("x6");
+    c["iss"] = "svc".into();
+    c["sub"] = "svc".into();
+    let res = demo
+        .http
+        .post(demo.url("token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", sign(c, Algorithm::HS256, b"svc-secret-0123456789").as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // The secret is sealed in the log, never in clear.
+    let events = demo.app.store.read_all(0, 10_000).await.unwrap();
+    assert!(events.iter().all(|e| !e.payload.contains(secret)), "a clear secret in the log");
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
 async fn tokens_issued_after_a_revocation_in_the_same_second_stay_valid() {
     let demo = Demo::start().await;
     let mut jar = Jar::default();

@@ -63,11 +63,12 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             client_id: "app".into(),
             settings: ClientSettings { redirect_uris: vec!["https://app/cb".into()], ..Default::default() },
             secret: Some(digest()),
+            sealed_secret: None,
             extra: extra(),
         })
         .into(),
         ClientEvent::from(ClientSettingsChanged { settings: ClientSettings::default(), extra: extra() }).into(),
-        ClientEvent::from(ClientSecretRotated { secret: digest() }).into(),
+        ClientEvent::from(ClientSecretRotated { secret: digest(), sealed_secret: None }).into(),
         ClientEvent::from(ClientDeleted {}).into(),
         UserEvent::from(UserCreated {
             realm_id: "r".into(),
