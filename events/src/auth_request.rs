@@ -1,5 +1,6 @@
 //! Authorization request events: one stream per request at the authorization endpoint, from
-//! the request through identification and credential checks to code issuance and redemption.
+//! the request through identification, credential checks and consent to code issuance and
+//! redemption.
 use serde::{Deserialize, Serialize};
 
 /// What the relying party asked for, after validation. `state` and `nonce` are the client's
@@ -74,6 +75,30 @@ pub struct AuthRequestCodeIssued {
     pub at: i64,
 }
 
+/// The client requires consent and the user has not given it for these scopes (or the
+/// request said `prompt=consent`): the consent page is shown, no code yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AuthRequestConsentRequested {
+    pub scopes: Vec<String>,
+    pub at: i64,
+}
+
+/// The user agreed to let the client have these scopes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AuthRequestConsentGranted {
+    pub scopes: Vec<String>,
+    pub at: i64,
+}
+
+/// The user refused: the request ends, the client gets `access_denied`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AuthRequestConsentDenied {
+    pub at: i64,
+}
+
 /// The code was exchanged for tokens (by id, never the tokens).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -105,6 +130,9 @@ event_enum! {
         Started(AuthRequestStarted) = "auth_request.started",
         CredentialsRejected(AuthRequestCredentialsRejected) = "auth_request.credentials_rejected",
         Authenticated(AuthRequestAuthenticated) = "auth_request.authenticated",
+        ConsentRequested(AuthRequestConsentRequested) = "auth_request.consent_requested",
+        ConsentGranted(AuthRequestConsentGranted) = "auth_request.consent_granted",
+        ConsentDenied(AuthRequestConsentDenied) = "auth_request.consent_denied",
         CodeIssued(AuthRequestCodeIssued) = "auth_request.code_issued",
         CodeRedeemed(AuthRequestCodeRedeemed) = "auth_request.code_redeemed",
         CodeReplayed(AuthRequestCodeReplayed) = "auth_request.code_replayed",

@@ -101,6 +101,16 @@ pub struct UserLeftGroup {
     pub group_id: String,
 }
 
+/// The user let a client (that requires consent) have these scopes, on the consent page.
+/// `scopes` is everything consented to for the client so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct UserConsentGranted {
+    /// The client's internal id.
+    pub client: String,
+    pub scopes: Vec<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserDeleted {}
@@ -116,6 +126,7 @@ event_enum! {
         RoleRevoked(UserRoleRevoked) = "user.role_revoked",
         JoinedGroup(UserJoinedGroup) = "user.joined_group",
         LeftGroup(UserLeftGroup) = "user.left_group",
+        ConsentGranted(UserConsentGranted) = "user.consent_granted",
         Deleted(UserDeleted) = "user.deleted",
     }
 }

@@ -1,6 +1,7 @@
 //! All configuration read models together, advanced as one unit so a reader never sees a
 //! client whose realm is missing.
 use crate::clients::ClientDirectory;
+use crate::consents::Consents;
 use crate::memberships::Memberships;
 use crate::realms::RealmDirectory;
 use crate::sessions::Sessions;
@@ -17,6 +18,7 @@ pub struct Directory {
     pub memberships: Memberships,
     pub signing_keys: SigningKeyRing,
     pub sessions: Sessions,
+    pub consents: Consents,
     /// The position of the last event that can change what a token says about a user (user,
     /// role, group or client events): caches of token subjects are valid while it stays.
     pub subjects_changed_at: u64,
@@ -38,8 +40,14 @@ impl std::fmt::Display for FoldError {
 impl std::error::Error for FoldError {}
 
 impl Directory {
-    pub const NAMES: [&'static str; 5] =
-        [RealmDirectory::NAME, ClientDirectory::NAME, Memberships::NAME, SigningKeyRing::NAME, Sessions::NAME];
+    pub const NAMES: [&'static str; 6] = [
+        RealmDirectory::NAME,
+        ClientDirectory::NAME,
+        Memberships::NAME,
+        SigningKeyRing::NAME,
+        Sessions::NAME,
+        Consents::NAME,
+    ];
 
     /// Folds one stored event. Events already folded (position <= current) are skipped, so
     /// feeding a page twice is harmless.
@@ -74,6 +82,7 @@ impl Directory {
         self.memberships.apply(event, decoded);
         self.signing_keys.apply(event, decoded);
         self.sessions.apply(event, decoded);
+        self.consents.apply(event, decoded);
         if matches!(
             decoded,
             DomainEvent::User(_) | DomainEvent::Role(_) | DomainEvent::Group(_) | DomainEvent::Client(_)

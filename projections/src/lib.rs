@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod consents;
 pub mod directory;
 pub mod memberships;
 pub mod realms;

@@ -231,3 +231,31 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
     d.sessions.sweep(t0 + 300);
     assert!(!d.sessions.grant_revoked("g1"), "forgotten once the token expired anyway");
 }
+
+#[test]
+fn given_consents_when_the_user_or_the_client_is_deleted_then_they_are_forgotten() {
+    use annals_events::client::{ClientDeleted, ClientEvent};
+    use annals_events::user::{UserConsentGranted, UserDeleted, UserEvent};
+    let grant = |client: &str, scopes: &[&str]| {
+        ev(UserEvent::from(UserConsentGranted {
+            client: client.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        }))
+    };
+    let d = given(vec![
+        (StreamType::User, "u1", grant("c1", &["email"])),
+        (StreamType::User, "u1", grant("c2", &["profile"])),
+        (StreamType::User, "u2", grant("c1", &["email", "profile"])),
+    ]);
+    assert_eq!(d.consents.granted("u2", "c1").map(|s| s.len()), Some(2));
+    assert!(d.consents.granted("u1", "c1").is_some_and(|s| s.contains("email")));
+    let d = given(vec![
+        (StreamType::User, "u1", grant("c1", &["email"])),
+        (StreamType::User, "u1", grant("c2", &["profile"])),
+        (StreamType::User, "u2", grant("c1", &["email"])),
+        (StreamType::Client, "c1", ev(ClientEvent::from(ClientDeleted {}))),
+        (StreamType::User, "u1", ev(UserEvent::from(UserDeleted {}))),
+    ]);
+    assert_eq!(d.consents.granted("u2", "c1"), None, "the client was deleted");
+    assert_eq!(d.consents.granted("u1", "c2"), None, "the user was deleted");
+}

@@ -130,6 +130,8 @@ pub fn changes(event: &RecordedEvent, decoded: &DomainEvent) -> Option<UserChang
             UserEvent::RoleRevoked(c) => UserChange::RevokeRole { user_id: id(), role_id: c.role_id.clone() },
             UserEvent::JoinedGroup(c) => UserChange::JoinGroup { user_id: id(), group_id: c.group_id.clone() },
             UserEvent::LeftGroup(c) => UserChange::LeaveGroup { user_id: id(), group_id: c.group_id.clone() },
+            // Consents live in the in-memory `consents` model.
+            UserEvent::ConsentGranted(_) => return None,
         },
         DomainEvent::Role(RoleEvent::Deleted(_)) => UserChange::RoleDeleted { role_id: id() },
         DomainEvent::Group(GroupEvent::Deleted(_)) => UserChange::GroupDeleted { group_id: id() },

@@ -24,6 +24,9 @@ pub struct AuthRequest {
     /// `pwd` or `sso`: how the user was identified for this request.
     pub method: Option<String>,
     pub code: Option<(String, i64)>,
+    /// Scopes awaiting the user's consent (the consent page is showing).
+    #[serde(default)]
+    pub consent: Option<Vec<String>>,
     /// Tokens of the redemption, kept so a replay can revoke them.
     pub redeemed: Option<Vec<String>>,
     pub replayed: bool,
@@ -44,13 +47,21 @@ pub enum AuthRequestCommand {
         reason: String,
     },
     /// The user is identified; `code` (SHA-256 hex of its secret, expiry) when the response
-    /// type includes one.
+    /// type includes one. With `consent` (the scopes to approve) no code is issued yet: the
+    /// request waits for [`AuthRequestCommand::Consent`].
     Authenticate {
         realm_id: String,
         user_id: String,
         session_id: String,
         method: String,
         auth_time: i64,
+        code: Option<(String, i64)>,
+        consent: Option<Vec<String>>,
+    },
+    /// The user's answer on the consent page; `code` as for `Authenticate`.
+    Consent {
+        realm_id: String,
+        granted: bool,
         code: Option<(String, i64)>,
     },
     Fail {
@@ -93,6 +104,12 @@ pub enum AuthRequestError {
     /// a request of realm X).
     #[error("authorization request belongs to another realm")]
     WrongRealm,
+    /// A login step came while the consent page is showing (a second login in another tab).
+    #[error("authorization request is waiting for consent")]
+    AwaitingConsent,
+    /// A consent answer for a request that asked for none.
+    #[error("authorization request is not waiting for consent")]
+    NoConsentPending,
 }
 
 /// The SHA-256 of a code's secret part, as recorded.
@@ -122,6 +139,16 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl AuthRequest {
+    /// The code event, where the request's response type asks for a code (the caller offers
+    /// one before it knows), so the log never shows a code that no one was given.
+    fn code_event(req: &AuthRequestStarted, code: Option<(String, i64)>, at: i64) -> Option<AuthRequestEvent> {
+        let wants_code = req.response_type.split(' ').any(|p| p == "code");
+        match (code, wants_code) {
+            (Some((code_hash, expires_at)), true) => Some(AuthRequestCodeIssued { code_hash, expires_at, at }.into()),
+            _ => None,
+        }
+    }
+
     fn completed(&self) -> bool {
         self.code.is_some() || self.failed.is_some() || self.redeemed.is_some()
     }
@@ -171,7 +198,9 @@ impl Aggregate for AuthRequest {
         match command {
             C::Start(_) => unreachable!("handled above"),
             C::Check => Ok(vec![]),
-            C::RejectCredentials { realm_id, .. } | C::Authenticate { realm_id, .. } if realm_id != req.realm_id => {
+            C::RejectCredentials { realm_id, .. } | C::Authenticate { realm_id, .. } | C::Consent { realm_id, .. }
+                if realm_id != req.realm_id =>
+            {
                 Err(E::WrongRealm)
             }
             C::Redeem(r) => {
@@ -203,19 +232,26 @@ impl Aggregate for AuthRequest {
             }
             _ if self.completed() => Err(E::Completed),
             _ if at >= req.expires_at => Err(E::Expired),
+            C::Consent { granted, code, .. } => {
+                let Some(scopes) = self.consent.clone() else { return Err(E::NoConsentPending) };
+                if !granted {
+                    return Ok(vec![AuthRequestConsentDenied { at }.into()]);
+                }
+                let mut events: Vec<AuthRequestEvent> = vec![AuthRequestConsentGranted { scopes, at }.into()];
+                events.extend(Self::code_event(req, code, at));
+                Ok(events)
+            }
+            C::RejectCredentials { .. } | C::Authenticate { .. } if self.consent.is_some() => Err(E::AwaitingConsent),
             C::RejectCredentials { username, user_id, reason, .. } => {
                 let username: String = username.trim().chars().take(255).collect();
                 Ok(vec![AuthRequestCredentialsRejected { username, user_id, reason, at }.into()])
             }
-            C::Authenticate { user_id, session_id, method, auth_time, code, .. } => {
+            C::Authenticate { user_id, session_id, method, auth_time, code, consent, .. } => {
                 let mut events: Vec<AuthRequestEvent> =
                     vec![AuthRequestAuthenticated { user_id, session_id, method, auth_time, at }.into()];
-                // A code is issued only where the request's response type asks for one (the
-                // caller offers one before it knows), so the log never shows a code that no one
-                // was given.
-                let wants_code = req.response_type.split(' ').any(|p| p == "code");
-                if let (Some((code_hash, expires_at)), true) = (code, wants_code) {
-                    events.push(AuthRequestCodeIssued { code_hash, expires_at, at }.into());
+                match consent {
+                    Some(scopes) => events.push(AuthRequestConsentRequested { scopes, at }.into()),
+                    None => events.extend(Self::code_event(req, code, at)),
                 }
                 Ok(events)
             }
@@ -235,6 +271,12 @@ impl Aggregate for AuthRequest {
                 self.session_id = Some(a.session_id.clone());
                 self.auth_time = Some(a.auth_time);
                 self.method = Some(a.method.clone());
+            }
+            AuthRequestEvent::ConsentRequested(c) => self.consent = Some(c.scopes.clone()),
+            AuthRequestEvent::ConsentGranted(_) => self.consent = None,
+            AuthRequestEvent::ConsentDenied(_) => {
+                self.consent = None;
+                self.failed = Some("access_denied".into());
             }
             AuthRequestEvent::CodeIssued(c) => self.code = Some((c.code_hash.clone(), c.expires_at)),
             AuthRequestEvent::CodeRedeemed(r) => self.redeemed = Some(r.token_ids.clone()),
@@ -420,6 +462,7 @@ mod tests {
             method: "pwd".into(),
             auth_time: 1,
             code: Some((code_hash("x"), 1)),
+            consent: None,
         };
         assert_eq!(given::<AuthRequest>(code_issued()).decide(auth(), now()), Err(AuthRequestError::Completed));
         let late = now() + chrono::Duration::seconds(1801);
@@ -439,6 +482,7 @@ mod tests {
             method: "pwd".into(),
             auth_time: 1,
             code: Some((code_hash("x"), now().timestamp() + 60)),
+            consent: None,
         };
         assert_eq!(state.decide(auth, now()), Err(AuthRequestError::WrongRealm));
         let reject = AuthRequestCommand::RejectCredentials {
@@ -463,8 +507,84 @@ mod tests {
             method: "pwd".into(),
             auth_time: 1,
             code: Some((code_hash("x"), now().timestamp() + 60)),
+            consent: None,
         };
         let events = given::<AuthRequest>(history).decide(auth, now()).unwrap();
         assert!(matches!(&events[..], [AuthRequestEvent::Authenticated(_)]), "{events:?}");
+    }
+
+    fn authenticate(consent: Option<Vec<String>>) -> AuthRequestCommand {
+        AuthRequestCommand::Authenticate {
+            realm_id: "r".into(),
+            user_id: "u".into(),
+            session_id: "s".into(),
+            method: "pwd".into(),
+            auth_time: 1,
+            code: Some((code_hash("x"), now().timestamp() + 60)),
+            consent,
+        }
+    }
+
+    fn consent(granted: bool) -> AuthRequestCommand {
+        AuthRequestCommand::Consent {
+            realm_id: "r".into(),
+            granted,
+            code: Some((code_hash("y"), now().timestamp() + 60)),
+        }
+    }
+
+    fn awaiting_consent() -> Vec<AuthRequestEvent> {
+        let mut history = vec![started()];
+        history.extend(
+            given::<AuthRequest>(history.clone()).decide(authenticate(Some(vec!["email".into()])), now()).unwrap(),
+        );
+        history
+    }
+
+    #[test]
+    fn given_a_client_requiring_consent_when_authenticated_then_consent_is_requested_and_no_code_issued() {
+        let events = awaiting_consent();
+        assert!(
+            matches!(&events[1..], [AuthRequestEvent::Authenticated(_), AuthRequestEvent::ConsentRequested(c)] if c.scopes == ["email"]),
+            "{events:?}"
+        );
+        let state = given::<AuthRequest>(events);
+        assert_eq!(state.code, None);
+        assert_eq!(state.decide(authenticate(None), now()), Err(AuthRequestError::AwaitingConsent));
+        let code = redeem(Some(VERIFIER));
+        assert_eq!(state.decide(code, now()), Err(AuthRequestError::InvalidCode), "no code to redeem yet");
+    }
+
+    #[test]
+    fn given_a_consent_page_when_the_user_agrees_then_consent_and_code_are_recorded() {
+        let state = given::<AuthRequest>(awaiting_consent());
+        let events = state.decide(consent(true), now()).unwrap();
+        assert!(
+            matches!(&events[..], [AuthRequestEvent::ConsentGranted(g), AuthRequestEvent::CodeIssued(c)] if g.scopes == ["email"] && c.code_hash == code_hash("y")),
+            "{events:?}"
+        );
+        let done = crate::domain::fold(state, &events);
+        assert_eq!(done.decide(consent(true), now()), Err(AuthRequestError::Completed), "answered once");
+    }
+
+    #[test]
+    fn given_a_consent_page_when_the_user_refuses_then_the_request_fails_without_a_code() {
+        let state = given::<AuthRequest>(awaiting_consent());
+        let events = state.decide(consent(false), now()).unwrap();
+        assert!(matches!(&events[..], [AuthRequestEvent::ConsentDenied(_)]), "{events:?}");
+        let done = crate::domain::fold(state, &events);
+        assert_eq!(done.failed.as_deref(), Some("access_denied"));
+        assert_eq!(done.decide(consent(true), now()), Err(AuthRequestError::Completed));
+    }
+
+    #[test]
+    fn given_no_consent_pending_or_another_realm_or_too_late_when_answered_then_refused() {
+        let plain = given::<AuthRequest>(vec![started()]);
+        assert_eq!(plain.decide(consent(true), now()), Err(AuthRequestError::NoConsentPending));
+        let waiting = given::<AuthRequest>(awaiting_consent());
+        let foreign = AuthRequestCommand::Consent { realm_id: "other".into(), granted: true, code: None };
+        assert_eq!(waiting.decide(foreign, now()), Err(AuthRequestError::WrongRealm));
+        let late = now() + chrono::Duration::seconds(1801);
+        assert_eq!(waiting.decide(consent(true), late), Err(AuthRequestError::Expired));
     }
 }

@@ -5,7 +5,7 @@ use annals_events::StreamType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
@@ -17,6 +17,9 @@ pub struct User {
     pub password_format: Option<String>,
     pub roles: BTreeSet<String>,
     pub groups: BTreeSet<String>,
+    /// Scopes consented to, by client (internal id).
+    #[serde(default)]
+    pub consents: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +54,11 @@ pub enum UserCommand {
     },
     LeaveGroup {
         group_id: String,
+    },
+    /// Consent given on the consent page; adds to what the client already had.
+    GrantConsent {
+        client: String,
+        scopes: Vec<String>,
     },
     Delete,
 }
@@ -127,6 +135,15 @@ impl Aggregate for User {
             C::JoinGroup { group_id } => vec![UserJoinedGroup { group_id }.into()],
             C::LeaveGroup { group_id } if !self.groups.contains(&group_id) => vec![],
             C::LeaveGroup { group_id } => vec![UserLeftGroup { group_id }.into()],
+            C::GrantConsent { client, scopes } => {
+                let mut all = self.consents.get(&client).cloned().unwrap_or_default();
+                let before = all.len();
+                all.extend(scopes);
+                match all.len() == before && self.consents.contains_key(&client) {
+                    true => vec![],
+                    false => vec![UserConsentGranted { client, scopes: all.into_iter().collect() }.into()],
+                }
+            }
             C::Delete => vec![UserDeleted {}.into()],
         })
     }
@@ -153,6 +170,9 @@ impl Aggregate for User {
             }
             UserEvent::LeftGroup(c) => {
                 self.groups.remove(&c.group_id);
+            }
+            UserEvent::ConsentGranted(c) => {
+                self.consents.insert(c.client.clone(), c.scopes.iter().cloned().collect());
             }
             UserEvent::Deleted(_) => self.lifecycle = Lifecycle::Deleted,
         }
@@ -238,5 +258,32 @@ mod tests {
         assert_eq!(out, vec![UserLeftGroup { group_id: "g".into() }.into()]);
         let u = crate::domain::fold(u, &out);
         assert_eq!(u.decide(UserCommand::LeaveGroup { group_id: "g".into() }, now()), Ok(vec![]));
+    }
+
+    #[test]
+    fn given_a_user_when_consent_is_granted_then_it_adds_to_earlier_consent_and_repeats_record_nothing() {
+        let created: UserEvent = UserCreated {
+            realm_id: "r".into(),
+            username: "ada".into(),
+            profile: UserProfile::default(),
+            created_timestamp: None,
+            federation_link: None,
+            extra: Map::new(),
+        }
+        .into();
+        let grant = |scopes: &[&str]| UserCommand::GrantConsent {
+            client: "c1".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        };
+        let first = given::<User>(vec![created.clone()]).decide(grant(&["email"]), now()).unwrap();
+        assert_eq!(first, vec![UserConsentGranted { client: "c1".into(), scopes: vec!["email".into()] }.into()]);
+        let mut history = vec![created];
+        history.extend(first);
+        let more = given::<User>(history.clone()).decide(grant(&["profile"]), now()).unwrap();
+        assert_eq!(
+            more,
+            vec![UserConsentGranted { client: "c1".into(), scopes: vec!["email".into(), "profile".into()] }.into()]
+        );
+        assert_eq!(given::<User>(history).decide(grant(&["email"]), now()).unwrap(), vec![], "already consented");
     }
 }

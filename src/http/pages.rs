@@ -8,13 +8,14 @@ use minijinja::Environment;
 use serde::Serialize;
 use std::path::Path;
 
-const BUILT_IN: [(&str, &str); 6] = [
+const BUILT_IN: [(&str, &str); 7] = [
     ("layout.html", include_str!("../../templates/layout.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("form_post.html", include_str!("../../templates/form_post.html")),
     ("logout.html", include_str!("../../templates/logout.html")),
     ("logged_out.html", include_str!("../../templates/logged_out.html")),
+    ("consent.html", include_str!("../../templates/consent.html")),
 ];
 
 #[derive(Debug, thiserror::Error)]

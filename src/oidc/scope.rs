@@ -62,6 +62,28 @@ pub fn to_string(granted: &BTreeSet<String>) -> String {
     out.join(" ")
 }
 
+/// The scopes a consent page asks about, with the text it shows (Keycloak's
+/// `display.on.consent.screen` scopes and their consent texts). The others release nothing
+/// about the user or are implied.
+const CONSENT: [(&str, &str); 6] = [
+    ("profile", "User profile"),
+    ("email", "Email address"),
+    ("address", "Address"),
+    ("phone", "Phone number"),
+    ("roles", "User roles"),
+    ("offline_access", "Offline Access"),
+];
+
+/// The granted scopes a user must consent to, in the order the page lists them.
+pub fn needing_consent(granted: &BTreeSet<String>) -> Vec<String> {
+    CONSENT.iter().filter(|(s, _)| granted.contains(*s)).map(|(s, _)| s.to_string()).collect()
+}
+
+/// The text a consent page shows for a scope.
+pub fn consent_text(scope: &str) -> &str {
+    CONSENT.iter().find(|(s, _)| *s == scope).map(|(_, t)| *t).unwrap_or(scope)
+}
+
 /// Scopes that add claims but never appear in a token's `scope` string.
 const HIDDEN: [&str; 4] = ["roles", "web-origins", "acr", "basic"];
 

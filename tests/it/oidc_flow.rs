@@ -1043,3 +1043,109 @@ async fn front_channel_logout_loads_each_clients_logout_page_then_moves_on() {
     assert_eq!(demo.introspect(web["access_token"].as_str().unwrap()).await["active"], false);
     demo.app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_client_requiring_consent_gets_a_code_only_after_the_user_agrees_and_consent_is_remembered() {
+    const CB: &str = "https://consent.example/cb";
+    let demo = Demo::start_with(|r| {
+        r["clients"].as_array_mut().unwrap().push(serde_json::json!({
+            "clientId": "asks",
+            "name": "Consent <App>",
+            "secret": "asks-secret-0123456789",
+            "consentRequired": true,
+            "directAccessGrantsEnabled": true,
+            "redirectUris": [CB],
+        }));
+    })
+    .await;
+    let request = |extra: &[(&'static str, &'static str)]| {
+        let mut r = code_request("asks", CB);
+        r.extend_from_slice(extra);
+        r
+    };
+    let answer = |jar: &Jar, html: &str, decision: &str| {
+        let (action, csrf) = form_of(html);
+        demo.http
+            .post(action)
+            .header(COOKIE, jar.header())
+            .form(&[("csrf", csrf.as_str()), ("decision", decision)])
+            .send()
+    };
+    let location = |res: &reqwest::Response| query_of(res.headers()[LOCATION].to_str().unwrap());
+
+    // First login: the consent page, and no session yet; the user says no.
+    let mut jar = Jar::default();
+    let res = authorize(&demo, &mut jar, &request(&[]), Some(("alice", "alice-password"))).await;
+    assert_eq!(res.status(), 200, "the consent page");
+    assert!(!jar.header().contains("ANNALS_SESSION="), "no session before consent");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Consent &lt;App&gt;"), "the client's name, escaped: {html}");
+    assert!(html.contains("<li>User profile</li>") && html.contains("<li>Email address</li>"), "{html}");
+    let res = answer(&jar, &html, "deny").await.unwrap();
+    jar.take(&res);
+    assert_eq!(res.status(), 302);
+    let q = location(&res);
+    assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", "st-1"), "{q:?}");
+    assert!(!q.contains_key("code"));
+    assert!(!jar.header().contains("ANNALS_SESSION="), "a refusal leaves no session");
+    let res = answer(&jar, &html, "accept").await.unwrap();
+    assert_eq!(res.status(), 400, "the refused request cannot be accepted afterwards");
+
+    // Second login: yes. A code, tokens, and a session.
+    let res = authorize(&demo, &mut jar, &request(&[]), Some(("alice", "alice-password"))).await;
+    let html = res.text().await.unwrap();
+    // Not from another browser, not without the token, not with a made-up answer.
+    let stranger = Jar::default();
+    assert_eq!(answer(&stranger, &html, "accept").await.unwrap().status(), 400);
+    let (action, _) = form_of(&html);
+    let res = demo.http.post(&action).header(COOKIE, jar.header()).form(&[("decision", "accept")]).send().await;
+    assert_eq!(res.unwrap().status(), 400);
+    assert_eq!(answer(&jar, &html, "maybe").await.unwrap().status(), 400);
+    let res = answer(&jar, &html, "accept").await.unwrap();
+    jar.take(&res);
+    assert_eq!(res.status(), 302);
+    let code = location(&res)["code"].clone();
+    let (status, tokens) = demo
+        .token(
+            ("asks", "asks-secret-0123456789"),
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", VERIFIER)],
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(claims(tokens["id_token"].as_str().unwrap())["acr"], "1");
+    assert_eq!(answer(&jar, &html, "accept").await.unwrap().status(), 400, "answered once");
+
+    // Remembered: SSO goes straight through; prompt=consent asks again; a new scope asks for
+    // itself and prompt=none then ends with consent_required.
+    let res = authorize(&demo, &mut jar, &request(&[("prompt", "none")]), None).await;
+    assert_eq!(res.status(), 302);
+    assert!(location(&res).contains_key("code"), "{:?}", location(&res));
+    let res = authorize(&demo, &mut jar, &request(&[("prompt", "consent")]), None).await;
+    assert_eq!(res.status(), 200, "prompt=consent shows the page again");
+    let mut phone = request(&[("prompt", "none")]);
+    phone.retain(|(k, _)| *k != "scope");
+    phone.push(("scope", "openid phone"));
+    let res = authorize(&demo, &mut jar, &phone, None).await;
+    assert_eq!(location(&res)["error"], "consent_required");
+    phone.retain(|(k, _)| *k != "prompt");
+    let res = authorize(&demo, &mut jar, &phone, None).await;
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<li>Phone number</li>"), "{html}");
+
+    // No page to ask on: the password grant is refused for such a client.
+    let (status, body) = demo
+        .token(
+            ("asks", "asks-secret-0123456789"),
+            &[("grant_type", "password"), ("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+
+    let events = demo.app.store.read_all(0, 10_000).await.unwrap();
+    let count = |t: &str| events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count("auth_request.consent_requested"), 4);
+    assert_eq!(count("auth_request.consent_denied"), 1);
+    assert_eq!(count("auth_request.consent_granted"), 1);
+    assert_eq!(count("user.consent_granted"), 1);
+    demo.app.stop().await;
+}

@@ -86,6 +86,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         UserEvent::from(UserRoleRevoked { role_id: "role1".into() }).into(),
         UserEvent::from(UserJoinedGroup { group_id: "g1".into() }).into(),
         UserEvent::from(UserLeftGroup { group_id: "g1".into() }).into(),
+        UserEvent::from(UserConsentGranted { client: "c1".into(), scopes: vec!["email".into()] }).into(),
         UserEvent::from(UserDeleted {}).into(),
         RoleEvent::from(RoleCreated {
             realm_id: "r".into(),
@@ -159,6 +160,9 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             at: 1,
         })
         .into(),
+        AuthRequestEvent::from(AuthRequestConsentRequested { scopes: vec!["email".into()], at: 1 }).into(),
+        AuthRequestEvent::from(AuthRequestConsentGranted { scopes: vec!["email".into()], at: 1 }).into(),
+        AuthRequestEvent::from(AuthRequestConsentDenied { at: 1 }).into(),
         AuthRequestEvent::from(AuthRequestCodeIssued { code_hash: "ab".repeat(32), expires_at: 2, at: 1 }).into(),
         AuthRequestEvent::from(AuthRequestCodeRedeemed { session_id: "s".into(), token_ids: vec!["t".into()], at: 1 })
             .into(),

@@ -7,6 +7,7 @@ use super::{client_actor, cookies, issue, metadata, realm};
 use crate::actors::CommandError;
 use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, AuthRequestError};
 use crate::domain::session::{Issue, Session, SessionCommand};
+use crate::domain::user::{User, UserCommand};
 use crate::http::AppState;
 use crate::oidc::authorize::{self as rules, Refusal, Reply, ResponseMode};
 use crate::oidc::tokens::SessionRef;
@@ -192,9 +193,8 @@ fn timed_out(state: &AppState, realm: &RealmView) -> HttpResponse {
     )
 }
 
-/// Ends an authorization request with the user identified: records it (and the code), starts
-/// the session when it is new, issues front-channel tokens the response type asks for, and
-/// answers the client.
+/// Ends an authorization request with the user identified: asks for consent where the client
+/// requires it, else records the authentication (and the code) and finishes.
 #[allow(clippy::too_many_arguments)]
 pub async fn complete(
     state: &AppState,
@@ -219,35 +219,153 @@ pub async fn complete(
         },
     };
     let meta = metadata(req, &realm.id, annals_events::Actor::User { id: user_id.clone(), realm: realm.id.clone() });
+    let consent = match consent_needed(state, realm, ar_id, &user_id, &meta).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
     let cmd = AuthRequestCommand::Authenticate {
         realm_id: realm.id.clone(),
         user_id: user_id.clone(),
         session_id: session.id.clone(),
         method: method.to_string(),
         auth_time: session.auth_time,
-        code: Some((code_hash(&secret), now + realm.settings.access_code_lifespan.max(1) as i64)),
+        code: consent.is_none().then(|| (code_hash(&secret), now + code_lifespan(realm))),
+        consent: consent.clone(),
     };
     // The code is offered before the request's response type is known here; the aggregate
     // records it only when the request asked for one.
     let outcome = match state.hosts.execute_full::<AuthRequest>(ar_id, cmd, meta.clone()).await {
         Ok(o) => o,
-        Err(CommandError::Domain(
+        Err(e) => return step_failed(state, realm, e),
+    };
+    let Some(started) = outcome.state.request.as_deref().cloned() else { return timed_out(state, realm) };
+    if let Some(scopes) = consent {
+        // The session (when new) starts only once the user agrees: a refusal leaves none.
+        return consent_page(state, req, realm, ar_id, &started, &scopes);
+    }
+    let done = Identified { session, new_session, user_id, secret, meta };
+    finish(state, realm, ar_id, &started, done, cookie).await
+}
+
+fn code_lifespan(realm: &RealmView) -> i64 {
+    realm.settings.access_code_lifespan.max(1) as i64
+}
+
+/// The answer to a login step the request refused: it ended, expired, or is elsewhere.
+pub fn step_failed(state: &AppState, realm: &RealmView, e: CommandError<AuthRequestError>) -> HttpResponse {
+    match e {
+        CommandError::Domain(
             AuthRequestError::Expired
             | AuthRequestError::Completed
             | AuthRequestError::NotFound
-            | AuthRequestError::WrongRealm,
-        )) => return timed_out(state, realm),
-        Err(e) => {
+            | AuthRequestError::WrongRealm
+            | AuthRequestError::AwaitingConsent
+            | AuthRequestError::NoConsentPending,
+        ) => timed_out(state, realm),
+        e => {
             tracing::error!(error = %e, "authorization request failed");
-            return state.pages.error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &display(realm),
-                "Please try again in a moment.",
-            );
+            state.pages.error(StatusCode::SERVICE_UNAVAILABLE, &display(realm), "Please try again in a moment.")
         }
+    }
+}
+
+/// The scopes the user must approve before the client gets a code, if any: only for a client
+/// that requires consent (as Keycloak), for the scopes the user has not yet approved, or all
+/// of them with `prompt=consent`. With `prompt=none` a needed consent ends the request with
+/// `consent_required`.
+async fn consent_needed(
+    state: &AppState,
+    realm: &RealmView,
+    ar_id: &str,
+    user_id: &str,
+    meta: &annals_events::Metadata,
+) -> Result<Option<Vec<String>>, HttpResponse> {
+    let outcome = state
+        .hosts
+        .execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, meta.clone())
+        .await
+        .map_err(|e| step_failed(state, realm, e))?;
+    let Some(started) = outcome.state.request.as_deref() else { return Err(timed_out(state, realm)) };
+    let asked = {
+        let dir = state.read_models.read();
+        let Some(client) = dir.clients.get(&started.client).filter(|c| c.settings.consent_required) else {
+            return Ok(None);
+        };
+        let granted = scope::grant(&started.scope, client).unwrap_or_default();
+        let asked = scope::needing_consent(&granted);
+        let forced = started.prompt.iter().any(|p| p == "consent");
+        let given = dir.consents.granted(user_id, &client.id);
+        if asked.is_empty() || (!forced && given.is_some_and(|g| asked.iter().all(|s| g.contains(s)))) {
+            return Ok(None);
+        }
+        asked
     };
-    let Some(started) = outcome.state.request.as_deref().cloned() else { return timed_out(state, realm) };
-    let reply = rules::reply_of(&started);
+    if started.prompt.iter().any(|p| p == "none") {
+        let fail = AuthRequestCommand::Fail { error: "consent_required".into() };
+        let _ = state.hosts.execute::<AuthRequest>(ar_id, fail, meta.clone()).await;
+        let e = OAuthError::consent_required("Consent required");
+        return Err(reply_error(state, realm, &rules::reply_of(started), &e));
+    }
+    Ok(Some(asked))
+}
+
+/// The consent page: what the client asks for, and Yes / No, bound to this browser.
+fn consent_page(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    ar_id: &str,
+    started: &AuthRequestStarted,
+    scopes: &[String],
+) -> HttpResponse {
+    let client_name = state
+        .read_models
+        .read()
+        .clients
+        .get(&started.client)
+        .and_then(|c| c.settings.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| started.client_id.clone());
+    let secure = state.base_url.starts_with("https://");
+    let (binding, cookie) = cookies::binding(req, &realm.name, secure);
+    let action = format!("{}/realms/{}/login-actions/consent?ar={ar_id}", state.base_url, realm.name);
+    let texts: Vec<&str> = scopes.iter().map(|s| scope::consent_text(s)).collect();
+    let ctx = minijinja::context! {
+        realm_display => display(realm),
+        client_name,
+        scopes => texts,
+        action,
+        csrf => cookies::csrf(&state.keys, &binding, &realm.name, ar_id),
+    };
+    let mut res = state.pages.respond(StatusCode::OK, "consent.html", ctx);
+    if let Some(c) = cookie {
+        let _ = res.add_cookie(&c);
+    }
+    res
+}
+
+/// Who the finished request identified, and the code's secret (its hash is recorded).
+pub struct Identified {
+    pub session: SessionRef,
+    /// A session to start (a password login), with its id.
+    pub new_session: Option<(SessionStarted, String)>,
+    pub user_id: String,
+    pub secret: String,
+    pub meta: annals_events::Metadata,
+}
+
+/// The request has its code recorded: starts the session when it is new, issues the
+/// front-channel tokens the response type asks for, and answers the client.
+async fn finish(
+    state: &AppState,
+    realm: &RealmView,
+    ar_id: &str,
+    started: &AuthRequestStarted,
+    done: Identified,
+    cookie: Option<Cookie<'static>>,
+) -> HttpResponse {
+    let Identified { session, new_session, user_id, secret, meta } = done;
+    let reply = rules::reply_of(started);
     if let Some((new, sid)) = new_session {
         let append = crate::provision::create::<Session>(&sid, SessionCommand::Start(new), state.clock.now(), &meta);
         let done = match append {
@@ -263,7 +381,7 @@ pub async fn complete(
     let mut params: Vec<(&str, String)> = Vec::new();
     let code = want_code.then(|| format!("{ar_id}.{secret}"));
     if want_token || want_id {
-        match front_channel_tokens(state, realm, &started, &session, &user_id, code.as_deref(), want_token, want_id)
+        match front_channel_tokens(state, realm, started, &session, &user_id, code.as_deref(), want_token, want_id)
             .await
         {
             Ok(mut p) => params.append(&mut p),
@@ -281,6 +399,75 @@ pub async fn complete(
     let cookie = cookie
         .or_else(|| Some(cookies::sso(&state.keys, &realm.name, &session.id, state.base_url.starts_with("https://"))));
     deliver(state, &reply, &params, cookie)
+}
+
+/// The consent page's answer (`POST /realms/{realm}/login-actions/consent?ar=...`): the
+/// user's consent is recorded on the user, then the request gets its code; a refusal ends it
+/// with `access_denied`.
+pub async fn answer_consent(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    ar_id: &str,
+    accept: bool,
+) -> HttpResponse {
+    let now = state.clock.now().timestamp();
+    let system = metadata(req, &realm.id, annals_events::Actor::System { component: "consent".into() });
+    let pending = match state.hosts.execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, system).await {
+        Ok(o) => o.state,
+        Err(e) => return step_failed(state, realm, e),
+    };
+    let (Some(started), Some(scopes), Some(user_id), Some(sid), Some(auth_time), Some(method)) = (
+        pending.request.as_deref().cloned(),
+        pending.consent.clone(),
+        pending.user_id.clone(),
+        pending.session_id.clone(),
+        pending.auth_time,
+        pending.method.clone(),
+    ) else {
+        return timed_out(state, realm);
+    };
+    let meta = metadata(req, &realm.id, annals_events::Actor::User { id: user_id.clone(), realm: realm.id.clone() });
+    if accept {
+        // Kept on the user first: a failure here leaves the request waiting, nothing issued.
+        let grant = UserCommand::GrantConsent { client: started.client.clone(), scopes };
+        if let Err(e) = state.hosts.execute::<User>(&user_id, grant, meta.clone()).await {
+            tracing::error!(error = %e, "consent cannot be recorded");
+            return state.pages.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &display(realm),
+                "Please try again in a moment.",
+            );
+        }
+    }
+    let secret = random_token(32);
+    let code = accept.then(|| (code_hash(&secret), now + code_lifespan(realm)));
+    let cmd = AuthRequestCommand::Consent { realm_id: realm.id.clone(), granted: accept, code };
+    if let Err(e) = state.hosts.execute::<AuthRequest>(ar_id, cmd, meta.clone()).await {
+        return step_failed(state, realm, e);
+    }
+    if !accept {
+        let e = OAuthError::access_denied("User denied consent");
+        return reply_error(state, realm, &rules::reply_of(&started), &e);
+    }
+    // A password login's session starts now; an SSO session exists already.
+    let fresh = method == "pwd";
+    let acr = if fresh { "1" } else { "0" };
+    let new_session = fresh.then(|| {
+        let started = SessionStarted {
+            realm_id: realm.id.clone(),
+            user_id: user_id.clone(),
+            method: "pwd".into(),
+            acr: acr.into(),
+            auth_time,
+            idle_timeout: realm.settings.sso_session_idle_timeout as i64,
+            max_lifespan: realm.settings.sso_session_max_lifespan as i64,
+        };
+        (started, sid.clone())
+    });
+    let session = SessionRef { id: sid, auth_time, acr: acr.into(), version: 0 };
+    let done = Identified { session, new_session, user_id, secret, meta };
+    finish(state, realm, ar_id, &started, done, None).await
 }
 
 /// Tokens the authorization endpoint returns itself (implicit and hybrid flows), recorded in

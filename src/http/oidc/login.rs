@@ -1,8 +1,9 @@
-//! `POST /realms/{realm}/login-actions/authenticate?ar=...`: the login form's submission.
+//! `POST /realms/{realm}/login-actions/authenticate?ar=...`: the login form's submission, and
+//! `POST /realms/{realm}/login-actions/consent?ar=...`: the consent page's.
 //!
 //! The CSRF token must belong to this browser and this authorization request. Each failed
 //! check is an event of the request; success starts a session and completes the request.
-use super::authorize::{complete, display, login_page};
+use super::authorize::{answer_consent, complete, display, login_page};
 use super::{cookies, form, metadata, realm};
 use crate::actors::CommandError;
 use crate::credentials::password;
@@ -105,6 +106,36 @@ pub async fn authenticate(
             state.pages.error(StatusCode::SERVICE_UNAVAILABLE, &shown, "Sign-in is unavailable at the moment.")
         }
     }
+}
+
+pub async fn consent(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: Option<web::Query<Query>>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else {
+        return state.pages.error(StatusCode::NOT_FOUND, "Annals", "Realm does not exist.");
+    };
+    let shown = display(&realm);
+    let bad = |m: &str| state.pages.error(StatusCode::BAD_REQUEST, &shown, m);
+    let Some(ar_id) = query.map(|q| q.into_inner().ar).filter(|a| uuid::Uuid::parse_str(a).is_ok()) else {
+        return bad("Invalid request.");
+    };
+    let Ok(fields) = form(&req, &body) else { return bad("Invalid request.") };
+    let csrf = fields.get("csrf").map(String::as_str).unwrap_or("");
+    if !cookies::csrf_ok(&state.keys, &req, &realm.name, &ar_id, csrf) {
+        return bad(
+            "This page expired or was opened in another browser. Go back to the application and sign in again.",
+        );
+    }
+    let accept = match fields.get("decision").map(String::as_str) {
+        Some("accept") => true,
+        Some("deny") => false,
+        _ => return bad("Invalid request."),
+    };
+    answer_consent(&state, &req, &realm, &ar_id, accept).await
 }
 
 /// Replaces a legacy (Keycloak) hash with argon2id while the password is known. Best effort:

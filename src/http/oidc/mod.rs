@@ -51,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .app_data(form())
                     .route(web::post().to(login::authenticate)),
             )
+            .service(web::resource("/login-actions/consent").app_data(form()).route(web::post().to(login::consent)))
             .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
             .service(
                 web::resource(format!("{oidc}/logout"))

@@ -345,6 +345,10 @@ async fn password(
     if !client.settings.direct_access_grants_enabled {
         return Err(OAuthError::unauthorized_client("Client not allowed for direct access grants"));
     }
+    if client.settings.consent_required {
+        // No page to ask on: Keycloak refuses direct grants to such clients alike.
+        return Err(OAuthError::unauthorized_client("Client requires user consent"));
+    }
     let username = required(params, "username")?;
     let pw = required(params, "password")?;
     let granted = scope::grant(params.get("scope").map(String::as_str).unwrap_or(""), client)?;
@@ -383,6 +387,7 @@ async fn password(
                 method: "pwd".into(),
                 auth_time: now.timestamp(),
                 code: None,
+                consent: None,
             };
             (Actor::User { id: ok.user.id.clone(), realm: realm.id.clone() }, cmd, Some(ok.user.id.clone()))
         }
