@@ -58,6 +58,7 @@ pub struct Running {
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    backchannel: tokio::task::JoinHandle<()>,
 }
 
 /// Starts a node. Must run inside an actix `System`.
@@ -114,6 +115,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         login_gates: Default::default(),
         verified_tokens: Default::default(),
     };
+    let state_for_workers = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
@@ -129,6 +131,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let handle = server.handle();
     let server = tokio::spawn(server);
     crate::metrics::init();
+    let backchannel = crate::http::spawn_backchannel_logout(state_for_workers);
     let (models, sweep_clock) = (read_models.clone(), clock.clone());
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -150,6 +153,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         handle,
         server,
         sweeper,
+        backchannel,
     })
 }
 
@@ -160,6 +164,7 @@ impl Running {
         self.handle.stop(true).await;
         let _ = self.server.await;
         self.sweeper.abort();
+        self.backchannel.abort();
         self.hosts.shutdown().await;
         self.read_models.stop();
         self.sql_models.stop();

@@ -5,6 +5,7 @@ use crate::client_assertion::ClientAssertionEvent;
 use crate::client_grant::ClientGrantEvent;
 use crate::group::GroupEvent;
 use crate::login_failures::LoginFailuresEvent;
+use crate::logout_delivery::LogoutDeliveryEvent;
 use crate::realm::RealmEvent;
 use crate::role::RoleEvent;
 use crate::session::SessionEvent;
@@ -32,6 +33,7 @@ pub enum DomainEvent {
     ClientGrant(ClientGrantEvent),
     LoginFailures(LoginFailuresEvent),
     ClientAssertion(ClientAssertionEvent),
+    LogoutDelivery(LogoutDeliveryEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -70,6 +72,7 @@ macro_rules! each_aggregate {
             DomainEvent::ClientGrant($e) => $body,
             DomainEvent::LoginFailures($e) => $body,
             DomainEvent::ClientAssertion($e) => $body,
+            DomainEvent::LogoutDelivery($e) => $body,
         }
     };
 }
@@ -92,6 +95,7 @@ impl DomainEvent {
             DomainEvent::ClientGrant(_) => StreamType::ClientGrant,
             DomainEvent::LoginFailures(_) => StreamType::LoginFailures,
             DomainEvent::ClientAssertion(_) => StreamType::ClientAssertion,
+            DomainEvent::LogoutDelivery(_) => StreamType::LogoutDelivery,
         }
     }
 
@@ -111,29 +115,31 @@ impl DomainEvent {
     /// Decodes a stored payload, upcasting it from its schema version first.
     pub fn decode(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeError> {
         let payload = upcast::upcast(event_type, schema_version, payload).map_err(DecodeError::Upcast)?;
-        let decoded = match event_type.split_once('.').map(|(p, _)| p).unwrap_or("") {
-            "realm" => RealmEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Realm)),
-            "client" => ClientEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Client)),
-            "user" => UserEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::User)),
-            "role" => RoleEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Role)),
-            "group" => GroupEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Group)),
-            "signing_key" => {
-                SigningKeyEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
-            }
-            "auth_request" => {
-                AuthRequestEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::AuthRequest))
-            }
-            "session" => SessionEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Session)),
-            "client_grant" => {
-                ClientGrantEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
-            }
-            "login_failures" => {
-                LoginFailuresEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
-            }
-            "client_assertion" => ClientAssertionEvent::from_payload_value(event_type, payload)
-                .map(|r| r.map(DomainEvent::ClientAssertion)),
-            _ => None,
-        };
+        let decoded =
+            match event_type.split_once('.').map(|(p, _)| p).unwrap_or("") {
+                "realm" => RealmEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Realm)),
+                "client" => ClientEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Client)),
+                "user" => UserEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::User)),
+                "role" => RoleEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Role)),
+                "group" => GroupEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Group)),
+                "signing_key" => {
+                    SigningKeyEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
+                }
+                "auth_request" => {
+                    AuthRequestEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::AuthRequest))
+                }
+                "session" => SessionEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::Session)),
+                "client_grant" => {
+                    ClientGrantEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
+                }
+                "login_failures" => LoginFailuresEvent::from_payload_value(event_type, payload)
+                    .map(|r| r.map(DomainEvent::LoginFailures)),
+                "client_assertion" => ClientAssertionEvent::from_payload_value(event_type, payload)
+                    .map(|r| r.map(DomainEvent::ClientAssertion)),
+                "logout_delivery" => LogoutDeliveryEvent::from_payload_value(event_type, payload)
+                    .map(|r| r.map(DomainEvent::LogoutDelivery)),
+                _ => None,
+            };
         Self::finish(event_type, decoded)
     }
 
@@ -146,30 +152,32 @@ impl DomainEvent {
             let value: Value = serde_json::from_str(payload).map_err(payload_err)?;
             return Self::decode(event_type, schema_version, value);
         }
-        let decoded = match event_type.split_once('.').map(|(p, _)| p).unwrap_or("") {
-            "realm" => RealmEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Realm)),
-            "client" => ClientEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Client)),
-            "user" => UserEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::User)),
-            "role" => RoleEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Role)),
-            "group" => GroupEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Group)),
-            "signing_key" => {
-                SigningKeyEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
-            }
-            "auth_request" => {
-                AuthRequestEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::AuthRequest))
-            }
-            "session" => SessionEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Session)),
-            "client_grant" => {
-                ClientGrantEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
-            }
-            "login_failures" => {
-                LoginFailuresEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
-            }
-            "client_assertion" => {
-                ClientAssertionEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::ClientAssertion))
-            }
-            _ => None,
-        };
+        let decoded =
+            match event_type.split_once('.').map(|(p, _)| p).unwrap_or("") {
+                "realm" => RealmEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Realm)),
+                "client" => ClientEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Client)),
+                "user" => UserEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::User)),
+                "role" => RoleEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Role)),
+                "group" => GroupEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Group)),
+                "signing_key" => {
+                    SigningKeyEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SigningKey))
+                }
+                "auth_request" => {
+                    AuthRequestEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::AuthRequest))
+                }
+                "session" => SessionEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::Session)),
+                "client_grant" => {
+                    ClientGrantEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::ClientGrant))
+                }
+                "login_failures" => {
+                    LoginFailuresEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::LoginFailures))
+                }
+                "client_assertion" => ClientAssertionEvent::from_payload_str(event_type, payload)
+                    .map(|r| r.map(DomainEvent::ClientAssertion)),
+                "logout_delivery" => LogoutDeliveryEvent::from_payload_str(event_type, payload)
+                    .map(|r| r.map(DomainEvent::LogoutDelivery)),
+                _ => None,
+            };
         Self::finish(event_type, decoded)
     }
 
@@ -195,6 +203,7 @@ impl DomainEvent {
             ClientGrantEvent::TYPES,
             LoginFailuresEvent::TYPES,
             ClientAssertionEvent::TYPES,
+            LogoutDeliveryEvent::TYPES,
         ]
         .concat()
     }
@@ -213,6 +222,7 @@ impl DomainEvent {
         all.extend(ClientGrantEvent::schemas());
         all.extend(LoginFailuresEvent::schemas());
         all.extend(ClientAssertionEvent::schemas());
+        all.extend(LogoutDeliveryEvent::schemas());
         all
     }
 }
@@ -234,7 +244,7 @@ macro_rules! into_domain {
 into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, RoleEvent => Role,
     GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
     SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures,
-    ClientAssertionEvent => ClientAssertion);
+    ClientAssertionEvent => ClientAssertion, LogoutDeliveryEvent => LogoutDelivery);
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod envelope;
 pub mod group;
 pub mod login_failures;
+pub mod logout_delivery;
 pub mod metadata;
 pub mod realm;
 pub mod role;

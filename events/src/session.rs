@@ -74,6 +74,10 @@ pub struct SessionLoggedOut {
     /// The client that asked, when one did.
     #[serde(default)]
     pub client: Option<String>,
+    /// Every client that held tokens of this session (internal ids): the ones back-channel
+    /// logout tells.
+    #[serde(default)]
+    pub clients: Vec<String>,
     pub at: i64,
 }
 
@@ -82,6 +86,9 @@ pub struct SessionLoggedOut {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionRevoked {
     pub reason: String,
+    /// As in [`SessionLoggedOut::clients`].
+    #[serde(default)]
+    pub clients: Vec<String>,
     pub at: i64,
 }
 

@@ -19,10 +19,11 @@ pub enum StreamType {
     ClientGrant,
     LoginFailures,
     ClientAssertion,
+    LogoutDelivery,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 11] = [
+    pub const ALL: [StreamType; 12] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -34,6 +35,7 @@ impl StreamType {
         StreamType::ClientGrant,
         StreamType::LoginFailures,
         StreamType::ClientAssertion,
+        StreamType::LogoutDelivery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl StreamType {
             StreamType::ClientGrant => "client_grant",
             StreamType::LoginFailures => "login_failures",
             StreamType::ClientAssertion => "client_assertion",
+            StreamType::LogoutDelivery => "logout_delivery",
         }
     }
 }

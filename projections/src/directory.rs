@@ -2,11 +2,13 @@
 //! client whose realm is missing.
 use crate::clients::ClientDirectory;
 use crate::consents::Consents;
+use crate::logout_deliveries::{LogoutDeliveries, Owed, URL_ATTRIBUTE};
 use crate::memberships::Memberships;
 use crate::realms::RealmDirectory;
 use crate::sessions::Sessions;
 use crate::signing_keys::SigningKeyRing;
 use crate::Projection;
+use annals_events::session::{SessionEvent, SessionLoggedOut, SessionRevoked};
 use annals_events::{DecodeError, DomainEvent, RecordedEvent};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,6 +21,7 @@ pub struct Directory {
     pub signing_keys: SigningKeyRing,
     pub sessions: Sessions,
     pub consents: Consents,
+    pub logout_deliveries: LogoutDeliveries,
     /// The position of the last event that can change what a token says about a user (user,
     /// role, group or client events): caches of token subjects are valid while it stays.
     pub subjects_changed_at: u64,
@@ -67,6 +70,26 @@ impl Directory {
         Ok(())
     }
 
+    /// Back-channel logout deliveries for the clients of an ended session that registered a
+    /// URL for it (as configured at this point of the log).
+    fn owe_logout(&mut self, session_id: &str, clients: &[String], at: i64) {
+        let user_id = self.sessions.get(session_id).map(|s| s.user_id.clone());
+        let owed: Vec<Owed> = clients
+            .iter()
+            .filter_map(|c| self.clients.get(c))
+            .filter(|c| c.settings.attributes.get(URL_ATTRIBUTE).is_some_and(|u| !u.trim().is_empty()))
+            .map(|c| Owed {
+                realm_id: c.realm_id.clone(),
+                session_id: session_id.to_string(),
+                client: c.id.clone(),
+                user_id: user_id.clone(),
+                attempts: 0,
+                due_at_ms: at.saturating_mul(1000),
+            })
+            .collect();
+        self.logout_deliveries.session_ended(owed);
+    }
+
     /// Event types no model here reads.
     fn unread(event_type: &str) -> bool {
         event_type.starts_with("auth_request.")
@@ -81,6 +104,13 @@ impl Directory {
         self.clients.apply(event, decoded);
         self.memberships.apply(event, decoded);
         self.signing_keys.apply(event, decoded);
+        if let DomainEvent::Session(SessionEvent::LoggedOut(SessionLoggedOut { clients, at, .. }))
+        | DomainEvent::Session(SessionEvent::Revoked(SessionRevoked { clients, at, .. })) = decoded
+        {
+            // Before the session leaves `sessions`: its user goes into the logout tokens.
+            self.owe_logout(&event.stream.id, clients, *at);
+        }
+        self.logout_deliveries.apply(event, decoded);
         self.sessions.apply(event, decoded);
         self.consents.apply(event, decoded);
         if matches!(

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod consents;
 pub mod directory;
+pub mod logout_deliveries;
 pub mod memberships;
 pub mod realms;
 pub mod sessions;

@@ -46,6 +46,11 @@ impl Sessions {
         self.live.get(id).filter(|s| s.alive(now))
     }
 
+    /// The session whether or not it is still alive (until it is swept or ends).
+    pub fn get(&self, id: &str) -> Option<&SessionView> {
+        self.live.get(id)
+    }
+
     /// Whether a token of a live session was revoked: by its id, or (access tokens) by a
     /// cutoff for its client (`client` the internal id, `version` the session version it was
     /// issued at, its `sv` claim).

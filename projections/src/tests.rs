@@ -192,7 +192,11 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
             })
             .into(),
         ),
-        (StreamType::Session, "s2".into(), SessionEvent::from(SessionLoggedOut { client: None, at: t0 }).into()),
+        (
+            StreamType::Session,
+            "s2".into(),
+            SessionEvent::from(SessionLoggedOut { client: None, clients: vec![], at: t0 }).into(),
+        ),
         (
             StreamType::Session,
             "s3".into(),
@@ -258,4 +262,87 @@ fn given_consents_when_the_user_or_the_client_is_deleted_then_they_are_forgotten
     ]);
     assert_eq!(d.consents.granted("u2", "c1"), None, "the client was deleted");
     assert_eq!(d.consents.granted("u1", "c2"), None, "the user was deleted");
+}
+
+#[test]
+fn given_a_session_ending_when_a_client_registered_a_back_channel_url_then_a_delivery_is_owed_until_done() {
+    use annals_events::client::{ClientCreated, ClientEvent, ClientSettings};
+    use annals_events::logout_delivery::*;
+    use annals_events::session::*;
+    let client = |id: &str, url: Option<&str>| {
+        let mut settings = ClientSettings::default();
+        if let Some(u) = url {
+            settings.attributes.insert("backchannel.logout.url".into(), u.into());
+        }
+        ev(ClientEvent::from(ClientCreated {
+            realm_id: "r".into(),
+            client_id: id.into(),
+            settings,
+            secret: None,
+            sealed_secret: None,
+            extra: Default::default(),
+        }))
+    };
+    let start = ev(SessionEvent::from(SessionStarted {
+        realm_id: "r".into(),
+        user_id: "u1".into(),
+        method: "pwd".into(),
+        acr: "1".into(),
+        auth_time: 100,
+        idle_timeout: 1000,
+        max_lifespan: 10_000,
+    }));
+    let ended = ev(SessionEvent::from(SessionRevoked {
+        reason: "refresh_token_reused".into(),
+        clients: vec!["told".into(), "silent".into()],
+        at: 200,
+    }));
+    let history = vec![
+        (StreamType::Client, "told", client("told", Some("https://rp/bc"))),
+        (StreamType::Client, "silent", client("silent", None)),
+        (StreamType::Session, "s1", start),
+        (StreamType::Session, "s1", ended),
+    ];
+    let d = given(history.clone());
+    let stream = stream_id("s1", "told");
+    let owed = d.logout_deliveries.get(&stream).cloned().expect("owed to the client with a URL");
+    assert_eq!((owed.user_id.as_deref(), owed.attempts, owed.due_at_ms), (Some("u1"), 0, 200_000));
+    assert_eq!(d.logout_deliveries.len(), 1, "the client without a URL is not told");
+    assert_eq!(d.logout_deliveries.due(199_999).count(), 0);
+
+    let failed = |attempt: u32, retry_at_ms: Option<i64>| {
+        ev(LogoutDeliveryEvent::from(LogoutDeliveryFailed {
+            realm_id: "r".into(),
+            session_id: "s1".into(),
+            client: "told".into(),
+            url: "https://rp/bc".into(),
+            attempt,
+            status: Some(503),
+            error: "HTTP 503".into(),
+            jti: None,
+            retry_at_ms,
+            at: 201,
+        }))
+    };
+    let mut retried = history.clone();
+    retried.push((StreamType::LogoutDelivery, stream.as_str(), failed(1, Some(202_000))));
+    let d = given(retried.clone());
+    let owed = d.logout_deliveries.get(&stream).unwrap();
+    assert_eq!((owed.attempts, owed.due_at_ms), (1, 202_000));
+    let delivered = ev(LogoutDeliveryEvent::from(LogoutDeliveryDelivered {
+        realm_id: "r".into(),
+        session_id: "s1".into(),
+        client: "told".into(),
+        url: "https://rp/bc".into(),
+        attempt: 2,
+        status: 200,
+        jti: "j".into(),
+        at: 202,
+    }));
+    let mut done = retried.clone();
+    done.push((StreamType::LogoutDelivery, stream.as_str(), delivered));
+    assert!(given(done).logout_deliveries.is_empty(), "delivered");
+    let mut gave_up = retried;
+    gave_up.push((StreamType::LogoutDelivery, stream.as_str(), failed(2, None)));
+    assert!(given(gave_up).logout_deliveries.is_empty(), "given up");
 }

@@ -3,6 +3,7 @@ use crate::domain::auth_request::AuthRequest;
 use crate::domain::client_assertion::ClientAssertion;
 use crate::domain::client_grant::ClientGrant;
 use crate::domain::login_failures::LoginFailures;
+use crate::domain::logout_delivery::LogoutDelivery;
 use crate::domain::session::Session;
 use crate::domain::{client::Client, group::Group, realm::Realm, role::Role, signing_key::SigningKey, user::User};
 use crate::domain::{fold, Aggregate};
@@ -55,6 +56,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::ClientGrant => state_of::<ClientGrant>(&events)?,
         StreamType::LoginFailures => state_of::<LoginFailures>(&events)?,
         StreamType::ClientAssertion => state_of::<ClientAssertion>(&events)?,
+        StreamType::LogoutDelivery => state_of::<LogoutDelivery>(&events)?,
     };
     Ok(Replay { events, state })
 }

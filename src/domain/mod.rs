@@ -6,6 +6,7 @@ pub mod client_assertion;
 pub mod client_grant;
 pub mod group;
 pub mod login_failures;
+pub mod logout_delivery;
 pub mod realm;
 pub mod role;
 pub mod session;

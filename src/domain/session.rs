@@ -114,6 +114,11 @@ impl Session {
         self.auth_time.saturating_add(self.max_lifespan).min(self.last_active.saturating_add(self.idle_timeout))
     }
 
+    /// The clients that held tokens of this session.
+    fn client_ids(&self) -> Vec<String> {
+        self.clients.keys().cloned().collect()
+    }
+
     fn check_alive(&self, now: i64) -> Result<(), SessionError> {
         match (self.lifecycle, &self.ended) {
             (Lifecycle::New, _) => Err(SessionError::NotFound),
@@ -165,7 +170,7 @@ impl Aggregate for Session {
                 }
                 Ok(vec![
                     SessionRefreshReused { client: issue.client, refresh_token_id: presented, at }.into(),
-                    SessionRevoked { reason: "refresh_token_reused".into(), at }.into(),
+                    SessionRevoked { reason: "refresh_token_reused".into(), clients: self.client_ids(), at }.into(),
                 ])
             }
             C::RevokeTokens { client, token_ids, reason } => {
@@ -203,12 +208,12 @@ impl Aggregate for Session {
             C::Logout { client } => match (self.lifecycle, &self.ended) {
                 (Lifecycle::New, _) => Err(SessionError::NotFound),
                 (_, Some(_)) => Ok(vec![]),
-                _ => Ok(vec![SessionLoggedOut { client, at }.into()]),
+                _ => Ok(vec![SessionLoggedOut { client, clients: self.client_ids(), at }.into()]),
             },
             C::Revoke { reason } => match (self.lifecycle, &self.ended) {
                 (Lifecycle::New, _) => Err(SessionError::NotFound),
                 (_, Some(_)) => Ok(vec![]),
-                _ => Ok(vec![SessionRevoked { reason, at }.into()]),
+                _ => Ok(vec![SessionRevoked { reason, clients: self.client_ids(), at }.into()]),
             },
         }
     }

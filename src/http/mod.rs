@@ -1,6 +1,8 @@
 //! The HTTP layer: the only place that knows actix-web types.
 mod health;
 mod oidc;
+
+pub use oidc::spawn_backchannel_logout;
 pub mod pages;
 
 use crate::actors::Hosts;

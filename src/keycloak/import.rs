@@ -765,7 +765,8 @@ impl<'a> Planner<'a> {
             | StreamType::Session
             | StreamType::ClientGrant
             | StreamType::LoginFailures
-            | StreamType::ClientAssertion => false,
+            | StreamType::ClientAssertion
+            | StreamType::LogoutDelivery => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

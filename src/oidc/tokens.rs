@@ -253,6 +253,38 @@ pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
     Value::Object(c)
 }
 
+/// The event a logout token carries (OpenID Connect Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// The header `typ` of a logout token (§2.4, RFC 8725 §3.11: it can pass for no other token).
+pub const LOGOUT_TYP: &str = "logout+jwt";
+/// Seconds a logout token is valid: it is sent at once, and retried with a fresh one.
+pub const LOGOUT_LIFESPAN: i64 = 120;
+
+/// A logout token's claims: `iss`, `aud` the client, `iat`, `exp`, `jti`, `sid`, `sub` when
+/// known, the back-channel logout event, and never a `nonce` (§2.4).
+pub fn logout_claims(
+    issuer: &str,
+    client_id: &str,
+    session_id: &str,
+    user_id: Option<&str>,
+    jti: &str,
+    now: i64,
+) -> Value {
+    let mut c = Map::new();
+    c.insert("iss".into(), json!(issuer));
+    c.insert("aud".into(), json!(client_id));
+    c.insert("iat".into(), json!(now));
+    c.insert("exp".into(), json!(now + LOGOUT_LIFESPAN));
+    c.insert("jti".into(), json!(jti));
+    c.insert("sid".into(), json!(session_id));
+    if let Some(sub) = user_id {
+        c.insert("sub".into(), json!(sub));
+    }
+    c.insert("typ".into(), json!("Logout"));
+    c.insert("events".into(), json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
+    Value::Object(c)
+}
+
 /// The claims a token endpoint reads back from a refresh token.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct RefreshClaims {
@@ -277,6 +309,18 @@ pub fn half_hash(alg: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logout_token_names_the_session_and_event_and_has_no_nonce() {
+        let c = logout_claims("https://idp/realms/r", "app", "s1", Some("u1"), "j1", 100);
+        assert_eq!(c["aud"], "app");
+        assert_eq!(c["sid"], "s1");
+        assert_eq!(c["sub"], "u1");
+        assert_eq!(c["exp"], 100 + LOGOUT_LIFESPAN);
+        assert_eq!(c["events"], json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
+        assert!(c.get("nonce").is_none());
+        assert!(logout_claims("i", "app", "s1", None, "j1", 0).get("sub").is_none());
+    }
 
     #[test]
     fn at_hash_matches_the_oidc_example() {

@@ -7,6 +7,7 @@ use crate::client_grant::*;
 use crate::envelope::{NewEvent, RecordJson, RecordedEvent};
 use crate::group::*;
 use crate::login_failures::*;
+use crate::logout_delivery::*;
 use crate::metadata::{Actor, Metadata};
 use crate::realm::*;
 use crate::role::*;
@@ -199,8 +200,8 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             at: 1,
         })
         .into(),
-        SessionEvent::from(SessionLoggedOut { client: Some("c".into()), at: 1 }).into(),
-        SessionEvent::from(SessionRevoked { reason: "admin".into(), at: 1 }).into(),
+        SessionEvent::from(SessionLoggedOut { client: Some("c".into()), clients: vec!["c".into()], at: 1 }).into(),
+        SessionEvent::from(SessionRevoked { reason: "admin".into(), clients: vec![], at: 1 }).into(),
         ClientGrantEvent::from(ClientGrantIssued {
             realm_id: "r".into(),
             client: "c".into(),
@@ -220,6 +221,30 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             client: "c".into(),
             jti: "j".into(),
             expires_at: 2,
+            at: 1,
+        })
+        .into(),
+        LogoutDeliveryEvent::from(LogoutDeliveryDelivered {
+            realm_id: "r".into(),
+            session_id: "s".into(),
+            client: "c".into(),
+            url: "https://rp/bc".into(),
+            attempt: 2,
+            status: 204,
+            jti: "j".into(),
+            at: 1,
+        })
+        .into(),
+        LogoutDeliveryEvent::from(LogoutDeliveryFailed {
+            realm_id: "r".into(),
+            session_id: "s".into(),
+            client: "c".into(),
+            url: "https://rp/bc".into(),
+            attempt: 1,
+            status: Some(503),
+            error: "HTTP 503".into(),
+            jti: Some("j".into()),
+            retry_at_ms: Some(2000),
             at: 1,
         })
         .into(),

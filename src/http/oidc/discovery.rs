@@ -42,6 +42,8 @@ pub async fn openid_configuration(state: web::Data<AppState>, name: web::Path<St
         "acr_values_supported": ["1"],
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "backchannel_logout_supported": false,
     });
     // Readable from any origin (browser relying parties discover too); a short cache is safe

@@ -167,7 +167,7 @@ pub struct Signed {
     pub refresh: Option<String>,
 }
 
-fn sign_with(state: &AppState, realm_id: &str, alg: &str, typ: &str, claims: &Value) -> Result<String, OAuthError> {
+pub fn sign_with(state: &AppState, realm_id: &str, alg: &str, typ: &str, claims: &Value) -> Result<String, OAuthError> {
     let signer = {
         let dir = state.read_models.read();
         state.signers.for_realm(&dir.signing_keys, realm_id, alg)

@@ -1,5 +1,6 @@
 //! OpenID Connect endpoints, on Keycloak's URLs (`/realms/{realm}/protocol/openid-connect/...`).
 mod authorize;
+mod backchannel;
 mod bearer;
 mod brute_force;
 mod certs;
@@ -13,6 +14,7 @@ mod revoke;
 mod token;
 mod userinfo;
 
+pub use backchannel::spawn as spawn_backchannel_logout;
 pub use bearer::VerifiedTokens;
 pub use brute_force::LoginGates;
 pub use issue::Subjects;
