@@ -1,17 +1,32 @@
 // A real browser (Debian's Chromium, driven by playwright-core) through the HTML pages: log in
-// at one client, get in at a second one by SSO without seeing a form, then log out. The
+// at one client, get in at a second one by SSO without seeing a form, ask the OP's
+// check_session_iframe from a relying party's page, then log out. The
 // relying parties are one small HTTP server on a loopback port (a loopback redirect URI may
 // take any port). Environment as for openid_client.mjs, plus CHROMIUM (the binary).
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
-const rp = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<p>relying party</p>'); });
-await new Promise((ok) => rp.listen(0, '127.0.0.1', ok));
-const rpBase = `http://127.0.0.1:${rp.address().port}`;
-
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`missing ${k}`); return v; };
 const issuer = env('ISSUER');
+const opOrigin = new URL(issuer).origin;
+
+// /check is a relying party's session-management page: it frames the OP's check_session_iframe
+// and window.ask(message) posts to it and resolves with the answer.
+const checkPage = `<iframe id="op" src="${issuer}/protocol/openid-connect/login-status-iframe.html"></iframe>
+<script>
+window.ask = (m) => new Promise((ok) => {
+  const h = (e) => { if (e.origin !== ${JSON.stringify(opOrigin)}) return; window.removeEventListener('message', h); ok(e.data); };
+  window.addEventListener('message', h);
+  document.getElementById('op').contentWindow.postMessage(m, ${JSON.stringify(opOrigin)});
+});
+</script>`;
+const rp = http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/html' });
+  res.end(req.url.startsWith('/check') ? checkPage : '<p>relying party</p>');
+});
+await new Promise((ok) => rp.listen(0, '127.0.0.1', ok));
+const rpBase = `http://127.0.0.1:${rp.address().port}`;
 const browser = await chromium.launch({ executablePath: env('CHROMIUM'), args: ['--no-sandbox'] });
 try {
   const context = await browser.newContext();
@@ -46,13 +61,25 @@ try {
   await page.goto(auth(env('OTHER_ID'), `${rpBase}/other`));
   await page.waitForURL((u) => u.href.startsWith(`${rpBase}/other?`));
   assert.ok(new URL(page.url()).searchParams.get('code'), 'SSO code');
-  assert.equal(new URL(page.url()).searchParams.get('session_state'), first.searchParams.get('session_state'));
+  const otherState = new URL(page.url()).searchParams.get('session_state');
   console.log('sso ok');
+
+  // Session management: the relying party's frame asks the OP's iframe whether the session
+  // it got session_state for is still the browser's.
+  const webState = first.searchParams.get('session_state');
+  const ask = async (message) => { await page.goto(`${rpBase}/check`); return page.evaluate((m) => window.ask(m), message); };
+  assert.equal(await ask(`${env('CLIENT_ID')} ${webState}`), 'unchanged');
+  assert.equal(await ask(`${env('OTHER_ID')} ${otherState}`), 'unchanged');
+  assert.equal(await ask(`${env('OTHER_ID')} ${webState}`), 'changed', 'another client');
+  assert.equal(await ask(`${env('CLIENT_ID')} ${webState.replace(/^./, (c) => (c === '0' ? '1' : '0'))}`), 'changed', 'altered');
+  assert.equal(await ask('no-session-state'), 'error');
+  console.log('check_session_iframe ok');
 
   // Logout without a hint: the confirmation page, then the session is gone.
   await page.goto(`${issuer}/protocol/openid-connect/logout`);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByText('You have been signed out.').waitFor();
+  assert.equal(await ask(`${env('CLIENT_ID')} ${webState}`), 'changed', 'logged out');
   await page.goto(auth(env('CLIENT_ID'), `${rpBase}/cb`));
   await page.getByLabel('Password').waitFor();
   console.log('logout ok: the next visit asks for credentials again');

@@ -262,7 +262,12 @@ async fn code_flow_with_pkce_issues_keycloak_shaped_tokens_and_refresh_rotates()
     assert_eq!(a["realm_access"]["roles"], serde_json::json!(["user"]));
     assert_eq!(a["resource_access"]["api"]["roles"], serde_json::json!(["orders:read"]));
     assert_eq!(a["aud"], "api");
-    assert_eq!(a["sid"], q["session_state"].as_str());
+    // session_state (Session Management §3): SHA-256 of client, origin, browser state, salt.
+    let (hash, salt) = q["session_state"].split_once('.').unwrap();
+    let opbs = &jar.0["ANNALS_SESSION_STATE"];
+    let expected = sha2::Sha256::digest(format!("web https://rp.example {opbs} {salt}").as_bytes());
+    assert_eq!(hash, hex::encode(expected));
+    assert!(!q["session_state"].contains(a["sid"].as_str().unwrap()), "the session id is not exposed");
     assert_eq!(a["scope"], "openid email profile");
     let i = claims(id);
     assert_eq!((i["aud"].as_str(), i["nonce"].as_str(), i["typ"].as_str()), (Some("web"), Some("n-1"), Some("ID")));

@@ -19,6 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use annals_events::auth_request::AuthRequestStarted;
 use annals_events::session::SessionStarted;
 use annals_projections::realms::RealmView;
+use sha2::Digest;
 
 /// Seconds a login may take from the authorization request (Keycloak's login timeout).
 const LOGIN_LIFESPAN: i64 = 1800;
@@ -157,17 +158,12 @@ pub fn reply_error(state: &AppState, realm: &RealmView, reply: &Reply, e: &OAuth
         params.push(("state", s.clone()));
     }
     params.push(("iss", issuer(&state.base_url, &realm.name)));
-    deliver(state, reply, &params, None)
+    deliver(state, reply, &params, Vec::new())
 }
 
 /// A response to the client by its response mode: a 302 for query and fragment, an
 /// auto-submitting form for form_post.
-fn deliver(
-    state: &AppState,
-    reply: &Reply,
-    params: &[(&str, String)],
-    cookie: Option<Cookie<'static>>,
-) -> HttpResponse {
+fn deliver(state: &AppState, reply: &Reply, params: &[(&str, String)], set: Vec<Cookie<'static>>) -> HttpResponse {
     let mut res = match reply.mode {
         ResponseMode::FormPost => {
             let fields: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -179,8 +175,8 @@ fn deliver(
             .insert_header(CacheControl(vec![CacheDirective::NoStore]))
             .finish(),
     };
-    if let Some(c) = cookie {
-        let _ = res.add_cookie(&c);
+    for c in &set {
+        let _ = res.add_cookie(c);
     }
     res
 }
@@ -394,11 +390,12 @@ async fn finish(
     if let Some(s) = &started.state {
         params.push(("state", s.clone()));
     }
-    params.push(("session_state", session.id.clone()));
+    let secure = state.base_url.starts_with("https://");
+    let opbs = cookies::browser_state(&state.keys, &realm.name, &session.id);
+    params.push(("session_state", session_state(&started.client_id, &started.redirect_uri, &opbs)));
     params.push(("iss", issuer(&state.base_url, &realm.name)));
-    let cookie = cookie
-        .or_else(|| Some(cookies::sso(&state.keys, &realm.name, &session.id, state.base_url.starts_with("https://"))));
-    deliver(state, &reply, &params, cookie)
+    let sso = cookie.unwrap_or_else(|| cookies::sso(&state.keys, &realm.name, &session.id, secure));
+    deliver(state, &reply, &params, vec![sso, cookies::browser_state_cookie(opbs, &realm.name, secure)])
 }
 
 /// The consent page's answer (`POST /realms/{realm}/login-actions/consent?ar=...`): the
@@ -468,6 +465,16 @@ pub async fn answer_consent(
     let session = SessionRef { id: sid, auth_time, acr: acr.into(), version: 0 };
     let done = Identified { session, new_session, user_id, secret, meta };
     finish(state, realm, ar_id, &started, done, None).await
+}
+
+/// The `session_state` of an authentication response (Session Management 1.0 §3): a salted
+/// hash of the client, the relying party's origin and the browser state, so the
+/// check-session iframe can tell, for that origin only, whether the browser's session changed.
+pub fn session_state(client_id: &str, redirect_uri: &str, opbs: &str) -> String {
+    let origin = url::Url::parse(redirect_uri).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    let salt = crate::oidc::random_token(12);
+    let digest = sha2::Sha256::digest(format!("{client_id} {origin} {opbs} {salt}").as_bytes());
+    format!("{}.{salt}", hex::encode(digest))
 }
 
 /// Tokens the authorization endpoint returns itself (implicit and hybrid flows), recorded in

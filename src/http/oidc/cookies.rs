@@ -1,4 +1,5 @@
-//! The browser's cookies: the SSO session, and the binding of a login form to its browser.
+//! The browser's cookies: the SSO session, the binding of a login form to its browser, and
+//! the browser state that OpenID Connect Session Management's iframe reads.
 //!
 //! Neither cookie is a bare identifier. The SSO cookie is `{session id}.{MAC}`: the session id
 //! also travels in ID tokens (`sid`), and knowing it must not be enough to ride the session.
@@ -10,6 +11,9 @@ use actix_web::HttpRequest;
 
 pub const SSO: &str = "ANNALS_SESSION";
 pub const BINDING: &str = "ANNALS_AUTH";
+/// The OP browser state (Session Management 1.0 §3): readable by the check-session iframe's
+/// script, so not HttpOnly; a MAC of the session, so it reveals nothing and rides nothing.
+pub const BROWSER_STATE: &str = "ANNALS_SESSION_STATE";
 
 fn mac(keys: &ServerKeys, purpose: &str, parts: &[&str]) -> String {
     keys.digest(&format!("{purpose}\n{}", parts.join("\n"))).value
@@ -61,6 +65,30 @@ pub fn csrf(keys: &ServerKeys, binding: &str, realm: &str, subject: &str) -> Str
 pub fn csrf_ok(keys: &ServerKeys, req: &HttpRequest, realm: &str, subject: &str, token: &str) -> bool {
     let Some(binding) = req.cookie(BINDING) else { return false };
     same(token, &csrf(keys, binding.value(), realm, subject))
+}
+
+/// The browser state of a session: changes with every login and is gone after logout.
+pub fn browser_state(keys: &ServerKeys, realm: &str, session_id: &str) -> String {
+    mac(keys, "opbs", &[realm, session_id])[..32].to_string()
+}
+
+/// The browser-state cookie. Relying parties frame the iframe from their own site, so over
+/// HTTPS it is `SameSite=None`; the script reads it, so it is not HttpOnly.
+pub fn browser_state_cookie(value: String, realm: &str, secure: bool) -> Cookie<'static> {
+    Cookie::build(BROWSER_STATE, value)
+        .path(format!("/realms/{realm}/"))
+        .http_only(false)
+        .secure(secure)
+        .same_site(if secure { SameSite::None } else { SameSite::Lax })
+        .finish()
+}
+
+/// Removes the browser-state cookie (after logout), so every relying party's iframe check
+/// answers `changed`.
+pub fn clear_browser_state(realm: &str, secure: bool) -> Cookie<'static> {
+    let mut c = browser_state_cookie(String::new(), realm, secure);
+    c.make_removal();
+    c
 }
 
 /// Removes the SSO cookie (after logout).

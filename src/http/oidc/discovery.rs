@@ -21,6 +21,7 @@ pub async fn openid_configuration(state: web::Data<AppState>, name: web::Path<St
         "revocation_endpoint": format!("{oidc}/revoke"),
         "jwks_uri": format!("{oidc}/certs"),
         "end_session_endpoint": format!("{oidc}/logout"),
+        "check_session_iframe": format!("{oidc}/login-status-iframe.html"),
         "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "password", "client_credentials"],
         "response_types_supported": ["code", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post"],

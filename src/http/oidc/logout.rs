@@ -163,6 +163,7 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
     // The browser forgets its session only if it is the one that ended.
     if browser_session.is_some() && browser_session == session {
         let _ = res.add_cookie(&cookies::clear_sso(&realm.name, secure));
+        let _ = res.add_cookie(&cookies::clear_browser_state(&realm.name, secure));
     }
     res
 }

@@ -4,6 +4,7 @@ mod backchannel;
 mod bearer;
 mod brute_force;
 mod certs;
+mod check_session;
 mod cookies;
 mod discovery;
 mod introspect;
@@ -54,6 +55,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(login::authenticate)),
             )
             .service(web::resource("/login-actions/consent").app_data(form()).route(web::post().to(login::consent)))
+            .service(
+                web::resource(format!("{oidc}/login-status-iframe.html")).route(web::get().to(check_session::iframe)),
+            )
             .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
             .service(
                 web::resource(format!("{oidc}/logout"))
