@@ -37,6 +37,9 @@ pub struct Target {
 
 #[derive(Clone, Debug)]
 pub enum LogoutDeliveryCommand {
+    /// Changes nothing: asks for the state (before an attempt: another node may have
+    /// finished the delivery while this node's read model has not shown it yet).
+    Check,
     /// The client answered 2xx.
     Delivered { target: Target, status: u16, jti: String },
     /// The attempt failed; the aggregate decides whether another follows.
@@ -60,12 +63,13 @@ impl Aggregate for LogoutDelivery {
         now: DateTime<Utc>,
     ) -> Result<Vec<LogoutDeliveryEvent>, LogoutDeliveryError> {
         // Another node may have finished it meanwhile: nothing more to record.
-        if self.finished {
+        if self.finished || matches!(command, LogoutDeliveryCommand::Check) {
             return Ok(vec![]);
         }
         let (at, at_ms) = (now.timestamp(), now.timestamp_millis());
         let attempt = self.attempts + 1;
         Ok(vec![match command {
+            LogoutDeliveryCommand::Check => unreachable!("answered above"),
             LogoutDeliveryCommand::Delivered { target: t, status, jti } => LogoutDeliveryDelivered {
                 realm_id: t.realm_id,
                 session_id: t.session_id,

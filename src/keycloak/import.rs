@@ -398,7 +398,7 @@ impl<'a> Planner<'a> {
         let clear = c.secret.clone().filter(|s| !s.is_empty() && s != MASKED_SECRET);
         let exported_sealed = c.annals_sealed_secret.take();
         let secret = self.client_secret(path, c.secret.take(), c.annals_secret_digest.take())?;
-        let sealed_secret = self.sealed_client_secret(path, clear, exported_sealed, secret.is_some())?;
+        let sealed_secret = self.sealed_client_secret(path, clear, exported_sealed, secret.as_ref())?;
         if let (Some(_), true) = (&secret, settings.public_client) {
             return Err(invalid(
                 format!("{path}.secret"),
@@ -428,11 +428,9 @@ impl<'a> Planner<'a> {
         path: &str,
         clear: Option<String>,
         exported: Option<String>,
-        has_digest: bool,
+        digest: Option<&SecretDigest>,
     ) -> Result<Option<SealedKey>, ImportError> {
-        if !has_digest {
-            return Ok(None);
-        }
+        let Some(digest) = digest else { return Ok(None) };
         if let Some(clear) = clear {
             let sealed = self
                 .keys
@@ -443,8 +441,11 @@ impl<'a> Planner<'a> {
         let Some(text) = exported else { return Ok(None) };
         let here = format!("{path}.annalsSealedSecret");
         let sealed = sealed_from_text(&text).ok_or_else(|| invalid(here.clone(), "not an Annals sealed value"))?;
-        if let Err(e) = self.keys.open(&sealed) {
-            return Err(invalid(here, format!("{e}; supply the clear secret instead")));
+        let opened =
+            self.keys.open(&sealed).map_err(|e| invalid(&here, format!("{e}; supply the clear secret instead")))?;
+        // Both must be the same secret, or secret and assertion authentication would differ.
+        if !String::from_utf8(opened).is_ok_and(|s| self.keys.verify_digest(&s, digest)) {
+            return Err(invalid(here, "the sealed secret is not the one annalsSecretDigest names"));
         }
         Ok(Some(sealed))
     }

@@ -450,7 +450,11 @@ fn given_a_sealed_secret_this_server_cannot_open_when_imported_then_refused() {
     let portal = doc.pointer_mut("/clients/0").unwrap();
     portal["secret"] = json!("**********");
     portal["annalsSecretDigest"] = serde_json::to_value(keys().digest("x")).unwrap();
-    for sealed in [crate::secrets::sealed_to_text(&other.seal(b"x").unwrap()), "annals-sealed:v1:garbage".into()] {
+    for sealed in [
+        crate::secrets::sealed_to_text(&other.seal(b"x").unwrap()),
+        "annals-sealed:v1:garbage".into(),
+        crate::secrets::sealed_to_text(&keys().seal(b"not-x").unwrap()),
+    ] {
         doc.pointer_mut("/clients/0").unwrap()["annalsSealedSecret"] = json!(sealed);
         let err = refused(&doc.to_string());
         assert_eq!(err.path(), "clients[0].annalsSealedSecret", "{err}");

@@ -22,6 +22,9 @@ use serde_json::Value;
 /// The assertion type RFC 7523 registers.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The client attribute (Keycloak's) naming the one algorithm its assertions may use.
+const SIGNING_ALG: &str = "token.endpoint.auth.signing.alg";
+
 /// The longest life an assertion may claim (from now to `exp`): they are meant for one use.
 pub const MAX_LIFETIME: i64 = 600;
 /// Clock skew tolerated on `iat` and `nbf`.
@@ -142,6 +145,10 @@ pub fn verify(
         return Err(bad("unsupported client assertion header"));
     }
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    // Keycloak's per-client setting, where one is made: only that algorithm.
+    if client.settings.attributes.get(SIGNING_ALG).is_some_and(|want| !want.is_empty() && want != alg) {
+        return Err(bad("client assertion algorithm not the one registered"));
+    }
     let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad("malformed client assertion"))?;
     let input = &assertion[..h.len() + 1 + p.len()];
     let signed = match key {
@@ -161,8 +168,16 @@ pub fn verify(
                 .any(|k| crate::jwt::signature_valid(alg, &k.key, input.as_bytes(), &sig))
         }
         Key::Secret(secret) => {
-            if !matches!(alg, "HS256" | "HS384" | "HS512") {
-                return Err(bad("client assertion algorithm not accepted"));
+            let min = match alg {
+                "HS256" => 32,
+                "HS384" => 48,
+                "HS512" => 64,
+                _ => return Err(bad("client assertion algorithm not accepted")),
+            };
+            // RFC 7518 §3.2: a key shorter than the hash could be found offline from one
+            // captured assertion.
+            if secret.len() < min {
+                return Err(bad("client secret too short for this algorithm"));
             }
             crate::jwt::hmac_valid(alg, secret, input.as_bytes(), &sig)
         }

@@ -34,6 +34,25 @@ pub fn allowed(requested: &str, registered: &[String]) -> bool {
     })
 }
 
+/// Whether a web page of `origin` may act for the client (the check-session iframe): one of
+/// the client's `webOrigins`, where `+` (or no entry at all) stands for the origins of its
+/// redirect URIs and `*` for any; a loopback redirect URI's origin may differ in its port.
+pub fn origin_allowed(origin: &str, web_origins: &[String], redirect_uris: &[String]) -> bool {
+    let Ok(asked) = Url::parse(origin) else { return false };
+    if asked.origin().ascii_serialization() != origin {
+        return false;
+    }
+    let from_redirects = web_origins.is_empty() || web_origins.iter().any(|w| w == "+");
+    if web_origins.iter().any(|w| w == "*" || w.trim_end_matches('/') == origin) {
+        return true;
+    }
+    from_redirects
+        && redirect_uris.iter().filter_map(|r| Url::parse(r).ok()).any(|r| {
+            r.origin().ascii_serialization() == origin
+                || (loopback(&r) && r.scheme() == asked.scheme() && r.host() == asked.host())
+        })
+}
+
 fn loopback(u: &Url) -> bool {
     let ip = match u.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
@@ -45,10 +64,25 @@ fn loopback(u: &Url) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::allowed;
+    use super::{allowed, origin_allowed};
 
     fn reg() -> Vec<String> {
         vec!["https://app.example/cb".into(), "http://127.0.0.1:8000/native".into(), "http://[::1]/v6".into()]
+    }
+
+    #[test]
+    fn origins_come_from_web_origins_or_redirect_uris_and_loopback_ports_may_vary() {
+        let redirects = vec!["https://app.example/cb".to_string(), "http://127.0.0.1/cb".to_string()];
+        assert!(origin_allowed("https://app.example", &[], &redirects));
+        assert!(origin_allowed("http://127.0.0.1:8123", &["+".into()], &redirects));
+        assert!(!origin_allowed("https://evil.example", &[], &redirects));
+        assert!(!origin_allowed("https://app.example.evil", &[], &redirects));
+        assert!(!origin_allowed("https://app.example/", &[], &redirects), "an origin has no path");
+        assert!(!origin_allowed("http://app.example", &[], &redirects), "another scheme");
+        let listed = vec!["https://spa.example".to_string()];
+        assert!(origin_allowed("https://spa.example", &listed, &redirects));
+        assert!(!origin_allowed("https://app.example", &listed, &redirects), "no + listed");
+        assert!(origin_allowed("https://any.example", &["*".into()], &[]));
     }
 
     #[test]

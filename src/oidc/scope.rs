@@ -62,10 +62,8 @@ pub fn to_string(granted: &BTreeSet<String>) -> String {
     out.join(" ")
 }
 
-/// The scopes a consent page asks about, with the text it shows (Keycloak's
-/// `display.on.consent.screen` scopes and their consent texts). The others release nothing
-/// about the user or are implied.
-const CONSENT: [(&str, &str); 6] = [
+/// Consent texts of the built-in scopes (Keycloak's); any other scope shows its name.
+const CONSENT_TEXT: [(&str, &str); 6] = [
     ("profile", "User profile"),
     ("email", "Email address"),
     ("address", "Address"),
@@ -74,14 +72,22 @@ const CONSENT: [(&str, &str); 6] = [
     ("offline_access", "Offline Access"),
 ];
 
-/// The granted scopes a user must consent to, in the order the page lists them.
+/// Scopes never shown on a consent page (Keycloak's `display.on.consent.screen` is off for
+/// them): they release nothing about the user or are implied by the protocol.
+const SILENT: [&str; 5] = ["openid", "web-origins", "acr", "basic", "microprofile-jwt"];
+
+/// The granted scopes a user must consent to: every one but the silent ones, custom scopes
+/// included (as Keycloak, whose client scopes show on the consent screen by default); the
+/// built-in ones first in Keycloak's order, then the others by name.
 pub fn needing_consent(granted: &BTreeSet<String>) -> Vec<String> {
-    CONSENT.iter().filter(|(s, _)| granted.contains(*s)).map(|(s, _)| s.to_string()).collect()
+    let builtin = CONSENT_TEXT.iter().map(|(s, _)| s.to_string()).filter(|s| granted.contains(s));
+    let custom = granted.iter().filter(|s| !SILENT.contains(&s.as_str()) && !CONSENT_TEXT.iter().any(|(b, _)| b == s));
+    builtin.chain(custom.cloned()).collect()
 }
 
 /// The text a consent page shows for a scope.
 pub fn consent_text(scope: &str) -> &str {
-    CONSENT.iter().find(|(s, _)| *s == scope).map(|(_, t)| *t).unwrap_or(scope)
+    CONSENT_TEXT.iter().find(|(s, _)| *s == scope).map(|(_, t)| *t).unwrap_or(scope)
 }
 
 /// Scopes that add claims but never appear in a token's `scope` string.
@@ -114,6 +120,17 @@ pub fn narrow(requested: Option<&str>, granted: &str) -> Result<String, OAuthErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consent_asks_for_every_scope_but_the_silent_ones_custom_scopes_included() {
+        let granted: BTreeSet<String> = ["openid", "acr", "web-origins", "basic", "email", "profile", "payments:write"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(needing_consent(&granted), vec!["profile", "email", "payments:write"]);
+        assert_eq!(consent_text("email"), "Email address");
+        assert_eq!(consent_text("payments:write"), "payments:write");
+    }
     use annals_events::client::ClientSettings;
 
     fn client(optional: &[&str]) -> ClientView {

@@ -73,6 +73,23 @@ try {
   assert.equal(await ask(`${env('OTHER_ID')} ${webState}`), 'changed', 'another client');
   assert.equal(await ask(`${env('CLIENT_ID')} ${webState.replace(/^./, (c) => (c === '0' ? '1' : '0'))}`), 'changed', 'altered');
   assert.equal(await ask('no-session-state'), 'error');
+  // keycloak-js posts the ID token's sid instead of a session_state.
+  const tokenRes = await fetch(`${issuer}/protocol/openid-connect/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${env('CLIENT_ID')}:${env('CLIENT_SECRET')}`).toString('base64')}` },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code: first.searchParams.get('code'), redirect_uri: `${rpBase}/cb`,
+      code_verifier: 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk',
+    }),
+  });
+  assert.equal(tokenRes.status, 200, await tokenRes.clone().text());
+  const idToken = (await tokenRes.json()).id_token;
+  const sid = JSON.parse(Buffer.from(idToken.split('.')[1], 'base64url').toString()).sid;
+  assert.equal(await ask(`${env('CLIENT_ID')} ${sid}`), 'unchanged', 'keycloak-js form');
+  assert.equal(await ask(`${env('CLIENT_ID')} 00000000-0000-0000-0000-000000000000`), 'changed');
+  // A page of an origin the client never registered gets no answer about the session.
+  await page.goto(`http://localhost:${rp.address().port}/check`);
+  assert.equal(await page.evaluate((m) => window.ask(m), `${env('CLIENT_ID')} ${webState}`), 'error');
   console.log('check_session_iframe ok');
 
   // Logout without a hint: the confirmation page, then the session is gone.
@@ -80,6 +97,7 @@ try {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByText('You have been signed out.').waitFor();
   assert.equal(await ask(`${env('CLIENT_ID')} ${webState}`), 'changed', 'logged out');
+  assert.equal(await ask(`${env('CLIENT_ID')} ${sid}`), 'changed', 'logged out, keycloak-js form');
   await page.goto(auth(env('CLIENT_ID'), `${rpBase}/cb`));
   await page.getByLabel('Password').waitFor();
   console.log('logout ok: the next visit asks for credentials again');

@@ -4,26 +4,28 @@ use crate::oidc_flow::{alice_code, authorize, claims, header, query_of, redeem, 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use reqwest::header::{COOKIE, LOCATION};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a receiver saw: when, and the `logout_token` of each POST.
 type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
 
-/// A relying party's back-channel endpoint that answers 503 to its first `failures` POSTs.
-async fn receiver(failures: usize) -> (String, Seen, actix_web::dev::ServerHandle) {
+/// A relying party's back-channel endpoint that answers 503 while it has seen no more than
+/// `failures` POSTs (which the test may change).
+async fn receiver(failures: Arc<AtomicUsize>) -> (String, Seen, actix_web::dev::ServerHandle) {
     let seen: Seen = Arc::default();
     let data = seen.clone();
     let server = HttpServer::new(move || {
-        let seen = data.clone();
+        let (seen, failures) = (data.clone(), failures.clone());
         App::new().route(
             "/bc",
             web::post().to(move |form: web::Form<std::collections::HashMap<String, String>>| {
-                let seen = seen.clone();
+                let (seen, failures) = (seen.clone(), failures.clone());
                 async move {
                     let mut all = seen.lock().unwrap();
                     all.push((Instant::now(), form.get("logout_token").cloned().unwrap_or_default()));
-                    match all.len() <= failures {
+                    match all.len() <= failures.load(Ordering::SeqCst) {
                         true => HttpResponse::ServiceUnavailable().finish(),
                         false => HttpResponse::Ok().finish(),
                     }
@@ -41,10 +43,9 @@ async fn receiver(failures: usize) -> (String, Seen, actix_web::dev::ServerHandl
     (format!("http://{addr}/bc"), seen, handle)
 }
 
-#[actix_rt::test]
-async fn a_logout_posts_each_registered_client_a_signed_logout_token_retrying_with_backoff() {
-    let (url, seen, rp) = receiver(2).await;
-    let demo = Demo::start_with(|r| {
+/// The demo realm plus a client `bc` whose back-channel logout URL is `url`.
+async fn with_receiver(url: &str) -> Demo {
+    Demo::start_with(|r| {
         r["clients"].as_array_mut().unwrap().push(serde_json::json!({
             "clientId": "bc",
             "secret": "bc-secret-0123456789",
@@ -52,16 +53,18 @@ async fn a_logout_posts_each_registered_client_a_signed_logout_token_retrying_wi
             "attributes": { "backchannel.logout.url": url },
         }));
     })
-    .await;
-    let mut jar = Jar::default();
-    let (_, web) = redeem(&demo, &alice_code(&demo, &mut jar).await).await;
+    .await
+}
+
+/// SSO at `bc` in the browser's session, so `bc` holds tokens of it.
+async fn bc_tokens(demo: &Demo, jar: &mut Jar) {
     let bc = [
         ("client_id", "bc"),
         ("redirect_uri", "https://bc.example/cb"),
         ("response_type", "code"),
         ("scope", "openid"),
     ];
-    let res = authorize(&demo, &mut jar, &bc, None).await;
+    let res = authorize(demo, jar, &bc, None).await;
     let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
     let (status, _) = demo
         .token(
@@ -70,16 +73,29 @@ async fn a_logout_posts_each_registered_client_a_signed_logout_token_retrying_wi
         )
         .await;
     assert_eq!(status, 200);
+}
+
+async fn wait_until(what: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !what() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_logout_posts_each_registered_client_a_signed_logout_token_retrying_with_backoff() {
+    let (url, seen, rp) = receiver(Arc::new(AtomicUsize::new(2))).await;
+    let demo = with_receiver(&url).await;
+    let mut jar = Jar::default();
+    let (_, web) = redeem(&demo, &alice_code(&demo, &mut jar).await).await;
+    bc_tokens(&demo, &mut jar).await;
     let id = web["id_token"].as_str().unwrap();
     let (sid, sub) = (claims(id)["sid"].clone(), claims(id)["sub"].clone());
     assert!(seen.lock().unwrap().is_empty(), "nothing before the logout");
 
     let res = demo.http.get(demo.url("logout")).query(&[("id_token_hint", id)]).header(COOKIE, jar.header()).send();
     assert!(res.await.unwrap().status().is_success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while seen.lock().unwrap().len() < 3 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(|| seen.lock().unwrap().len() >= 3).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "two refusals, then one success, then nothing more");
@@ -112,6 +128,41 @@ async fn a_logout_posts_each_registered_client_a_signed_logout_token_retrying_wi
     assert!(events.iter().all(|e| !e.payload.contains(token.as_str())), "the token itself is never recorded");
     let logged_out = of("session.logged_out");
     assert_eq!(logged_out[0]["clients"].as_array().map(Vec::len), Some(2), "both clients held tokens");
+    demo.app.stop().await;
+    rp.stop(true).await;
+}
+
+#[actix_rt::test]
+async fn a_delivery_owed_when_the_node_stops_is_made_by_the_next_node() {
+    let failures = Arc::new(AtomicUsize::new(usize::MAX));
+    let (url, seen, rp) = receiver(failures.clone()).await;
+    let demo = with_receiver(&url).await;
+    let mut jar = Jar::default();
+    let (_, web) = redeem(&demo, &alice_code(&demo, &mut jar).await).await;
+    bc_tokens(&demo, &mut jar).await;
+    let id = web["id_token"].as_str().unwrap();
+    let res = demo.http.get(demo.url("logout")).query(&[("id_token_hint", id)]).header(COOKIE, jar.header()).send();
+    assert!(res.await.unwrap().status().is_success());
+    wait_until(|| !seen.lock().unwrap().is_empty()).await;
+    assert!(!seen.lock().unwrap().is_empty(), "a first, refused attempt");
+
+    let demo = demo.restart().await;
+    failures.store(0, Ordering::SeqCst);
+    let events = || async { demo.app.store.read_all(0, 100_000).await.unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !events().await.iter().any(|e| e.event_type == "logout_delivery.delivered") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = events().await;
+    let delivered: Vec<Value> = all
+        .iter()
+        .filter(|e| e.event_type == "logout_delivery.delivered")
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    assert_eq!(delivered.len(), 1, "delivered once, by the new node");
+    assert!(delivered[0]["attempt"].as_u64().unwrap() >= 2, "{delivered:?}");
+    let token = seen.lock().unwrap().last().unwrap().1.clone();
+    assert_eq!(claims(&token)["iss"], demo.issuer(), "signed by the node that delivered");
     demo.app.stop().await;
     rp.stop(true).await;
 }

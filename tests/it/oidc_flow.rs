@@ -49,6 +49,15 @@ impl Demo {
         Demo { app, http, _dirs: (dir, realms) }
     }
 
+    /// Stops the node and starts another on the same data directory (no import: the realms
+    /// are in its log). The new node listens on another port.
+    pub async fn restart(self) -> Demo {
+        let Demo { app, http, _dirs } = self;
+        app.stop().await;
+        let app = support::spawn_app(support::serve_config(_dirs.0.path(), None)).await;
+        Demo { app, http, _dirs }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/realms/demo/protocol/openid-connect/{path}", self.app.base_url)
     }
@@ -214,6 +223,12 @@ async fn code_flow_with_pkce_issues_keycloak_shaped_tokens_and_refresh_rotates()
     assert_eq!(disc["issuer"], demo.issuer());
     assert_eq!(disc["token_endpoint"], demo.url("token"));
     assert_eq!(disc["authorization_response_iss_parameter_supported"], true);
+    for supported in ["backchannel_logout_supported", "backchannel_logout_session_supported"] {
+        assert_eq!(disc[supported], true, "{supported}");
+    }
+    assert_eq!(disc["check_session_iframe"], demo.url("login-status-iframe.html"));
+    let methods = disc["token_endpoint_auth_methods_supported"].as_array().unwrap();
+    assert!(methods.iter().any(|m| m == "client_secret_jwt"), "{methods:?}");
 
     // A wrong password shows the form again with an error, and is recorded.
     let res = authorize(&demo, &mut jar, &code_request("web", RP), Some(("alice", "wrong"))).await;
@@ -908,7 +923,8 @@ async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attack
 #[actix_rt::test]
 async fn client_secret_jwt_authenticates_with_the_secret_as_hmac_key_and_refuses_the_attacks() {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    let secret = "hmac-client-secret-0123456789abcdef";
+    // 64 bytes: long enough for HS512 (RFC 7518 §3.2).
+    let secret = "hmac-client-secret-0123456789abcdef-0123456789abcdef-0123456789a";
     let demo = Demo::start_with(|r| {
         r["clients"].as_array_mut().unwrap().push(serde_json::json!({
             "clientId": "hmac",
@@ -916,6 +932,14 @@ async fn client_secret_jwt_authenticates_with_the_secret_as_hmac_key_and_refuses
             "secret": secret,
             "serviceAccountsEnabled": true,
             "standardFlowEnabled": false,
+        }));
+        r["clients"].as_array_mut().unwrap().push(serde_json::json!({
+            "clientId": "short",
+            "clientAuthenticatorType": "client-secret-jwt",
+            "secret": "short-secret-0123456789abcdef-0123",
+            "serviceAccountsEnabled": true,
+            "standardFlowEnabled": false,
+            "attributes": { "token.endpoint.auth.signing.alg": "HS256" },
         }));
     })
     .await;
@@ -980,6 +1004,17 @@ async fn client_secret_jwt_authenticates_with_the_secret_as_hmac_key_and_refuses
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // A 34-byte secret keys HS256 but not HS384 (too short), and this client registered
+    // HS256 alone anyway.
+    let short = "short-secret-0123456789abcdef-0123";
+    let claims_of =
+        |jti: &str| serde_json::json!({"iss": "short", "sub": "short", "aud": token_url, "exp": now + 60, "jti": jti});
+    for (jti, alg, want) in
+        [("s1", Algorithm::HS256, 200), ("s2", Algorithm::HS384, 401), ("s3", Algorithm::HS512, 401)]
+    {
+        let res = post(sign(claims_of(jti), alg, short.as_bytes())).await.unwrap();
+        assert_eq!(res.status(), want, "{alg:?}");
+    }
     // The secret is sealed in the log, never in clear.
     let events = demo.app.store.read_all(0, 10_000).await.unwrap();
     assert!(events.iter().all(|e| !e.payload.contains(secret)), "a clear secret in the log");
@@ -1060,6 +1095,7 @@ async fn a_client_requiring_consent_gets_a_code_only_after_the_user_agrees_and_c
             "consentRequired": true,
             "directAccessGrantsEnabled": true,
             "redirectUris": [CB],
+            "optionalClientScopes": ["phone", "payments:write"],
         }));
     })
     .await;
@@ -1132,6 +1168,12 @@ async fn a_client_requiring_consent_gets_a_code_only_after_the_user_agrees_and_c
     phone.push(("scope", "openid phone"));
     let res = authorize(&demo, &mut jar, &phone, None).await;
     assert_eq!(location(&res)["error"], "consent_required");
+    // A custom scope asks too (it shows its name).
+    let mut custom = request(&[("prompt", "none")]);
+    custom.retain(|(k, _)| *k != "scope");
+    custom.push(("scope", "openid payments:write"));
+    let res = authorize(&demo, &mut jar, &custom, None).await;
+    assert_eq!(location(&res)["error"], "consent_required", "a custom scope is never granted silently");
     phone.retain(|(k, _)| *k != "prompt");
     let res = authorize(&demo, &mut jar, &phone, None).await;
     let html = res.text().await.unwrap();

@@ -391,7 +391,7 @@ async fn finish(
         params.push(("state", s.clone()));
     }
     let secure = state.base_url.starts_with("https://");
-    let opbs = cookies::browser_state(&state.keys, &realm.name, &session.id);
+    let opbs = cookies::browser_state(&session.id);
     params.push(("session_state", session_state(&started.client_id, &started.redirect_uri, &opbs)));
     params.push(("iss", issuer(&state.base_url, &realm.name)));
     let sso = cookie.unwrap_or_else(|| cookies::sso(&state.keys, &realm.name, &session.id, secure));
@@ -424,6 +424,35 @@ pub async fn answer_consent(
     ) else {
         return timed_out(state, realm);
     };
+    // The answer must still be able to end this request (the aggregate checks again): so a
+    // consent kept on the user below never outlives a request that was already over.
+    if started.realm_id != realm.id || now >= started.expires_at {
+        return timed_out(state, realm);
+    }
+    let fresh = method == "pwd";
+    if accept {
+        // The session the code would join: an SSO session must still be alive (a logout in
+        // another tab must not come back), a password login must not have idled out, and
+        // the user must still be enabled.
+        let alive = match fresh {
+            true => now - auth_time < realm.settings.sso_session_idle_timeout as i64,
+            false => state.read_models.read().sessions.alive(&sid, now).is_some_and(|s| s.user_id == user_id),
+        };
+        let enabled = match crate::sqlmodels::users::get(&state.store.pool(), &user_id).await {
+            Ok(u) => u.is_some_and(|u| u.realm_id == realm.id && u.profile.enabled),
+            Err(e) => {
+                tracing::error!(error = %e, "users read model failed");
+                return state.pages.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &display(realm),
+                    "Please try again in a moment.",
+                );
+            }
+        };
+        if !alive || !enabled {
+            return timed_out(state, realm);
+        }
+    }
     let meta = metadata(req, &realm.id, annals_events::Actor::User { id: user_id.clone(), realm: realm.id.clone() });
     if accept {
         // Kept on the user first: a failure here leaves the request waiting, nothing issued.
@@ -448,7 +477,6 @@ pub async fn answer_consent(
         return reply_error(state, realm, &rules::reply_of(&started), &e);
     }
     // A password login's session starts now; an SSO session exists already.
-    let fresh = method == "pwd";
     let acr = if fresh { "1" } else { "0" };
     let new_session = fresh.then(|| {
         let started = SessionStarted {

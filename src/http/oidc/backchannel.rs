@@ -57,15 +57,16 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 in_flight.insert(id.clone(), owed.attempts);
                 let (state, http, done) = (state.clone(), http.clone(), done_tx.clone());
                 tokio::spawn(async move {
-                    let position = deliver(&state, &http, &id, owed).await;
                     // Released once the read model has folded the outcome, so the next tick
                     // sees the new due time rather than the old one.
-                    match position {
-                        Some(p) => {
+                    match deliver(&state, &http, &id, owed).await {
+                        Attempt::Recorded(p) => {
                             let _ = state.read_models.wait_for(p, Duration::from_secs(5)).await;
                         }
+                        // The log is ahead of this node's model: give it time to catch up.
+                        Attempt::Stale => tokio::time::sleep(Duration::from_secs(1)).await,
                         // The outcome was not recorded: wait before trying again.
-                        None => tokio::time::sleep(Duration::from_secs(5)).await,
+                        Attempt::NotRecorded => tokio::time::sleep(Duration::from_secs(5)).await,
                     }
                     let _ = done.send(id);
                 });
@@ -74,9 +75,18 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// One attempt: sign a fresh logout token, POST it, record the outcome. Returns the log
-/// position of the recorded outcome.
-async fn deliver(state: &AppState, http: &reqwest::Client, id: &str, owed: Owed) -> Option<u64> {
+/// What became of one turn of a delivery.
+enum Attempt {
+    /// An outcome was recorded at this log position.
+    Recorded(u64),
+    /// The delivery's stream is past what the read model showed (finished or attempted
+    /// elsewhere): nothing was sent.
+    Stale,
+    NotRecorded,
+}
+
+/// One attempt: sign a fresh logout token, POST it, record the outcome.
+async fn deliver(state: &AppState, http: &reqwest::Client, id: &str, owed: Owed) -> Attempt {
     let (realm, client) = {
         let dir = state.read_models.read();
         (dir.realms.get(&owed.realm_id).cloned(), dir.clients.get(&owed.client).cloned())
@@ -93,6 +103,14 @@ async fn deliver(state: &AppState, http: &reqwest::Client, id: &str, owed: Owed)
         actor: Actor::System { component: "backchannel-logout".into() },
         ..Default::default()
     };
+    match state.hosts.execute_full::<LogoutDelivery>(id, LogoutDeliveryCommand::Check, meta.clone()).await {
+        Ok(o) if o.state.finished || o.state.attempts != owed.attempts => return Attempt::Stale,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, delivery = id, "back-channel logout state cannot be read");
+            return Attempt::NotRecorded;
+        }
+    }
     let (Some(realm), Some(client), Some(url)) = (realm, client, url.filter(|u| usable(u))) else {
         let error = "the client, its realm or its back-channel logout URL is gone".to_string();
         return record(state, id, LogoutDeliveryCommand::Abandon { target, error }, meta).await;
@@ -140,13 +158,14 @@ fn usable(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
-async fn record(state: &AppState, id: &str, cmd: LogoutDeliveryCommand, meta: Metadata) -> Option<u64> {
+async fn record(state: &AppState, id: &str, cmd: LogoutDeliveryCommand, meta: Metadata) -> Attempt {
     match state.hosts.execute::<LogoutDelivery>(id, cmd, meta).await {
-        Ok(done) => Some(done.position),
+        Ok(done) if done.events == 0 => Attempt::Stale,
+        Ok(done) => Attempt::Recorded(done.position),
         Err(e) => {
             // Not recorded: the delivery stays owed and is tried again on a later tick.
             tracing::error!(error = %e, delivery = id, "back-channel logout outcome cannot be recorded");
-            None
+            Attempt::NotRecorded
         }
     }
 }

@@ -12,7 +12,7 @@ use actix_web::HttpRequest;
 pub const SSO: &str = "ANNALS_SESSION";
 pub const BINDING: &str = "ANNALS_AUTH";
 /// The OP browser state (Session Management 1.0 §3): readable by the check-session iframe's
-/// script, so not HttpOnly; a MAC of the session, so it reveals nothing and rides nothing.
+/// script, so not HttpOnly; a hash of the session id, so it rides nothing.
 pub const BROWSER_STATE: &str = "ANNALS_SESSION_STATE";
 
 fn mac(keys: &ServerKeys, purpose: &str, parts: &[&str]) -> String {
@@ -67,9 +67,12 @@ pub fn csrf_ok(keys: &ServerKeys, req: &HttpRequest, realm: &str, subject: &str,
     same(token, &csrf(keys, binding.value(), realm, subject))
 }
 
-/// The browser state of a session: changes with every login and is gone after logout.
-pub fn browser_state(keys: &ServerKeys, realm: &str, session_id: &str) -> String {
-    mac(keys, "opbs", &[realm, session_id])[..32].to_string()
+/// The browser state of a session: changes with every login and is gone after logout. It is
+/// the SHA-256 of the session id, so keycloak-js, which posts the ID token's `sid` to the
+/// iframe, can be answered too; the session id is no credential (the SSO cookie is MAC'd).
+pub fn browser_state(session_id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(session_id.as_bytes()))
 }
 
 /// The browser-state cookie. Relying parties frame the iframe from their own site, so over

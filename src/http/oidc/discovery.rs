@@ -45,7 +45,6 @@ pub async fn openid_configuration(state: web::Data<AppState>, name: web::Path<St
         "frontchannel_logout_session_supported": true,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
-        "backchannel_logout_supported": false,
     });
     // Readable from any origin (browser relying parties discover too); a short cache is safe
     // because nothing here changes without a deployment.

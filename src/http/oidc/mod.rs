@@ -58,6 +58,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource(format!("{oidc}/login-status-iframe.html")).route(web::get().to(check_session::iframe)),
             )
+            .service(
+                web::resource(format!("{oidc}/login-status-iframe.html/init"))
+                    .route(web::get().to(check_session::init)),
+            )
             .service(web::resource(format!("{oidc}/token")).app_data(form()).route(web::post().to(token::token)))
             .service(
                 web::resource(format!("{oidc}/logout"))
