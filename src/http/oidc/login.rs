@@ -16,11 +16,39 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use annals_events::session::SessionStarted;
 use annals_events::Actor;
+use annals_projections::realms::RealmView;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 pub struct Query {
     ar: String,
+}
+
+/// A login-actions form as posted: its realm, its authorization request and its fields, once
+/// the CSRF token shows it comes from the browser the form was shown to.
+fn posted(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    query: Option<web::Query<Query>>,
+    body: &[u8],
+) -> Result<(RealmView, String, BTreeMap<String, String>), Box<HttpResponse>> {
+    let Some(realm) = realm(state, name) else {
+        return Err(Box::new(state.pages.error(StatusCode::NOT_FOUND, "Annals", "Realm does not exist.")));
+    };
+    let bad = |m: &str| Box::new(state.pages.error(StatusCode::BAD_REQUEST, &display(&realm), m));
+    let Some(ar_id) = query.map(|q| q.into_inner().ar).filter(|a| uuid::Uuid::parse_str(a).is_ok()) else {
+        return Err(bad("Invalid request."));
+    };
+    let Ok(fields) = form(req, body) else { return Err(bad("Invalid request.")) };
+    let csrf = fields.get("csrf").map(String::as_str).unwrap_or("");
+    if !cookies::csrf_ok(&state.keys, req, &realm.name, &ar_id, csrf) {
+        return Err(bad(
+            "This page expired or was opened in another browser. Go back to the application and sign in again.",
+        ));
+    }
+    Ok((realm, ar_id, fields))
 }
 
 pub async fn authenticate(
@@ -30,21 +58,12 @@ pub async fn authenticate(
     query: Option<web::Query<Query>>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else {
-        return state.pages.error(StatusCode::NOT_FOUND, "Annals", "Realm does not exist.");
+    let (realm, ar_id, fields) = match posted(&state, &req, &name, query, &body) {
+        Ok(p) => p,
+        Err(res) => return *res,
     };
     let shown = display(&realm);
     let bad = |m: &str| state.pages.error(StatusCode::BAD_REQUEST, &shown, m);
-    let Some(ar_id) = query.map(|q| q.into_inner().ar).filter(|a| uuid::Uuid::parse_str(a).is_ok()) else {
-        return bad("Invalid request.");
-    };
-    let Ok(fields) = form(&req, &body) else { return bad("Invalid request.") };
-    let csrf = fields.get("csrf").map(String::as_str).unwrap_or("");
-    if !cookies::csrf_ok(&state.keys, &req, &realm.name, &ar_id, csrf) {
-        return bad(
-            "This login form expired or was opened in another browser. Go back to the application and sign in again.",
-        );
-    }
     let username = fields.get("username").map(String::as_str).unwrap_or("");
     let pw = fields.get("password").map(String::as_str).unwrap_or("");
     match super::brute_force::login(&state, &req, &realm, username, pw).await {
@@ -115,21 +134,11 @@ pub async fn consent(
     query: Option<web::Query<Query>>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else {
-        return state.pages.error(StatusCode::NOT_FOUND, "Annals", "Realm does not exist.");
+    let (realm, ar_id, fields) = match posted(&state, &req, &name, query, &body) {
+        Ok(p) => p,
+        Err(res) => return *res,
     };
-    let shown = display(&realm);
-    let bad = |m: &str| state.pages.error(StatusCode::BAD_REQUEST, &shown, m);
-    let Some(ar_id) = query.map(|q| q.into_inner().ar).filter(|a| uuid::Uuid::parse_str(a).is_ok()) else {
-        return bad("Invalid request.");
-    };
-    let Ok(fields) = form(&req, &body) else { return bad("Invalid request.") };
-    let csrf = fields.get("csrf").map(String::as_str).unwrap_or("");
-    if !cookies::csrf_ok(&state.keys, &req, &realm.name, &ar_id, csrf) {
-        return bad(
-            "This page expired or was opened in another browser. Go back to the application and sign in again.",
-        );
-    }
+    let bad = |m: &str| state.pages.error(StatusCode::BAD_REQUEST, &display(&realm), m);
     let accept = match fields.get("decision").map(String::as_str) {
         Some("accept") => true,
         Some("deny") => false,
