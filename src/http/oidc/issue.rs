@@ -17,9 +17,12 @@ pub fn refresh_key(state: &AppState, realm: &RealmView) -> [u8; 64] {
     state.keys.derive(&format!("refresh-token\n{}", realm.id))
 }
 
-/// A new token id (`jti`).
+/// A new token id (`jti`). Time-ordered (UUIDv7): a client-credentials grant's stream is
+/// named by its token id, and ids that grow with time land at the end of the log's stream
+/// index instead of on a random page each (a random id dirtied one index page per token,
+/// written to the WAL and synced with every batch). The time it reveals is the token's `iat`.
 pub fn token_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// The user a token is about, with their effective roles; a user deleted or disabled since
