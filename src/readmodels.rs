@@ -66,9 +66,12 @@ pub async fn catch_up(
         if let Some(i) = beyond {
             page.truncate(i);
         }
-        // `until` ends a commit, so a page cut there ends whole.
+        // `until` ends a commit, so a page cut there ends whole. A short page that stops
+        // before `until` came from the writer's memory and ends where another writer's commit
+        // begins: whole too, and the rest is read next.
         let full = beyond.is_none() && page.len() == PAGE;
-        if let (true, Some(last)) = (full, page.last()) {
+        let short = beyond.is_none() && page.last().is_some_and(|l| l.position < until);
+        if let (true, Some(last)) = (full || short, page.last()) {
             next = Some(read(last.position));
         }
         carry.extend(page);

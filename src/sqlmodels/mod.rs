@@ -149,7 +149,7 @@ pub async fn catch_up(store: &SharedStore) -> Result<u64, SqlModelError> {
 /// [`catch_up`], reporting the checkpoint after each page.
 pub async fn catch_up_with(store: &SharedStore, progress: impl FnMut(u64)) -> Result<u64, SqlModelError> {
     let at = checkpoint(&store.pool()).await?;
-    Ok(catch_up_from(store, at, at, progress).await?.0)
+    Ok(catch_up_from(store, at, at, None, progress).await?.0)
 }
 
 /// Events the stored checkpoint may trail the model by when none of them changes a row: pages
@@ -160,10 +160,15 @@ const CHECKPOINT_LAG: u64 = 50_000;
 
 /// Catches up from `at`, the position this node reached (`persisted` being the stored
 /// checkpoint it last saw); returns the position reached and the checkpoint stored.
+///
+/// `head`, where known, is a position the log has reached: a short page (what this node's
+/// writer still holds in memory ends where another writer's commit begins) is then followed
+/// by another read until the model reaches it. Unknown, reading goes on until a page is empty.
 pub async fn catch_up_from(
     store: &SharedStore,
     mut at: u64,
     mut persisted: u64,
+    head: Option<u64>,
     mut progress: impl FnMut(u64),
 ) -> Result<(u64, u64), SqlModelError> {
     let pool = store.pool();
@@ -189,7 +194,7 @@ pub async fn catch_up_from(
             persisted = at;
         }
         progress(at);
-        if !full && at >= last {
+        if !full && at >= last && head.is_some_and(|h| at >= h) {
             return Ok((at, persisted));
         }
     }
@@ -252,11 +257,11 @@ impl SqlModels {
             // write-ahead log, and recovery keeps a prefix of it: no row outlives its event.
             // Where this node is, and the checkpoint it last stored (see `CHECKPOINT_LAG`).
             let reached = Arc::new(std::sync::Mutex::new((at, at)));
-            let catch = |_until| {
+            let catch = |head| {
                 let (store, reached) = (store.clone(), reached.clone());
                 async move {
                     let (from, persisted) = *reached.lock().unwrap_or_else(|p| p.into_inner());
-                    let (at, stored) = catch_up_from(&store, from, persisted, |_| {}).await?;
+                    let (at, stored) = catch_up_from(&store, from, persisted, Some(head), |_| {}).await?;
                     *reached.lock().unwrap_or_else(|p| p.into_inner()) = (at, stored);
                     Ok::<u64, SqlModelError>(at)
                 }

@@ -8,6 +8,7 @@ mod pg_config;
 mod pg_writer;
 mod plan;
 pub mod postgres;
+mod recent;
 mod rows;
 pub mod sqlite;
 mod sqlite_writer;

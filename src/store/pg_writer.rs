@@ -7,10 +7,10 @@
 //! then the insert and COMMIT. The facts still read a snapshot taken after the lock is
 //! granted: they are a statement of their own, which PostgreSQL starts only once the lock
 //! statement has finished. Readers keep sqlx.
-use super::plan::{self, FactRow, Facts, Outcome};
+use super::plan::{self, FactRow, Facts};
 use super::postgres::{APPEND_LOCK, FLUSHING_MESSAGE, NOTIFY_CHANNEL, SYNCHRONOUS};
 use super::rows::EVENT_COLUMNS;
-use super::writer::{Backend, Flush};
+use super::writer::{Backend, Batch, Flush};
 use super::{StoreError, StreamAppend};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -94,11 +94,7 @@ async fn open(config: &tokio_postgres::Config) -> Result<Conn, StoreError> {
 }
 
 impl Conn {
-    async fn commit_in_tx(
-        &self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+    async fn commit_in_tx(&self, requests: &[&[StreamAppend]], now: DateTime<Utc>) -> Result<Batch, StoreError> {
         let ids: Vec<uuid::Uuid> =
             requests.iter().flat_map(|r| r.iter()).flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
         let streams: HashSet<(&str, &str)> =
@@ -133,7 +129,7 @@ impl Conn {
         let new_head = rows.last().map_or(seen, |r| r.position);
         if rows.is_empty() {
             self.client.batch_execute("COMMIT").await.map_err(pg)?;
-            return Ok((outcomes, new_head));
+            return Ok(Batch { outcomes, head: new_head, rows });
         }
         // One statement for the whole batch (arrays unnest into rows, no bind-count limit), sent
         // with COMMIT. If the insert fails, PostgreSQL answers that COMMIT with a rollback.
@@ -165,17 +161,13 @@ impl Conn {
         ];
         tokio::try_join!(biased; self.client.execute(&self.insert, &params), self.client.batch_execute("COMMIT"))
             .map_err(pg)?;
-        Ok((outcomes, new_head))
+        Ok(Batch { outcomes, head: new_head, rows })
     }
 }
 
 #[async_trait]
 impl Backend for PgWriter {
-    async fn commit(
-        &mut self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+    async fn commit(&mut self, requests: &[&[StreamAppend]], now: DateTime<Utc>) -> Result<Batch, StoreError> {
         if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             self.conn = None;
             self.conn = Some(open(&self.config).await?);

@@ -137,6 +137,15 @@ impl EventStore for PgStore {
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
+    async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Folds take what this node just committed from memory; verification, tails and sinks
+        // (`read_all`) always read the database.
+        if let Some(events) = self.writer.recent_after(after_position, limit) {
+            return Ok(events);
+        }
+        self.read_all(after_position, limit).await
+    }
+
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
         let rows = sqlx::query(&sql)

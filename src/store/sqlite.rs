@@ -392,6 +392,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Folds take what this node just committed from memory; verification, tails and sinks
+        // (`read_all`) always read the database.
+        if let Some(events) = self.writer.recent_after(after_position, limit) {
+            return Ok(events);
+        }
         self.read_page(after_position, limit, &FOLD_FIELDS).await
     }
 

@@ -5,9 +5,9 @@
 //! statements of a batch (BEGIN, facts, insert, COMMIT) then cost four thread round trips,
 //! ~45 µs each, a quarter of a batch. The writer thread exists to block on exactly this work,
 //! so it talks to SQLite directly. Readers keep sqlx.
-use super::plan::{self, FactRow, Facts, Outcome};
+use super::plan::{self, FactRow, Facts};
 use super::rows::EVENT_COLUMNS;
-use super::writer::{Backend, Flush};
+use super::writer::{Backend, Batch, Flush};
 use super::StoreError;
 use super::StreamAppend;
 use async_trait::async_trait;
@@ -71,11 +71,7 @@ impl SqliteWriter {
         }
     }
 
-    fn commit_in_tx(
-        &mut self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+    fn commit_in_tx(&mut self, requests: &[&[StreamAppend]], now: DateTime<Utc>) -> Result<Batch, StoreError> {
         // One statement for every fact the plan needs: the head, the batch's event ids that
         // already exist (idempotent retries), and the current version of each stream (a MAX with
         // equality on the whole index prefix: one index entry read, however long the stream). The
@@ -148,7 +144,7 @@ impl SqliteWriter {
                 ])
                 .map_err(db)?;
         }
-        Ok((outcomes, new_head))
+        Ok(Batch { outcomes, head: new_head, rows })
     }
 }
 
@@ -213,11 +209,7 @@ impl Backend for SqliteWriter {
         Ok(Some(Box::new(WalFlush { path, wal, identity })))
     }
 
-    async fn commit(
-        &mut self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+    async fn commit(&mut self, requests: &[&[StreamAppend]], now: DateTime<Utc>) -> Result<Batch, StoreError> {
         // Blocking calls, on purpose: this runs on the writer's dedicated thread.
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             // Busy past the timeout, or a connection that no longer works: a fresh one costs
@@ -284,8 +276,8 @@ mod tests {
         let err = w.commit(&[std::slice::from_ref(&good), std::slice::from_ref(&bad)], Utc::now()).await.unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
         assert_eq!(count(&path), 0, "the batch's first event was rolled back with the failing one");
-        let (outcomes, head) = w.commit(&[std::slice::from_ref(&good)], Utc::now()).await.unwrap();
-        assert_eq!((outcomes.len(), head), (1, 1));
+        let done = w.commit(&[std::slice::from_ref(&good)], Utc::now()).await.unwrap();
+        assert_eq!((done.outcomes.len(), done.head, done.rows.len()), (1, 1, 1));
         assert_eq!(count(&path), 1);
     }
 
@@ -298,9 +290,9 @@ mod tests {
         let err = w.commit(&[std::slice::from_ref(&a)], Utc::now()).await.unwrap_err();
         assert!(matches!(err, StoreError::Engine(_)), "{err}");
         rogue.execute_batch("ROLLBACK").unwrap();
-        let (outcomes, head) = w.commit(&[std::slice::from_ref(&a)], Utc::now()).await.unwrap();
-        assert!(outcomes[0].is_ok());
-        assert_eq!(head, 1);
+        let done = w.commit(&[std::slice::from_ref(&a)], Utc::now()).await.unwrap();
+        assert!(done.outcomes[0].is_ok());
+        assert_eq!(done.head, 1);
     }
 
     /// The real SQLite writer, with its flush replaced by one the test opens or fails.
@@ -326,11 +318,7 @@ mod tests {
 
     #[async_trait]
     impl Backend for Gated {
-        async fn commit(
-            &mut self,
-            requests: &[&[StreamAppend]],
-            now: DateTime<Utc>,
-        ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        async fn commit(&mut self, requests: &[&[StreamAppend]], now: DateTime<Utc>) -> Result<Batch, StoreError> {
             self.inner.commit(requests, now).await
         }
         fn flusher(&mut self) -> Result<Option<Box<dyn Flush>>, StoreError> {

@@ -2,8 +2,10 @@
 //! transaction, and answers each caller. One writer per process also means positions are
 //! handed out by one party at a time (PostgreSQL adds an advisory lock across nodes).
 use super::plan::Outcome;
+use super::recent::Recent;
 use super::{Appended, StoreError, StreamAppend};
 use crate::metrics;
+use annals_events::RecordedEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +18,22 @@ const MAX_BATCH_EVENTS: usize = 4096;
 /// Appends waiting for the writer; a full queue makes callers wait (back-pressure).
 const QUEUE: usize = 16 * 1024;
 
+/// What one committed transaction did.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Each request's outcome, in request order.
+    pub outcomes: Vec<Outcome>,
+    /// The head position after the commit (the one seen, if nothing was written).
+    pub head: u64,
+    /// The rows written, in position order (for the window of recent events).
+    pub rows: Vec<RecordedEvent>,
+}
+
 /// A database that can commit one planned batch atomically.
 #[async_trait]
 pub(crate) trait Backend: Send + 'static {
     /// Commits what it can of `requests` in one transaction. `Err` means nothing committed.
-    /// Returns each request's outcome and the new head position.
-    async fn commit(
-        &mut self,
-        requests: &[&[StreamAppend]],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Outcome>, u64), StoreError>;
+    async fn commit(&mut self, requests: &[&[StreamAppend]], now: DateTime<Utc>) -> Result<Batch, StoreError>;
 
     /// For a backend whose COMMIT returns before the disk has the batch: the flush that makes
     /// every commit so far durable. The writer then acknowledges a batch only after a flush
@@ -151,6 +159,8 @@ async fn flush_loop(mut flusher: Box<dyn Flush>, mut rx: mpsc::Receiver<Committe
 
 pub(crate) struct Writer {
     queue: mpsc::Sender<Pending>,
+    /// The events committed last, for read models following the log.
+    recent: Arc<Recent>,
     stop: Arc<Notify>,
     /// Set once the log's durability is in doubt (a failed fsync, a flusher gone).
     failed: Arc<AtomicBool>,
@@ -178,6 +188,8 @@ impl Writer {
         let stop2 = stop.clone();
         let failed = Arc::new(AtomicBool::new(false));
         let failed2 = failed.clone();
+        let recent = Arc::new(Recent::default());
+        let recent2 = recent.clone();
         std::thread::Builder::new()
             .name(format!("annals-{store}-writer"))
             .spawn(move || {
@@ -210,7 +222,7 @@ impl Writer {
                     match started.await {
                         Ok((backend, acks, thread)) => {
                             let _ = ready_tx.send(Ok(()));
-                            run(backend, rx, acks, stop2).await;
+                            run(backend, rx, acks, &recent2, stop2).await;
                             // Every committed batch is answered before the writer reports it
                             // has stopped.
                             if let Some(t) = thread {
@@ -226,7 +238,7 @@ impl Writer {
             })
             .map_err(|e| StoreError::Invalid(format!("writer thread: {e}")))?;
         ready_rx.await.map_err(|_| StoreError::Closed)??;
-        Ok(Writer { queue, stop, failed, done: Mutex::new(Some(done)) })
+        Ok(Writer { queue, recent, stop, failed, done: Mutex::new(Some(done)) })
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
@@ -244,6 +256,12 @@ impl Writer {
         out
     }
 
+    /// Events from `after + 1` on that this writer committed last, if it still holds
+    /// `after + 1` (see `recent.rs`); `None` sends the reader to the database.
+    pub fn recent_after(&self, after: u64, limit: usize) -> Option<Vec<RecordedEvent>> {
+        self.recent.after(after, limit)
+    }
+
     /// Whether the writer has stopped accepting appends because the log's durability is in
     /// doubt; whatever else announces positions must stop too.
     pub fn failed(&self) -> Arc<AtomicBool> {
@@ -259,7 +277,13 @@ impl Writer {
     }
 }
 
-async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: Acks, stop: Arc<Notify>) {
+async fn run<B: Backend>(
+    mut backend: B,
+    mut rx: mpsc::Receiver<Pending>,
+    acks: Acks,
+    recent: &Recent,
+    stop: Arc<Notify>,
+) {
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
@@ -277,9 +301,10 @@ async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: 
         }
         let requests: Vec<&[StreamAppend]> = batch.iter().map(|p| p.appends.as_slice()).collect();
         match backend.commit(&requests, Utc::now()).await {
-            Ok((outcomes, new_head)) => {
-                let replies = batch.into_iter().map(|p| p.reply).zip(outcomes).collect();
-                acks.deliver(Committed { replies, new_head }).await;
+            Ok(done) => {
+                recent.push(done.rows);
+                let replies = batch.into_iter().map(|p| p.reply).zip(done.outcomes).collect();
+                acks.deliver(Committed { replies, new_head: done.head }).await;
             }
             Err(e) if batch.len() > 1 => {
                 // One request may have made the shared statement fail: retry each alone so
@@ -287,9 +312,10 @@ async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: 
                 tracing::warn!(error = %e, requests = batch.len(), "batch failed; retrying its requests one by one");
                 for p in batch {
                     match backend.commit(&[p.appends.as_slice()], Utc::now()).await {
-                        Ok((mut outcomes, new_head)) => {
-                            let o = outcomes.pop().unwrap_or(Err(StoreError::Closed));
-                            acks.deliver(Committed { replies: vec![(p.reply, o)], new_head }).await;
+                        Ok(mut done) => {
+                            recent.push(done.rows);
+                            let o = done.outcomes.pop().unwrap_or(Err(StoreError::Closed));
+                            acks.deliver(Committed { replies: vec![(p.reply, o)], new_head: done.head }).await;
                         }
                         Err(e) => {
                             let _ = p.reply.send(Err(e));

@@ -184,6 +184,37 @@ async fn payload_reads_match_full_reads(ctx: Ctx) {
     assert!(s.read_all_payloads(6, 10).await.unwrap().is_empty());
 }
 
+/// Folds read what this node committed last from memory, where a page may end early (at
+/// another writer's commit); commits of another node (another process on SQLite) in between
+/// must still reach the read models, in order and without a gap, without waiting for a later
+/// commit.
+async fn read_models_see_other_writers_commits(ctx: Ctx) {
+    let (a, b) = (&ctx.store, ctx.another_node().await);
+    a.append(append("a", 0, 2)).await.unwrap();
+    b.append(append("b", 0, 2)).await.unwrap();
+    a.append(append("a", 2, 2)).await.unwrap();
+    let stored: Vec<(u64, String)> =
+        a.read_all(0, 100).await.unwrap().into_iter().map(|e| (e.position, e.stream.id)).collect();
+    assert_eq!(stored.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    for after in [0, 1, 2, 3, 4, 5] {
+        // Paged as a fold pages: every page is a prefix of what the database holds.
+        let (mut at, mut folded) = (after, Vec::new());
+        while let Some(last) = {
+            let page = a.read_all_payloads(at, 100).await.unwrap();
+            folded.extend(page.iter().map(|e| (e.position, e.stream.id.clone())));
+            page.last().map(|e| e.position)
+        } {
+            at = last;
+        }
+        assert_eq!(folded, stored[after as usize..].to_vec(), "after {after}");
+    }
+    let dir = std::sync::RwLock::new(annals_projections::Directory::default());
+    assert_eq!(annals::readmodels::catch_up(a, &dir, 6, |_| {}).await.unwrap(), 6);
+    let (at, _) = annals::sqlmodels::catch_up_from(a, 0, 0, Some(6), |_| {}).await.unwrap();
+    assert_eq!(at, 6);
+    b.shutdown().await;
+}
+
 async fn snapshots_keep_the_latest(ctx: Ctx) {
     let s = &ctx.store;
     let st = user("a");
@@ -420,6 +451,7 @@ contract!(
     a_bad_request_fails_alone,
     streams_read_by_version_and_time,
     payload_reads_match_full_reads,
+    read_models_see_other_writers_commits,
     snapshots_keep_the_latest,
     concurrent_writers_commit_in_position_order,
     tampering_is_refused_or_detected,

@@ -204,13 +204,13 @@ async fn events_that_change_no_row_move_the_position_but_not_the_checkpoint(stor
         append(&store, StreamType::ClientGrant, &format!("g{i}"), vec![grant.into()]).await;
     }
     let pool = store.pool();
-    let (at, stored) = sqlmodels::catch_up_from(&store, 1, 1, |_| {}).await.unwrap();
+    let (at, stored) = sqlmodels::catch_up_from(&store, 1, 1, None, |_| {}).await.unwrap();
     assert_eq!((at, stored), (6, 1), "no write transaction for events that change nothing");
     assert_eq!(sqlmodels::checkpoint(&pool).await.unwrap(), 1);
     // A restart from the stored checkpoint reads them again, harmlessly.
     assert_eq!(sqlmodels::catch_up(&store).await.unwrap(), 6);
     append(&store, StreamType::User, "u2", vec![created("r", "second", None)]).await;
-    let (at, stored) = sqlmodels::catch_up_from(&store, 6, 1, |_| {}).await.unwrap();
+    let (at, stored) = sqlmodels::catch_up_from(&store, 6, 1, None, |_| {}).await.unwrap();
     assert_eq!((at, stored), (7, 7), "a change stores the checkpoint past everything read");
     assert_eq!(users::count(&pool, None).await.unwrap(), 2);
 }
