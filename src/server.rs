@@ -114,6 +114,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         subjects: Default::default(),
         login_gates: Default::default(),
         verified_tokens: Default::default(),
+        client_jwks: Default::default(),
     };
     let state_for_workers = state.clone();
     let server = HttpServer::new(move || {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub subjects: oidc::Subjects,
     pub login_gates: oidc::LoginGates,
     pub verified_tokens: oidc::VerifiedTokens,
+    /// Key sets of `private_key_jwt` clients registered by URL.
+    pub client_jwks: std::sync::Arc<crate::oidc::client_jwks::ClientJwks>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -3,8 +3,9 @@
 //! `client_secret_jwt` for `client-secret-jwt`.
 //!
 //! For `private_key_jwt` the client's public keys come from its Keycloak attributes: an
-//! inline JWKS (`jwks.string`) or a certificate (`jwt.credential.certificate`, base64 DER).
-//! Keys fetched from a URL (`jwks.url`) are not supported yet. For `client_secret_jwt` the
+//! inline JWKS (`jwks.string`) or a certificate (`jwt.credential.certificate`, base64 DER),
+//! or, where it registered `use.jwks.url`, only from the set the caller fetched from its
+//! `jwks.url` (`client_jwks.rs`). For `client_secret_jwt` the
 //! key is the client secret itself (HS256, HS384 or HS512), opened from its sealed copy.
 //! Which family an assertion may use follows from the client's registration alone, never
 //! from the assertion: an HMAC keyed with a public key would verify whatever its author signed.
@@ -77,16 +78,29 @@ fn jwk_key(jwk: &Value) -> Option<PKey<Public>> {
     }
 }
 
-/// The client's registered public keys.
-fn client_keys(client: &ClientView) -> Vec<ClientKey> {
+/// The keys of a JWK set that can be used at all.
+fn set_keys(jwks: &Value) -> Vec<ClientKey> {
+    let keys = jwks.get("keys").and_then(Value::as_array).into_iter().flatten();
+    keys.filter_map(|jwk| {
+        // Keys published for encryption only are not signing keys.
+        if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+            return None;
+        }
+        Some(ClientKey { kid: jwk.get("kid").and_then(Value::as_str).map(str::to_string), key: jwk_key(jwk)? })
+    })
+    .collect()
+}
+
+/// The client's registered public keys: the set fetched from its `jwks.url` where it
+/// registered one (`fetched`), else its inline set and certificate.
+fn client_keys(client: &ClientView, fetched: Option<&Value>) -> Vec<ClientKey> {
+    if let Some(jwks) = fetched {
+        return set_keys(jwks);
+    }
     let attrs = &client.settings.attributes;
     let mut out = Vec::new();
     if let Some(jwks) = attrs.get("jwks.string").and_then(|s| serde_json::from_str::<Value>(s).ok()) {
-        for jwk in jwks.get("keys").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(key) = jwk_key(jwk) {
-                out.push(ClientKey { kid: jwk.get("kid").and_then(Value::as_str).map(str::to_string), key });
-            }
-        }
+        out.extend(set_keys(&jwks));
     }
     if let Some(cert) = attrs.get("jwt.credential.certificate") {
         let der = STANDARD.decode(cert.split_whitespace().collect::<String>()).ok();
@@ -112,8 +126,9 @@ fn fits(alg: &str, key: &PKey<Public>) -> bool {
 
 /// The key an assertion must be signed with, by how the client registered.
 pub enum Key<'a> {
-    /// `private_key_jwt`: one of the client's registered public keys.
-    Public,
+    /// `private_key_jwt`: one of the client's registered public keys, from the set fetched
+    /// from its `jwks.url` where it registered one.
+    Public(Option<&'a Value>),
     /// `client_secret_jwt`: the client secret.
     Secret(&'a [u8]),
 }
@@ -152,13 +167,13 @@ pub fn verify(
     let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad("malformed client assertion"))?;
     let input = &assertion[..h.len() + 1 + p.len()];
     let signed = match key {
-        Key::Public => {
+        Key::Public(fetched) => {
             if !matches!(alg, "RS256" | "PS256" | "ES256" | "EdDSA") {
                 // `none` and the HMAC family are never accepted for public keys.
                 return Err(bad("client assertion algorithm not accepted"));
             }
             let kid = header.get("kid").and_then(Value::as_str);
-            let keys = client_keys(client);
+            let keys = client_keys(client, fetched);
             if keys.is_empty() {
                 return Err(bad("client has no registered public key"));
             }

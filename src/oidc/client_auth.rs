@@ -91,6 +91,8 @@ pub fn presented(authorization: Option<&str>, form: &BTreeMap<String, String>) -
 pub struct AssertionContext<'a> {
     pub audiences: &'a [String],
     pub now: i64,
+    /// The key set fetched from the client's `jwks.url`, where it registered one.
+    pub fetched_keys: Option<&'a serde_json::Value>,
 }
 
 /// Checks the presented credentials against the client (looked up by the caller). An
@@ -123,7 +125,7 @@ pub fn authenticate<'c>(
         (Method::Assertion(jwt), false) => {
             use super::assertion::{verify, Key};
             let verified = match client.settings.client_authenticator_type.as_str() {
-                "client-jwt" => verify(jwt, client, Key::Public, ctx.audiences, ctx.now)?,
+                "client-jwt" => verify(jwt, client, Key::Public(ctx.fetched_keys), ctx.audiences, ctx.now)?,
                 "client-secret-jwt" => {
                     // Only a secret stored sealed can key the HMAC; one imported as a digest
                     // alone must be rotated first.
@@ -163,7 +165,7 @@ mod tests {
     }
 
     fn ctx() -> AssertionContext<'static> {
-        AssertionContext { audiences: &[], now: 0 }
+        AssertionContext { audiences: &[], now: 0, fetched_keys: None }
     }
 
     fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

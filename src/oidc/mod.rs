@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
+pub mod client_jwks;
 pub mod error;
 pub mod login;
 pub mod redirect;

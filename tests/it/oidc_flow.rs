@@ -10,6 +10,7 @@ use reqwest::redirect::Policy;
 use serde_json::Value;
 use sha2::Digest;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -917,6 +918,122 @@ async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attack
     // A secret is not accepted from a client registered for assertions.
     let (status, _) = demo.post_as(("signed", "anything"), "token", &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 401);
+    demo.app.stop().await;
+}
+
+/// A P-256 key pair: its public half as a JWK named `kid`, its private half to sign with.
+fn ec_jwk(kid: &str) -> (Value, jsonwebtoken::EncodingKey) {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    let ec = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let (mut x, mut y) = (openssl::bn::BigNum::new().unwrap(), openssl::bn::BigNum::new().unwrap());
+    ec.public_key().affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx).unwrap();
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(x.to_vec_padded(32).unwrap()),
+        "y": URL_SAFE_NO_PAD.encode(y.to_vec_padded(32).unwrap()),
+    });
+    let pem = openssl::pkey::PKey::from_ec_key(ec).unwrap().private_key_to_pem_pkcs8().unwrap();
+    (jwk, jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap())
+}
+
+/// A client's key-set endpoint: serves whatever `set` holds (500 while it is empty) and
+/// counts the requests.
+async fn jwks_endpoint(
+    set: Arc<std::sync::Mutex<String>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(move || {
+        let (set, hits) = (set.clone(), hits.clone());
+        App::new().route(
+            "/jwks",
+            web::get().to(move || {
+                let (set, hits) = (set.clone(), hits.clone());
+                async move {
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = set.lock().unwrap().clone();
+                    match body.is_empty() {
+                        true => HttpResponse::InternalServerError().finish(),
+                        false => HttpResponse::Ok().content_type("application/json").body(body),
+                    }
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    (format!("http://{addr}/jwks"), handle)
+}
+
+#[actix_rt::test]
+async fn private_key_jwt_keys_come_from_the_clients_jwks_url_and_follow_its_rotation() {
+    use jsonwebtoken::{encode, Algorithm, Header};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (set, hits) = (Arc::new(std::sync::Mutex::new(String::new())), Arc::new(AtomicUsize::new(0)));
+    let (url, endpoint) = jwks_endpoint(set.clone(), hits.clone()).await;
+    let demo = Demo::start_with(|r| {
+        r["clients"].as_array_mut().unwrap().push(serde_json::json!({
+            "clientId": "by-url",
+            "clientAuthenticatorType": "client-jwt",
+            "serviceAccountsEnabled": true,
+            "standardFlowEnabled": false,
+            "attributes": { "use.jwks.url": "true", "jwks.url": url }
+        }));
+    })
+    .await;
+    let token_url = demo.url("token");
+    let now = chrono::Utc::now().timestamp();
+    let assertion = |kid: &str, key: &jsonwebtoken::EncodingKey, jti: &str| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        let claims = serde_json::json!({"iss": "by-url", "sub": "by-url", "aud": token_url, "exp": now + 60, "iat": now, "jti": jti});
+        encode(&h, &claims, key).unwrap()
+    };
+    let post = |jwt: String| {
+        let res = demo
+            .http
+            .post(demo.url("token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", jwt.as_str()),
+            ])
+            .send();
+        async move { res.await.unwrap().status().as_u16() }
+    };
+    let (k1, key1) = ec_jwk("k1");
+    let (k2, key2) = ec_jwk("k2");
+    let (_, impostor) = ec_jwk("k1");
+
+    // The endpoint fails: nobody can authenticate, and the error is the client's.
+    assert_eq!(post(assertion("k1", &key1, "a0")).await, 401);
+    *set.lock().unwrap() = serde_json::json!({"keys": [k1]}).to_string();
+    // Within the refetch gap the failed fetch is not repeated for every assertion.
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    assert_eq!(post(assertion("k1", &key1, "a1")).await, 200);
+    assert_eq!(post(assertion("k1", &key1, "a2")).await, 200);
+    assert_eq!(post(assertion("k1", &impostor, "a3")).await, 401, "a key the set does not hold");
+    let fetched = hits.load(Ordering::SeqCst);
+    assert_eq!(fetched, 2, "one failed fetch, then one kept for every assertion");
+
+    // The client rotates to k2: an assertion naming the new kid fetches the set again (once
+    // the refetch gap has passed), and k1 no longer verifies.
+    *set.lock().unwrap() = serde_json::json!({"keys": [k2]}).to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    assert_eq!(post(assertion("k2", &key2, "b1")).await, 200);
+    assert_eq!(post(assertion("k1", &key1, "b2")).await, 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // A made-up kid right after does not make the server fetch again.
+    assert_eq!(post(assertion("nope", &key2, "b3")).await, 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    endpoint.stop(true).await;
     demo.app.stop().await;
 }
 

@@ -53,9 +53,31 @@ pub async fn authenticated_client(
     // both); introspection and revocation take the same assertions.
     let iss = issuer(&state.base_url, &realm.name);
     let audiences = [format!("{iss}/protocol/openid-connect/token"), iss];
-    let ctx = client_auth::AssertionContext { audiences: &audiences, now: state.clock.now().timestamp() };
     // Copied out first: checking an assertion's signature must not hold the read models.
     let client = state.read_models.read().clients.by_client_id(&realm.id, &presented.client_id).cloned();
+    let fetched = match (&presented.method, client.as_ref()) {
+        (client_auth::Method::Assertion(jwt), Some(c)) if c.settings.client_authenticator_type == "client-jwt" => {
+            match crate::oidc::client_jwks::url(&c.settings.attributes) {
+                Some(url) => {
+                    let kid = crate::oidc::client_jwks::assertion_kid(jwt);
+                    match state.client_jwks.keys(url, kid.as_deref()).await {
+                        Ok(keys) => Some(keys),
+                        Err(e) => {
+                            tracing::warn!(client = %c.client_id, error = %e, "client assertion cannot be checked");
+                            return Err(OAuthError::invalid_client("Client keys cannot be retrieved"));
+                        }
+                    }
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let ctx = client_auth::AssertionContext {
+        audiences: &audiences,
+        now: state.clock.now().timestamp(),
+        fetched_keys: fetched.as_ref(),
+    };
     let (client, assertion) = client_auth::authenticate(&presented, client.as_ref(), &state.keys, &ctx)?;
     let client = client.clone();
     if let Some(a) = assertion {
