@@ -23,6 +23,15 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// A client-credentials request authenticated by a client assertion (RFC 7523 §2.2).
+    pub fn assertion_grant(&self, jwt: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url("token")).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", jwt),
+        ])
+    }
+
     pub async fn start() -> Demo {
         Demo::start_with(|_| {}).await
     }
@@ -834,20 +843,8 @@ async fn a_role_change_or_a_disabled_account_shows_in_the_next_token() {
 #[actix_rt::test]
 async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attacks() {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
     // The client's key pair: its public half registered as Keycloak's `jwks.string`.
-    let ec = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap();
-    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
-    let (mut x, mut y) = (openssl::bn::BigNum::new().unwrap(), openssl::bn::BigNum::new().unwrap());
-    ec.public_key().affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx).unwrap();
-    let jwk = serde_json::json!({
-        "kty": "EC", "crv": "P-256", "kid": "k1",
-        "x": URL_SAFE_NO_PAD.encode(x.to_vec_padded(32).unwrap()),
-        "y": URL_SAFE_NO_PAD.encode(y.to_vec_padded(32).unwrap()),
-    });
-    let pem = PKey::from_ec_key(ec).unwrap().private_key_to_pem_pkcs8().unwrap();
+    let (jwk, key) = ec_jwk("k1");
     let demo = Demo::start_with(|r| {
         r["clients"].as_array_mut().unwrap().push(serde_json::json!({
             "clientId": "signed",
@@ -865,18 +862,8 @@ async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attack
         h.kid = Some("k1".into());
         encode(&h, &claims, key).unwrap()
     };
-    let key = EncodingKey::from_ec_pem(&pem).unwrap();
     let good = |jti: &str| serde_json::json!({"iss": "signed", "sub": "signed", "aud": token_url, "exp": now + 60, "iat": now, "jti": jti});
-    let post = |jwt: String| {
-        demo.http
-            .post(demo.url("token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", jwt.as_str()),
-            ])
-            .send()
-    };
+    let post = |jwt: String| demo.assertion_grant(&jwt).send();
     let res = post(assertion(good("a1"), Algorithm::ES256, &key)).await.unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let res = post(assertion(good("a1"), Algorithm::ES256, &key)).await.unwrap();
@@ -905,9 +892,7 @@ async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attack
     let unsigned =
         format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(good("b7").to_string()));
     cases.push(("none", unsigned));
-    let other = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap();
-    let other =
-        EncodingKey::from_ec_pem(&PKey::from_ec_key(other).unwrap().private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let (_, other) = ec_jwk("k1");
     cases.push(("impostor", assertion(good("b8"), Algorithm::ES256, &other)));
     for (what, jwt) in cases {
         let res = post(jwt).await.unwrap();
@@ -997,15 +982,7 @@ async fn private_key_jwt_keys_come_from_the_clients_jwks_url_and_follow_its_rota
         encode(&h, &claims, key).unwrap()
     };
     let post = |jwt: String| {
-        let res = demo
-            .http
-            .post(demo.url("token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", jwt.as_str()),
-            ])
-            .send();
+        let res = demo.assertion_grant(&jwt).send();
         async move { res.await.unwrap().status().as_u16() }
     };
     let (k1, key1) = ec_jwk("k1");
@@ -1066,16 +1043,7 @@ async fn client_secret_jwt_authenticates_with_the_secret_as_hmac_key_and_refuses
         encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
     };
     let good = |jti: &str| serde_json::json!({"iss": "hmac", "sub": "hmac", "aud": token_url, "exp": now + 60, "iat": now, "jti": jti});
-    let post = |jwt: String| {
-        demo.http
-            .post(demo.url("token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", jwt.as_str()),
-            ])
-            .send()
-    };
+    let post = |jwt: String| demo.assertion_grant(&jwt).send();
     for (jti, alg) in [("h1", Algorithm::HS256), ("h2", Algorithm::HS384), ("h3", Algorithm::HS512)] {
         let res = post(sign(good(jti), alg, secret.as_bytes())).await.unwrap();
         assert_eq!(res.status(), 200, "{alg:?}: {}", res.text().await.unwrap());
@@ -1109,17 +1077,7 @@ async fn client_secret_jwt_authenticates_with_the_secret_as_hmac_key_and_refuses
     let mut c = good("x6");
     c["iss"] = "svc".into();
     c["sub"] = "svc".into();
-    let res = demo
-        .http
-        .post(demo.url("token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-            ("client_assertion", sign(c, Algorithm::HS256, b"svc-secret-0123456789").as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = demo.assertion_grant(&sign(c, Algorithm::HS256, b"svc-secret-0123456789")).send().await.unwrap();
     assert_eq!(res.status(), 401);
     // A 34-byte secret keys HS256 but not HS384 (too short), and this client registered
     // HS256 alone anyway.
