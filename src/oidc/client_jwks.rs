@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 const FRESH: Duration = Duration::from_secs(300);
 /// The shortest time between two fetches of one URL.
 const REFETCH_GAP: Duration = Duration::from_secs(10);
+/// The oldest set used when fetching fails: a key the client withdrew must not stay valid
+/// for as long as someone can keep its endpoint from answering.
+const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 /// A key set larger than this is refused (a JWKS of a few keys is a few kilobytes).
 const MAX_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,10 +28,11 @@ pub enum JwksError {
 }
 
 struct Kept {
-    /// The last set fetched, if any fetch succeeded.
-    keys: Option<Value>,
-    /// When the URL was last asked, successfully or not: failed fetches are rate-limited too.
-    asked: Instant,
+    /// The last set fetched, if any fetch succeeded, and when.
+    keys: Option<(Value, Instant)>,
+    /// When the URL was last asked, successfully or not, set before the request goes out:
+    /// concurrent and failed fetches are rate-limited too.
+    asked: Option<Instant>,
 }
 
 /// The key sets fetched so far, by URL.
@@ -49,70 +53,78 @@ impl Default for ClientJwks {
     }
 }
 
-/// The URL a client's keys come from, when it registered one.
+/// The URL a client's keys come from, when it registered `use.jwks.url` (empty if it named
+/// none: then, as in Keycloak, it has no key at all, not its inline set or certificate).
 pub fn url(attributes: &BTreeMap<String, String>) -> Option<&str> {
     let on = attributes.get("use.jwks.url").is_some_and(|v| v == "true");
-    attributes.get("jwks.url").map(String::as_str).filter(|u| on && !u.trim().is_empty())
+    on.then(|| attributes.get("jwks.url").map_or("", |u| u.trim()))
 }
 
-/// The `kid` an assertion's header names, if it is a JWS whose header says.
-pub fn assertion_kid(jwt: &str) -> Option<String> {
+/// An assertion's JOSE header, if it is a three-part JWS whose header is a JSON object:
+/// nothing else is worth fetching keys for.
+pub fn assertion_header(jwt: &str) -> Option<Value> {
     use base64::Engine;
-    let header = jwt.split('.').next().filter(|h| h.len() <= 4096)?;
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
-    let header: Value = serde_json::from_slice(&header).ok()?;
-    header.get("kid").and_then(Value::as_str).map(str::to_string)
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    if h.len() > 4096 {
+        return None;
+    }
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok()?;
+    serde_json::from_slice::<Value>(&header).ok().filter(Value::is_object)
 }
 
+/// Whether a set can verify an assertion naming `kid`: it lists that kid, or holds a key
+/// without one (which any assertion may use).
 fn has_kid(keys: &Value, kid: &str) -> bool {
-    keys.get("keys")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+    let all = keys.get("keys").and_then(Value::as_array).into_iter().flatten();
+    all.into_iter().any(|k| k.get("kid").is_none_or(|k| k.as_str() == Some(kid)))
 }
 
 impl ClientJwks {
     /// The key set at `url`, as a JWKS document (`{"keys": [...]}`), fetched again when the
-    /// kept one is stale or lacks `kid`. A fetch that fails falls back to the kept set.
+    /// kept one is stale or lacks `kid`. A fetch that fails falls back to the kept set (for
+    /// at most a day after it was fetched).
     pub async fn keys(&self, url: &str, kid: Option<&str>) -> Result<Value, JwksError> {
         let now = Instant::now();
-        let unavailable = || JwksError::Fetch { url: url.to_string(), reason: "the last fetch failed".into() };
-        let (keys, age) = {
-            let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            match kept.get(url) {
-                Some(k) => (k.keys.clone(), Some(now.duration_since(k.asked))),
-                None => (None, None),
+        let unavailable = || JwksError::Fetch { url: url.to_string(), reason: "no key set could be fetched".into() };
+        // Decided under the lock, and the attempt recorded before the request goes out: of
+        // many concurrent requests naming an unknown kid, one fetches.
+        let usable = {
+            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = kept.entry(url.to_string()).or_insert(Kept { keys: None, asked: None });
+            let age = |at: Instant| now.saturating_duration_since(at);
+            let usable = entry.keys.as_ref().filter(|(_, at)| age(*at) < MAX_STALE).map(|(k, _)| k.clone());
+            let fresh =
+                entry.keys.as_ref().is_some_and(|(k, at)| age(*at) < FRESH && kid.is_none_or(|kid| has_kid(k, kid)));
+            if fresh || entry.asked.is_some_and(|at| age(at) < REFETCH_GAP) {
+                return usable.ok_or_else(unavailable);
             }
+            entry.asked = Some(now);
+            usable
         };
-        if let Some(age) = age {
-            let covers = keys.as_ref().is_some_and(|k| kid.is_none_or(|kid| has_kid(k, kid)));
-            if (age < FRESH && covers) || age < REFETCH_GAP {
-                return keys.ok_or_else(unavailable);
-            }
-        }
-        let fetched = self.fetch(url).await;
-        let mut all = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        match fetched {
+        match self.fetch(url).await {
             Ok(fresh) => {
-                all.insert(url.to_string(), Kept { keys: Some(fresh.clone()), asked: now });
+                let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+                kept.insert(url.to_string(), Kept { keys: Some((fresh.clone(), now)), asked: Some(now) });
                 Ok(fresh)
             }
-            Err(e) => {
-                all.insert(url.to_string(), Kept { keys: keys.clone(), asked: now });
-                match keys {
-                    Some(keys) => {
-                        tracing::warn!(error = %e, "using the client's key set fetched before");
-                        Ok(keys)
-                    }
-                    None => Err(e),
+            Err(e) => match usable {
+                Some(keys) => {
+                    tracing::warn!(error = %e, "using the client's key set fetched before");
+                    Ok(keys)
                 }
-            }
+                None => Err(e),
+            },
         }
     }
 
     async fn fetch(&self, url: &str) -> Result<Value, JwksError> {
         let fail = |reason: String| JwksError::Fetch { url: url.to_string(), reason };
+        if url.is_empty() {
+            return Err(fail("the client registered no URL".into()));
+        }
         let mut res = self.http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
         if !res.status().is_success() {
             return Err(fail(format!("HTTP {}", res.status())));
@@ -142,24 +154,28 @@ mod tests {
         assert_eq!(url(&attrs(&[("use.jwks.url", "true"), ("jwks.url", "https://rp/jwks")])), Some("https://rp/jwks"));
         assert_eq!(url(&attrs(&[("use.jwks.url", "false"), ("jwks.url", "https://rp/jwks")])), None);
         assert_eq!(url(&attrs(&[("jwks.url", "https://rp/jwks")])), None);
-        assert_eq!(url(&attrs(&[("use.jwks.url", "true"), ("jwks.url", " ")])), None);
+        assert_eq!(url(&attrs(&[("use.jwks.url", "true"), ("jwks.url", " ")])), Some(""), "no key, not another");
+        assert_eq!(url(&attrs(&[("use.jwks.url", "true")])), Some(""));
     }
 
     #[test]
-    fn given_assertions_when_their_kid_is_read_then_only_a_well_formed_header_gives_one() {
+    fn given_assertions_when_their_header_is_read_then_only_a_three_part_jws_with_an_object_has_one() {
         use base64::Engine;
         let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        assert_eq!(assertion_kid(&format!("{}.e30.sig", enc(r#"{"alg":"ES256","kid":"k1"}"#))), Some("k1".into()));
-        assert_eq!(assertion_kid(&format!("{}.e30.sig", enc(r#"{"alg":"ES256"}"#))), None);
-        assert_eq!(assertion_kid("not a jwt"), None);
-        assert_eq!(assertion_kid(&format!("{}.e30.sig", enc(r#"{"kid":7}"#))), None);
+        let h = assertion_header(&format!("{}.e30.sig", enc(r#"{"alg":"ES256","kid":"k1"}"#))).unwrap();
+        assert_eq!(h["kid"], "k1");
+        assert!(assertion_header("not a jwt").is_none());
+        assert!(assertion_header(&format!("{}.e30", enc(r#"{"alg":"ES256"}"#))).is_none());
+        assert!(assertion_header(&format!("{}.e30.sig", enc("7"))).is_none());
     }
 
     #[test]
     fn given_a_key_set_when_asked_for_a_kid_then_only_a_listed_kid_is_found() {
-        let keys = serde_json::json!({"keys": [{"kid": "a"}, {"kty": "EC"}]});
+        let keys = serde_json::json!({"keys": [{"kid": "a"}, {"kid": "b"}]});
         assert!(has_kid(&keys, "a"));
-        assert!(!has_kid(&keys, "b"));
+        assert!(!has_kid(&keys, "c"));
         assert!(!has_kid(&serde_json::json!({}), "a"));
+        // A key without a kid may verify any assertion: no refetch for it.
+        assert!(has_kid(&serde_json::json!({"keys": [{"kty": "EC"}]}), "c"));
     }
 }

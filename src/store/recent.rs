@@ -9,11 +9,14 @@
 //!
 //! Only a contiguous run of positions is ever served: commits of another node (PostgreSQL)
 //! or another process (SQLite) are not here, so a position missing from the window sends the
-//! reader to the database, which is the authority. Rows enter only after their COMMIT
-//! succeeded, so nothing here can be absent from the database; whether a row is durable yet
-//! is the reader's `until` to decide, as with rows read from the database.
+//! reader to the database, which is the authority. Rows enter after their COMMIT succeeded
+//! but are served only once this writer's flush has made them durable: a PostgreSQL commit
+//! is asynchronous, and one that a crash of the database then took back (its positions
+//! reused by another node) must never reach a read model. Any failed commit or flush empties
+//! the window, as does a batch whose positions do not follow it.
 use annals_events::RecordedEvent;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// How many events the window holds. A read model more than this far behind (a rebuild, a
@@ -23,6 +26,8 @@ pub(crate) const WINDOW: usize = 4096;
 #[derive(Debug, Default)]
 pub(crate) struct Recent {
     rows: Mutex<VecDeque<RecordedEvent>>,
+    /// The last position this writer's flushes have made durable.
+    durable: AtomicU64,
 }
 
 impl Recent {
@@ -42,25 +47,36 @@ impl Recent {
         rows.drain(..excess);
     }
 
-    /// The events from `after + 1` on, at most `limit`, if the window holds `after + 1`: a run
-    /// with no gap in positions (it ends at the first position another writer took). `None`
-    /// when the window does not hold `after + 1`: the caller reads the database.
+    /// Everything committed up to `position` is durable (a flush succeeded after it).
+    pub fn durable(&self, position: u64) {
+        self.durable.fetch_max(position, Ordering::AcqRel);
+    }
+
+    /// Forgets every row: a commit or flush failed, so what was committed may be lost.
+    pub fn clear(&self) {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The events from `after + 1` on, at most `limit`, if the window holds `after + 1` and it
+    /// is durable: a run with no gap in positions (it ends at the first position another
+    /// writer took, or at the first not yet flushed). `None` otherwise: the caller reads the
+    /// database.
     pub fn after(&self, after: u64, limit: usize) -> Option<Vec<RecordedEvent>> {
+        let durable = self.durable.load(Ordering::Acquire);
         let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         let first = rows.front()?.position;
-        let next = after.checked_add(1)?;
+        let next = after.checked_add(1).filter(|n| *n <= durable)?;
         if next < first {
             return None;
         }
         let start = rows.binary_search_by_key(&next, |r| r.position).ok()?;
-        let mut out = Vec::new();
-        for r in rows.range(start..).take(limit) {
-            if r.position != next + out.len() as u64 {
-                break;
-            }
-            out.push(r.clone());
-        }
-        Some(out)
+        let run = rows
+            .range(start..)
+            .take(limit)
+            .enumerate()
+            .take_while(|(i, r)| r.position == next + *i as u64 && r.position <= durable)
+            .count();
+        Some(rows.range(start..start + run).cloned().collect())
     }
 }
 
@@ -90,16 +106,45 @@ mod tests {
         v.map(|v| v.iter().map(|r| r.position).collect())
     }
 
+    /// A window whose rows are all durable.
+    fn flushed(batches: &[std::ops::RangeInclusive<u64>]) -> Recent {
+        let r = Recent::default();
+        for b in batches {
+            r.push(b.clone().map(row).collect());
+            r.durable(*b.end());
+        }
+        r
+    }
+
     #[test]
     fn given_an_empty_window_when_asked_then_the_database_answers() {
         assert_eq!(positions(Recent::default().after(0, 10)), None);
     }
 
     #[test]
-    fn given_commits_when_asked_after_a_held_position_then_the_rest_comes_in_order_up_to_the_limit() {
-        let r = Recent::default();
-        r.push((1..=3).map(row).collect());
+    fn given_commits_not_yet_flushed_when_asked_then_only_the_durable_ones_are_served() {
+        let r = flushed(&[1..=3]);
         r.push((4..=6).map(row).collect());
+        assert_eq!(positions(r.after(0, 10)), Some(vec![1, 2, 3]));
+        assert_eq!(positions(r.after(3, 10)), None);
+        r.durable(6);
+        assert_eq!(positions(r.after(3, 10)), Some(vec![4, 5, 6]));
+    }
+
+    #[test]
+    fn given_a_failed_flush_when_the_window_is_cleared_then_nothing_of_it_is_served() {
+        let r = flushed(&[1..=3]);
+        r.push((4..=6).map(row).collect());
+        r.clear();
+        // A later flush (after the database came back) covers positions another node reused.
+        r.durable(6);
+        assert_eq!(positions(r.after(3, 10)), None);
+        assert_eq!(positions(r.after(0, 10)), None);
+    }
+
+    #[test]
+    fn given_commits_when_asked_after_a_held_position_then_the_rest_comes_in_order_up_to_the_limit() {
+        let r = flushed(&[1..=3, 4..=6]);
         assert_eq!(positions(r.after(0, 100)), Some(vec![1, 2, 3, 4, 5, 6]));
         assert_eq!(positions(r.after(2, 2)), Some(vec![3, 4]));
         // Past the window's end: another writer may have committed there.
@@ -108,18 +153,15 @@ mod tests {
 
     #[test]
     fn given_a_position_before_the_window_when_asked_then_the_database_answers() {
-        let r = Recent::default();
-        r.push((10..=12).map(row).collect());
+        let r = flushed(&[10..=12]);
         assert_eq!(positions(r.after(5, 10)), None);
         assert_eq!(positions(r.after(9, 10)), Some(vec![10, 11, 12]));
     }
 
     #[test]
     fn given_another_writers_commit_between_ours_when_asked_then_the_run_stops_at_the_gap() {
-        let r = Recent::default();
-        r.push((1..=3).map(row).collect());
         // Positions 4 and 5 were taken by another node.
-        r.push((6..=7).map(row).collect());
+        let r = flushed(&[1..=3, 6..=7]);
         assert_eq!(positions(r.after(0, 10)), Some(vec![1, 2, 3]));
         assert_eq!(positions(r.after(3, 10)), None);
         assert_eq!(positions(r.after(5, 10)), Some(vec![6, 7]));
@@ -127,17 +169,14 @@ mod tests {
 
     #[test]
     fn given_more_than_the_window_when_pushed_then_the_oldest_leave_it() {
-        let r = Recent::default();
-        r.push((1..=WINDOW as u64 + 10).map(row).collect());
+        let r = flushed(&[1..=WINDOW as u64 + 10]);
         assert_eq!(positions(r.after(5, 1)), None);
         assert_eq!(positions(r.after(10, 1)), Some(vec![11]));
     }
 
     #[test]
     fn given_a_batch_that_does_not_follow_when_pushed_then_the_window_restarts_from_it() {
-        let r = Recent::default();
-        r.push((1..=5).map(row).collect());
-        r.push((3..=4).map(row).collect());
+        let r = flushed(&[1..=5, 3..=4]);
         assert_eq!(positions(r.after(0, 10)), None);
         assert_eq!(positions(r.after(2, 10)), Some(vec![3, 4]));
     }

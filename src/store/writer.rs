@@ -78,6 +78,8 @@ struct Committed {
 /// The flusher holds one too (without a channel) for the head, the metrics label and the flag.
 struct Acks {
     flushed: Option<mpsc::Sender<Committed>>,
+    /// The window of recent events: told what became durable, emptied when a flush fails.
+    recent: Arc<Recent>,
     head: Arc<watch::Sender<u64>>,
     store: &'static str,
     /// Set when the log's durability is in doubt for good (a failed fsync, a flusher gone):
@@ -89,7 +91,7 @@ struct Acks {
 impl Acks {
     async fn deliver(&self, c: Committed) {
         match &self.flushed {
-            None => acknowledge(&self.head, self.store, c),
+            None => acknowledge(&self.head, self.store, &self.recent, c),
             Some(tx) => {
                 if let Err(mpsc::error::SendError(c)) = tx.send(c).await {
                     // The flusher is gone (it panicked): this batch is committed but never
@@ -105,7 +107,9 @@ impl Acks {
     }
 }
 
-fn acknowledge(head: &watch::Sender<u64>, store: &'static str, c: Committed) {
+fn acknowledge(head: &watch::Sender<u64>, store: &'static str, recent: &Recent, c: Committed) {
+    // Before the head moves: a read model woken by it may take these rows from the window.
+    recent.durable(c.new_head);
     let outcomes: Vec<&Outcome> = c.replies.iter().map(|(_, o)| o).collect();
     publish(head, store, &outcomes, c.new_head);
     for (reply, o) in c.replies {
@@ -130,6 +134,9 @@ async fn flush_loop(mut flusher: Box<dyn Flush>, mut rx: mpsc::Receiver<Committe
         let head = group.iter().map(|c| c.new_head).max().unwrap_or(0);
         let flushed = if acks.failed.load(Ordering::Acquire) { Err(sync_failed()) } else { flusher.flush(head).await };
         if let Err(e) = &flushed {
+            // What these batches committed may be lost (a database that crashed before the
+            // flush), and its positions reused by another node: never serve it from memory.
+            acks.recent.clear();
             if flusher.failure_is_final() {
                 tracing::error!(error = %e, "flushing the event log failed; refusing appends until restart");
                 acks.failed.store(true, Ordering::Release);
@@ -139,7 +146,7 @@ async fn flush_loop(mut flusher: Box<dyn Flush>, mut rx: mpsc::Receiver<Committe
         }
         for c in group {
             match &flushed {
-                Ok(()) => acknowledge(&acks.head, acks.store, c),
+                Ok(()) => acknowledge(&acks.head, acks.store, &acks.recent, c),
                 Err(e) => {
                     // Committed but not known to be durable: the caller sees an error and may
                     // retry with the same event ids, which answers the committed result.
@@ -206,12 +213,19 @@ impl Writer {
                     let started = async {
                         let mut backend = connect().await?;
                         let flusher = backend.flusher()?;
-                        let mut acks = Acks { flushed: None, head: head.clone(), store, failed: failed2 };
+                        let mut acks =
+                            Acks { flushed: None, recent: recent2.clone(), head: head.clone(), store, failed: failed2 };
                         let mut thread = None;
                         if let Some(flusher) = flusher {
                             let (tx, frx) = mpsc::channel(UNFLUSHED);
                             acks.flushed = Some(tx);
-                            let flush_acks = Acks { flushed: None, head, store, failed: acks.failed.clone() };
+                            let flush_acks = Acks {
+                                flushed: None,
+                                recent: recent2.clone(),
+                                head,
+                                store,
+                                failed: acks.failed.clone(),
+                            };
                             thread = Some(
                                 spawn_flusher(store, flusher, frx, flush_acks)
                                     .map_err(|e| StoreError::Invalid(format!("flusher thread: {e}")))?,
@@ -222,7 +236,7 @@ impl Writer {
                     match started.await {
                         Ok((backend, acks, thread)) => {
                             let _ = ready_tx.send(Ok(()));
-                            run(backend, rx, acks, &recent2, stop2).await;
+                            run(backend, rx, acks, stop2).await;
                             // Every committed batch is answered before the writer reports it
                             // has stopped.
                             if let Some(t) = thread {
@@ -277,13 +291,8 @@ impl Writer {
     }
 }
 
-async fn run<B: Backend>(
-    mut backend: B,
-    mut rx: mpsc::Receiver<Pending>,
-    acks: Acks,
-    recent: &Recent,
-    stop: Arc<Notify>,
-) {
+async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: Acks, stop: Arc<Notify>) {
+    let recent = acks.recent.clone();
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
@@ -307,6 +316,9 @@ async fn run<B: Backend>(
                 acks.deliver(Committed { replies, new_head: done.head }).await;
             }
             Err(e) if batch.len() > 1 => {
+                // A connection lost at COMMIT leaves it unknown what committed: the window
+                // starts over rather than hold rows next to an unknown gap.
+                recent.clear();
                 // One request may have made the shared statement fail: retry each alone so
                 // only the culprit sees the error.
                 tracing::warn!(error = %e, requests = batch.len(), "batch failed; retrying its requests one by one");
@@ -318,12 +330,14 @@ async fn run<B: Backend>(
                             acks.deliver(Committed { replies: vec![(p.reply, o)], new_head: done.head }).await;
                         }
                         Err(e) => {
+                            recent.clear();
                             let _ = p.reply.send(Err(e));
                         }
                     }
                 }
             }
             Err(e) => {
+                recent.clear();
                 tracing::error!(error = %e, "append failed; nothing of it was committed");
                 for p in batch {
                     let _ = p.reply.send(Err(e.clone()));

@@ -56,11 +56,19 @@ pub async fn authenticated_client(
     // Copied out first: checking an assertion's signature must not hold the read models.
     let client = state.read_models.read().clients.by_client_id(&realm.id, &presented.client_id).cloned();
     let fetched = match (&presented.method, client.as_ref()) {
-        (client_auth::Method::Assertion(jwt), Some(c)) if c.settings.client_authenticator_type == "client-jwt" => {
-            match crate::oidc::client_jwks::url(&c.settings.attributes) {
-                Some(url) => {
-                    let kid = crate::oidc::client_jwks::assertion_kid(jwt);
-                    match state.client_jwks.keys(url, kid.as_deref()).await {
+        // Only for an enabled confidential client registered for signed assertions, and an
+        // assertion shaped like one: nobody else makes the server fetch anything.
+        (client_auth::Method::Assertion(jwt), Some(c))
+            if c.settings.client_authenticator_type == "client-jwt"
+                && c.settings.enabled
+                && !c.settings.bearer_only
+                && !c.settings.public_client =>
+        {
+            use crate::oidc::client_jwks;
+            match (client_jwks::url(&c.settings.attributes), client_jwks::assertion_header(jwt)) {
+                (Some(url), Some(header)) => {
+                    let kid = header.get("kid").and_then(serde_json::Value::as_str);
+                    match state.client_jwks.keys(url, kid).await {
                         Ok(keys) => Some(keys),
                         Err(e) => {
                             tracing::warn!(client = %c.client_id, error = %e, "client assertion cannot be checked");
@@ -68,7 +76,9 @@ pub async fn authenticated_client(
                         }
                     }
                 }
-                None => None,
+                // Keys by URL only: never the inline set or certificate instead.
+                (Some(_), None) => return Err(OAuthError::invalid_client("malformed client assertion")),
+                (None, _) => None,
             }
         }
         _ => None,
