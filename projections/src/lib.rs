@@ -2,6 +2,7 @@
 //! runner feeds events in log order; rebuilding from position 0 gives the same model.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod clients;
 pub mod consents;
 pub mod directory;
