@@ -2,6 +2,7 @@
 //! creation is still decided by its aggregate; the resulting appends commit atomically, so a
 //! crash never leaves half a bootstrap behind.
 use crate::credentials::password::{self, PasswordError};
+use crate::domain::client::{Client, ClientCommand};
 use crate::domain::realm::{Realm, RealmCommand};
 use crate::domain::role::{Role, RoleCommand};
 use crate::domain::signing_key::{SigningKey, SigningKeyCommand};
@@ -11,6 +12,7 @@ use crate::keys::{self, KeyError};
 use crate::readmodels::{ReadModelError, ReadModels};
 use crate::secrets::{SecretsError, ServerKeys};
 use crate::store::{ExpectedVersion, SharedStore, StoreError, StreamAppend};
+use annals_events::client::ClientSettings;
 use annals_events::realm::RealmSettings;
 use annals_events::signing_key::SigningKeyGenerated;
 use annals_events::user::UserProfile;
@@ -95,8 +97,8 @@ pub struct BootstrapAdmin {
     pub generated_password: Option<String>,
 }
 
-/// Creates the `master` realm (with an RS256 key, the `admin` role and an administrator
-/// holding it) unless it exists.
+/// Creates the `master` realm (with an RS256 key, the `admin` role, an administrator
+/// holding it and the `admin-cli` client) unless it exists.
 pub async fn ensure_master(
     store: &SharedStore,
     read_models: &ReadModels,
@@ -154,6 +156,27 @@ pub async fn ensure_master(
             &meta,
         )?,
         user,
+        // Keycloak's public client for administrators' tokens (password grant), which admin
+        // tools such as kcadm and the admin client library log in through.
+        create::<Client>(
+            &uuid::Uuid::now_v7().to_string(),
+            ClientCommand::Create {
+                realm_id: realm_id.into(),
+                client_id: "admin-cli".into(),
+                settings: ClientSettings {
+                    name: Some("admin-cli".into()),
+                    public_client: true,
+                    standard_flow_enabled: false,
+                    direct_access_grants_enabled: true,
+                    ..Default::default()
+                },
+                secret: None,
+                sealed_secret: None,
+                extra: Default::default(),
+            },
+            now,
+            &meta,
+        )?,
     ];
     let done = match store.append_all(appends).await {
         Ok(done) => done,

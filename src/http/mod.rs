@@ -1,4 +1,5 @@
 //! The HTTP layer: the only place that knows actix-web types.
+mod audit;
 mod health;
 mod oidc;
 
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .configure(audit::configure)
         .configure(oidc::configure);
 }
 

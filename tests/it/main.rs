@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real databases, real servers on port 0.
 mod actors;
+mod audit;
 mod backchannel;
 mod cli;
 mod clients;

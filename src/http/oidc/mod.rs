@@ -1,4 +1,5 @@
 //! OpenID Connect endpoints, on Keycloak's URLs (`/realms/{realm}/protocol/openid-connect/...`).
+pub(crate) mod admin_token;
 mod authorize;
 mod backchannel;
 mod bearer;
