@@ -356,7 +356,7 @@ async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: 
 /// each. A little below them, it runs when the handlers have queued what their ready
 /// connections asked for: measured with the server on one core (alternating binaries),
 /// batches went from ~5.5 to ~13 requests under client credentials and from ~2.5 to ~9 under
-/// refresh, tokens/s rose ~8% and ~7% (medians of 6 and 5 runs), and logins (a password hash
+/// refresh, tokens/s rose ~8% and ~4% (medians of 6 and 8 runs), and logins (a password hash
 /// holding the core) did not slow. An idle or lightly loaded writer still
 /// runs at once: niceness only matters when something else wants the core.
 const WRITER_NICE: i32 = 10;
