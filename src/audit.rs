@@ -60,19 +60,24 @@ impl Prepared {
 }
 
 impl Auditor {
-    /// Decodes `events` (in log order) and folds each into its stream's context. Records are
+    /// Decodes `events` (in log order) whose metadata is `wanted` and folds each into its
+    /// stream's context (a stream passed over is read again when next wanted). Records are
     /// built afterwards with [`Prepared::record`], so names are looked up without awaiting.
     pub async fn prepare(
         &mut self,
         store: &dyn EventStore,
         events: Vec<RecordedEvent>,
+        wanted: impl Fn(&Metadata) -> bool,
     ) -> Result<Vec<Prepared>, AuditError> {
         let mut out = Vec::with_capacity(events.len());
         for event in events {
-            let corrupt = |reason: String| AuditError::Corrupt { position: event.position, reason };
-            let decoded = event.decode().map_err(|e| corrupt(e.to_string()))?;
             // Metadata is written by the server; an unreadable one still yields a record.
             let meta = event.metadata().unwrap_or_default();
+            if !wanted(&meta) {
+                continue;
+            }
+            let corrupt = |reason: String| AuditError::Corrupt { position: event.position, reason };
+            let decoded = event.decode().map_err(|e| corrupt(e.to_string()))?;
             let mut context = self.context_before(store, &event).await?;
             context.apply(&decoded);
             if self.contexts.len() >= CONTEXTS {

@@ -61,12 +61,24 @@ async fn pull(
         (Ok(a), Ok(m)) => (a.unwrap_or(0), m.map_or(DEFAULT_MAX, |m| (m as usize).clamp(1, MAX_MAX))),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    // Only what is durable: on PostgreSQL a commit is visible a moment before its flush, and
+    // one lost in a crash may have its positions reused; a record once sent must stay true.
+    let head = match state.store.head().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "audit head unavailable");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "The log cannot be read now.");
+        }
+    };
     let mut auditor = Auditor::default();
     let mut lines = Vec::new();
     let (mut at, mut count) = (after, 0usize);
-    'read: while at - after < SCAN_LIMIT {
-        let page = match state.store.read_all(at, PAGE).await {
-            Ok(p) => p,
+    'read: while at < head && at - after < SCAN_LIMIT {
+        let page = match state.store.read_all(at, PAGE.min((head - at) as usize)).await {
+            Ok(mut p) => {
+                p.retain(|e| e.position <= head);
+                p
+            }
             Err(e) => {
                 tracing::error!(error = %e, "audit read failed");
                 return error(StatusCode::SERVICE_UNAVAILABLE, "The log cannot be read now.");
@@ -75,13 +87,17 @@ async fn pull(
         if page.is_empty() {
             break;
         }
-        let prepared = match auditor.prepare(&*state.store, page).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "audit records cannot be built");
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "The log cannot be turned into audit records.");
-            }
-        };
+        // Events whose metadata names another realm are passed over before any context is
+        // built for them (that may read their stream's history).
+        let last = page.last().map_or(at, |e| e.position);
+        let prepared =
+            match auditor.prepare(&*state.store, page, |m| m.realm.as_ref().is_none_or(|r| *r == realm.id)).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit records cannot be built");
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, "The log cannot be turned into audit records.");
+                }
+            };
         let dir = state.read_models.read();
         let names = DirectoryNames(&dir);
         for p in prepared {
@@ -105,6 +121,8 @@ async fn pull(
                 }
             }
         }
+        // The whole page was examined (events passed over included).
+        at = last;
     }
     let mut res = HttpResponse::Ok().content_type("application/x-ndjson").body(lines);
     res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -3,6 +3,7 @@
 //! `authenticated` event names no client; a session's `logged_out` names no user).
 use annals_events::auth_request::AuthRequestEvent;
 use annals_events::client_grant::ClientGrantEvent;
+use annals_events::logout_delivery::LogoutDeliveryEvent;
 use annals_events::session::SessionEvent;
 use annals_events::{DomainEvent, StreamId, StreamType};
 
@@ -57,10 +58,10 @@ impl StreamContext {
                 self.realm_id = Some(e.realm_id.clone());
                 self.client = Some(e.client.clone());
             }
+            // Each attempt names its own user (or none, for an unknown name): a failure for
+            // "nobody" after one for alice must not be reported as alice's.
             DomainEvent::AuthRequest(AuthRequestEvent::CredentialsRejected(e)) => {
-                if let Some(u) = &e.user_id {
-                    self.user_id = Some(u.clone());
-                }
+                self.user_id.clone_from(&e.user_id);
             }
             DomainEvent::AuthRequest(AuthRequestEvent::Authenticated(e)) => {
                 self.user_id = Some(e.user_id.clone());
@@ -81,6 +82,14 @@ impl StreamContext {
             DomainEvent::ClientAssertion(annals_events::client_assertion::ClientAssertionEvent::Used(e)) => {
                 self.realm_id = Some(e.realm_id.clone());
                 self.client = Some(e.client.clone());
+            }
+            DomainEvent::LogoutDelivery(LogoutDeliveryEvent::Delivered(e)) => {
+                (self.realm_id, self.session_id, self.client) =
+                    (Some(e.realm_id.clone()), Some(e.session_id.clone()), Some(e.client.clone()));
+            }
+            DomainEvent::LogoutDelivery(LogoutDeliveryEvent::Failed(e)) => {
+                (self.realm_id, self.session_id, self.client) =
+                    (Some(e.realm_id.clone()), Some(e.session_id.clone()), Some(e.client.clone()));
             }
             DomainEvent::Client(ClientEvent::Created(e)) => self.realm_id = Some(e.realm_id.clone()),
             DomainEvent::User(UserEvent::Created(e)) => self.realm_id = Some(e.realm_id.clone()),
@@ -143,6 +152,28 @@ mod tests {
         assert_eq!(ctx.client.as_deref(), Some("c-internal"));
         assert_eq!(ctx.user_id.as_deref(), Some("u1"));
         assert_eq!(ctx.session_id.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn each_rejected_attempt_names_its_own_user_or_none() {
+        use annals_events::auth_request::AuthRequestCredentialsRejected;
+        let rejected = |user: Option<&str>| {
+            DomainEvent::AuthRequest(AuthRequestEvent::CredentialsRejected(AuthRequestCredentialsRejected {
+                username: "x".into(),
+                user_id: user.map(str::to_string),
+                reason: "invalid_user_credentials".into(),
+                at: 0,
+            }))
+        };
+        // given a failure as alice
+        let mut ctx = StreamContext::of(&StreamId::new(StreamType::AuthRequest, "a1"));
+        ctx.apply(&started());
+        ctx.apply(&rejected(Some("alice")));
+        assert_eq!(ctx.user_id.as_deref(), Some("alice"));
+        // when the next attempt names nobody known
+        ctx.apply(&rejected(None));
+        // then the record of that attempt names no user
+        assert_eq!(ctx.user_id, None);
     }
 
     #[test]

@@ -117,6 +117,18 @@ pub fn classify(event: &DomainEvent, actor: &Actor, ctx: &StreamContext) -> Clas
         DomainEvent::Session(SessionEvent::TokensIssued(e)) if e.grant == "refresh_token" => {
             c.keycloak = Some("REFRESH_TOKEN");
         }
+        // A refused redemption (wrong verifier, redirect URI or client): Keycloak's
+        // CODE_TO_TOKEN_ERROR, and a sign of an intercepted code.
+        DomainEvent::AuthRequest(AuthRequestEvent::Failed(e)) if e.error.starts_with("invalid_grant") => {
+            c.keycloak = Some("CODE_TO_TOKEN_ERROR");
+        }
+        // Revocations that answer an attack are not ordinary logouts or revocations.
+        DomainEvent::Session(SessionEvent::Revoked(e)) if e.reason == "refresh_token_reused" => {
+            c.severity = Severity::Critical;
+        }
+        DomainEvent::Session(SessionEvent::TokensRevoked(e)) if e.reason == "code_replayed" => {
+            c.severity = Severity::Critical;
+        }
         DomainEvent::User(UserEvent::PasswordSet(_)) if by_user => {
             c = Class { keycloak: Some("UPDATE_PASSWORD"), admin: None, ..c };
         }

@@ -1,7 +1,10 @@
 //! Who is calling an admin endpoint: a bearer access token of the target realm or of
 //! `master` (as Keycloak's admin API accepts), verified like any access token (signature,
 //! expiry, live session) and resolved to the user's current roles, so a role taken away or a
-//! session ended counts at once rather than when the token expires.
+//! session ended counts at once rather than when the token expires. As in Keycloak, only the
+//! admin clients' tokens (`admin-cli`, `security-admin-console`) carry the user's whole current
+//! roles; a token any other client obtained counts only for roles it also carries, so an
+//! application a master administrator signs in to cannot replay that token as an admin token.
 use super::{bearer, issue};
 use crate::http::AppState;
 use crate::oidc::tokens::Subject;
@@ -15,19 +18,37 @@ pub struct Caller {
     /// The realm that issued the token.
     pub realm: RealmView,
     pub subject: Arc<Subject>,
+    /// The token's claims (its roles count for tokens of other clients than the admin ones).
+    claims: Value,
 }
+
+/// Keycloak's clients whose tokens act with the user's full roles.
+const ADMIN_CLIENTS: [&str; 2] = ["admin-cli", "security-admin-console"];
 
 impl Caller {
     /// Keycloak's rule for reading a realm's events: a `master` administrator, or the realm's
     /// own user holding `realm-management`'s `view-events` role.
     pub fn may_view_events(&self, target: &RealmView) -> bool {
-        let master_admin = self.realm.name == "master" && self.subject.realm_roles.iter().any(|r| r == "admin");
+        let azp = self.claims.get("azp").and_then(Value::as_str).unwrap_or_default();
+        let admin_client = ADMIN_CLIENTS.contains(&azp);
+        let in_token = |path: &[&str], role: &str| {
+            admin_client
+                || path
+                    .iter()
+                    .try_fold(&self.claims, |v, k| v.get(k))
+                    .and_then(Value::as_array)
+                    .is_some_and(|roles| roles.iter().any(|r| r == role))
+        };
+        let master_admin = self.realm.name == "master"
+            && self.subject.realm_roles.iter().any(|r| r == "admin")
+            && in_token(&["realm_access", "roles"], "admin");
         let realm_viewer = self.realm.id == target.id
             && self
                 .subject
                 .client_roles
                 .get("realm-management")
-                .is_some_and(|roles| roles.iter().any(|r| r == "view-events"));
+                .is_some_and(|roles| roles.iter().any(|r| r == "view-events"))
+            && in_token(&["resource_access", "realm-management", "roles"], "view-events");
         master_admin || realm_viewer
     }
 }
@@ -44,9 +65,16 @@ pub async fn caller(state: &AppState, req: &HttpRequest, target: &RealmView) -> 
     let candidates = std::iter::once(target.clone()).chain(master.filter(|m| m.id != target.id));
     for realm in candidates {
         let Some(bearer::Checked::Access(claims)) = bearer::active(state, &realm, token) else { continue };
+        // The client the token was issued to must still exist and be enabled.
+        let azp = claims.get("azp").and_then(Value::as_str)?;
+        let client_enabled =
+            state.read_models.read().clients.by_client_id(&realm.id, azp).is_some_and(|c| c.settings.enabled);
+        if !client_enabled {
+            return None;
+        }
         let sub = claims.get("sub").and_then(Value::as_str)?;
         let subject = issue::subject(state, &realm.id, sub).await.ok()?;
-        return Some(Caller { realm, subject });
+        return Some(Caller { realm, subject, claims });
     }
     None
 }
