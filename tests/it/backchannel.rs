@@ -1,7 +1,7 @@
 //! Back-channel logout against a real HTTP receiver: signed logout tokens, retries with
 //! backoff after failures, every attempt in the log.
 use crate::oidc_flow::{alice_code, authorize, claims, header, query_of, redeem, verify_with_jwks, Demo, Jar};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use reqwest::header::{COOKIE, LOCATION};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +16,9 @@ type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
 async fn receiver(failures: Arc<AtomicUsize>) -> (String, Seen, actix_web::dev::ServerHandle) {
     let seen: Seen = Arc::default();
     let data = seen.clone();
-    let server = HttpServer::new(move || {
+    let (base, handle) = crate::support::loopback_peer(move |cfg| {
         let (seen, failures) = (data.clone(), failures.clone());
-        App::new().route(
+        cfg.route(
             "/bc",
             web::post().to(move |form: web::Form<std::collections::HashMap<String, String>>| {
                 let (seen, failures) = (seen.clone(), failures.clone());
@@ -31,16 +31,9 @@ async fn receiver(failures: Arc<AtomicUsize>) -> (String, Seen, actix_web::dev::
                     }
                 }
             }),
-        )
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    (format!("http://{addr}/bc"), seen, handle)
+        );
+    });
+    (format!("{base}/bc"), seen, handle)
 }
 
 /// The demo realm plus a client `bc` whose back-channel logout URL is `url`.

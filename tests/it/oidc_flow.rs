@@ -929,10 +929,10 @@ async fn jwks_endpoint(
     set: Arc<std::sync::Mutex<String>>,
     hits: Arc<std::sync::atomic::AtomicUsize>,
 ) -> (String, actix_web::dev::ServerHandle) {
-    use actix_web::{web, App, HttpResponse, HttpServer};
-    let server = HttpServer::new(move || {
+    use actix_web::{web, HttpResponse};
+    let (base, handle) = crate::support::loopback_peer(move |cfg| {
         let (set, hits) = (set.clone(), hits.clone());
-        App::new().route(
+        cfg.route(
             "/jwks",
             web::get().to(move || {
                 let (set, hits) = (set.clone(), hits.clone());
@@ -945,16 +945,9 @@ async fn jwks_endpoint(
                     }
                 }
             }),
-        )
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    (format!("http://{addr}/jwks"), handle)
+        );
+    });
+    (format!("{base}/jwks"), handle)
 }
 
 #[actix_rt::test]

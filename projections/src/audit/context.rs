@@ -108,29 +108,8 @@ impl StreamContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use annals_events::auth_request::{AuthRequestAuthenticated, AuthRequestStarted};
-
-    fn started() -> DomainEvent {
-        DomainEvent::AuthRequest(AuthRequestEvent::Started(AuthRequestStarted {
-            realm_id: "r1".into(),
-            client: "c-internal".into(),
-            client_id: "web".into(),
-            redirect_uri: "https://app/cb".into(),
-            response_type: "code".into(),
-            response_mode: "query".into(),
-            scope: "openid".into(),
-            state: None,
-            nonce: None,
-            code_challenge: None,
-            code_challenge_method: None,
-            prompt: vec![],
-            max_age: None,
-            login_hint: None,
-            acr_values: None,
-            expires_at: 0,
-            at: 0,
-        }))
-    }
+    use crate::audit::tests::started;
+    use annals_events::auth_request::AuthRequestAuthenticated;
 
     #[test]
     fn an_authorization_request_learns_its_user_and_session_when_authenticated() {

@@ -203,16 +203,8 @@ pub fn record(
         details: said.details,
         auth_details,
         correlation_id: meta.correlation_id.map(|c| c.to_string()),
-        hash: hex(&event.hash),
+        hash: hex::encode(event.hash),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn auth_details(meta: &Metadata) -> AuthDetails {

@@ -62,7 +62,8 @@ fn records(kind: StreamType, id: &str, events: Vec<(DomainEvent, Metadata)>) -> 
         .collect()
 }
 
-fn started() -> DomainEvent {
+/// An authorization request of client `web` (internal id `c-internal`) in realm `r1`.
+pub(super) fn started() -> DomainEvent {
     AuthRequestEvent::from(AuthRequestStarted {
         realm_id: "r1".into(),
         client: "c-internal".into(),

@@ -46,3 +46,20 @@ pub async fn spawn_app(cfg: ServeConfig) -> Running {
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client")
 }
+
+/// A one-worker HTTP server on a random loopback port playing a peer of the server under test
+/// (a relying party's endpoint, a client's key set); `routes` registers what it answers.
+/// Returns its base URL and the handle that stops it.
+pub fn loopback_peer(
+    routes: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+) -> (String, actix_web::dev::ServerHandle) {
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("bind a loopback port");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    (format!("http://{addr}"), handle)
+}
