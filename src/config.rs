@@ -20,6 +20,9 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub import_realm: Option<PathBuf>,
     pub theme_dir: Option<PathBuf>,
+    /// Audit sinks by name: `siem = "syslog+tcp://logs:514"`.
+    #[serde(default)]
+    pub sinks: std::collections::BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -62,6 +65,8 @@ pub struct ServeConfig {
     pub theme_dir: Option<PathBuf>,
     pub bootstrap_admin_username: String,
     pub bootstrap_admin_password: Option<String>,
+    /// Where the audit stream is delivered.
+    pub sinks: Vec<crate::sinks::SinkSpec>,
 }
 
 /// A database URL fit for logs and terminals: any password replaced by `***`.

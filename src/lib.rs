@@ -18,6 +18,7 @@ pub mod provision;
 pub mod readmodels;
 pub mod secrets;
 pub mod server;
+pub mod sinks;
 pub mod sqlmodels;
 pub mod store;
 pub mod verify;

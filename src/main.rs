@@ -61,6 +61,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store_cfg = cli.store.resolve(&file);
     let clock: SharedClock = Arc::new(SystemClock);
     if let Command::Serve(args) = cli.command {
+        // Sinks from the flags and from the file; one name means one sink.
+        let mut sinks = args.sinks;
+        for (name, url) in &file.sinks {
+            sinks.push(annals::sinks::SinkSpec::new(name, url)?);
+        }
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = sinks.iter().find(|s| !names.insert(s.name.clone())) {
+            bail!("sink {} is configured twice", dup.name);
+        }
         let cfg = ServeConfig {
             store: store_cfg,
             listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -70,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bootstrap_admin_username: std::env::var("ANNALS_BOOTSTRAP_ADMIN_USERNAME")
                 .unwrap_or_else(|_| "admin".into()),
             bootstrap_admin_password: std::env::var("ANNALS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+            sinks,
         };
         return serve(cfg, clock).await;
     }

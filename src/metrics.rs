@@ -71,6 +71,35 @@ pub static ACTOR_BUSY: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric"))
 });
 
+pub static SINK_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    reg(IntGaugeVec::new(
+        Opts::new("sink_lag_events", "Events between the log head and what an audit sink's receiver surely holds"),
+        &["sink"],
+    )
+    .expect("valid metric"))
+});
+
+pub static SINK_POSITION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    reg(IntGaugeVec::new(
+        Opts::new("sink_position", "Last log position an audit sink's receiver surely holds"),
+        &["sink"],
+    )
+    .expect("valid metric"))
+});
+
+pub static SINK_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(Opts::new("sink_records_total", "Audit records sent, redeliveries included"), &["sink"])
+        .expect("valid metric"))
+});
+
+pub static SINK_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new("sink_failures_total", "Failed or lost deliveries to an audit sink (each followed by a resend)"),
+        &["sink"],
+    )
+    .expect("valid metric"))
+});
+
 /// Forces every metric into the registry so `/metrics` lists them before their first use.
 pub fn init() {
     LazyLock::force(&HTTP_SECONDS);
@@ -81,6 +110,10 @@ pub fn init() {
     LazyLock::force(&PROJECTION_POSITION);
     LazyLock::force(&ACTORS_LIVE);
     LazyLock::force(&ACTOR_BUSY);
+    LazyLock::force(&SINK_LAG);
+    LazyLock::force(&SINK_POSITION);
+    LazyLock::force(&SINK_RECORDS);
+    LazyLock::force(&SINK_FAILURES);
     // Every aggregate's series exists from the start (at 0), so dashboards and alerts see it
     // before the first actor of that kind is activated.
     for kind in annals_events::StreamType::ALL {

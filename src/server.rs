@@ -32,6 +32,8 @@ pub enum ServerError {
     Bind(String, std::io::Error),
     #[error(transparent)]
     Pages(#[from] crate::http::pages::PageError),
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
     #[error("realm import from {0}: {1}")]
     Import(String, String),
 }
@@ -59,6 +61,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
     backchannel: tokio::task::JoinHandle<()>,
+    sinks: crate::sinks::Sinks,
 }
 
 /// Starts a node. Must run inside an actix `System`.
@@ -98,6 +101,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let pages = crate::http::pages::Pages::new(cfg.theme_dir.as_deref())?;
     let sql_models = SqlModels::start(store.clone()).await?;
     let hosts = Hosts::new(store.clone(), clock.clone(), HostsConfig::default());
+    let sinks = crate::sinks::Sinks::start(&cfg.sinks, &store, &read_models)?;
     let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
     let base_url = cfg.base_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
@@ -155,6 +159,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         server,
         sweeper,
         backchannel,
+        sinks,
     })
 }
 
@@ -166,6 +171,7 @@ impl Running {
         let _ = self.server.await;
         self.sweeper.abort();
         self.backchannel.abort();
+        self.sinks.stop();
         self.hosts.shutdown().await;
         self.read_models.stop();
         self.sql_models.stop();

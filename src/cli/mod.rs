@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// A directory of templates (`login.html`, `error.html`, ...) that replace the built-in pages.
     #[arg(long, env = "ANNALS_THEME_DIR")]
     pub theme_dir: Option<PathBuf>,
+    /// An audit sink, `NAME=URL` (repeatable; e.g. `siem=syslog+tls://logs:6514?format=cef`).
+    #[arg(long = "sink", env = "ANNALS_SINKS", value_delimiter = ',')]
+    pub sinks: Vec<crate::sinks::SinkSpec>,
 }
 
 #[derive(Debug, Subcommand)]

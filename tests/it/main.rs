@@ -9,6 +9,7 @@ mod oidc_certs;
 mod oidc_flow;
 mod read_models;
 mod server;
+mod sinks;
 mod store_contract;
 mod support;
 mod users_model;

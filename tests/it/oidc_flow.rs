@@ -43,6 +43,16 @@ impl Demo {
 
     /// The demo realm (changed by `edit`) and other realms besides.
     pub async fn start_with_realms(edit: impl FnOnce(&mut Value), others: Vec<Value>) -> Demo {
+        Demo::start_configured(edit, others, |_| {}).await
+    }
+
+    /// The demo realm (changed by `edit`), other realms, and the node's configuration changed
+    /// by `configure`.
+    pub async fn start_configured(
+        edit: impl FnOnce(&mut Value),
+        others: Vec<Value>,
+        configure: impl FnOnce(&mut annals::config::ServeConfig),
+    ) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let realms = tempfile::tempdir().unwrap();
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json");
@@ -54,6 +64,7 @@ impl Demo {
         }
         let mut cfg = support::serve_config(dir.path(), None);
         cfg.import_realm = Some(realms.path().to_path_buf());
+        configure(&mut cfg);
         let app = support::spawn_app(cfg).await;
         let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
         Demo { app, http, _dirs: (dir, realms) }
@@ -62,9 +73,16 @@ impl Demo {
     /// Stops the node and starts another on the same data directory (no import: the realms
     /// are in its log). The new node listens on another port.
     pub async fn restart(self) -> Demo {
+        self.restart_with(|_| {}).await
+    }
+
+    /// As [`Demo::restart`], with the new node's configuration changed by `configure`.
+    pub async fn restart_with(self, configure: impl FnOnce(&mut annals::config::ServeConfig)) -> Demo {
         let Demo { app, http, _dirs } = self;
         app.stop().await;
-        let app = support::spawn_app(support::serve_config(_dirs.0.path(), None)).await;
+        let mut cfg = support::serve_config(_dirs.0.path(), None);
+        configure(&mut cfg);
+        let app = support::spawn_app(cfg).await;
         Demo { app, http, _dirs }
     }
 

@@ -55,6 +55,18 @@ pub enum Operation {
     Action,
 }
 
+impl Operation {
+    /// The name as serialized (`CREATE`, …), for formats other than JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Action => "ACTION",
+        }
+    }
+}
+
 /// What an event type is, for auditors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Class {

@@ -1,5 +1,6 @@
 //! Shared test support: real databases with random names, and a running server.
 pub mod pg;
+pub mod rsyslog;
 
 use annals::store::{self, SharedStore};
 
@@ -33,6 +34,7 @@ pub fn serve_config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig 
         import_realm: None,
         theme_dir: None,
         bootstrap_admin_username: "admin".into(),
+        sinks: vec![],
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
     }
 }

@@ -1,0 +1,265 @@
+//! Delivery of the audit stream to SIEM receivers. Each sink is a projection of the log with
+//! its own checkpoint: it reads events in log order from its checkpoint, turns them into audit
+//! records and sends them; the checkpoint moves only past what the receiver surely holds, so a
+//! receiver that is down makes the lag grow (a metric) and never loses a record. Delivery is
+//! at least once: after a lost connection or a restart, records since the checkpoint are sent
+//! again, each with its event id for de-duplication.
+mod cef;
+mod checkpoint;
+mod connection;
+mod spec;
+mod syslog;
+
+pub use spec::{SinkSpec, Target};
+
+use crate::audit::{Auditor, DirectoryNames};
+use crate::metrics;
+use crate::readmodels::ReadModels;
+use crate::store::SharedStore;
+use annals_projections::audit::AuditRecord;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Events read from the log per send.
+const PAGE: usize = 1_000;
+/// The checkpoint is written at most this often while delivery runs.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A sink's configuration is unusable; start-up aborts with the reason.
+    #[error("sink configuration: {0}")]
+    Config(String),
+    /// The receiver cannot be reached or dropped the connection; delivery retries.
+    #[error("receiver unreachable: {0}")]
+    Unreachable(String),
+    #[error("a record cannot be encoded: {0}")]
+    Encode(String),
+    /// The log or the read models cannot be read now; delivery retries from where it was.
+    #[error("audit records cannot be built: {0}")]
+    Records(String),
+}
+
+/// A receiver of audit records.
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    /// How long sent records must stay unchallenged before they count as received: zero for
+    /// receivers that acknowledge, the time a stream receiver may hold unread bytes otherwise.
+    fn settle(&self) -> Duration;
+    /// Sends records, in order; connects first when not connected.
+    async fn send(&mut self, records: &[AuditRecord]) -> Result<(), SinkError>;
+    /// False once what was sent may not have arrived (the connection was lost).
+    fn intact(&self) -> bool;
+    /// Forgets the connection; the next send opens another.
+    fn reset(&mut self);
+}
+
+/// The running sinks of a node.
+pub struct Sinks {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sinks {
+    /// Builds every sink (files are read now, so a bad path stops start-up) and starts each
+    /// one's delivery.
+    pub fn start(specs: &[SinkSpec], store: &SharedStore, read_models: &ReadModels) -> Result<Sinks, SinkError> {
+        let mut built = Vec::new();
+        for spec in specs {
+            built.push((spec.clone(), spec.build()?));
+        }
+        let tasks = built
+            .into_iter()
+            .map(|(spec, sink)| tokio::spawn(deliver(spec, sink, store.clone(), read_models.clone())))
+            .collect();
+        Ok(Sinks { tasks })
+    }
+
+    /// Stops delivery; what was not yet checkpointed is sent again by the next start.
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Doubling waits between failed attempts, reset by a success.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        d
+    }
+}
+
+/// One sink's delivery loop; runs until aborted.
+async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, models: ReadModels) {
+    let name = spec.name.as_str();
+    let pool = store.pool();
+    let mut backoff = Backoff(BACKOFF_FIRST);
+    let mut checkpoint = loop {
+        match checkpoint::load(&pool, name).await {
+            Ok(p) => break p,
+            Err(e) => {
+                tracing::error!(sink = name, error = %e, "sink checkpoint unreadable; retrying");
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    };
+    backoff = Backoff(BACKOFF_FIRST);
+    tracing::info!(sink = name, checkpoint, "audit delivery starting");
+    let settle = sink.settle();
+    let mut head_rx = store.watch_head();
+    let mut auditor = Auditor::default();
+    // What was sent on the current connection and when, oldest first.
+    let mut sent_at: VecDeque<(Instant, u64)> = VecDeque::new();
+    let mut sent = checkpoint;
+    let mut saved = Instant::now();
+    let mut confirmed = checkpoint;
+    loop {
+        // The head watch moves only to durable positions: nothing sent can be taken back.
+        let head = *head_rx.borrow_and_update();
+        if !sink.intact() {
+            if !sent_at.is_empty() {
+                tracing::warn!(
+                    sink = name,
+                    from = confirmed,
+                    "receiver connection lost; sending again from the checkpoint"
+                );
+                metrics::SINK_FAILURES.with_label_values(&[name]).inc();
+            }
+            sink.reset();
+            sent_at.clear();
+            sent = confirmed;
+        }
+        let now = Instant::now();
+        while sent_at.front().is_some_and(|(t, _)| *t + settle <= now) {
+            confirmed = sent_at.pop_front().map_or(confirmed, |(_, p)| p);
+        }
+        if confirmed > checkpoint && (saved.elapsed() >= SAVE_EVERY || sent >= head) {
+            match checkpoint::save(&pool, name, confirmed).await {
+                Ok(()) => checkpoint = confirmed,
+                Err(e) => tracing::error!(sink = name, error = %e, "sink checkpoint cannot be saved"),
+            }
+            saved = Instant::now();
+        }
+        metrics::SINK_POSITION.with_label_values(&[name]).set(confirmed as i64);
+        metrics::SINK_LAG.with_label_values(&[name]).set(head.saturating_sub(confirmed) as i64);
+        if sent < head {
+            match next_page(&spec, &store, &models, &mut auditor, sent, head).await {
+                Ok((records, last)) => match sink.send(&records).await {
+                    Ok(()) => {
+                        metrics::SINK_RECORDS.with_label_values(&[name]).inc_by(records.len() as u64);
+                        sent = last;
+                        sent_at.push_back((Instant::now(), last));
+                        backoff = Backoff(BACKOFF_FIRST);
+                    }
+                    Err(e) => {
+                        tracing::warn!(sink = name, error = %e, from = confirmed, "audit delivery failed; retrying");
+                        metrics::SINK_FAILURES.with_label_values(&[name]).inc();
+                        sink.reset();
+                        sent_at.clear();
+                        sent = confirmed;
+                        tokio::time::sleep(backoff.next()).await;
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, at = sent, "audit records cannot be built; retrying");
+                    tokio::time::sleep(backoff.next()).await;
+                }
+            }
+            continue;
+        }
+        // Caught up: wait for the head to move or for sent records to settle.
+        let wait =
+            sent_at.front().map_or(Duration::from_secs(1), |(t, _)| (*t + settle).saturating_duration_since(now));
+        tokio::select! {
+            changed = head_rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
+        }
+    }
+}
+
+/// The records of the events after `after` (one page, up to `head`) and the last position read.
+async fn next_page(
+    spec: &SinkSpec,
+    store: &SharedStore,
+    models: &ReadModels,
+    auditor: &mut Auditor,
+    after: u64,
+    head: u64,
+) -> Result<(Vec<AuditRecord>, u64), SinkError> {
+    let failed = |e: &dyn std::fmt::Display| SinkError::Records(e.to_string());
+    let mut page = store.read_all(after, PAGE.min((head - after) as usize)).await.map_err(|e| failed(&e))?;
+    page.retain(|e| e.position <= head);
+    let last = page.last().map_or(head, |e| e.position);
+    // Realm and client names come from the read models: they must have seen these events
+    // (a realm created in this page is otherwise unknown, and its records passed over).
+    models.wait_for(last, Duration::from_secs(30)).await.map_err(|e| failed(&e))?;
+    // None: every realm; Some(None): a realm that does not exist (yet), so nothing.
+    let realm_id = spec.realm.as_ref().map(|name| models.read().realms.by_name(name).map(|r| r.id.clone()));
+    let prepared = auditor
+        .prepare(&**store, page, |m| match (&realm_id, &m.realm) {
+            (Some(Some(want)), Some(r)) => r == want,
+            (Some(None), _) => false,
+            _ => true,
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+    let dir = models.read();
+    let names = DirectoryNames(&dir);
+    let records = prepared
+        .iter()
+        .filter(|p| match &realm_id {
+            None => true,
+            Some(want) => p.realm_id() == want.as_deref(),
+        })
+        .map(|p| p.record(&names))
+        .collect();
+    Ok((records, last))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use annals_projections::audit::{AuditRecord, AuthDetails, Outcome, Severity};
+
+    /// A failed login as the audit projection reports it.
+    pub fn record() -> AuditRecord {
+        AuditRecord {
+            position: 42,
+            id: "0190aaaa-0000-7000-8000-000000000001".into(),
+            time: 1_795_000_000_123,
+            kind: "user",
+            r#type: Some("LOGIN_ERROR"),
+            operation_type: None,
+            resource_type: None,
+            resource_path: None,
+            annals_type: "auth_request.credentials_rejected",
+            stream: "auth_request/a1".into(),
+            version: 2,
+            outcome: Outcome::Failure,
+            severity: Severity::Warning,
+            realm_id: Some("r1".into()),
+            realm_name: Some("demo".into()),
+            client_id: Some("web".into()),
+            user_id: Some("u-1".into()),
+            session_id: None,
+            ip_address: Some("192.0.2.7".into()),
+            error: Some("invalid_user_credentials".into()),
+            details: Default::default(),
+            auth_details: AuthDetails {
+                kind: "user",
+                realm_id: None,
+                client_id: None,
+                user_id: None,
+                component: None,
+                ip_address: None,
+            },
+            correlation_id: None,
+            hash: "ab".repeat(32),
+        }
+    }
+}
