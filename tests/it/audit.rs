@@ -173,3 +173,96 @@ async fn a_revoked_token_loses_audit_access_at_once_and_another_realms_token_nev
         password_token(&demo, "demo", ("web", Some("web-secret-0123456789")), ("alice", "alice-password")).await;
     assert_eq!(pull_realm(&demo, "master", Some(&alice), "").await.0, 401);
 }
+
+/// An open live tail of the demo realm's audit stream, read event by event.
+struct Tail {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Tail {
+    async fn open(demo: &Demo, token: Option<&str>, last_event_id: Option<&str>) -> Result<Tail, u16> {
+        let mut req = demo
+            .http
+            .get(format!("{}/admin/realms/demo/audit", demo.app.base_url))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(t) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req.send().await.unwrap();
+        if res.status() != 200 {
+            return Err(res.status().as_u16());
+        }
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Ok(Tail { res, buf: String::new() })
+    }
+
+    /// The next `audit` event: (id, record). Other fields (`retry`, comments) are skipped.
+    async fn next(&mut self) -> (u64, Value) {
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let field =
+                    |name: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string));
+                if field("event").as_deref() == Some("audit") {
+                    let id = field("id").unwrap().parse().unwrap();
+                    return (id, serde_json::from_str(&field("data").unwrap()).unwrap());
+                }
+                assert!(field("event").is_none(), "unexpected event: {block}");
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.res.chunk())
+                .await
+                .expect("an event within 20 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Events until one of `kind`, returning it.
+    async fn until(&mut self, kind: &str) -> (u64, Value) {
+        loop {
+            let (id, record) = self.next().await;
+            if record["type"] == kind {
+                return (id, record);
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn the_live_tail_streams_new_records_as_they_happen_and_resumes_from_the_last_event_id() {
+    let demo = demo_with_auditor().await;
+    let admin = password_token(&demo, "master", ("admin-cli", None), ("admin", ADMIN_PASSWORD)).await;
+    // nobody without a token, nor a malformed resume point
+    assert_eq!(Tail::open(&demo, None, None).await.err(), Some(401));
+    assert_eq!(Tail::open(&demo, Some(&admin), Some("x")).await.err(), Some(400));
+    // given a tail opened before anything happened in the realm but its import
+    let mut tail = Tail::open(&demo, Some(&admin), None).await.unwrap();
+    let (first, record) = tail.next().await;
+    assert_eq!(record["position"], first, "the event id is the record's position");
+    assert_eq!(record["realmName"], "demo");
+    // when a user logs in while it is open
+    let alice =
+        password_token(&demo, "demo", ("web", Some("web-secret-0123456789")), ("alice", "alice-password")).await;
+    // then the login arrives on the open stream, after everything before it, in order
+    let (login_at, login) = tail.until("LOGIN").await;
+    assert!(login_at > first);
+    assert_eq!(login["clientId"], "web", "{login}");
+    assert!(login["userId"].is_string(), "{login}");
+    // and a client reconnecting with the last id it saw gets only what came after
+    let (status, _) = demo.post_as(("web", "web-secret-0123456789"), "revoke", &[("token", &alice)]).await;
+    assert_eq!(status, 200);
+    drop(tail);
+    let mut resumed = Tail::open(&demo, Some(&admin), Some(&login_at.to_string())).await.unwrap();
+    let (next, record) = resumed.next().await;
+    assert!(next > login_at, "{next} after {login_at}");
+    assert_ne!(record["type"], "LOGIN");
+    // a user of the realm without view-events is refused
+    let alice =
+        password_token(&demo, "demo", ("web", Some("web-secret-0123456789")), ("alice", "alice-password")).await;
+    assert_eq!(Tail::open(&demo, Some(&alice), None).await.err(), Some(403));
+}

@@ -55,12 +55,18 @@ impl Caller {
 
 /// The caller behind the request's bearer token; `None` when there is no valid one.
 pub async fn caller(state: &AppState, req: &HttpRequest, target: &RealmView) -> Option<Caller> {
+    caller_by_token(state, bearer_token(req)?, target).await
+}
+
+/// The request's bearer token, if it has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The caller behind `token`, checked as of now (a long-lived response checks it again).
+pub async fn caller_by_token(state: &AppState, token: &str, target: &RealmView) -> Option<Caller> {
     let master = state.read_models.read().realms.by_name("master").filter(|r| r.settings.enabled).cloned();
     let candidates = std::iter::once(target.clone()).chain(master.filter(|m| m.id != target.id));
     for realm in candidates {
