@@ -23,6 +23,8 @@ command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need_apt+=(chromiu
 # The audit sinks' receiver: rsyslog with its GnuTLS driver for syslog over TLS.
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 dpkg -s rsyslog-gnutls >/dev/null 2>&1 || need_apt+=(rsyslog-gnutls)
+# The NATS JetStream sink's server (the tests start their own on a random port).
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -7,6 +7,7 @@
 mod cef;
 mod checkpoint;
 mod connection;
+mod nats;
 mod spec;
 mod syslog;
 

@@ -4,10 +4,15 @@
 //! - `syslog+tcp://HOST:PORT` and `syslog+tls://HOST:PORT` (RFC 5424; TLS per RFC 5425,
 //!   port 6514 by default), with `format=json|cef`, `facility=0..23`, and for TLS `ca=FILE`,
 //!   `cert=FILE`, `key=FILE`;
+//! - `nats://HOST:PORT` (or `tls://`, credentials in the URL as NATS takes them), with
+//!   `prefix=SUBJECT.PREFIX` (default `annals.audit`) and `stream=NAME` to have Annals create
+//!   the JetStream stream over `PREFIX.>` when it does not exist;
 //! - every sink takes `realm=NAME` to deliver one realm's records only.
 use super::connection::{Endpoint, TlsFiles};
+use super::nats::Nats;
 use super::syslog::{Body, Header, Syslog};
 use super::{Sink, SinkError};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +23,7 @@ pub struct SinkSpec {
     pub target: Target,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     Syslog {
         host: String,
@@ -28,6 +33,34 @@ pub enum Target {
         /// TLS files when the transport is TLS.
         tls: Option<TlsPaths>,
     },
+    Nats {
+        /// The server URL without Annals' parameters; may hold credentials.
+        url: String,
+        prefix: String,
+        stream: Option<String>,
+    },
+}
+
+/// By hand: a NATS URL may carry a password, which must not reach a log.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Syslog { host, port, body, facility, tls } => f
+                .debug_struct("Syslog")
+                .field("host", host)
+                .field("port", port)
+                .field("body", body)
+                .field("facility", facility)
+                .field("tls", tls)
+                .finish(),
+            Target::Nats { url, prefix, stream } => f
+                .debug_struct("Nats")
+                .field("url", &crate::config::redact_url(url))
+                .field("prefix", prefix)
+                .field("stream", stream)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,45 +92,62 @@ impl SinkSpec {
             return Err(bad(format!("sink name `{name}`: 1 to 64 letters, digits, `-` or `_`")));
         }
         let in_sink = |e: String| bad(format!("sink {name}: {e}"));
-        let u = url::Url::parse(url).map_err(|e| in_sink(format!("{e}")))?;
-        let mut realm = None;
-        let (mut body, mut facility, mut tls_paths) = (Body::Json, 10u8, TlsPaths::default());
+        let mut u = url::Url::parse(url).map_err(|e| in_sink(format!("{e}")))?;
+        let mut query: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in u.query_pairs() {
-            match k.as_ref() {
-                "realm" => realm = Some(v.into_owned()),
-                "format" => {
-                    body = match v.as_ref() {
-                        "json" => Body::Json,
-                        "cef" => Body::Cef,
-                        other => return Err(in_sink(format!("format `{other}`: json or cef"))),
-                    }
-                }
-                "facility" => {
-                    facility = v
-                        .parse()
-                        .ok()
-                        .filter(|f| *f <= 23)
-                        .ok_or_else(|| in_sink(format!("facility `{v}`: 0 to 23")))?
-                }
-                "ca" => tls_paths.ca = Some(v.into_owned().into()),
-                "cert" => tls_paths.cert = Some(v.into_owned().into()),
-                "key" => tls_paths.key = Some(v.into_owned().into()),
-                other => return Err(in_sink(format!("unknown parameter `{other}`"))),
+            if query.insert(k.to_string(), v.into_owned()).is_some() {
+                return Err(in_sink(format!("parameter `{k}` given twice")));
             }
         }
+        let realm = query.remove("realm");
         let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| in_sink("no host".into()))?;
         // IPv6 literals come bracketed; the connector wants them bare.
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let tls = match u.scheme() {
-            "syslog+tcp" => None,
-            "syslog+tls" => Some(tls_paths.clone()),
-            other => return Err(in_sink(format!("scheme `{other}`: syslog+tcp or syslog+tls"))),
+        let target = match u.scheme() {
+            "syslog+tcp" | "syslog+tls" => {
+                let tls = u.scheme() == "syslog+tls";
+                let body = match query.remove("format").as_deref() {
+                    None | Some("json") => Body::Json,
+                    Some("cef") => Body::Cef,
+                    Some(other) => return Err(in_sink(format!("format `{other}`: json or cef"))),
+                };
+                let facility = match query.remove("facility") {
+                    None => 10,
+                    Some(v) => v
+                        .parse()
+                        .ok()
+                        .filter(|f| *f <= 23)
+                        .ok_or_else(|| in_sink(format!("facility `{v}`: 0 to 23")))?,
+                };
+                let paths = TlsPaths {
+                    ca: query.remove("ca").map(Into::into),
+                    cert: query.remove("cert").map(Into::into),
+                    key: query.remove("key").map(Into::into),
+                };
+                if !tls && paths != TlsPaths::default() {
+                    return Err(in_sink("ca, cert and key apply to syslog+tls only".into()));
+                }
+                let port = u.port().unwrap_or(if tls { 6514 } else { 514 });
+                Target::Syslog { host, port, body, facility, tls: tls.then_some(paths) }
+            }
+            "nats" | "tls" => {
+                let prefix = query.remove("prefix").unwrap_or_else(|| "annals.audit".into());
+                if !super::nats::valid_prefix(&prefix) {
+                    return Err(in_sink(format!("prefix `{prefix}`: subject tokens of letters, digits, `-`, `_`")));
+                }
+                let stream = query.remove("stream");
+                if stream.as_deref().is_some_and(|s| super::nats::token(s) != s) {
+                    return Err(in_sink("stream: letters, digits, `-` or `_`".into()));
+                }
+                u.set_query(None);
+                Target::Nats { url: u.to_string(), prefix, stream }
+            }
+            other => return Err(in_sink(format!("scheme `{other}`: syslog+tcp, syslog+tls, nats or tls"))),
         };
-        if tls.is_none() && tls_paths != TlsPaths::default() {
-            return Err(in_sink("ca, cert and key apply to syslog+tls only".into()));
+        if let Some(k) = query.keys().next() {
+            return Err(in_sink(format!("unknown parameter `{k}`")));
         }
-        let port = u.port().unwrap_or(if tls.is_some() { 6514 } else { 514 });
-        Ok(SinkSpec { name: name.into(), realm, target: Target::Syslog { host, port, body, facility, tls } })
+        Ok(SinkSpec { name: name.into(), realm, target })
     }
 
     /// The sink, with its TLS files read.
@@ -114,6 +164,9 @@ impl SinkSpec {
                 };
                 let endpoint = Endpoint { host: host.clone(), port: *port, tls };
                 Ok(Box::new(Syslog::new(endpoint, Header::new(*facility, *body))))
+            }
+            Target::Nats { url, prefix, stream } => {
+                Ok(Box::new(Nats::new(url.clone(), prefix.clone(), stream.clone())))
             }
         }
     }
@@ -148,6 +201,20 @@ mod tests {
     }
 
     #[test]
+    fn a_nats_sink_keeps_its_url_without_annals_parameters_and_never_shows_its_password() {
+        let s: SinkSpec = "bus=nats://user:pw@nats.example:4222?prefix=idp.audit&stream=AUDIT".parse().unwrap();
+        assert_eq!(
+            s.target,
+            Target::Nats {
+                url: "nats://user:pw@nats.example:4222".into(),
+                prefix: "idp.audit".into(),
+                stream: Some("AUDIT".into())
+            }
+        );
+        assert!(!format!("{s:?}").contains("pw"), "{s:?}");
+    }
+
+    #[test]
     fn a_malformed_sink_is_refused_with_its_reason() {
         for (spec, says) in [
             ("syslog+tcp://h:1", "NAME=URL"),
@@ -156,6 +223,10 @@ mod tests {
             ("s=syslog+tcp://h:1?format=xml", "format"),
             ("s=syslog+tcp://h:1?facility=24", "facility"),
             ("s=syslog+tcp://h:1?colour=red", "unknown parameter"),
+            ("s=syslog+tcp://h:1?format=cef&format=json", "twice"),
+            ("s=nats://h:1?prefix=a.*", "prefix"),
+            ("s=nats://h:1?stream=a.b", "stream"),
+            ("s=nats://h:1?format=cef", "unknown parameter"),
             ("s=syslog+tcp://h:1?ca=/x", "syslog+tls only"),
             ("s=syslog+tcp:///x", "no host"),
             ("s=not a url", "sink s"),

@@ -135,9 +135,14 @@ fn steady_load(demo: &Arc<Demo>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHan
 }
 
 async fn sink_lag(demo: &Demo) -> i64 {
+    sink_lag_of(demo, "siem").await
+}
+
+async fn sink_lag_of(demo: &Demo, sink: &str) -> i64 {
     let text = demo.http.get(format!("{}/metrics", demo.app.base_url)).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("annals_sink_lag_events{{sink=\"{sink}\"}} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("annals_sink_lag_events{sink=\"siem\"} "))
+        .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("sink lag metric in {text}"))
 }
@@ -280,5 +285,73 @@ async fn records_a_receiver_took_but_never_processed_are_sent_again() {
         assert!(Instant::now() < deadline, "{} of {head} arrived", first.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    demo.app.stop().await;
+}
+
+/// A JetStream consumer on `AUDIT` (only `filter` subjects when given), reading until it has
+/// `count` messages: `(subject, Nats-Msg-Id, record)` each, acknowledged.
+async fn consume(url: &str, filter: Option<&str>, count: usize) -> Vec<(String, String, Value)> {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures::StreamExt;
+    let js = jetstream::new(async_nats::connect(url).await.unwrap());
+    let stream = js.get_stream("AUDIT").await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config { filter_subject: filter.unwrap_or_default().to_string(), ..Default::default() })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let msg = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {count} messages within 30 s", out.len()))
+            .unwrap()
+            .unwrap();
+        let id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        out.push((msg.subject.to_string(), id, serde_json::from_slice(&msg.payload).unwrap()));
+        msg.ack().await.unwrap();
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn a_jetstream_consumer_receives_every_record_in_order_through_an_outage() {
+    use crate::support::nats::NatsServer;
+    // given a NATS server with JetStream and a node publishing to it
+    let mut nats = NatsServer::start();
+    let spec: SinkSpec = format!("bus={}?stream=AUDIT", nats.url()).parse().unwrap();
+    let demo = start_with_sink(spec).await;
+    some_logins(&demo).await;
+    // when the server stops while logins go on, then comes back
+    let before = demo.app.store.head().await.unwrap();
+    consume(&nats.url(), None, before as usize).await;
+    nats.stop();
+    some_logins(&demo).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sink_lag_of(&demo, "bus").await > 0, "the lag grows while NATS is down");
+    nats.restart();
+    some_logins(&demo).await;
+    // then a consumer reads every record of the log once, in log order, on its subject
+    let (head, log) = log_records(&demo.app).await;
+    let all = consume(&nats.url(), None, head as usize).await;
+    let positions: Vec<u64> = all.iter().map(|(_, _, r)| r["position"].as_u64().unwrap()).collect();
+    assert_eq!(positions, (1..=head).collect::<Vec<_>>(), "every record once, in order");
+    for (subject, id, record) in &all {
+        let expected = &log[&record["position"].as_u64().unwrap()];
+        assert_eq!(record, expected);
+        assert_eq!(id, expected["id"].as_str().unwrap(), "Nats-Msg-Id is the event id");
+        let realm = expected["realmName"].as_str().unwrap();
+        assert_eq!(subject, &format!("annals.audit.{realm}.{}", expected["annalsType"].as_str().unwrap()));
+    }
+    // and a consumer of one realm's logins picks them by subject
+    let logins = all.iter().filter(|(s, _, _)| s == "annals.audit.demo.auth_request.authenticated").count();
+    assert!(logins >= 3);
+    let demo_logins = consume(&nats.url(), Some("annals.audit.demo.auth_request.authenticated"), logins).await;
+    assert!(demo_logins.iter().all(|(_, _, r)| r["type"] == "LOGIN"));
     demo.app.stop().await;
 }

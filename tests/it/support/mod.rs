@@ -1,4 +1,5 @@
 //! Shared test support: real databases with random names, and a running server.
+pub mod nats;
 pub mod pg;
 pub mod rsyslog;
 
