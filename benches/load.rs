@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod oidc_load;
+mod sink_load;
 
 use annals::actors::{Hosts, HostsConfig};
 use annals::clock::{SharedClock, SystemClock};
@@ -102,6 +103,18 @@ enum Scenario {
         database_url: String,
         #[arg(long, default_value_t = 100_000)]
         sessions: usize,
+    },
+    /// Audit delivery to a syslog receiver: catch-up from a backlog, then latency at a rate.
+    Sink {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 200_000)]
+        backlog: usize,
+        /// Events per second appended during the latency phase.
+        #[arg(long, default_value_t = 5_000)]
+        rate: usize,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
     },
     /// Seed a realm with users and clients (for the memory figure).
     Seed {
@@ -458,6 +471,9 @@ async fn run(args: Args) -> serde_json::Value {
             json!({"scenario": "argon2_ceiling", "result": {"hashes_per_s": per_s, "threads": threads}})
         }
         Scenario::SeedSessions { database_url, sessions } => seed_sessions(&database_url, sessions).await,
+        Scenario::Sink { database_url, backlog, rate, seconds } => {
+            json!({"scenario": "sink", "result": sink_load::run(&database_url, backlog, rate, seconds).await})
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub struct StoreArgs {
     /// `postgres://...` selects PostgreSQL; default is `annals.db` in the data directory.
     #[arg(long, env = "ANNALS_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm, theme_dir).
+    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm, theme_dir, and a [sinks] table).
     #[arg(long, env = "ANNALS_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }

@@ -34,6 +34,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const RECHECK: Duration = Duration::from_secs(30);
 /// Frames a live tail may have queued for a slow reader before it waits for it.
 const TAIL_QUEUE: usize = 16;
+/// A live tail whose reader takes nothing for this long is ended (its task and queue freed).
+const STALLED: Duration = Duration::from_secs(60);
 
 /// The name of the header carrying the last position examined.
 pub const POSITION_HEADER: &str = "annals-audit-position";
@@ -199,21 +201,27 @@ fn sse_event(position: u64, record: &[u8]) -> Bytes {
 /// cannot be read (an `error` event says which).
 fn tail(state: std::sync::Arc<AppState>, realm: RealmView, token: String, from: u64) -> HttpResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAIL_QUEUE);
+    // False when the client is gone or has read nothing for `STALLED`.
+    let send = move |tx: tokio::sync::mpsc::Sender<Bytes>, b: Bytes| async move {
+        matches!(tokio::time::timeout(STALLED, tx.send(b)).await, Ok(Ok(())))
+    };
     actix_web::rt::spawn(async move {
         let mut head_rx = state.store.watch_head();
         let mut auditor = Auditor::default();
         let (mut at, mut checked) = (from, Instant::now());
         // Tells a client to reconnect after 2 s (EventSource's `retry`).
-        if tx.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err() {
+        if !send(tx.clone(), Bytes::from_static(b"retry: 2000\n\n")).await {
             return;
         }
         loop {
             if checked.elapsed() >= RECHECK {
                 let still = admin_token::caller_by_token(&state, &token, &realm).await;
                 if !still.is_some_and(|c| c.may_view_events(&realm)) {
-                    let _ = tx
-                        .send(Bytes::from_static(b"event: error\ndata: {\"error\":\"token no longer valid\"}\n\n"))
-                        .await;
+                    send(
+                        tx.clone(),
+                        Bytes::from_static(b"event: error\ndata: {\"error\":\"token no longer valid\"}\n\n"),
+                    )
+                    .await;
                     return;
                 }
                 checked = Instant::now();
@@ -224,18 +232,18 @@ fn tail(state: std::sync::Arc<AppState>, realm: RealmView, token: String, from: 
                 match collect(&state, &mut auditor, &realm, at, head, PAGE, PAGE as u64).await {
                     Ok((records, reached)) => {
                         for (position, line) in records {
-                            if tx.send(sse_event(position, &line)).await.is_err() {
+                            if !send(tx.clone(), sse_event(position, &line)).await {
                                 return;
                             }
                         }
                         at = reached;
                     }
                     Err(_) => {
-                        let _ = tx
-                            .send(Bytes::from_static(
-                                b"event: error\ndata: {\"error\":\"the log cannot be read now\"}\n\n",
-                            ))
-                            .await;
+                        send(
+                            tx.clone(),
+                            Bytes::from_static(b"event: error\ndata: {\"error\":\"the log cannot be read now\"}\n\n"),
+                        )
+                        .await;
                         return;
                     }
                 }
@@ -244,7 +252,7 @@ fn tail(state: std::sync::Arc<AppState>, realm: RealmView, token: String, from: 
             tokio::select! {
                 changed = head_rx.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(KEEP_ALIVE) => {
-                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                    if !send(tx.clone(), Bytes::from_static(b": keep-alive\n\n")).await {
                         return;
                     }
                 }

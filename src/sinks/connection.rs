@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A receiver that takes no bytes for this long is treated as lost (its window is full).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time sent bytes may stay unacknowledged by the receiver's host (TCP_USER_TIMEOUT).
+pub const USER_TIMEOUT: Duration = Duration::from_secs(10);
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -66,6 +68,14 @@ impl Endpoint {
             .map_err(|_| SinkError::Unreachable(format!("{addr}: connect timed out")))?
             .map_err(|e| SinkError::Unreachable(format!("{addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
+        // A receiver host that vanishes without closing (crash, network cut) would leave our
+        // writes succeeding into the send buffer; unacknowledged data or silent keepalives
+        // fail the connection after USER_TIMEOUT instead, within the syslog settle time.
+        let sock = socket2::SockRef::from(&tcp);
+        let _ = sock.set_tcp_user_timeout(Some(USER_TIMEOUT));
+        let _ = sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(2)),
+        );
         let io: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
             Some(tls) => {

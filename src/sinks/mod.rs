@@ -18,7 +18,7 @@ use crate::metrics;
 use crate::readmodels::ReadModels;
 use crate::store::SharedStore;
 use annals_projections::audit::AuditRecord;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Events read from the log per send.
@@ -115,6 +115,7 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
     let settle = sink.settle();
     let mut head_rx = store.watch_head();
     let mut auditor = Auditor::default();
+    let mut realm_ids = HashSet::new();
     // What was sent on the current connection and when, oldest first.
     let mut sent_at: VecDeque<(Instant, u64)> = VecDeque::new();
     let mut sent = checkpoint;
@@ -124,6 +125,7 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
         // The head watch moves only to durable positions: nothing sent can be taken back.
         let head = *head_rx.borrow_and_update();
         if !sink.intact() {
+            sink.reset();
             if !sent_at.is_empty() {
                 tracing::warn!(
                     sink = name,
@@ -131,14 +133,19 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
                     "receiver connection lost; sending again from the checkpoint"
                 );
                 metrics::SINK_FAILURES.with_label_values(&[name]).inc();
+                sent_at.clear();
+                sent = confirmed;
+                // A receiver that takes writes and then closes must not be hammered.
+                tokio::time::sleep(backoff.next()).await;
+                continue;
             }
-            sink.reset();
-            sent_at.clear();
             sent = confirmed;
         }
         let now = Instant::now();
         while sent_at.front().is_some_and(|(t, _)| *t + settle <= now) {
             confirmed = sent_at.pop_front().map_or(confirmed, |(_, p)| p);
+            // Only records the receiver surely holds show that it works again.
+            backoff = Backoff(BACKOFF_FIRST);
         }
         if confirmed > checkpoint && (saved.elapsed() >= SAVE_EVERY || sent >= head) {
             match checkpoint::save(&pool, name, confirmed).await {
@@ -150,13 +157,12 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
         metrics::SINK_POSITION.with_label_values(&[name]).set(confirmed as i64);
         metrics::SINK_LAG.with_label_values(&[name]).set(head.saturating_sub(confirmed) as i64);
         if sent < head {
-            match next_page(&spec, &store, &models, &mut auditor, sent, head).await {
+            match next_page(&spec, &store, &models, &mut auditor, &mut realm_ids, sent, head).await {
                 Ok((records, last)) => match sink.send(&records).await {
                     Ok(()) => {
                         metrics::SINK_RECORDS.with_label_values(&[name]).inc_by(records.len() as u64);
                         sent = last;
                         sent_at.push_back((Instant::now(), last));
-                        backoff = Backoff(BACKOFF_FIRST);
                     }
                     Err(e) => {
                         tracing::warn!(sink = name, error = %e, from = confirmed, "audit delivery failed; retrying");
@@ -190,36 +196,35 @@ async fn next_page(
     store: &SharedStore,
     models: &ReadModels,
     auditor: &mut Auditor,
+    realm_ids: &mut HashSet<String>,
     after: u64,
     head: u64,
 ) -> Result<(Vec<AuditRecord>, u64), SinkError> {
     let failed = |e: &dyn std::fmt::Display| SinkError::Records(e.to_string());
     let mut page = store.read_all(after, PAGE.min((head - after) as usize)).await.map_err(|e| failed(&e))?;
     page.retain(|e| e.position <= head);
-    let last = page.last().map_or(head, |e| e.position);
+    // Durable positions are readable and without gaps: a short read is an error, never a skip.
+    let Some(last) = page.last().map(|e| e.position) else {
+        return Err(SinkError::Records(format!("no events after {after} below the head {head}")));
+    };
     // Realm and client names come from the read models: they must have seen these events
     // (a realm created in this page is otherwise unknown, and its records passed over).
     models.wait_for(last, Duration::from_secs(30)).await.map_err(|e| failed(&e))?;
-    // None: every realm; Some(None): a realm that does not exist (yet), so nothing.
-    let realm_id = spec.realm.as_ref().map(|name| models.read().realms.by_name(name).map(|r| r.id.clone()));
+    // Every realm that has carried the name while this sink ran: a realm deleted (its name
+    // gone from the directory) still has its last records, its deletion included, delivered.
+    if let Some(name) = &spec.realm {
+        if let Some(r) = models.read().realms.by_name(name) {
+            realm_ids.insert(r.id.clone());
+        }
+    }
+    let wanted = |id: Option<&str>| spec.realm.is_none() || id.is_some_and(|id| realm_ids.contains(id));
     let prepared = auditor
-        .prepare(&**store, page, |m| match (&realm_id, &m.realm) {
-            (Some(Some(want)), Some(r)) => r == want,
-            (Some(None), _) => false,
-            _ => true,
-        })
+        .prepare(&**store, page, |m| m.realm.is_none() || wanted(m.realm.as_deref()))
         .await
         .map_err(|e| failed(&e))?;
     let dir = models.read();
     let names = DirectoryNames(&dir);
-    let records = prepared
-        .iter()
-        .filter(|p| match &realm_id {
-            None => true,
-            Some(want) => p.realm_id() == want.as_deref(),
-        })
-        .map(|p| p.record(&names))
-        .collect();
+    let records = prepared.iter().filter(|p| wanted(p.realm_id())).map(|p| p.record(&names)).collect();
     Ok((records, last))
 }
 

@@ -52,12 +52,18 @@ impl Nats {
 
     async fn connect(&self) -> Result<jetstream::Context, SinkError> {
         let unreachable = |e: &dyn std::fmt::Display| SinkError::Unreachable(format!("NATS: {e}"));
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(CONNECT_TIMEOUT)
-            .name("annals audit")
-            .connect(self.url.as_str())
-            .await
-            .map_err(|e| unreachable(&e))?;
+        // Credentials go to the client as options, never inside the address it logs.
+        let mut address = url::Url::parse(&self.url).map_err(|e| unreachable(&e))?;
+        let mut options = async_nats::ConnectOptions::new().connection_timeout(CONNECT_TIMEOUT).name("annals audit");
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        match (address.username(), address.password()) {
+            ("", None) => {}
+            (user, Some(password)) => options = options.user_and_password(decode(user), decode(password)),
+            (token, None) => options = options.token(decode(token)),
+        }
+        let _ = address.set_username("");
+        let _ = address.set_password(None);
+        let client = options.connect(address.as_str()).await.map_err(|e| unreachable(&e))?;
         let js = jetstream::new(client);
         if let Some(name) = &self.stream {
             js.get_or_create_stream(jetstream::stream::Config {

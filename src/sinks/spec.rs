@@ -41,6 +41,14 @@ pub enum Target {
     },
 }
 
+/// A URL with any user information (a NATS user and password, or a bare token) replaced.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.rsplit_once('@')?.1))) {
+        Some((scheme, host)) => format!("{scheme}://***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// By hand: a NATS URL may carry a password, which must not reach a log.
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,7 +63,7 @@ impl std::fmt::Debug for Target {
                 .finish(),
             Target::Nats { url, prefix, stream } => f
                 .debug_struct("Nats")
-                .field("url", &crate::config::redact_url(url))
+                .field("url", &without_userinfo(url))
                 .field("prefix", prefix)
                 .field("stream", stream)
                 .finish(),
@@ -212,6 +220,8 @@ mod tests {
             }
         );
         assert!(!format!("{s:?}").contains("pw"), "{s:?}");
+        let token: SinkSpec = "bus=nats://s3cr3t-token@nats.example".parse().unwrap();
+        assert!(!format!("{token:?}").contains("s3cr3t"), "{token:?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! one audit record a message, its body JSON or CEF, its structured data naming the log
 //! position and event id so a receiver can resume and de-duplicate without parsing the body.
 use super::cef;
-use super::connection::{Connection, Endpoint};
+use super::connection::{Connection, Endpoint, USER_TIMEOUT};
 use super::{Sink, SinkError};
 use annals_projections::audit::AuditRecord;
 use std::fmt::Write;
@@ -14,8 +14,10 @@ pub const SD_ID: &str = "annals@32473";
 
 /// How long bytes written on a connection must survive before the sink counts them as
 /// received: syslog has no acknowledgement, and a receiver that stops discards what it had
-/// not yet read. Everything written within this time before a connection is lost is sent again.
-const SETTLE: Duration = Duration::from_secs(3);
+/// not yet read. Longer than the connection's TCP user timeout, so bytes the receiver's host
+/// never acknowledged fail the connection before they count. Everything written within this
+/// time before a connection is lost is sent again.
+const SETTLE: Duration = Duration::from_secs(12);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -128,7 +130,7 @@ impl Syslog {
 #[async_trait::async_trait]
 impl Sink for Syslog {
     fn settle(&self) -> Duration {
-        SETTLE
+        SETTLE.max(USER_TIMEOUT + Duration::from_secs(2))
     }
 
     async fn send(&mut self, records: &[AuditRecord]) -> Result<(), SinkError> {

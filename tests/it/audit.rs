@@ -177,7 +177,7 @@ async fn a_revoked_token_loses_audit_access_at_once_and_another_realms_token_nev
 /// An open live tail of the demo realm's audit stream, read event by event.
 struct Tail {
     res: reqwest::Response,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl Tail {
@@ -197,14 +197,15 @@ impl Tail {
             return Err(res.status().as_u16());
         }
         assert_eq!(res.headers()["content-type"], "text/event-stream");
-        Ok(Tail { res, buf: String::new() })
+        Ok(Tail { res, buf: Vec::new() })
     }
 
     /// The next `audit` event: (id, record). Other fields (`retry`, comments) are skipped.
     async fn next(&mut self) -> (u64, Value) {
         loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
+            // Blocks are decoded whole: a chunk may end inside a character.
+            while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block = String::from_utf8(self.buf.drain(..end + 2).collect()).unwrap();
                 let field =
                     |name: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string));
                 if field("event").as_deref() == Some("audit") {
@@ -218,7 +219,7 @@ impl Tail {
                 .expect("an event within 20 s")
                 .unwrap()
                 .expect("the stream stays open");
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            self.buf.extend_from_slice(&chunk);
         }
     }
 

@@ -27,7 +27,11 @@ async fn start_with_sink(spec: SinkSpec) -> Demo {
 
 /// Every event of the log up to the durable head as the audit projection makes it, by position.
 async fn log_records(app: &Running) -> (u64, HashMap<u64, Value>) {
-    let head = app.store.head().await.unwrap();
+    log_records_to(app, app.store.head().await.unwrap()).await
+}
+
+/// As [`log_records`], up to `head`.
+async fn log_records_to(app: &Running, head: u64) -> (u64, HashMap<u64, Value>) {
     app.read_models.wait_for(head, Duration::from_secs(10)).await.unwrap();
     let events = app.store.read_all(0, head as usize).await.unwrap();
     let prepared = Auditor::default().prepare(&*app.store, events, |_| true).await.unwrap();
@@ -73,7 +77,7 @@ async fn assert_all_delivered(rs: &Rsyslog, app: &Running, within: Duration) -> 
         let head = app.store.head().await.unwrap();
         let got = received(rs);
         if got.first.len() as u64 >= head {
-            let (head, log) = log_records(app).await;
+            let (head, log) = log_records_to(app, head).await;
             let positions: Vec<u64> = got.first.iter().map(|(p, _, _)| *p).collect();
             let expected: Vec<u64> = (1..=head).collect();
             assert_eq!(&positions[..head as usize], &expected[..], "first arrivals in log order, no gap");
@@ -139,8 +143,12 @@ async fn sink_lag(demo: &Demo) -> i64 {
 }
 
 async fn sink_lag_of(demo: &Demo, sink: &str) -> i64 {
+    sink_metric(demo, "annals_sink_lag_events", sink).await
+}
+
+async fn sink_metric(demo: &Demo, metric: &str, sink: &str) -> i64 {
     let text = demo.http.get(format!("{}/metrics", demo.app.base_url)).send().await.unwrap().text().await.unwrap();
-    let prefix = format!("annals_sink_lag_events{{sink=\"{sink}\"}} ");
+    let prefix = format!("{metric}{{sink=\"{sink}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
@@ -221,7 +229,12 @@ async fn a_node_restarted_mid_delivery_resumes_from_its_checkpoint() {
     some_logins(&demo).await;
     assert_all_delivered(&rs, &demo.app, Duration::from_secs(30)).await;
     // records count as received once they survived the settle time on the connection
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let head = demo.app.store.head().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink_metric(&demo, "annals_sink_position", "siem").await < head as i64 {
+        assert!(Instant::now() < deadline, "the checkpoint reaches the head");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // when the receiver stops, more happens, and the node restarts before it is back
     rs.stop();
     some_logins(&demo).await;

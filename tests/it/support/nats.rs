@@ -42,7 +42,9 @@ impl NatsServer {
             .expect("nats-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || !self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        {
             let stderr = std::fs::read_to_string(d.join("nats.stderr")).unwrap_or_default();
             assert!(Instant::now() < deadline, "nats-server did not start: {stderr}");
             std::thread::sleep(Duration::from_millis(50));

@@ -136,7 +136,8 @@ impl Rsyslog {
                 0 => std::fs::read_to_string(d.join("port")).ok().and_then(|p| p.trim().parse().ok()),
                 known => Some(known),
             };
-            if let Some(port) = port {
+            let running = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            if let (Some(port), true) = (port, running) {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     self.port = port;
                     return;
@@ -166,7 +167,10 @@ impl Rsyslog {
     /// The lines received so far: `(structured data, message body)`.
     pub fn received(&self) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(self.dir.path().join("received.log")).unwrap_or_default();
-        text.lines()
+        // A last line rsyslog is still writing is not yet received.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
             .filter_map(|l| {
                 let end = l.find("] ")?;
                 Some((l[..=end].to_string(), l[end + 2..].to_string()))

@@ -1,0 +1,150 @@
+//! The audit sink figures: catch-up after an outage (records per second from a backlog,
+//! against reading the same events from the log in the same run) and append-to-receiver
+//! latency at a steady rate (against the append's own acknowledgement latency). The receiver
+//! is an RFC 6587 octet-counting reader in this process, on loopback.
+use super::{new_user_append, percentile_ms};
+use annals::readmodels::ReadModels;
+use annals::sinks::{SinkSpec, Sinks};
+use annals::store::{self, SharedStore};
+use annals_events::Metadata;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+/// When each position first arrived at the receiver.
+type Arrivals = Arc<Mutex<HashMap<u64, Instant>>>;
+
+/// A syslog receiver: reads octet-counted frames, notes each position's first arrival.
+async fn receiver() -> (u16, Arrivals) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let arrivals: Arrivals = Default::default();
+    let seen = arrivals.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::with_capacity(1 << 16, conn);
+                let (mut len, mut msg) = (Vec::new(), Vec::new());
+                loop {
+                    len.clear();
+                    if r.read_until(b' ', &mut len).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let Some(n) = std::str::from_utf8(&len[..len.len() - 1]).ok().and_then(|s| s.parse().ok()) else {
+                        return;
+                    };
+                    msg.resize(n, 0);
+                    if r.read_exact(&mut msg).await.is_err() {
+                        return;
+                    }
+                    let now = Instant::now();
+                    let text = String::from_utf8_lossy(&msg);
+                    if let Some(p) = text.split(" position=\"").nth(1).and_then(|s| s.split('"').next()?.parse().ok()) {
+                        seen.lock().expect("arrivals").entry(p).or_insert(now);
+                    }
+                }
+            });
+        }
+    });
+    (port, arrivals)
+}
+
+async fn wait_for(arrivals: &Arrivals, position: u64, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(t) = arrivals.lock().expect("arrivals").get(&position) {
+            return *t;
+        }
+        assert!(Instant::now() < deadline, "position {position} not delivered within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn seed(store: &SharedStore, events: usize) -> u64 {
+    let meta = Metadata::system("annals-load").with_realm("load");
+    let mut last = 0;
+    for chunk in (0..events).collect::<Vec<_>>().chunks(1_000) {
+        let batch = chunk.iter().map(|&n| new_user_append("load", n, &meta)).collect();
+        last = store.append_all(batch).await.expect("seed").last().map_or(last, |a| a.last_position);
+    }
+    last
+}
+
+pub async fn run(database_url: &str, backlog: usize, rate: usize, seconds: f64) -> serde_json::Value {
+    let store = store::open(database_url).await.expect("store");
+    // Catch-up: a backlog in the log, then a sink starting from nothing.
+    let head = seed(&store, backlog).await;
+    let t = Instant::now();
+    let mut read = 0;
+    let mut at = 0;
+    while at < head {
+        let page = store.read_all(at, 1_000).await.expect("read");
+        read += page.len();
+        at = page.last().map_or(head, |e| e.position);
+    }
+    let read_per_s = read as f64 / t.elapsed().as_secs_f64();
+    let models = ReadModels::start(store.clone()).await.expect("read models");
+    let (port, arrivals) = receiver().await;
+    let spec: SinkSpec = format!("bench=syslog+tcp://127.0.0.1:{port}").parse().expect("spec");
+    let started = Instant::now();
+    let sinks = Sinks::start(&[spec], &store, &models).expect("sink");
+    let done = wait_for(&arrivals, head, Duration::from_secs(600)).await;
+    let catch_up_per_s = head as f64 / (done - started).as_secs_f64();
+    // Steady rate: appends of 10 events every 2 ms (one per stream), timed from each
+    // durable acknowledgement to the record's arrival.
+    let meta = Metadata::system("annals-load").with_realm("load");
+    let per_tick = 10usize;
+    let tick = Duration::from_secs_f64(per_tick as f64 / rate as f64);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (acked, append_lat) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    let mut n = backlog;
+    let steady_started = Instant::now();
+    while Instant::now() < end {
+        interval.tick().await;
+        let batch: Vec<_> = (0..per_tick).map(|i| new_user_append("load", n + i, &meta)).collect();
+        n += per_tick;
+        let (store, acked, append_lat) = (store.clone(), acked.clone(), append_lat.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let done = store.append_all(batch).await.expect("append");
+            let now = Instant::now();
+            append_lat.lock().expect("lat").push(now - t);
+            acked.lock().expect("acked").extend(done.iter().map(|a| (a.last_position, now)));
+        }));
+    }
+    for t in tasks {
+        t.await.expect("appender");
+    }
+    let appended = n - backlog;
+    let achieved = appended as f64 / steady_started.elapsed().as_secs_f64();
+    let acked = std::mem::take(&mut *acked.lock().expect("acked"));
+    let last = acked.iter().map(|(p, _)| *p).max().unwrap_or(head);
+    wait_for(&arrivals, last, Duration::from_secs(60)).await;
+    let mut delivery: Vec<Duration> = {
+        let arrivals = arrivals.lock().expect("arrivals");
+        acked.iter().map(|(p, at)| arrivals[p].saturating_duration_since(*at)).collect()
+    };
+    delivery.sort();
+    let mut append_lat = std::mem::take(&mut *append_lat.lock().expect("lat"));
+    append_lat.sort();
+    sinks.stop();
+    models.stop();
+    store.shutdown().await;
+    json!({
+        "backlog": head,
+        "catch_up_records_per_s": catch_up_per_s,
+        "baseline_read_all_events_per_s": read_per_s,
+        "catch_up_vs_read": catch_up_per_s / read_per_s,
+        "steady_events_per_s": achieved,
+        "append_to_receiver_p50_ms": percentile_ms(&delivery, 0.5),
+        "append_to_receiver_p99_ms": percentile_ms(&delivery, 0.99),
+        "baseline_append_ack_p50_ms": percentile_ms(&append_lat, 0.5),
+        "baseline_append_ack_p99_ms": percentile_ms(&append_lat, 0.99),
+    })
+}
