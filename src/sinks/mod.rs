@@ -96,6 +96,15 @@ impl Backoff {
     }
 }
 
+/// Forgets the connection and what was sent on it; delivery goes on after `confirmed`, which
+/// it returns as the new last position sent.
+fn rewind(sink: &mut dyn Sink, sent_at: &mut VecDeque<(Instant, u64)>, confirmed: u64, name: &str) -> u64 {
+    metrics::SINK_FAILURES.with_label_values(&[name]).inc();
+    sink.reset();
+    sent_at.clear();
+    confirmed
+}
+
 /// One sink's delivery loop; runs until aborted.
 async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, models: ReadModels) {
     let name = spec.name.as_str();
@@ -125,21 +134,16 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
         // The head watch moves only to durable positions: nothing sent can be taken back.
         let head = *head_rx.borrow_and_update();
         if !sink.intact() {
-            sink.reset();
-            if !sent_at.is_empty() {
-                tracing::warn!(
-                    sink = name,
-                    from = confirmed,
-                    "receiver connection lost; sending again from the checkpoint"
-                );
-                metrics::SINK_FAILURES.with_label_values(&[name]).inc();
-                sent_at.clear();
-                sent = confirmed;
+            // With nothing unsettled, everything sent is confirmed: only the connection goes.
+            if sent_at.is_empty() {
+                sink.reset();
+            } else {
+                tracing::warn!(sink = name, from = confirmed, "receiver connection lost; sending again");
+                sent = rewind(&mut *sink, &mut sent_at, confirmed, name);
                 // A receiver that takes writes and then closes must not be hammered.
                 tokio::time::sleep(backoff.next()).await;
                 continue;
             }
-            sent = confirmed;
         }
         let now = Instant::now();
         while sent_at.front().is_some_and(|(t, _)| *t + settle <= now) {
@@ -166,10 +170,7 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
                     }
                     Err(e) => {
                         tracing::warn!(sink = name, error = %e, from = confirmed, "audit delivery failed; retrying");
-                        metrics::SINK_FAILURES.with_label_values(&[name]).inc();
-                        sink.reset();
-                        sent_at.clear();
-                        sent = confirmed;
+                        sent = rewind(&mut *sink, &mut sent_at, confirmed, name);
                         tokio::time::sleep(backoff.next()).await;
                     }
                 },

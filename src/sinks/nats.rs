@@ -87,10 +87,10 @@ impl Sink for Nats {
     }
 
     async fn send(&mut self, records: &[AuditRecord]) -> Result<(), SinkError> {
-        if self.context.is_none() {
-            self.context = Some(self.connect().await?);
-        }
-        let js = self.context.as_ref().expect("connected above");
+        let js = match &self.context {
+            Some(js) => js.clone(),
+            None => self.context.insert(self.connect().await?).clone(),
+        };
         let failed = |e: &dyn std::fmt::Display| SinkError::Unreachable(format!("NATS publish: {e}"));
         // Publish the whole page, then wait for every acknowledgement: one round trip's
         // latency for the page rather than one per record.

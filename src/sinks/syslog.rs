@@ -138,10 +138,10 @@ impl Sink for Syslog {
         for r in records {
             frame(&message(&self.header, r)?, &mut bytes);
         }
-        if self.connection.is_none() {
-            self.connection = Some(self.endpoint.connect().await?);
-        }
-        let conn = self.connection.as_mut().expect("connected above");
+        let conn = match &mut self.connection {
+            Some(c) => c,
+            None => self.connection.insert(self.endpoint.connect().await?),
+        };
         conn.write(&bytes).await
     }
 

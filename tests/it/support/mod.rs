@@ -66,3 +66,30 @@ pub fn loopback_peer(
     actix_rt::spawn(server);
     (format!("http://{addr}"), handle)
 }
+
+/// The first of `paths` that exists: a peer program the suite needs. Missing is a failure,
+/// never a skip (scripts/test.sh installs them).
+pub fn program(paths: &[&str]) -> std::path::PathBuf {
+    paths
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("none of {paths:?} exists: scripts/test.sh installs the suite's peers"))
+}
+
+/// Whether a started peer process is still running.
+pub fn running(child: &mut Option<std::process::Child>) -> bool {
+    child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+}
+
+/// Stops a peer process as an operator would (SIGTERM) and waits for it to exit.
+pub fn terminate(child: Option<std::process::Child>) {
+    if let Some(mut child) = child {
+        if let Ok(id) = i32::try_from(child.id()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(id) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        let _ = child.wait();
+    }
+}

@@ -10,11 +10,7 @@ pub struct NatsServer {
 }
 
 fn nats_server() -> PathBuf {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nats-server not found: scripts/test.sh installs it")
+    super::program(&["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"])
 }
 
 impl NatsServer {
@@ -42,9 +38,7 @@ impl NatsServer {
             .expect("nats-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
-            || !self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-        {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() || !super::running(&mut self.child) {
             let stderr = std::fs::read_to_string(d.join("nats.stderr")).unwrap_or_default();
             assert!(Instant::now() < deadline, "nats-server did not start: {stderr}");
             std::thread::sleep(Duration::from_millis(50));
@@ -53,11 +47,7 @@ impl NatsServer {
 
     /// Stops it (SIGTERM) and waits for it to exit; its store stays.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let _ = child.wait();
-        }
+        super::terminate(self.child.take());
     }
 
     /// Starts it again on the same port with the same store.

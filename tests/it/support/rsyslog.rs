@@ -68,11 +68,7 @@ fn tls_files(dir: &Path) {
 }
 
 fn rsyslogd() -> PathBuf {
-    ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("rsyslogd not found: scripts/test.sh installs rsyslog and rsyslog-gnutls")
+    super::program(&["/usr/sbin/rsyslogd", "/sbin/rsyslogd"])
 }
 
 impl Rsyslog {
@@ -136,8 +132,7 @@ impl Rsyslog {
                 0 => std::fs::read_to_string(d.join("port")).ok().and_then(|p| p.trim().parse().ok()),
                 known => Some(known),
             };
-            let running = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
-            if let (Some(port), true) = (port, running) {
+            if let (Some(port), true) = (port, super::running(&mut self.child)) {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     self.port = port;
                     return;
@@ -151,11 +146,7 @@ impl Rsyslog {
 
     /// Stops rsyslogd as an operator would (SIGTERM) and waits for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let _ = child.wait();
-        }
+        super::terminate(self.child.take());
     }
 
     /// Starts it again on the same port, appending to the same file.
