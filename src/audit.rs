@@ -50,8 +50,18 @@ impl Prepared {
         self.event.position
     }
 
+    /// A record about the whole log rather than one realm (a signed checkpoint): every
+    /// reader gets it, whatever realm it follows, so each SIEM holds the anchors.
+    pub fn log_wide(&self) -> bool {
+        self.event.stream.kind == annals_events::StreamType::AuditCheckpoint
+    }
+
     pub fn realm_id(&self) -> Option<&str> {
         self.context.realm_id.as_deref().or(self.meta.realm.as_deref())
+    }
+
+    pub fn into_event(self) -> RecordedEvent {
+        self.event
     }
 
     pub fn record(&self, names: &dyn Names) -> AuditRecord {

@@ -23,6 +23,8 @@ pub struct FileConfig {
     /// Audit sinks by name: `siem = "syslog+tcp://logs:514"`.
     #[serde(default)]
     pub sinks: std::collections::BTreeMap<String, String>,
+    pub audit_key: Option<PathBuf>,
+    pub audit_checkpoint_interval: Option<u64>,
 }
 
 impl FileConfig {
@@ -67,6 +69,10 @@ pub struct ServeConfig {
     pub bootstrap_admin_password: Option<String>,
     /// Where the audit stream is delivered.
     pub sinks: Vec<crate::sinks::SinkSpec>,
+    /// A PEM Ed25519 key for checkpoints and evidence; default derived from the server keys.
+    pub audit_key: Option<PathBuf>,
+    /// How often a signed checkpoint is appended (when anything was appended since).
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// A database URL fit for logs and terminals: any password replaced by `***`.

@@ -3,6 +3,8 @@
 
 pub mod actors;
 pub mod audit;
+pub mod audit_checkpoints;
+pub mod audit_key;
 pub mod cli;
 pub mod clock;
 pub mod config;

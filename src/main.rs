@@ -1,7 +1,7 @@
 //! `annals`: the server and its operator tools.
 #![forbid(unsafe_code)]
 
-use annals::cli::{self, Cli, Command, EventsCommand, LogFormat, ProjectionsCommand};
+use annals::cli::{self, Cli, Command, EventsCommand, EvidenceCommand, LogFormat, ProjectionsCommand};
 use annals::clock::{SharedClock, SystemClock};
 use annals::config::{FileConfig, ServeConfig};
 use annals::store::{self, ReadUntil};
@@ -80,6 +80,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| "admin".into()),
             bootstrap_admin_password: std::env::var("ANNALS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
             sinks,
+            audit_key: cli.store.audit_key.clone().or(file.audit_key),
+            checkpoint_interval: std::time::Duration::from_secs(
+                args.audit_checkpoint_interval.or(file.audit_checkpoint_interval).unwrap_or(60).max(1),
+            ),
         };
         return serve(cfg, clock).await;
     }
@@ -94,11 +98,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         });
     }
+    if let Command::Evidence(EvidenceCommand::Verify { file, key }) = &cli.command {
+        // Offline: no store, no server keys.
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let trusted = match key {
+            Some(path) => Some(cli::evidence::trusted_keys(
+                &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            )?),
+            None => None,
+        };
+        let (text, ok) = cli::evidence::verify_report(&bytes, trusted.as_deref());
+        print!("{text}");
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) });
+    }
     std::fs::create_dir_all(&store_cfg.data_dir).ok();
     let store =
         store::open(&store_cfg.database_url).await.with_context(|| format!("opening {}", store_cfg.database_url))?;
     let code = match cli.command {
-        Command::Serve(_) | Command::Events(EventsCommand::Schema { .. }) => ExitCode::SUCCESS,
+        Command::Serve(_)
+        | Command::Events(EventsCommand::Schema { .. })
+        | Command::Evidence(EvidenceCommand::Verify { .. }) => ExitCode::SUCCESS,
+        Command::Evidence(EvidenceCommand::Export { realm, user, client, from, to, file }) => {
+            let keys = annals::server::server_keys(&store_cfg.data_dir)?;
+            let key = annals::audit_key::AuditKey::load(cli.store.audit_key.as_deref(), &keys)?;
+            let req = cli::evidence::ExportRequest { realm, user, client, from, to };
+            let out = cli::evidence::export(&store, &key, &req, chrono::Utc::now()).await?;
+            std::fs::write(&file, &out.bundle).with_context(|| format!("writing {}", file.display()))?;
+            println!(
+                "wrote {}: {} records, {} signed checkpoints, audit key {}",
+                file.display(),
+                out.records,
+                out.checkpoints,
+                out.key_id
+            );
+            ExitCode::SUCCESS
+        }
         Command::Verify => {
             let pb = progress(store.head().await?, "verifying");
             let result = annals::verify::verify_chain(&*store, |p| pb.set_position(p)).await;

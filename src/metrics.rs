@@ -1,6 +1,7 @@
 //! Prometheus metrics, served as text on `/metrics`.
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -100,6 +101,19 @@ pub static SINK_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric"))
 });
 
+pub static AUDIT_CHECKPOINT_POSITION: LazyLock<IntGauge> = LazyLock::new(|| {
+    reg(IntGauge::new("audit_checkpoint_position", "Last position covered by a signed checkpoint this node wrote")
+        .expect("valid metric"))
+});
+
+pub static AUDIT_CHECKPOINT_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    reg(IntCounter::new(
+        "audit_checkpoint_failures_total",
+        "Signed checkpoints not written (a broken chain, an unreadable checkpoint, a store error)",
+    )
+    .expect("valid metric"))
+});
+
 /// Forces every metric into the registry so `/metrics` lists them before their first use.
 pub fn init() {
     LazyLock::force(&HTTP_SECONDS);
@@ -114,6 +128,8 @@ pub fn init() {
     LazyLock::force(&SINK_POSITION);
     LazyLock::force(&SINK_RECORDS);
     LazyLock::force(&SINK_FAILURES);
+    LazyLock::force(&AUDIT_CHECKPOINT_POSITION);
+    LazyLock::force(&AUDIT_CHECKPOINT_FAILURES);
     // Every aggregate's series exists from the start (at 0), so dashboards and alerts see it
     // before the first actor of that kind is activated.
     for kind in annals_events::StreamType::ALL {

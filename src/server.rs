@@ -34,6 +34,8 @@ pub enum ServerError {
     Pages(#[from] crate::http::pages::PageError),
     #[error(transparent)]
     Sink(#[from] crate::sinks::SinkError),
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit_key::AuditKeyError),
     #[error("realm import from {0}: {1}")]
     Import(String, String),
 }
@@ -61,6 +63,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
     backchannel: tokio::task::JoinHandle<()>,
+    checkpoints: tokio::task::JoinHandle<()>,
     sinks: crate::sinks::Sinks,
 }
 
@@ -70,6 +73,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     std::fs::create_dir_all(dir).map_err(|e| ServerError::DataDir(dir.display().to_string(), e))?;
     let store = store::open(&cfg.store.database_url).await?;
     let keys = Arc::new(server_keys(dir)?);
+    let audit_key = Arc::new(crate::audit_key::AuditKey::load(cfg.audit_key.as_deref(), &keys)?);
     let read_models = ReadModels::start(store.clone()).await?;
     // Bootstrap and import decide from the read models what exists. Read models stopped at an
     // event they cannot fold would show a log without its realms, and a second `master` would
@@ -113,6 +117,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         base_url: base_url.clone(),
         clock: clock.clone(),
         keys: keys.clone(),
+        audit_key: audit_key.clone(),
         signers: crate::oidc::tokens::Signers::new(keys.clone()),
         pages: Arc::new(pages),
         subjects: Default::default(),
@@ -137,6 +142,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let server = tokio::spawn(server);
     crate::metrics::init();
     let backchannel = crate::http::spawn_backchannel_logout(state_for_workers);
+    let checkpoints = crate::audit_checkpoints::spawn(store.clone(), audit_key, clock.clone(), cfg.checkpoint_interval);
     let (models, sweep_clock) = (read_models.clone(), clock.clone());
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -159,6 +165,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         server,
         sweeper,
         backchannel,
+        checkpoints,
         sinks,
     })
 }
@@ -171,6 +178,7 @@ impl Running {
         let _ = self.server.await;
         self.sweeper.abort();
         self.backchannel.abort();
+        self.checkpoints.abort();
         self.sinks.stop();
         self.hosts.shutdown().await;
         self.read_models.stop();

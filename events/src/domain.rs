@@ -1,4 +1,5 @@
 //! The union of all aggregates' events, and decoding from stored form.
+use crate::audit_checkpoint::AuditCheckpointEvent;
 use crate::auth_request::AuthRequestEvent;
 use crate::client::ClientEvent;
 use crate::client_assertion::ClientAssertionEvent;
@@ -34,6 +35,7 @@ pub enum DomainEvent {
     LoginFailures(LoginFailuresEvent),
     ClientAssertion(ClientAssertionEvent),
     LogoutDelivery(LogoutDeliveryEvent),
+    AuditCheckpoint(AuditCheckpointEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -73,6 +75,7 @@ macro_rules! each_aggregate {
             DomainEvent::LoginFailures($e) => $body,
             DomainEvent::ClientAssertion($e) => $body,
             DomainEvent::LogoutDelivery($e) => $body,
+            DomainEvent::AuditCheckpoint($e) => $body,
         }
     };
 }
@@ -96,6 +99,7 @@ impl DomainEvent {
             DomainEvent::LoginFailures(_) => StreamType::LoginFailures,
             DomainEvent::ClientAssertion(_) => StreamType::ClientAssertion,
             DomainEvent::LogoutDelivery(_) => StreamType::LogoutDelivery,
+            DomainEvent::AuditCheckpoint(_) => StreamType::AuditCheckpoint,
         }
     }
 
@@ -138,6 +142,8 @@ impl DomainEvent {
                     .map(|r| r.map(DomainEvent::ClientAssertion)),
                 "logout_delivery" => LogoutDeliveryEvent::from_payload_value(event_type, payload)
                     .map(|r| r.map(DomainEvent::LogoutDelivery)),
+                "audit_checkpoint" => AuditCheckpointEvent::from_payload_value(event_type, payload)
+                    .map(|r| r.map(DomainEvent::AuditCheckpoint)),
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -176,6 +182,8 @@ impl DomainEvent {
                     .map(|r| r.map(DomainEvent::ClientAssertion)),
                 "logout_delivery" => LogoutDeliveryEvent::from_payload_str(event_type, payload)
                     .map(|r| r.map(DomainEvent::LogoutDelivery)),
+                "audit_checkpoint" => AuditCheckpointEvent::from_payload_str(event_type, payload)
+                    .map(|r| r.map(DomainEvent::AuditCheckpoint)),
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -204,6 +212,7 @@ impl DomainEvent {
             LoginFailuresEvent::TYPES,
             ClientAssertionEvent::TYPES,
             LogoutDeliveryEvent::TYPES,
+            AuditCheckpointEvent::TYPES,
         ]
         .concat()
     }
@@ -223,6 +232,7 @@ impl DomainEvent {
         all.extend(LoginFailuresEvent::schemas());
         all.extend(ClientAssertionEvent::schemas());
         all.extend(LogoutDeliveryEvent::schemas());
+        all.extend(AuditCheckpointEvent::schemas());
         all
     }
 }
@@ -244,7 +254,8 @@ macro_rules! into_domain {
 into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, RoleEvent => Role,
     GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
     SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures,
-    ClientAssertionEvent => ClientAssertion, LogoutDeliveryEvent => LogoutDelivery);
+    ClientAssertionEvent => ClientAssertion, LogoutDeliveryEvent => LogoutDelivery,
+    AuditCheckpointEvent => AuditCheckpoint);
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,13 @@
 //! The Annals event vocabulary.
 //!
-//! This crate is deliberately small (serde, uuid, chrono, sha2) so that a SIEM consumer or a
+//! This crate is deliberately small (serde, uuid, chrono, sha2, ed25519-dalek) so that a SIEM consumer or a
 //! forensic tool can decode Annals events and check the hash chain without the server.
 #![forbid(unsafe_code)]
 
 #[macro_use]
 mod macros;
 
+pub mod audit_checkpoint;
 pub mod auth_request;
 pub mod canonical;
 pub mod chain;
@@ -15,9 +16,12 @@ pub mod client_assertion;
 pub mod client_grant;
 pub mod domain;
 pub mod envelope;
+pub mod evidence;
 pub mod group;
+pub mod jws;
 pub mod login_failures;
 pub mod logout_delivery;
+pub mod merkle;
 pub mod metadata;
 pub mod realm;
 pub mod role;

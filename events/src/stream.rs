@@ -20,10 +20,11 @@ pub enum StreamType {
     LoginFailures,
     ClientAssertion,
     LogoutDelivery,
+    AuditCheckpoint,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 12] = [
+    pub const ALL: [StreamType; 13] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -36,6 +37,7 @@ impl StreamType {
         StreamType::LoginFailures,
         StreamType::ClientAssertion,
         StreamType::LogoutDelivery,
+        StreamType::AuditCheckpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl StreamType {
             StreamType::LoginFailures => "login_failures",
             StreamType::ClientAssertion => "client_assertion",
             StreamType::LogoutDelivery => "logout_delivery",
+            StreamType::AuditCheckpoint => "audit_checkpoint",
         }
     }
 }

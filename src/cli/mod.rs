@@ -1,6 +1,7 @@
 //! The command line: a contract scripts and tests rely on. Every flag has an `ANNALS_*`
 //! environment twin.
 pub mod events;
+pub mod evidence;
 pub mod import;
 pub mod replay;
 
@@ -36,9 +37,12 @@ pub struct StoreArgs {
     /// `postgres://...` selects PostgreSQL; default is `annals.db` in the data directory.
     #[arg(long, env = "ANNALS_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm, theme_dir, and a [sinks] table).
+    /// A TOML file with the same keys as the flags (listen, base_url, data_dir, database_url, import_realm, theme_dir, audit_key, audit_checkpoint_interval, and a [sinks] table).
     #[arg(long, env = "ANNALS_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// The audit key (PKCS#8 PEM Ed25519) that signs checkpoints and evidence; default derived from the server keys.
+    #[arg(long, env = "ANNALS_AUDIT_KEY", global = true)]
+    pub audit_key: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -82,6 +86,38 @@ pub enum Command {
     /// Read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Evidence bundles: one user's records, provable against signed checkpoints.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Write every record about a user in a time window, with proofs, to FILE.
+    Export {
+        #[arg(long)]
+        realm: String,
+        /// A username, or the id of a user (also one since deleted).
+        #[arg(long)]
+        user: String,
+        /// Only records of this client (`clientId`).
+        #[arg(long)]
+        client: Option<String>,
+        /// Start of the window (RFC 3339).
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the window (RFC 3339).
+        #[arg(long)]
+        to: chrono::DateTime<chrono::Utc>,
+        file: PathBuf,
+    },
+    /// Check a bundle offline; exit 2 naming every altered, missing or reordered record.
+    Verify {
+        file: PathBuf,
+        /// The audit keys to trust: a JWK or JWKS file (the server's `/audit/certs`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +136,9 @@ pub struct ServeArgs {
     /// An audit sink, `NAME=URL` (repeatable; e.g. `siem=syslog+tls://logs:6514?format=cef`).
     #[arg(long = "sink", env = "ANNALS_SINKS", value_delimiter = ',')]
     pub sinks: Vec<crate::sinks::SinkSpec>,
+    /// Seconds between signed audit checkpoints (default 60).
+    #[arg(long, env = "ANNALS_AUDIT_CHECKPOINT_INTERVAL", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub audit_checkpoint_interval: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

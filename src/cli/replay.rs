@@ -39,6 +39,27 @@ fn state_of<A: Aggregate>(events: &[RecordedEvent]) -> Result<Value, ReplayError
     serde_json::to_value(fold(A::default(), &typed)).map_err(|e| ReplayError::Undecodable(e.to_string()))
 }
 
+/// The checkpoint stream has no aggregate (nothing is decided on it): its state is the
+/// newest checkpoint and whether its signature holds.
+fn checkpoint_state(events: &[RecordedEvent]) -> Result<Value, ReplayError> {
+    use annals_events::audit_checkpoint::AuditCheckpointEvent;
+    let last = events.last().ok_or_else(|| ReplayError::Undecodable("no events".into()))?;
+    let undecodable = |why: String| ReplayError::Undecodable(format!("position {}: {why}", last.position));
+    let annals_events::DomainEvent::AuditCheckpoint(AuditCheckpointEvent::Signed(c)) =
+        last.decode().map_err(|e| undecodable(e.to_string()))?
+    else {
+        return Err(undecodable("not a checkpoint".into()));
+    };
+    let signature = match c.verify() {
+        Ok(()) => "valid".to_string(),
+        Err(e) => format!("INVALID: {e}"),
+    };
+    let mut state = serde_json::to_value(&c).map_err(|e| undecodable(e.to_string()))?;
+    state["signature"] = Value::String(signature);
+    state["checkpoints"] = Value::from(events.len());
+    Ok(state)
+}
+
 pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil) -> Result<Replay, ReplayError> {
     let events = store.read_stream(stream, 0, until).await?;
     if events.is_empty() {
@@ -57,6 +78,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::LoginFailures => state_of::<LoginFailures>(&events)?,
         StreamType::ClientAssertion => state_of::<ClientAssertion>(&events)?,
         StreamType::LogoutDelivery => state_of::<LogoutDelivery>(&events)?,
+        StreamType::AuditCheckpoint => checkpoint_state(&events)?,
     };
     Ok(Replay { events, state })
 }

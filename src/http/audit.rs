@@ -41,7 +41,17 @@ const STALLED: Duration = Duration::from_secs(60);
 pub const POSITION_HEADER: &str = "annals-audit-position";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/admin/realms/{realm}/audit").route(web::get().to(pull)));
+    cfg.service(web::resource("/admin/realms/{realm}/audit").route(web::get().to(pull)))
+        .service(web::resource("/audit/certs").route(web::get().to(certs)));
+}
+
+/// The audit key as a JWKS: what checkpoints, evidence manifests and (later) security event
+/// tokens are checked against. Public, like a realm's `certs`.
+async fn certs(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "max-age=300"))
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .json(state.audit_key.jwks())
 }
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {
@@ -103,7 +113,7 @@ async fn collect(
                 return Ok((out, at));
             }
             at = p.position();
-            if p.realm_id() != Some(realm.id.as_str()) {
+            if p.realm_id() != Some(realm.id.as_str()) && !p.log_wide() {
                 continue;
             }
             let line = serde_json::to_vec(&p.record(&names)).map_err(|e| {

@@ -27,6 +27,8 @@ pub struct AppState {
     pub base_url: String,
     pub clock: crate::clock::SharedClock,
     pub keys: std::sync::Arc<crate::secrets::ServerKeys>,
+    /// Signs checkpoints and evidence manifests; published at `/audit/certs`.
+    pub audit_key: std::sync::Arc<crate::audit_key::AuditKey>,
     pub signers: crate::oidc::tokens::Signers,
     pub pages: std::sync::Arc<pages::Pages>,
     pub subjects: oidc::Subjects,

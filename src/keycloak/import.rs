@@ -767,7 +767,8 @@ impl<'a> Planner<'a> {
             | StreamType::ClientGrant
             | StreamType::LoginFailures
             | StreamType::ClientAssertion
-            | StreamType::LogoutDelivery => false,
+            | StreamType::LogoutDelivery
+            | StreamType::AuditCheckpoint => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

@@ -225,7 +225,7 @@ async fn next_page(
         .map_err(|e| failed(&e))?;
     let dir = models.read();
     let names = DirectoryNames(&dir);
-    let records = prepared.iter().filter(|p| wanted(p.realm_id())).map(|p| p.record(&names)).collect();
+    let records = prepared.iter().filter(|p| p.log_wide() || wanted(p.realm_id())).map(|p| p.record(&names)).collect();
     Ok((records, last))
 }
 

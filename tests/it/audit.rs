@@ -9,20 +9,26 @@ use serde_json::{json, Value};
 /// The demo realm with Keycloak's `realm-management` client, its `view-events` role, and an
 /// `auditor` holding it.
 async fn demo_with_auditor() -> Demo {
-    Demo::start_with(|realm| {
-        realm["roles"]["client"]["realm-management"] = json!([{ "name": "view-events" }]);
-        realm["clients"].as_array_mut().unwrap().push(json!({ "clientId": "realm-management", "bearerOnly": true }));
-        realm["users"].as_array_mut().unwrap().push(json!({
-            "username": "auditor",
-            "enabled": true,
-            "credentials": [{ "type": "password", "value": "auditor-password" }],
-            "clientRoles": { "realm-management": ["view-events"] }
-        }));
-    })
-    .await
+    Demo::start_with(add_auditor).await
 }
 
-async fn password_token(demo: &Demo, realm: &str, client: (&str, Option<&str>), user: (&str, &str)) -> String {
+pub(crate) fn add_auditor(realm: &mut Value) {
+    realm["roles"]["client"]["realm-management"] = json!([{ "name": "view-events" }]);
+    realm["clients"].as_array_mut().unwrap().push(json!({ "clientId": "realm-management", "bearerOnly": true }));
+    realm["users"].as_array_mut().unwrap().push(json!({
+        "username": "auditor",
+        "enabled": true,
+        "credentials": [{ "type": "password", "value": "auditor-password" }],
+        "clientRoles": { "realm-management": ["view-events"] }
+    }));
+}
+
+pub(crate) async fn password_token(
+    demo: &Demo,
+    realm: &str,
+    client: (&str, Option<&str>),
+    user: (&str, &str),
+) -> String {
     let url = format!("{}/realms/{realm}/protocol/openid-connect/token", demo.app.base_url);
     let mut form =
         vec![("grant_type", "password"), ("client_id", client.0), ("username", user.0), ("password", user.1)];
@@ -36,7 +42,7 @@ async fn password_token(demo: &Demo, realm: &str, client: (&str, Option<&str>), 
 }
 
 /// GET the demo realm's audit pull; (status, records, position header).
-async fn pull(demo: &Demo, token: Option<&str>, query: &str) -> (u16, Vec<Value>, Option<u64>) {
+pub(crate) async fn pull(demo: &Demo, token: Option<&str>, query: &str) -> (u16, Vec<Value>, Option<u64>) {
     pull_realm(demo, "demo", token, query).await
 }
 

@@ -6,12 +6,12 @@ use crate::oidc_flow::Demo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn clients_dir() -> PathBuf {
+pub(crate) fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
 /// Whether a peer is installed; under CI its absence is a failure.
-fn available(what: &str, present: bool) -> bool {
+pub(crate) fn available(what: &str, present: bool) -> bool {
     if !present {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} is not installed (scripts/test.sh installs it)");
         eprintln!("SKIPPED: {what} is not installed; scripts/test.sh installs it");
@@ -66,7 +66,7 @@ async fn npm_openid_client_runs_every_flow() {
     demo.app.stop().await;
 }
 
-fn authlib_python() -> PathBuf {
+pub(crate) fn authlib_python() -> PathBuf {
     clients_dir().join(".venv/bin/python")
 }
 

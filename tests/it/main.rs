@@ -5,6 +5,7 @@ mod backchannel;
 mod cli;
 mod clients;
 mod crash;
+mod evidence;
 mod oidc_certs;
 mod oidc_flow;
 mod read_models;

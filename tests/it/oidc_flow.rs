@@ -86,6 +86,11 @@ impl Demo {
         Demo { app, http, _dirs }
     }
 
+    /// The node's data directory (SQLite file, server keys), for the command line.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dirs.0.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/realms/demo/protocol/openid-connect/{path}", self.app.base_url)
     }

@@ -248,6 +248,16 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             at: 1,
         })
         .into(),
+        crate::audit_checkpoint::AuditCheckpointEvent::from(crate::audit_checkpoint::AuditCheckpointSigned {
+            after_position: 10,
+            to_position: 20,
+            head_hash: "ab".repeat(32),
+            merkle_root: "cd".repeat(32),
+            key: crate::jws::PublicJwk::of(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key()),
+            signed_at: 1_700_000_000,
+            jws: "h.c.s".into(),
+        })
+        .into(),
     ]
 }
 

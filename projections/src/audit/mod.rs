@@ -10,6 +10,7 @@ pub mod table;
 pub use context::StreamContext;
 pub use table::{Class, Operation, Outcome, Severity};
 
+use annals_events::audit_checkpoint::AuditCheckpointEvent;
 use annals_events::auth_request::AuthRequestEvent;
 use annals_events::client::ClientEvent;
 use annals_events::client_grant::ClientGrantEvent;
@@ -383,6 +384,15 @@ impl Said {
                     error = Some(e.error.clone());
                 }
             },
+            // Everything a SIEM needs to check the anchor later with any JOSE library.
+            DomainEvent::AuditCheckpoint(AuditCheckpointEvent::Signed(e)) => {
+                d("after_position", e.after_position.to_string());
+                d("to_position", e.to_position.to_string());
+                d("head_hash", e.head_hash.clone());
+                d("merkle_root", e.merkle_root.clone());
+                d("kid", e.key.kid.clone());
+                d("jws", e.jws.clone());
+            }
             DomainEvent::Client(ClientEvent::Created(e)) => d("client_id", e.client_id.clone()),
             DomainEvent::Realm(RealmEvent::Created(e)) => d("name", e.name.clone()),
             DomainEvent::Role(RoleEvent::Created(e)) => d("name", e.name.clone()),

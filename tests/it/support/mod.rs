@@ -37,6 +37,9 @@ pub fn serve_config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig 
         bootstrap_admin_username: "admin".into(),
         sinks: vec![],
         bootstrap_admin_password: Some(ADMIN_PASSWORD.into()),
+        audit_key: None,
+        // Tests that count events get no checkpoint in between; checkpoint tests set their own.
+        checkpoint_interval: std::time::Duration::from_secs(3600),
     }
 }
 

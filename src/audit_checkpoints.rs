@@ -1,0 +1,224 @@
+//! The signed checkpoint writer: at an interval, appends an `audit_checkpoint.signed` event
+//! covering the log since the previous checkpoint (the chain head and the Merkle root of the
+//! chain hashes), signed with the audit key. It verifies every event it covers against the
+//! previous checkpoint's head first: a checkpoint never blesses a chain that does not verify.
+//!
+//! Every node may run it: checkpoints are one stream appended at an expected version, so two
+//! nodes racing for the same interval conflict and one of them writes it.
+use crate::audit_key::AuditKey;
+use crate::store::{EventStore, ExpectedVersion, ReadUntil, StoreError, StreamAppend};
+use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned, JWS_TYPE, STREAM_ID};
+use annals_events::chain::{ChainBreak, ChainVerifier, Hash, GENESIS};
+use annals_events::evidence::Covering;
+use annals_events::merkle::{RootBuilder, Tree};
+use annals_events::{jws, Actor, DomainEvent, Metadata, NewEvent, RecordedEvent, StreamId, StreamType};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most events one checkpoint covers. Bounds the leaves an evidence export must rehash to
+/// prove a record (and a proof's length, 17 hashes); a backlog gets several checkpoints.
+pub const MAX_COVERED: u64 = 100_000;
+const PAGE: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log does not verify from the previous checkpoint: it was altered, and no
+    /// checkpoint is written. Handled: logged as an error on every attempt, counted in
+    /// `annals_audit_checkpoint_failures_total`.
+    #[error("not signing: hash chain broken at {0}")]
+    Broken(ChainBreak),
+    /// A checkpoint event in the log cannot be read back. Handled like `Broken`.
+    #[error("checkpoint at position {position} is unreadable: {reason}")]
+    Unreadable { position: u64, reason: String },
+}
+
+/// The newest checkpoint.
+#[derive(Clone, Debug)]
+pub struct Latest {
+    pub version: u64,
+    pub event: RecordedEvent,
+    pub checkpoint: AuditCheckpointSigned,
+}
+
+pub fn stream() -> StreamId {
+    StreamId::new(StreamType::AuditCheckpoint, STREAM_ID)
+}
+
+fn decode(e: &RecordedEvent) -> Result<AuditCheckpointSigned, CheckpointError> {
+    match e.decode() {
+        Ok(DomainEvent::AuditCheckpoint(AuditCheckpointEvent::Signed(c))) => Ok(c),
+        Ok(other) => Err(CheckpointError::Unreadable {
+            position: e.position,
+            reason: format!("a {} event in the checkpoint stream", other.event_type()),
+        }),
+        Err(err) => Err(CheckpointError::Unreadable { position: e.position, reason: err.to_string() }),
+    }
+}
+
+/// The checkpoint at `version`, if the stream has one.
+async fn at_version(store: &dyn EventStore, version: u64) -> Result<Option<Latest>, CheckpointError> {
+    let found = store.read_stream(&stream(), version - 1, ReadUntil::Version(version)).await?;
+    match found.into_iter().next() {
+        Some(event) => Ok(Some(Latest { version, checkpoint: decode(&event)?, event })),
+        None => Ok(None),
+    }
+}
+
+/// The newest checkpoint, found by doubling then bisecting on the stream version: a log
+/// signed every minute for years holds hundreds of thousands of them.
+pub async fn latest(store: &dyn EventStore) -> Result<Option<Latest>, CheckpointError> {
+    let Some(mut found) = at_version(store, 1).await? else { return Ok(None) };
+    let mut missing = 2;
+    while let Some(c) = at_version(store, missing).await? {
+        found = c;
+        missing *= 2;
+    }
+    while missing - found.version > 1 {
+        let mid = found.version + (missing - found.version) / 2;
+        match at_version(store, mid).await? {
+            Some(c) => found = c,
+            None => missing = mid,
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Every checkpoint, in order (evidence export).
+pub async fn all(store: &dyn EventStore) -> Result<Vec<(RecordedEvent, AuditCheckpointSigned)>, CheckpointError> {
+    let events = store.read_stream(&stream(), 0, ReadUntil::End).await?;
+    events.into_iter().map(|e| decode(&e).map(|c| (e, c))).collect()
+}
+
+/// Reads positions `after + 1 ..= to`, verifying the chain from `anchor` (the hash at
+/// `after`), and hands each event's hash to `leaf`. Returns the hash at `to`.
+async fn covered(
+    store: &dyn EventStore,
+    after: u64,
+    to: u64,
+    anchor: Hash,
+    mut leaf: impl FnMut(&Hash),
+) -> Result<Hash, CheckpointError> {
+    let mut v = ChainVerifier::resume(after, anchor);
+    let mut at = after;
+    while at < to {
+        let want = PAGE.min((to - at) as usize);
+        let page = store.read_all(at, want).await?;
+        if page.is_empty() {
+            // The head said `to` exists: a short read is a store fault, never a skip.
+            return Err(StoreError::Corrupt { position: at + 1, reason: "missing below the head".into() }.into());
+        }
+        for e in page.iter().take_while(|e| e.position <= to) {
+            v.check(&e.chain_input(), &e.prev_hash, &e.hash).map_err(CheckpointError::Broken)?;
+            leaf(&e.hash);
+            at = e.position;
+        }
+    }
+    Ok(v.head())
+}
+
+/// Appends the next checkpoint if events were appended since the last one (other than the
+/// last checkpoint itself). Returns it, or `None` when there was nothing to cover or another
+/// node wrote it first.
+pub async fn append_next(
+    store: &dyn EventStore,
+    key: &AuditKey,
+    now: DateTime<Utc>,
+) -> Result<Option<Latest>, CheckpointError> {
+    let last = latest(store).await?;
+    let (after, anchor, version) = match &last {
+        Some(l) => (l.checkpoint.to_position, hex_hash(&l.checkpoint.head_hash, l.event.position)?, l.version),
+        None => (0, GENESIS, 0),
+    };
+    let head = store.head().await?;
+    if head <= after || last.as_ref().is_some_and(|l| l.event.position == head) {
+        return Ok(None);
+    }
+    let to = head.min(after + MAX_COVERED);
+    let mut root = RootBuilder::new();
+    let head_hash = covered(store, after, to, anchor, |h| root.push(h)).await?;
+    let (head_hash, merkle_root) = (hex::encode(head_hash), hex::encode(root.root()));
+    let signed_at = now.timestamp();
+    let claims = AuditCheckpointSigned::claims(after, to, &head_hash, &merkle_root, signed_at);
+    let checkpoint = AuditCheckpointSigned {
+        after_position: after,
+        to_position: to,
+        head_hash,
+        merkle_root,
+        key: key.public().clone(),
+        signed_at,
+        jws: jws::sign(key.signing(), JWS_TYPE, &claims),
+    };
+    let meta = Metadata { actor: Actor::System { component: "audit-checkpoints".into() }, ..Default::default() };
+    let event = DomainEvent::from(AuditCheckpointEvent::Signed(checkpoint.clone()));
+    let new = NewEvent::new(&event, &meta).map_err(|e| StoreError::Corrupt { position: 0, reason: e.to_string() })?;
+    let append = StreamAppend { stream: stream(), expected: ExpectedVersion::Exact(version), events: vec![new] };
+    match store.append(append).await {
+        Ok(a) => {
+            crate::metrics::AUDIT_CHECKPOINT_POSITION.set(to as i64);
+            let event = store.read_all(a.last_position - 1, 1).await?.into_iter().next();
+            Ok(event.map(|event| Latest { version: a.last_version, event, checkpoint }))
+        }
+        Err(StoreError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn hex_hash(text: &str, position: u64) -> Result<Hash, CheckpointError> {
+    let unreadable = || CheckpointError::Unreadable { position, reason: "head_hash is not 32 bytes of hex".into() };
+    hex::decode(text).ok().and_then(|b| b.try_into().ok()).ok_or_else(unreadable)
+}
+
+/// Appends checkpoints until the log is covered, then every `interval`, until aborted.
+pub fn spawn(
+    store: crate::store::SharedStore,
+    key: Arc<AuditKey>,
+    clock: crate::clock::SharedClock,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // The first checkpoint one interval after start, not at every start.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            loop {
+                match append_next(&*store, &key, clock.now()).await {
+                    // A backlog longer than one checkpoint: write the next at once.
+                    Ok(Some(c)) if c.checkpoint.to_position - c.checkpoint.after_position == MAX_COVERED => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        crate::metrics::AUDIT_CHECKPOINT_FAILURES.inc();
+                        tracing::error!(error = %e, "audit checkpoint not written");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The checkpoints that cover `positions` (sorted), each with the Merkle tree of what it
+/// covers rebuilt from the log (evidence export). Positions past the newest checkpoint are
+/// not covered: the caller appends a checkpoint first.
+pub async fn covering(store: &dyn EventStore, positions: &[u64]) -> Result<Vec<Covering>, CheckpointError> {
+    let mut out = Vec::new();
+    for (event, checkpoint) in all(store).await? {
+        let (after, to) = (checkpoint.after_position, checkpoint.to_position);
+        if !positions.iter().any(|&p| after < p && p <= to) {
+            continue;
+        }
+        // The chain is verified from the record at `after` on; the tree's root is then
+        // compared with the signed one, so a rewrite anywhere in the range is caught.
+        let anchor = match after {
+            0 => GENESIS,
+            _ => store.read_all(after - 1, 1).await?.first().map_or(GENESIS, |e| e.hash),
+        };
+        let mut leaves = Vec::with_capacity((to - after) as usize);
+        covered(store, after, to, anchor, |h| leaves.push(*h)).await?;
+        out.push(Covering { event, tree: Tree::new(&leaves), checkpoint });
+    }
+    Ok(out)
+}

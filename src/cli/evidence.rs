@@ -1,0 +1,209 @@
+//! `annals evidence export` and `annals evidence verify`: one user's records over a time
+//! window as a bundle that proves them against signed checkpoints (format and checks in
+//! `annals_events::evidence`, so a verifier needs nothing of the server).
+use crate::audit::{Auditor, DirectoryNames};
+use crate::audit_checkpoints::{self, CheckpointError};
+use crate::audit_key::AuditKey;
+use crate::store::{EventStore, SharedStore, StoreError};
+use annals_events::evidence::{self, Subject};
+use annals_events::jws::PublicJwk;
+use annals_events::RecordedEvent;
+use chrono::{DateTime, Utc};
+
+const PAGE: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// Printed to the operator; exit 1.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{0}")]
+    ReadModel(String),
+    #[error("no realm named {0:?}")]
+    UnknownRealm(String),
+    #[error("event at position {position} cannot be decoded: {reason}")]
+    Corrupt { position: u64, reason: String },
+    /// The log no longer matches a checkpoint: it was rewritten after signing.
+    #[error("{0}")]
+    Assemble(#[from] evidence::AssembleError),
+    #[error("--from {from} is after --to {to}")]
+    Window { from: DateTime<Utc>, to: DateTime<Utc> },
+    #[error("{0}")]
+    Keys(String),
+}
+
+/// What to export.
+pub struct ExportRequest {
+    pub realm: String,
+    /// A username, or the id of a user (also one since deleted).
+    pub user: String,
+    /// Only records of this client (its `clientId` or internal id).
+    pub client: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+pub struct Exported {
+    pub bundle: Vec<u8>,
+    pub records: usize,
+    pub checkpoints: usize,
+    pub key_id: String,
+}
+
+/// The first position recorded at or after `t` (positions are appended in time order), or
+/// one past the head.
+pub async fn first_at(store: &dyn EventStore, t: DateTime<Utc>) -> Result<u64, StoreError> {
+    let (mut lo, mut hi) = (1, store.head().await? + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match store.read_all(mid - 1, 1).await?.first() {
+            Some(e) if e.recorded_at < t => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+pub async fn export(
+    store: &SharedStore,
+    key: &AuditKey,
+    req: &ExportRequest,
+    now: DateTime<Utc>,
+) -> Result<Exported, EvidenceError> {
+    if req.from > req.to {
+        return Err(EvidenceError::Window { from: req.from, to: req.to });
+    }
+    let dir = crate::readmodels::rebuild(store, |_| {}).await.map_err(|e| EvidenceError::ReadModel(e.to_string()))?;
+    let realm_id =
+        dir.realms.by_name(&req.realm).map(|r| r.id.clone()).ok_or(EvidenceError::UnknownRealm(req.realm.clone()))?;
+    crate::sqlmodels::catch_up(store).await.map_err(|e| EvidenceError::ReadModel(e.to_string()))?;
+    let found = crate::sqlmodels::users::by_username(&store.pool(), &realm_id, &req.user)
+        .await
+        .map_err(|e| EvidenceError::ReadModel(e.to_string()))?;
+    let (username, user_id) = match found {
+        Some(u) => (u.username.clone(), u.id.clone()),
+        None => (req.user.clone(), req.user.clone()),
+    };
+    let records = select(store, &dir, &realm_id, &user_id, req).await?;
+    let last = records.last().map_or(0, |e| e.position);
+    cover(store, key, last, now).await?;
+    let positions: Vec<u64> = records.iter().map(|e| e.position).collect();
+    let covering = audit_checkpoints::covering(&**store, &positions).await?;
+    let subject =
+        Subject { realm: req.realm.clone(), username, user_id, client: req.client.clone(), from: req.from, to: req.to };
+    let bundle = evidence::assemble(subject, &records, &covering, key.signing(), now)?;
+    // `covering` holds only the checkpoints some record needs.
+    Ok(Exported { bundle, records: records.len(), checkpoints: covering.len(), key_id: key.public().kid.clone() })
+}
+
+/// Every event whose audit record names the user (and the client, if asked) in the window.
+async fn select(
+    store: &SharedStore,
+    dir: &annals_projections::Directory,
+    realm_id: &str,
+    user_id: &str,
+    req: &ExportRequest,
+) -> Result<Vec<RecordedEvent>, EvidenceError> {
+    let mut auditor = Auditor::default();
+    let names = DirectoryNames(dir);
+    let mut after = first_at(&**store, req.from).await?.saturating_sub(1);
+    let mut out = Vec::new();
+    loop {
+        let page = store.read_all(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        let done = page.len() < PAGE || last.recorded_at > req.to;
+        let page: Vec<RecordedEvent> = page.into_iter().filter(|e| e.recorded_at <= req.to).collect();
+        let prepared = auditor
+            .prepare(&**store, page, |m| m.realm.as_ref().is_none_or(|r| r == realm_id))
+            .await
+            .map_err(|e| match e {
+                crate::audit::AuditError::Store(s) => EvidenceError::Store(s),
+                crate::audit::AuditError::Corrupt { position, reason } => EvidenceError::Corrupt { position, reason },
+            })?;
+        for p in prepared {
+            if p.realm_id() != Some(realm_id) {
+                continue;
+            }
+            let r = p.record(&names);
+            let client_matches = req.client.as_ref().is_none_or(|c| r.client_id.as_deref() == Some(c.as_str()));
+            if r.user_id.as_deref() == Some(user_id) && client_matches {
+                out.push(p.into_event());
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Appends checkpoints until one covers `position`.
+async fn cover(store: &SharedStore, key: &AuditKey, position: u64, now: DateTime<Utc>) -> Result<(), EvidenceError> {
+    // Each round covers up to MAX_COVERED more events, or loses a race to a running node
+    // that writes the same checkpoint; either way the newest checkpoint moves on.
+    loop {
+        let covered = audit_checkpoints::latest(&**store).await?.map_or(0, |l| l.checkpoint.to_position);
+        if covered >= position {
+            return Ok(());
+        }
+        audit_checkpoints::append_next(&**store, key, now).await?;
+    }
+}
+
+/// The keys in a JWK or JWKS file (the server's `/audit/certs`).
+pub fn trusted_keys(text: &str) -> Result<Vec<PublicJwk>, EvidenceError> {
+    #[derive(serde::Deserialize)]
+    struct Set {
+        keys: Vec<serde_json::Value>,
+    }
+    let bad = |e: serde_json::Error| EvidenceError::Keys(format!("not a JWK or JWKS: {e}"));
+    let values = match serde_json::from_str::<Set>(text) {
+        Ok(set) => set.keys,
+        Err(_) => vec![serde_json::from_str(text).map_err(bad)?],
+    };
+    // Keys of other types in a JWKS are not audit keys; skip them.
+    Ok(values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<PublicJwk>(v).ok())
+        .filter(|k| k.key().is_ok())
+        .collect())
+}
+
+/// The report of `annals evidence verify`: text, and whether it passed.
+pub fn verify_report(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> (String, bool) {
+    match evidence::verify(bytes, trusted) {
+        Ok(v) => {
+            let client = v.subject.client.as_ref().map(|c| format!(" client {c}")).unwrap_or_default();
+            let pinned = match trusted {
+                Some(_) => "a trusted audit key".to_string(),
+                None => format!(
+                    "audit key {} (compare it with the server's /audit/certs, or pass --key)",
+                    v.key_ids.join(", ")
+                ),
+            };
+            let text = format!(
+                "OK: {} records of user {} ({}) in realm {}{client} from {} to {}, exported {}; covered by {} signed checkpoints up to position {}; signed by {pinned}\n",
+                v.records,
+                v.subject.username,
+                v.subject.user_id,
+                v.subject.realm,
+                v.subject.from.to_rfc3339(),
+                v.subject.to.to_rfc3339(),
+                v.exported_at.to_rfc3339(),
+                v.checkpoints,
+                v.covered_to,
+            );
+            (text, true)
+        }
+        Err(problems) => {
+            let mut text = format!("FAILED: {} problem(s)\n", problems.len());
+            for p in problems {
+                text.push_str(&format!("  {p}\n"));
+            }
+            (text, false)
+        }
+    }
+}
