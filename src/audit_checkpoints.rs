@@ -30,9 +30,15 @@ pub enum CheckpointError {
     /// `annals_audit_checkpoint_failures_total`.
     #[error("not signing: hash chain broken at {0}")]
     Broken(ChainBreak),
-    /// A checkpoint event in the log cannot be read back. Handled like `Broken`.
+    /// A checkpoint event in the log cannot be read back, or does not hold (bad signature,
+    /// a range not chained to the previous one). Handled like `Broken`.
     #[error("checkpoint at position {position} is unreadable: {reason}")]
     Unreadable { position: u64, reason: String },
+    /// The newest checkpoint was signed by another key than this node's: the audit key was
+    /// changed, nodes do not share it, or someone wrote the checkpoint who should not have.
+    /// Handled like `Broken`: no checkpoint is chained to one this node cannot vouch for.
+    #[error("checkpoint at position {position} is signed by audit key {kid}, not this node's {ours}; nodes must share one audit key (changing it is not supported yet)")]
+    ForeignKey { position: u64, kid: String, ours: String },
 }
 
 /// The newest checkpoint.
@@ -92,6 +98,30 @@ pub async fn all(store: &dyn EventStore) -> Result<Vec<(RecordedEvent, AuditChec
     events.into_iter().map(|e| decode(&e).map(|c| (e, c))).collect()
 }
 
+/// Checks that a checkpoint from the log is one this node can chain to: signed by its key,
+/// covering a range before itself that starts where `previous` ended.
+fn vouch(
+    event: &RecordedEvent,
+    c: &AuditCheckpointSigned,
+    previous_to: u64,
+    key: Option<&AuditKey>,
+) -> Result<(), CheckpointError> {
+    let position = event.position;
+    if let Some(key) = key.filter(|k| *k.public() != c.key) {
+        return Err(CheckpointError::ForeignKey { position, kid: c.key.kid.clone(), ours: key.public().kid.clone() });
+    }
+    let unreadable = |reason: String| CheckpointError::Unreadable { position, reason };
+    c.verify().map_err(|e| unreadable(e.to_string()))?;
+    if !(c.after_position < c.to_position && c.to_position < position) || c.after_position != previous_to {
+        return Err(unreadable(format!(
+            "covers {}..={} after a checkpoint that ended at {previous_to}",
+            c.after_position + 1,
+            c.to_position
+        )));
+    }
+    Ok(())
+}
+
 /// Reads positions `after + 1 ..= to`, verifying the chain from `anchor` (the hash at
 /// `after`), and hands each event's hash to `leaf`. Returns the hash at `to`.
 async fn covered(
@@ -106,9 +136,10 @@ async fn covered(
     while at < to {
         let want = PAGE.min((to - at) as usize);
         let page = store.read_all(at, want).await?;
-        if page.is_empty() {
-            // The head said `to` exists: a short read is a store fault, never a skip.
-            return Err(StoreError::Corrupt { position: at + 1, reason: "missing below the head".into() }.into());
+        let first = page.first().map(|e| e.position);
+        if first != Some(at + 1) {
+            // The head said `to` exists: rows missing below it are a gap, never a skip.
+            return Err(CheckpointError::Broken(ChainBreak::Gap { expected: at + 1, found: first.unwrap_or(0) }));
         }
         for e in page.iter().take_while(|e| e.position <= to) {
             v.check(&e.chain_input(), &e.prev_hash, &e.hash).map_err(CheckpointError::Broken)?;
@@ -127,16 +158,35 @@ pub async fn append_next(
     key: &AuditKey,
     now: DateTime<Utc>,
 ) -> Result<Option<Latest>, CheckpointError> {
+    append_next_at_most(store, key, now, MAX_COVERED).await
+}
+
+/// As [`append_next`], covering at most `max` events (tests use a small one).
+pub async fn append_next_at_most(
+    store: &dyn EventStore,
+    key: &AuditKey,
+    now: DateTime<Utc>,
+    max: u64,
+) -> Result<Option<Latest>, CheckpointError> {
     let last = latest(store).await?;
+    if let Some(l) = &last {
+        let previous_to = match l.version {
+            1 => 0,
+            v => at_version(store, v - 1).await?.map_or(0, |p| p.checkpoint.to_position),
+        };
+        vouch(&l.event, &l.checkpoint, previous_to, Some(key))?;
+    }
     let (after, anchor, version) = match &last {
         Some(l) => (l.checkpoint.to_position, hex_hash(&l.checkpoint.head_hash, l.event.position)?, l.version),
         None => (0, GENESIS, 0),
     };
     let head = store.head().await?;
-    if head <= after || last.as_ref().is_some_and(|l| l.event.position == head) {
+    // Nothing since the last checkpoint but the checkpoint itself: no checkpoint of it.
+    let only_itself = last.as_ref().is_some_and(|l| l.event.position == head && after + 1 == head);
+    if head <= after || only_itself {
         return Ok(None);
     }
-    let to = head.min(after + MAX_COVERED);
+    let to = head.min(after + max.max(1));
     let mut root = RootBuilder::new();
     let head_hash = covered(store, after, to, anchor, |h| root.push(h)).await?;
     let (head_hash, merkle_root) = (hex::encode(head_hash), hex::encode(root.root()));
@@ -205,20 +255,21 @@ pub fn spawn(
 /// not covered: the caller appends a checkpoint first.
 pub async fn covering(store: &dyn EventStore, positions: &[u64]) -> Result<Vec<Covering>, CheckpointError> {
     let mut out = Vec::new();
+    let (mut previous_to, mut anchor) = (0, GENESIS);
     for (event, checkpoint) in all(store).await? {
+        // Signature and chaining only: the export signs with whatever key the operator gave,
+        // and the verifier decides which keys it trusts.
+        vouch(&event, &checkpoint, previous_to, None)?;
         let (after, to) = (checkpoint.after_position, checkpoint.to_position);
-        if !positions.iter().any(|&p| after < p && p <= to) {
-            continue;
+        if positions.iter().any(|&p| after < p && p <= to) {
+            // The chain is verified from the previous checkpoint's signed head on; the tree's
+            // root is then compared with the signed one, so a rewrite anywhere is caught.
+            let mut leaves = Vec::with_capacity((to - after) as usize);
+            covered(store, after, to, anchor, |h| leaves.push(*h)).await?;
+            out.push(Covering { event: event.clone(), tree: Tree::new(&leaves), checkpoint: checkpoint.clone() });
         }
-        // The chain is verified from the record at `after` on; the tree's root is then
-        // compared with the signed one, so a rewrite anywhere in the range is caught.
-        let anchor = match after {
-            0 => GENESIS,
-            _ => store.read_all(after - 1, 1).await?.first().map_or(GENESIS, |e| e.hash),
-        };
-        let mut leaves = Vec::with_capacity((to - after) as usize);
-        covered(store, after, to, anchor, |h| leaves.push(*h)).await?;
-        out.push(Covering { event, tree: Tree::new(&leaves), checkpoint });
+        previous_to = to;
+        anchor = hex_hash(&checkpoint.head_hash, event.position)?;
     }
     Ok(out)
 }

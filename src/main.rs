@@ -107,9 +107,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?),
             None => None,
         };
-        let (text, ok) = cli::evidence::verify_report(&bytes, trusted.as_deref());
+        let (text, code) = cli::evidence::verify_report(&bytes, trusted.as_deref());
         print!("{text}");
-        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) });
+        return Ok(ExitCode::from(code));
     }
     std::fs::create_dir_all(&store_cfg.data_dir).ok();
     let store =
@@ -118,15 +118,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(_)
         | Command::Events(EventsCommand::Schema { .. })
         | Command::Evidence(EvidenceCommand::Verify { .. }) => ExitCode::SUCCESS,
-        Command::Evidence(EvidenceCommand::Export { realm, user, client, from, to, file }) => {
-            let keys = annals::server::server_keys(&store_cfg.data_dir)?;
-            let key = annals::audit_key::AuditKey::load(cli.store.audit_key.as_deref(), &keys)?;
+        Command::Evidence(EvidenceCommand::Export { realm, user, client, from, to, file: out_file }) => {
+            let keys = annals::server::existing_server_keys(&store_cfg.data_dir)?;
+            let key_file = cli.store.audit_key.clone().or(file.audit_key.clone());
+            let key = annals::audit_key::AuditKey::load(key_file.as_deref(), &keys)?;
             let req = cli::evidence::ExportRequest { realm, user, client, from, to };
             let out = cli::evidence::export(&store, &key, &req, chrono::Utc::now()).await?;
-            std::fs::write(&file, &out.bundle).with_context(|| format!("writing {}", file.display()))?;
+            std::fs::write(&out_file, &out.bundle).with_context(|| format!("writing {}", out_file.display()))?;
             println!(
                 "wrote {}: {} records, {} signed checkpoints, audit key {}",
-                file.display(),
+                out_file.display(),
                 out.records,
                 out.checkpoints,
                 out.key_id

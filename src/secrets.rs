@@ -96,6 +96,15 @@ struct KeyFile {
 }
 
 impl ServerKeys {
+    /// Reads `server-keys.json` from `data_dir`; never creates it (an operator tool that signs
+    /// must sign with the server's keys, not with fresh ones of its own).
+    pub fn load(data_dir: &Path) -> Result<Self, SecretsError> {
+        let path = data_dir.join(KEY_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| SecretsError::Io { path: path.clone(), source })?;
+        check_permissions(&path)?;
+        Self::from_file_bytes(&path, &bytes)
+    }
+
     /// Reads `server-keys.json` from `data_dir`, or creates it (mode 0600) with fresh random
     /// keys when it does not exist yet.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, SecretsError> {

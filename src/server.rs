@@ -48,6 +48,15 @@ pub fn server_keys(data_dir: &std::path::Path) -> Result<ServerKeys, SecretsErro
     }
 }
 
+/// The server keys for an operator tool: as [`server_keys`], but a missing key file is an
+/// error rather than a reason to create new keys.
+pub fn existing_server_keys(data_dir: &std::path::Path) -> Result<ServerKeys, SecretsError> {
+    match std::env::var("ANNALS_MASTER_KEY") {
+        Ok(k) if !k.is_empty() => ServerKeys::from_master_key(&k),
+        _ => ServerKeys::load(data_dir),
+    }
+}
+
 /// A running node.
 pub struct Running {
     pub addr: SocketAddr,

@@ -158,9 +158,11 @@ pub struct Verified {
     pub exported_at: DateTime<Utc>,
     pub records: usize,
     pub checkpoints: usize,
-    /// The `kid`s of the keys that signed: compare them with the audit key the server
-    /// publishes (`/audit/certs`) or the checkpoints the SIEM received.
-    pub key_ids: Vec<String>,
+    /// The `kid` of the key that signed the manifest (and the checkpoints).
+    pub key_id: String,
+    /// Whether that key is one the verifier trusts. Without a trusted key a bundle is only
+    /// shown *consistent*: anyone can make a consistent bundle with a key of their own.
+    pub key_trusted: bool,
     /// The last position the newest checkpoint covers.
     pub covered_to: u64,
 }
@@ -170,7 +172,7 @@ pub struct Verified {
 pub enum Problem {
     /// Not a bundle at all (JSON error with line and column).
     Malformed(String),
-    /// A key in `audit_keys` is unusable, or not one of the keys the verifier trusts.
+    /// A key in `audit_keys` is unusable, not trusted, repeated, or signs nothing.
     Key {
         kid: String,
         reason: String,
@@ -192,7 +194,7 @@ pub enum Problem {
     RecordUnlisted {
         position: u64,
     },
-    /// Records not in position order: `position` appears after `after`.
+    /// Records not in position order (or repeated): `position` appears after `after`.
     RecordOutOfOrder {
         position: u64,
         after: u64,
@@ -229,7 +231,7 @@ impl fmt::Display for Problem {
                 write!(f, "record at position {position}: not in the signed manifest (added)")
             }
             Problem::RecordOutOfOrder { position, after } => {
-                write!(f, "record at position {position}: comes after position {after} (records reordered)")
+                write!(f, "record at position {position}: comes after position {after} (records reordered or repeated)")
             }
             Problem::RecordAltered { position, reason } => write!(f, "record at position {position}: {reason}"),
             Problem::NotInCheckpoint { position, checkpoint } => write!(
@@ -244,7 +246,8 @@ impl fmt::Display for Problem {
 }
 
 /// Checks a bundle. `trusted`, when given, are the audit keys the verifier accepts (the
-/// server's published JWKS); without it the signing keys are reported for comparison.
+/// server's published JWKS, or the key in the checkpoints a SIEM received); without it the
+/// bundle can only be shown consistent, and [`Verified::key_trusted`] says so.
 pub fn verify(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> Result<Verified, Vec<Problem>> {
     let bundle: Bundle = serde_json::from_slice(bytes).map_err(|e| vec![Problem::Malformed(e.to_string())])?;
     if bundle.format != FORMAT {
@@ -252,7 +255,7 @@ pub fn verify(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> Result<Verified, V
     }
     let mut problems = Vec::new();
     let keys = usable_keys(&bundle.audit_keys, trusted, &mut problems);
-    let manifest = match manifest(&bundle.manifest, &keys) {
+    let (signer, manifest) = match manifest(&bundle.manifest, &keys) {
         Ok(m) => m,
         Err(reason) => {
             problems.push(Problem::Manifest(reason));
@@ -260,6 +263,7 @@ pub fn verify(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> Result<Verified, V
         }
     };
     let checkpoints = checkpoints(&bundle, &manifest, &keys, &mut problems);
+    signers(&bundle.audit_keys, &signer, &checkpoints, &mut problems);
     records(&bundle, &manifest, &checkpoints, &mut problems);
     if problems.is_empty() {
         // Every value checks; the text must also be exactly what the exporter wrote.
@@ -276,8 +280,9 @@ pub fn verify(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> Result<Verified, V
     Ok(Verified {
         records: manifest.records.len(),
         checkpoints: checkpoints.len(),
-        key_ids: keys.keys().cloned().collect(),
-        covered_to: checkpoints.values().map(|c| c.to_position).max().unwrap_or(0),
+        key_trusted: trusted.is_some(),
+        key_id: signer,
+        covered_to: checkpoints.keys().next_back().copied().unwrap_or(0),
         subject: manifest.subject,
         exported_at: manifest.exported_at,
     })
@@ -290,18 +295,52 @@ fn usable_keys(
 ) -> BTreeMap<String, PublicJwk> {
     let mut usable = BTreeMap::new();
     for k in keys {
-        let refuse = |reason: String| Problem::Key { kid: k.kid.clone(), reason };
+        let refuse = |reason: &str| Problem::Key { kid: k.kid.clone(), reason: reason.into() };
         if let Err(e) = k.key() {
-            problems.push(refuse(e.to_string()));
+            problems.push(refuse(&e.to_string()));
         } else if k.alg.as_deref().is_some_and(|a| a != "EdDSA") || k.use_.as_deref().is_some_and(|u| u != "sig") {
-            problems.push(refuse("not an EdDSA signing key".into()));
+            problems.push(refuse("not an EdDSA signing key"));
         } else if trusted.is_some_and(|t| !t.iter().any(|t| t.kid == k.kid && t.x == k.x)) {
-            problems.push(refuse("not one of the trusted audit keys".into()));
-        } else {
-            usable.insert(k.kid.clone(), k.clone());
+            problems.push(refuse("not one of the trusted audit keys"));
+        } else if usable.insert(k.kid.clone(), k.clone()).is_some() {
+            problems.push(refuse("listed twice"));
         }
     }
     usable
+}
+
+/// `audit_keys` must be exactly the manifest's signer, then each checkpoint's in order, once
+/// each: a key that signs nothing would only lend a bundle an air of the server's key.
+fn signers(
+    listed: &[PublicJwk],
+    manifest_signer: &str,
+    checkpoints: &BTreeMap<u64, (u64, AuditCheckpointSigned)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut expected = vec![manifest_signer.to_string()];
+    for (_, c) in checkpoints.values() {
+        if !expected.contains(&c.key.kid) {
+            expected.push(c.key.kid.clone());
+        }
+    }
+    if !checkpoints.is_empty() && !checkpoints.values().any(|(_, c)| c.key.kid == manifest_signer) {
+        problems.push(Problem::Key {
+            kid: manifest_signer.into(),
+            reason: "signed the manifest but none of its checkpoints".into(),
+        });
+    }
+    let actual: Vec<String> = listed.iter().map(|k| k.kid.clone()).collect();
+    if actual != expected {
+        for kid in actual.iter().filter(|k| !expected.contains(k)) {
+            problems.push(Problem::Key { kid: kid.clone(), reason: "signs nothing in the bundle".into() });
+        }
+        if actual.iter().all(|k| expected.contains(k)) {
+            problems.push(Problem::Key {
+                kid: actual.join(", "),
+                reason: "audit_keys are not the bundle's signers in signing order".into(),
+            });
+        }
+    }
 }
 
 /// The `kid` in a compact JWS's header, to pick the key to verify it with.
@@ -313,45 +352,66 @@ fn header_kid(token: &str) -> Option<String> {
     value.get("kid")?.as_str().map(str::to_string)
 }
 
-fn manifest(token: &str, keys: &BTreeMap<String, PublicJwk>) -> Result<Manifest, String> {
+fn manifest(token: &str, keys: &BTreeMap<String, PublicJwk>) -> Result<(String, Manifest), String> {
     let kid = header_kid(token).ok_or("its JWS header names no key")?;
     let key =
         keys.get(&kid).ok_or_else(|| format!("signed by key {kid}, which is not a usable audit key of the bundle"))?;
     let claims = jws::verify(token, MANIFEST_TYPE, key).map_err(|e| e.to_string())?;
-    serde_json::from_value(claims).map_err(|e| format!("signed, but not a manifest: {e}"))
+    let manifest = serde_json::from_value(claims).map_err(|e| format!("signed, but not a manifest: {e}"))?;
+    Ok((kid, manifest))
+}
+
+/// Hex as this crate writes it: lower case only, so no hash has two spellings.
+fn strict_hash(text: &str) -> Option<Hash> {
+    let bytes: Hash = hex::decode(text).ok()?.try_into().ok()?;
+    (hex::encode(bytes) == text).then_some(bytes)
 }
 
 /// The chain hash a stored record should have, recomputed from its fields.
 fn recompute(r: &RecordJson) -> Result<(RecordedEvent, Hash), String> {
     let e = RecordedEvent::try_from(r.clone()).map_err(|e| e.to_string())?;
+    if strict_hash(&r.prev_hash).is_none() {
+        return Err("its previous hash is not lower-case hex".into());
+    }
     let h = event_hash(&e.prev_hash, &e.chain_input());
     Ok((e, h))
 }
 
+/// The verified checkpoints, by the last position each covers: (event position, checkpoint).
 fn checkpoints(
     bundle: &Bundle,
     manifest: &Manifest,
     keys: &BTreeMap<String, PublicJwk>,
     problems: &mut Vec<Problem>,
-) -> BTreeMap<u64, AuditCheckpointSigned> {
+) -> BTreeMap<u64, (u64, AuditCheckpointSigned)> {
     let mut good = BTreeMap::new();
     let listed: BTreeMap<u64, &str> = manifest.checkpoints.iter().map(|l| (l.position, l.hash.as_str())).collect();
+    let mut present = BTreeMap::new();
+    let before = problems.len();
     for r in &bundle.checkpoints {
-        if !listed.contains_key(&r.position) {
-            problems.push(Problem::CheckpointAltered {
-                position: r.position,
-                reason: "not in the signed manifest (added)".into(),
-            });
+        let position = r.position;
+        if !listed.contains_key(&position) {
+            problems.push(Problem::CheckpointAltered { position, reason: "not in the signed manifest (added)".into() });
+        } else if present.insert(position, r).is_some() {
+            problems.push(Problem::CheckpointAltered { position, reason: "appears twice".into() });
         }
     }
-    for (&position, &hash) in &listed {
-        let Some(r) = bundle.checkpoints.iter().find(|r| r.position == position) else {
+    let order: Vec<u64> = bundle.checkpoints.iter().map(|r| r.position).collect();
+    let signed_order: Vec<u64> = manifest.checkpoints.iter().map(|l| l.position).collect();
+    if order != signed_order && problems.len() == before {
+        let at = order.iter().zip(&signed_order).find(|(a, b)| a != b).map_or(0, |(a, _)| *a);
+        problems.push(Problem::CheckpointAltered { position: at, reason: "not in the manifest's order".into() });
+    }
+    let mut covered_to = 0;
+    for l in &manifest.checkpoints {
+        let position = l.position;
+        let Some(r) = present.get(&position) else {
             problems.push(Problem::CheckpointMissing { position });
             continue;
         };
         let altered = |reason: String| Problem::CheckpointAltered { position, reason };
         let checked = recompute(r).and_then(|(e, computed)| {
-            if hex::encode(computed) != r.hash || r.hash != hash {
+            if hex::encode(computed) != r.hash || r.hash != l.hash {
                 return Err("its contents do not match its chain hash and the manifest".into());
             }
             match e.decode() {
@@ -371,8 +431,17 @@ fn checkpoints(
             problems.push(altered(format!("signed by key {}, not a usable audit key of the bundle", c.key.kid)));
         } else if let Err(e) = c.verify() {
             problems.push(altered(format!("{e} ({CHECKPOINT_TYPE})")));
+        } else if !(c.after_position < c.to_position && c.to_position < position) {
+            problems.push(altered(format!(
+                "covers {}..={}, which is not before it",
+                c.after_position + 1,
+                c.to_position
+            )));
+        } else if c.after_position < covered_to {
+            problems.push(altered("overlaps the checkpoint before it".into()));
         } else {
-            good.insert(position, c);
+            covered_to = c.to_position;
+            good.insert(c.to_position, (position, c));
         }
     }
     good
@@ -381,7 +450,7 @@ fn checkpoints(
 fn records(
     bundle: &Bundle,
     manifest: &Manifest,
-    checkpoints: &BTreeMap<u64, AuditCheckpointSigned>,
+    checkpoints: &BTreeMap<u64, (u64, AuditCheckpointSigned)>,
     problems: &mut Vec<Problem>,
 ) {
     let listed: BTreeMap<u64, &str> = manifest.records.iter().map(|l| (l.position, l.hash.as_str())).collect();
@@ -391,6 +460,7 @@ fn records(
             problems.push(Problem::RecordMissing { position: l.position });
         }
     }
+    let window = manifest.subject.from..=manifest.subject.to;
     let mut last: Option<u64> = None;
     for entry in &bundle.records {
         let position = entry.record.position;
@@ -418,15 +488,18 @@ fn records(
             problems.push(altered("its chain hash is not the one the manifest signed (replaced)"));
             continue;
         }
-        let covering = checkpoints.iter().find(|(_, c)| c.after_position < position && position <= c.to_position);
-        let Some((&at, c)) = covering else {
+        if !window.contains(&entry.record.recorded_at) {
+            problems.push(altered("recorded outside the bundle's signed time window"));
+            continue;
+        }
+        // The first checkpoint ending at or after the position; it covers it if it starts before.
+        let covering = checkpoints.range(position..).next().filter(|(_, (_, c))| c.after_position < position);
+        let Some((_, (at, c))) = covering else {
             problems.push(altered("no verified checkpoint in the bundle covers it"));
             continue;
         };
-        let proof: Option<Vec<Hash>> =
-            entry.proof.iter().map(|h| hex::decode(h).ok().and_then(|b| b.try_into().ok())).collect();
-        let root: Option<Hash> = hex::decode(&c.merkle_root).ok().and_then(|b| b.try_into().ok());
-        let included = match (proof, root) {
+        let proof: Option<Vec<Hash>> = entry.proof.iter().map(|h| strict_hash(h)).collect();
+        let included = match (proof, strict_hash(&c.merkle_root)) {
             (Some(p), Some(root)) => merkle::verify_inclusion(
                 &computed,
                 position - c.after_position - 1,
@@ -437,7 +510,7 @@ fn records(
             _ => false,
         };
         if !included {
-            problems.push(Problem::NotInCheckpoint { position, checkpoint: at });
+            problems.push(Problem::NotInCheckpoint { position, checkpoint: *at });
         }
     }
 }

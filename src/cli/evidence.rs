@@ -32,6 +32,9 @@ pub enum EvidenceError {
     Window { from: DateTime<Utc>, to: DateTime<Utc> },
     #[error("{0}")]
     Keys(String),
+    /// No checkpoint could be appended (nothing moved): the export cannot prove its records.
+    #[error("no checkpoint could be written to cover position {position} (covered up to {covered})")]
+    Uncovered { position: u64, covered: u64 },
 }
 
 /// What to export.
@@ -108,14 +111,18 @@ async fn select(
 ) -> Result<Vec<RecordedEvent>, EvidenceError> {
     let mut auditor = Auditor::default();
     let names = DirectoryNames(dir);
-    let mut after = first_at(&**store, req.from).await?.saturating_sub(1);
+    // Nodes' clocks may disagree a little, so `recorded_at` is not strictly in position order:
+    // start and stop a margin beyond the window and filter by time.
+    let margin = chrono::Duration::minutes(5);
+    let mut after = first_at(&**store, req.from - margin).await?.saturating_sub(1);
     let mut out = Vec::new();
     loop {
         let page = store.read_all(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.position;
-        let done = page.len() < PAGE || last.recorded_at > req.to;
-        let page: Vec<RecordedEvent> = page.into_iter().filter(|e| e.recorded_at <= req.to).collect();
+        let done = page.len() < PAGE || last.recorded_at > req.to + margin;
+        let page: Vec<RecordedEvent> =
+            page.into_iter().filter(|e| req.from <= e.recorded_at && e.recorded_at <= req.to).collect();
         let prepared = auditor
             .prepare(&**store, page, |m| m.realm.as_ref().is_none_or(|r| r == realm_id))
             .await
@@ -149,7 +156,12 @@ async fn cover(store: &SharedStore, key: &AuditKey, position: u64, now: DateTime
         if covered >= position {
             return Ok(());
         }
-        audit_checkpoints::append_next(&**store, key, now).await?;
+        if audit_checkpoints::append_next(&**store, key, now).await?.is_none() {
+            let now_covered = audit_checkpoints::latest(&**store).await?.map_or(0, |l| l.checkpoint.to_position);
+            if now_covered == covered {
+                return Err(EvidenceError::Uncovered { position, covered });
+            }
+        }
     }
 }
 
@@ -172,20 +184,24 @@ pub fn trusted_keys(text: &str) -> Result<Vec<PublicJwk>, EvidenceError> {
         .collect())
 }
 
-/// The report of `annals evidence verify`: text, and whether it passed.
-pub fn verify_report(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> (String, bool) {
+/// The report of `annals evidence verify` and its exit code: 0 verified under a trusted key,
+/// 3 consistent but the key not checked (no `--key`), 2 tampered or not a bundle.
+pub fn verify_report(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> (String, u8) {
     match evidence::verify(bytes, trusted) {
         Ok(v) => {
             let client = v.subject.client.as_ref().map(|c| format!(" client {c}")).unwrap_or_default();
-            let pinned = match trusted {
-                Some(_) => "a trusted audit key".to_string(),
-                None => format!(
-                    "audit key {} (compare it with the server's /audit/certs, or pass --key)",
-                    v.key_ids.join(", ")
+            let (verdict, pinned) = match v.key_trusted {
+                true => ("OK", format!("trusted audit key {}", v.key_id)),
+                false => (
+                    "CONSISTENT, KEY NOT CHECKED",
+                    format!(
+                        "audit key {}, which was not compared with a trusted key: pass --key with the server's /audit/certs or the key in the checkpoints your SIEM holds",
+                        v.key_id
+                    ),
                 ),
             };
             let text = format!(
-                "OK: {} records of user {} ({}) in realm {}{client} from {} to {}, exported {}; covered by {} signed checkpoints up to position {}; signed by {pinned}\n",
+                "{verdict}: {} records of user {} ({}) in realm {}{client} from {} to {}, exported {}; covered by {} signed checkpoints up to position {}; signed by {pinned}\n",
                 v.records,
                 v.subject.username,
                 v.subject.user_id,
@@ -196,14 +212,14 @@ pub fn verify_report(bytes: &[u8], trusted: Option<&[PublicJwk]>) -> (String, bo
                 v.checkpoints,
                 v.covered_to,
             );
-            (text, true)
+            (text, if v.key_trusted { 0 } else { 3 })
         }
         Err(problems) => {
             let mut text = format!("FAILED: {} problem(s)\n", problems.len());
             for p in problems {
                 text.push_str(&format!("  {p}\n"));
             }
-            (text, false)
+            (text, 2)
         }
     }
 }

@@ -111,7 +111,7 @@ pub enum EvidenceCommand {
         to: chrono::DateTime<chrono::Utc>,
         file: PathBuf,
     },
-    /// Check a bundle offline; exit 2 naming every altered, missing or reordered record.
+    /// Check a bundle offline: exit 0 verified under a trusted `--key`, 3 consistent but the key unchecked, 2 naming every altered, missing or reordered record.
     Verify {
         file: PathBuf,
         /// The audit keys to trust: a JWK or JWKS file (the server's `/audit/certs`).

@@ -161,9 +161,10 @@ async fn an_evidence_bundle_of_one_user_verifies_offline_and_names_every_tampere
     assert!(out.status.success(), "{}", text(&out));
     let bundle = std::fs::read(&file).unwrap();
 
+    // Without a key to trust, a bundle is only consistent: anyone could sign one.
     let (code, report) = verify(&dir, &bundle, None);
-    assert_eq!(code, 0, "{report}");
-    assert!(report.starts_with("OK: ") && report.contains("of user alice"), "{report}");
+    assert_eq!(code, 3, "{report}");
+    assert!(report.starts_with("CONSISTENT, KEY NOT CHECKED: ") && report.contains("of user alice"), "{report}");
     let parsed: Value = serde_json::from_slice(&bundle).unwrap();
     let records = parsed["records"].as_array().unwrap();
     assert!(records.len() >= 6, "two logins and their sessions: {}", records.len());
@@ -175,6 +176,7 @@ async fn an_evidence_bundle_of_one_user_verifies_offline_and_names_every_tampere
     std::fs::write(&published, &jwks).unwrap();
     let (code, report) = verify(&dir, &bundle, Some(&published));
     assert_eq!(code, 0, "{report}");
+    assert!(report.starts_with("OK: "), "{report}");
     let other = dir.join("other-certs.json");
     let stranger = annals_events::jws::PublicJwk::of(&ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key());
     std::fs::write(&other, serde_json::json!({ "keys": [stranger] }).to_string()).unwrap();
@@ -213,4 +215,77 @@ async fn an_evidence_bundle_of_one_user_verifies_offline_and_names_every_tampere
     let out = annals(&dir, &["verify"]);
     assert!(out.status.success(), "{}", text(&out));
     demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_backlog_gets_consecutive_checkpoints_and_a_checkpoint_signed_by_another_key_stops_the_writer() {
+    let demo = demo_with_checkpoints(Duration::from_secs(3600)).await;
+    login_alice(&demo).await;
+    let store = &*demo.app.store;
+    let key = annals::audit_key::AuditKey::derived(&demo.app.keys);
+    let head = store.head().await.unwrap();
+    // Ten events a checkpoint: the backlog is covered in consecutive checkpoints, although
+    // after each the newest event is that checkpoint.
+    let mut rounds = 0;
+    while let Some(c) = audit_checkpoints::append_next_at_most(store, &key, chrono::Utc::now(), 10).await.unwrap() {
+        rounds += 1;
+        assert!(rounds < 100, "the backlog never ends");
+        if c.checkpoint.to_position >= head {
+            break;
+        }
+    }
+    assert!(rounds as u64 >= head / 10, "{rounds} checkpoints for {head} events");
+    let all = audit_checkpoints::all(store).await.unwrap();
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].1.after_position, pair[0].1.to_position);
+    }
+    // Caught up: nothing more to sign.
+    let last = audit_checkpoints::append_next(store, &key, chrono::Utc::now()).await.unwrap();
+    assert!(last.is_none() || audit_checkpoints::append_next(store, &key, chrono::Utc::now()).await.unwrap().is_none());
+
+    // Someone with the database appends a checkpoint of their own, signed and chained: the
+    // writer refuses to build on it, loudly.
+    let stranger = annals::audit_key::AuditKey::derived(
+        &annals::secrets::ServerKeys::from_master_key("c3RyYW5nZXItbWFzdGVyLWtleS0zMi1ieXRlcy1sb25nZXI=").unwrap(),
+    );
+    login_alice(&demo).await;
+    let forged = forge_checkpoint(&demo, &stranger).await;
+    login_alice(&demo).await;
+    let err = audit_checkpoints::append_next(store, &key, chrono::Utc::now()).await.unwrap_err();
+    assert!(
+        matches!(&err, audit_checkpoints::CheckpointError::ForeignKey { position, .. } if *position == forged),
+        "{err}"
+    );
+    demo.app.stop().await;
+}
+
+/// Appends a well-formed checkpoint signed by `key`, as someone with write access to the
+/// database could; returns its position.
+async fn forge_checkpoint(demo: &Demo, key: &annals::audit_key::AuditKey) -> u64 {
+    use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned, JWS_TYPE};
+    let store = &*demo.app.store;
+    let last = audit_checkpoints::latest(store).await.unwrap().unwrap();
+    let (after, head) = (last.checkpoint.to_position, store.head().await.unwrap());
+    let events = store.read_all(after, (head - after) as usize).await.unwrap();
+    let mut root = RootBuilder::new();
+    events.iter().for_each(|e| root.push(&e.hash));
+    let (head_hash, merkle_root) = (hex::encode(events.last().unwrap().hash), hex::encode(root.root()));
+    let claims = AuditCheckpointSigned::claims(after, head, &head_hash, &merkle_root, 0);
+    let c = AuditCheckpointSigned {
+        after_position: after,
+        to_position: head,
+        head_hash,
+        merkle_root,
+        key: key.public().clone(),
+        signed_at: 0,
+        jws: annals_events::jws::sign(key.signing(), JWS_TYPE, &claims),
+    };
+    let event = annals_events::DomainEvent::from(AuditCheckpointEvent::Signed(c));
+    let new = annals_events::NewEvent::new(&event, &annals_events::Metadata::default()).unwrap();
+    let append = annals::store::StreamAppend {
+        stream: audit_checkpoints::stream(),
+        expected: annals::store::ExpectedVersion::Exact(last.version),
+        events: vec![new],
+    };
+    store.append(append).await.unwrap().last_position
 }

@@ -118,14 +118,15 @@ fn given_an_exported_bundle_when_verified_then_it_names_its_subject_records_and_
     assert_eq!(v.records, 11, "8 of alice's events before the first checkpoint, 3 after");
     assert_eq!(v.checkpoints, 2);
     assert_eq!(v.covered_to, 18);
-    assert_eq!(v.key_ids, vec![PublicJwk::of(&key().verifying_key()).kid]);
+    assert_eq!(v.key_id, PublicJwk::of(&key().verifying_key()).kid);
+    assert!(!v.key_trusted, "no key was given to trust");
 }
 
 #[test]
 fn given_the_servers_published_key_when_verified_then_only_that_key_is_accepted() {
     let (_, bundle) = alice();
     let published = PublicJwk::of(&key().verifying_key());
-    assert!(verify(&bundle, Some(std::slice::from_ref(&published))).is_ok());
+    assert!(verify(&bundle, Some(std::slice::from_ref(&published))).unwrap().key_trusted);
     let other = PublicJwk::of(&SigningKey::from_bytes(&[1; 32]).verifying_key());
     let problems = verify(&bundle, Some(&[other])).unwrap_err();
     assert!(matches!(&problems[0], Problem::Key { reason, .. } if reason.contains("trusted")), "{problems:?}");
@@ -230,8 +231,60 @@ fn given_a_forged_checkpoint_when_verified_then_the_checkpoint_is_named() {
 fn given_any_single_byte_changed_when_verified_then_the_bundle_fails() {
     let (_, bundle) = alice();
     for i in 0..bundle.len() {
-        let mut tampered = bundle.clone();
-        tampered[i] ^= 1;
-        assert!(verify(&tampered, None).is_err(), "byte {i} ({:?}) changed and still verified", bundle[i] as char);
+        // Another value, and the same letter in the other case (hex and ids parse either).
+        let flips = if bundle[i].is_ascii_alphabetic() { vec![1, 0x20] } else { vec![1] };
+        for flip in flips {
+            let mut tampered = bundle.clone();
+            tampered[i] ^= flip;
+            assert!(verify(&tampered, None).is_err(), "byte {i} ({:?}) ^ {flip:#x} still verified", bundle[i] as char);
+        }
     }
+}
+
+#[test]
+fn given_a_second_copy_of_a_checkpoint_when_verified_then_it_is_named() {
+    let (log, bundle) = alice();
+    let at = log.covering[0].event.position;
+    let tampered = edit(&bundle, |v| {
+        let mut forged = v["checkpoints"][0].clone();
+        forged["payload"]["merkle_root"] = json!("00".repeat(32));
+        v["checkpoints"].as_array_mut().unwrap().push(forged);
+    });
+    let problems = verify(&tampered, None).unwrap_err();
+    assert!(
+        problems.contains(&Problem::CheckpointAltered { position: at, reason: "appears twice".into() }),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn given_a_manifest_re_signed_with_another_key_when_verified_then_the_key_is_refused() {
+    // Remove a record, re-sign the manifest with a key of one's own and list that key too:
+    // the checkpoints are still the server's, the manifest is not.
+    let (_, bundle) = alice();
+    let own = SigningKey::from_bytes(&[5; 32]);
+    let tampered = edit(&bundle, |v| {
+        v["records"].as_array_mut().unwrap().remove(0);
+        let claims =
+            jws::verify(v["manifest"].as_str().unwrap(), MANIFEST_TYPE, &PublicJwk::of(&key().verifying_key()));
+        let mut claims = claims.unwrap();
+        claims["records"].as_array_mut().unwrap().remove(0);
+        v["manifest"] = json!(jws::sign(&own, MANIFEST_TYPE, &claims));
+        v["audit_keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::to_value(PublicJwk::of(&own.verifying_key())).unwrap());
+    });
+    let problems = verify(&tampered, None).unwrap_err();
+    assert!(
+        problems.iter().any(|p| matches!(p, Problem::Key { reason, .. } if reason.contains("none of its checkpoints"))),
+        "{problems:?}"
+    );
+    // And with the server's key trusted, the stranger's key is refused outright.
+    let published = PublicJwk::of(&key().verifying_key());
+    let problems = verify(&tampered, Some(&[published])).unwrap_err();
+    assert!(
+        problems.iter().any(|p| matches!(p, Problem::Key { reason, .. } if reason.contains("trusted"))),
+        "{problems:?}"
+    );
 }
