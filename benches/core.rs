@@ -157,8 +157,15 @@ fn evidence(c: &mut Criterion, events: &[RecordedEvent]) {
     let covering = [Covering { event, checkpoint, tree }];
     let records: Vec<RecordedEvent> = events.iter().step_by(10).cloned().collect();
     let now = chrono::Utc::now();
-    let subject =
-        Subject { realm: "load".into(), username: "u".into(), user_id: "u".into(), client: None, from: now, to: now };
+    let hour = chrono::Duration::hours(1);
+    let subject = Subject {
+        realm: "load".into(),
+        username: "u".into(),
+        user_id: "u".into(),
+        client: None,
+        from: now - hour,
+        to: now + hour,
+    };
     let bundle = assemble(subject, &records, &covering, &key, now).expect("assembles");
     let mut g = c.benchmark_group("evidence");
     g.throughput(Throughput::Elements(records.len() as u64));
