@@ -110,14 +110,20 @@ fn vouch(
     if let Some(key) = key.filter(|k| *k.public() != c.key) {
         return Err(CheckpointError::ForeignKey { position, kid: c.key.kid.clone(), ours: key.public().kid.clone() });
     }
-    let unreadable = |reason: String| CheckpointError::Unreadable { position, reason };
-    c.verify().map_err(|e| unreadable(e.to_string()))?;
-    if !(c.after_position < c.to_position && c.to_position < position) || c.after_position != previous_to {
-        return Err(unreadable(format!(
-            "covers {}..={} after a checkpoint that ended at {previous_to}",
-            c.after_position + 1,
-            c.to_position
-        )));
+    c.verify().map_err(|e| CheckpointError::Unreadable { position, reason: e.to_string() })?;
+    chained(event, c, previous_to)
+}
+
+/// Checks that a checkpoint covers a range before itself that starts where the previous ended.
+fn chained(event: &RecordedEvent, c: &AuditCheckpointSigned, previous_to: u64) -> Result<(), CheckpointError> {
+    if !(c.after_position < c.to_position && c.to_position < event.position) || c.after_position != previous_to {
+        return Err(CheckpointError::Unreadable {
+            position: event.position,
+            reason: format!(
+                "covers positions after {} up to {}, after a checkpoint that ended at {previous_to}",
+                c.after_position, c.to_position
+            ),
+        });
     }
     Ok(())
 }
@@ -252,21 +258,31 @@ pub fn spawn(
 
 /// The checkpoints that cover `positions` (sorted), each with the Merkle tree of what it
 /// covers rebuilt from the log (evidence export). Positions past the newest checkpoint are
-/// not covered: the caller appends a checkpoint first.
-pub async fn covering(store: &dyn EventStore, positions: &[u64]) -> Result<Vec<Covering>, CheckpointError> {
+/// not covered: the caller appends a checkpoint first. Every checkpoint must be chained to
+/// the one before; those a record needs must also be signed by `key`, the key the export's
+/// manifest is signed with (a verifier refuses a manifest whose key signed no checkpoint).
+pub async fn covering(
+    store: &dyn EventStore,
+    positions: &[u64],
+    key: &AuditKey,
+) -> Result<Vec<Covering>, CheckpointError> {
     let mut out = Vec::new();
     let (mut previous_to, mut anchor) = (0, GENESIS);
     for (event, checkpoint) in all(store).await? {
-        // Signature and chaining only: the export signs with whatever key the operator gave,
-        // and the verifier decides which keys it trusts.
-        vouch(&event, &checkpoint, previous_to, None)?;
         let (after, to) = (checkpoint.after_position, checkpoint.to_position);
-        if positions.iter().any(|&p| after < p && p <= to) {
+        // The first position past `after`, if any, decides whether a record needs it.
+        let next = positions.get(positions.partition_point(|&p| p <= after));
+        if next.is_some_and(|&p| p <= to) {
+            vouch(&event, &checkpoint, previous_to, Some(key))?;
             // The chain is verified from the previous checkpoint's signed head on; the tree's
             // root is then compared with the signed one, so a rewrite anywhere is caught.
-            let mut leaves = Vec::with_capacity((to - after) as usize);
+            // A range is bounded by the log (vouched: `to` lies before the checkpoint), but only
+            // an honest writer keeps it to MAX_COVERED: reserve no more than that up front.
+            let mut leaves = Vec::with_capacity((to - after).min(MAX_COVERED) as usize);
             covered(store, after, to, anchor, |h| leaves.push(*h)).await?;
             out.push(Covering { event: event.clone(), tree: Tree::new(&leaves), checkpoint: checkpoint.clone() });
+        } else {
+            chained(&event, &checkpoint, previous_to)?;
         }
         previous_to = to;
         anchor = hex_hash(&checkpoint.head_hash, event.position)?;

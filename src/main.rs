@@ -119,9 +119,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Events(EventsCommand::Schema { .. })
         | Command::Evidence(EvidenceCommand::Verify { .. }) => ExitCode::SUCCESS,
         Command::Evidence(EvidenceCommand::Export { realm, user, client, from, to, file: out_file }) => {
-            let keys = annals::server::existing_server_keys(&store_cfg.data_dir)?;
-            let key_file = cli.store.audit_key.clone().or(file.audit_key.clone());
-            let key = annals::audit_key::AuditKey::load(key_file.as_deref(), &keys)?;
+            let key = match cli.store.audit_key.clone().or(file.audit_key.clone()) {
+                Some(path) => annals::audit_key::AuditKey::from_pem_file(&path)?,
+                None => {
+                    annals::audit_key::AuditKey::derived(&annals::server::existing_server_keys(&store_cfg.data_dir)?)
+                }
+            };
             let req = cli::evidence::ExportRequest { realm, user, client, from, to };
             let out = cli::evidence::export(&store, &key, &req, chrono::Utc::now()).await?;
             std::fs::write(&out_file, &out.bundle).with_context(|| format!("writing {}", out_file.display()))?;

@@ -373,6 +373,11 @@ fn recompute(r: &RecordJson) -> Result<(RecordedEvent, Hash), String> {
     if strict_hash(&r.prev_hash).is_none() {
         return Err("its previous hash is not lower-case hex".into());
     }
+    // The chain covers the time to the microsecond, as the store keeps it: finer digits
+    // would be text the hash does not cover.
+    if DateTime::from_timestamp_micros(e.recorded_at.timestamp_micros()) != Some(e.recorded_at) {
+        return Err("its time is finer than the microseconds the chain covers".into());
+    }
     let h = event_hash(&e.prev_hash, &e.chain_input());
     Ok((e, h))
 }
@@ -398,9 +403,11 @@ fn checkpoints(
     }
     let order: Vec<u64> = bundle.checkpoints.iter().map(|r| r.position).collect();
     let signed_order: Vec<u64> = manifest.checkpoints.iter().map(|l| l.position).collect();
-    if order != signed_order && problems.len() == before {
-        let at = order.iter().zip(&signed_order).find(|(a, b)| a != b).map_or(0, |(a, _)| *a);
-        problems.push(Problem::CheckpointAltered { position: at, reason: "not in the manifest's order".into() });
+    // Missing ones are reported below; this is for the same checkpoints in another order.
+    if order != signed_order && problems.len() == before && order.len() == signed_order.len() {
+        if let Some((&at, _)) = order.iter().zip(&signed_order).find(|(a, b)| a != b) {
+            problems.push(Problem::CheckpointAltered { position: at, reason: "not in the manifest's order".into() });
+        }
     }
     let mut covered_to = 0;
     for l in &manifest.checkpoints {
@@ -433,9 +440,8 @@ fn checkpoints(
             problems.push(altered(format!("{e} ({CHECKPOINT_TYPE})")));
         } else if !(c.after_position < c.to_position && c.to_position < position) {
             problems.push(altered(format!(
-                "covers {}..={}, which is not before it",
-                c.after_position + 1,
-                c.to_position
+                "covers positions after {} up to {}, which is not before it",
+                c.after_position, c.to_position
             )));
         } else if c.after_position < covered_to {
             problems.push(altered("overlaps the checkpoint before it".into()));

@@ -93,7 +93,7 @@ pub async fn export(
     let last = records.last().map_or(0, |e| e.position);
     cover(store, key, last, now).await?;
     let positions: Vec<u64> = records.iter().map(|e| e.position).collect();
-    let covering = audit_checkpoints::covering(&**store, &positions).await?;
+    let covering = audit_checkpoints::covering(&**store, &positions, key).await?;
     let subject =
         Subject { realm: req.realm.clone(), username, user_id, client: req.client.clone(), from: req.from, to: req.to };
     let bundle = evidence::assemble(subject, &records, &covering, key.signing(), now)?;
@@ -177,11 +177,18 @@ pub fn trusted_keys(text: &str) -> Result<Vec<PublicJwk>, EvidenceError> {
         Err(_) => vec![serde_json::from_str(text).map_err(bad)?],
     };
     // Keys of other types in a JWKS are not audit keys; skip them.
-    Ok(values
+    let keys: Vec<PublicJwk> = values
         .into_iter()
         .filter_map(|v| serde_json::from_value::<PublicJwk>(v).ok())
         .filter(|k| k.key().is_ok())
-        .collect())
+        .collect();
+    if keys.is_empty() {
+        // A realm's RSA `certs` given by mistake: say so, rather than call every bundle tampered.
+        return Err(EvidenceError::Keys(
+            "no Ed25519 audit key in the --key file (the server publishes it at /audit/certs)".into(),
+        ));
+    }
+    Ok(keys)
 }
 
 /// The report of `annals evidence verify` and its exit code: 0 verified under a trusted key,

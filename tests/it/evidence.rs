@@ -211,6 +211,16 @@ async fn an_evidence_bundle_of_one_user_verifies_offline_and_names_every_tampere
     assert_eq!(code, 2, "{report}");
     assert!(report.contains(&format!("record at position {p1}: comes after position {p2}")), "{report}");
 
+    // An export signed with another audit key than the checkpoints' could never verify: refused.
+    let pem = dir.join("stranger.pem");
+    let ed = openssl::pkey::PKey::generate_ed25519().unwrap();
+    std::fs::write(&pem, ed.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let other_file = dir.join("other.json");
+    let out =
+        annals(&dir, &[&args[..], &["--audit-key", pem.to_str().unwrap(), other_file.to_str().unwrap()]].concat());
+    assert!(!out.status.success() && text(&out).contains("not this node's"), "{}", text(&out));
+    assert!(!other_file.exists());
+
     // The log itself still verifies with its checkpoints in it.
     let out = annals(&dir, &["verify"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -288,3 +288,19 @@ fn given_a_manifest_re_signed_with_another_key_when_verified_then_the_key_is_ref
         "{problems:?}"
     );
 }
+
+#[test]
+fn given_digits_below_the_microsecond_added_to_a_time_when_verified_then_the_record_is_named() {
+    // The chain covers microseconds; nanoseconds would be text no hash covers.
+    let (_, bundle) = alice();
+    let tampered = edit(&bundle, |v| {
+        let t = v["records"][0]["record"]["recorded_at"].as_str().unwrap().trim_end_matches('Z').to_string();
+        let t = if t.contains('.') { format!("{t}999Z") } else { format!("{t}.000000999Z") };
+        v["records"][0]["record"]["recorded_at"] = json!(t);
+    });
+    let problems = verify(&tampered, None).unwrap_err();
+    assert!(
+        problems.iter().any(|p| matches!(p, Problem::RecordAltered { reason, .. } if reason.contains("microseconds"))),
+        "{problems:?}"
+    );
+}
