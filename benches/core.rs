@@ -7,6 +7,11 @@ use annals_projections::Directory;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sha2::Digest;
 
+/// Now, to the microsecond: what the store keeps and the chain covers.
+fn now_micros() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).expect("in range")
+}
+
 fn recorded(n: usize) -> Vec<RecordedEvent> {
     let meta = Metadata::system("bench").with_realm("load");
     let mut prev = GENESIS;
@@ -31,7 +36,7 @@ fn recorded(n: usize) -> Vec<RecordedEvent> {
                 stream: StreamId::new(StreamType::User, format!("u{i}")),
                 version: 1,
                 position: i as u64 + 1,
-                recorded_at: chrono::Utc::now(),
+                recorded_at: now_micros(),
                 event_type: new.event_type,
                 schema_version: new.schema_version,
                 payload: new.payload,
@@ -145,7 +150,7 @@ fn evidence(c: &mut Criterion, events: &[RecordedEvent]) {
         stream: StreamId::new(StreamType::AuditCheckpoint, "log"),
         version: 1,
         position: last.position + 1,
-        recorded_at: chrono::Utc::now(),
+        recorded_at: now_micros(),
         event_type: new.event_type,
         schema_version: new.schema_version,
         payload: new.payload,
