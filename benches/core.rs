@@ -126,23 +126,13 @@ fn benches(c: &mut Criterion) {
 /// by one checkpoint over all 10,000: recompute each record's hash, check its Merkle proof,
 /// the manifest's and the checkpoint's signatures, and the exact bytes.
 fn evidence(c: &mut Criterion, events: &[RecordedEvent]) {
-    use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned, JWS_TYPE};
+    use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned};
     use annals_events::evidence::{assemble, verify, Covering, Subject};
     let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
     let hashes: Vec<_> = events.iter().map(|e| e.hash).collect();
     let tree = annals_events::merkle::Tree::new(&hashes);
     let last = events.last().expect("events");
-    let (head, root) = (hex::encode(last.hash), hex::encode(tree.root()));
-    let claims = AuditCheckpointSigned::claims(0, last.position, &head, &root, 0);
-    let checkpoint = AuditCheckpointSigned {
-        after_position: 0,
-        to_position: last.position,
-        head_hash: head,
-        merkle_root: root,
-        key: annals_events::jws::PublicJwk::of(&key.verifying_key()),
-        signed_at: 0,
-        jws: annals_events::jws::sign(&key, JWS_TYPE, &claims),
-    };
+    let checkpoint = AuditCheckpointSigned::sign(&key, 0, last.position, &last.hash, &tree.root(), 0);
     let new = NewEvent::new(&AuditCheckpointEvent::Signed(checkpoint.clone()).into(), &Metadata::system("bench"))
         .expect("encodes");
     let mut event = RecordedEvent {

@@ -7,11 +7,11 @@
 //! nodes racing for the same interval conflict and one of them writes it.
 use crate::audit_key::AuditKey;
 use crate::store::{EventStore, ExpectedVersion, ReadUntil, StoreError, StreamAppend};
-use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned, JWS_TYPE, STREAM_ID};
+use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned, STREAM_ID};
 use annals_events::chain::{ChainBreak, ChainVerifier, Hash, GENESIS};
 use annals_events::evidence::Covering;
 use annals_events::merkle::{RootBuilder, Tree};
-use annals_events::{jws, Actor, DomainEvent, Metadata, NewEvent, RecordedEvent, StreamId, StreamType};
+use annals_events::{Actor, DomainEvent, Metadata, NewEvent, RecordedEvent, StreamId, StreamType};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,13 +157,13 @@ async fn covered(
 }
 
 /// Appends the next checkpoint if events were appended since the last one (other than the
-/// last checkpoint itself). Returns it, or `None` when there was nothing to cover or another
+/// last checkpoint itself). Returns what it signed, or `None` when there was nothing to cover or another
 /// node wrote it first.
 pub async fn append_next(
     store: &dyn EventStore,
     key: &AuditKey,
     now: DateTime<Utc>,
-) -> Result<Option<Latest>, CheckpointError> {
+) -> Result<Option<AuditCheckpointSigned>, CheckpointError> {
     append_next_at_most(store, key, now, MAX_COVERED).await
 }
 
@@ -173,7 +173,7 @@ pub async fn append_next_at_most(
     key: &AuditKey,
     now: DateTime<Utc>,
     max: u64,
-) -> Result<Option<Latest>, CheckpointError> {
+) -> Result<Option<AuditCheckpointSigned>, CheckpointError> {
     let last = latest(store).await?;
     if let Some(l) = &last {
         let previous_to = match l.version {
@@ -195,27 +195,15 @@ pub async fn append_next_at_most(
     let to = head.min(after + max.max(1));
     let mut root = RootBuilder::new();
     let head_hash = covered(store, after, to, anchor, |h| root.push(h)).await?;
-    let (head_hash, merkle_root) = (hex::encode(head_hash), hex::encode(root.root()));
-    let signed_at = now.timestamp();
-    let claims = AuditCheckpointSigned::claims(after, to, &head_hash, &merkle_root, signed_at);
-    let checkpoint = AuditCheckpointSigned {
-        after_position: after,
-        to_position: to,
-        head_hash,
-        merkle_root,
-        key: key.public().clone(),
-        signed_at,
-        jws: jws::sign(key.signing(), JWS_TYPE, &claims),
-    };
+    let checkpoint = AuditCheckpointSigned::sign(key.signing(), after, to, &head_hash, &root.root(), now.timestamp());
     let meta = Metadata { actor: Actor::System { component: "audit-checkpoints".into() }, ..Default::default() };
     let event = DomainEvent::from(AuditCheckpointEvent::Signed(checkpoint.clone()));
     let new = NewEvent::new(&event, &meta).map_err(|e| StoreError::Corrupt { position: 0, reason: e.to_string() })?;
     let append = StreamAppend { stream: stream(), expected: ExpectedVersion::Exact(version), events: vec![new] };
     match store.append(append).await {
-        Ok(a) => {
+        Ok(_) => {
             crate::metrics::AUDIT_CHECKPOINT_POSITION.set(to as i64);
-            let event = store.read_all(a.last_position - 1, 1).await?.into_iter().next();
-            Ok(event.map(|event| Latest { version: a.last_version, event, checkpoint }))
+            Ok(Some(checkpoint))
         }
         Err(StoreError::Conflict { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -243,7 +231,7 @@ pub fn spawn(
             loop {
                 match append_next(&*store, &key, clock.now()).await {
                     // A backlog longer than one checkpoint: write the next at once.
-                    Ok(Some(c)) if c.checkpoint.to_position - c.checkpoint.after_position == MAX_COVERED => continue,
+                    Ok(Some(c)) if c.to_position - c.after_position == MAX_COVERED => continue,
                     Ok(_) => break,
                     Err(e) => {
                         crate::metrics::AUDIT_CHECKPOINT_FAILURES.inc();

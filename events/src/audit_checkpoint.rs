@@ -2,7 +2,9 @@
 //! so far (the chain head and the Merkle root of every chain hash since the previous
 //! checkpoint), signed with the audit key. Sinks deliver it like any record, so a SIEM holds
 //! anchors the server cannot rewrite later.
+use crate::chain::Hash;
 use crate::jws::{self, JwsError, PublicJwk};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -36,7 +38,7 @@ pub struct AuditCheckpointSigned {
 
 impl AuditCheckpointSigned {
     /// The claims the JWS carries.
-    pub fn claims(
+    fn claims(
         after_position: u64,
         to_position: u64,
         head_hash: &str,
@@ -50,6 +52,22 @@ impl AuditCheckpointSigned {
             "head_hash": head_hash,
             "merkle_root": merkle_root,
         })
+    }
+
+    /// A checkpoint of positions `after + 1 ..= to`, whose chain hash at `to` is `head` and
+    /// whose Merkle root is `root`, signed with `key`: the one way checkpoints are made.
+    pub fn sign(key: &SigningKey, after: u64, to: u64, head: &Hash, root: &Hash, signed_at: i64) -> Self {
+        let (head_hash, merkle_root) = (hex::encode(head), hex::encode(root));
+        let claims = Self::claims(after, to, &head_hash, &merkle_root, signed_at);
+        AuditCheckpointSigned {
+            after_position: after,
+            to_position: to,
+            jws: jws::sign(key, JWS_TYPE, &claims),
+            head_hash,
+            merkle_root,
+            key: PublicJwk::of(&key.verifying_key()),
+            signed_at,
+        }
     }
 
     /// Whether the JWS verifies under the event's key and says what the event's fields say.

@@ -343,17 +343,8 @@ fn signers(
     }
 }
 
-/// The `kid` in a compact JWS's header, to pick the key to verify it with.
-fn header_kid(token: &str) -> Option<String> {
-    use base64::Engine;
-    let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("kid")?.as_str().map(str::to_string)
-}
-
 fn manifest(token: &str, keys: &BTreeMap<String, PublicJwk>) -> Result<(String, Manifest), String> {
-    let kid = header_kid(token).ok_or("its JWS header names no key")?;
+    let kid = jws::key_id(token).ok_or("its JWS header names no key")?;
     let key =
         keys.get(&kid).ok_or_else(|| format!("signed by key {kid}, which is not a usable audit key of the bundle"))?;
     let claims = jws::verify(token, MANIFEST_TYPE, key).map_err(|e| e.to_string())?;

@@ -88,6 +88,12 @@ struct Header {
     kid: String,
 }
 
+/// The `kid` a compact JWS's header names (unverified), to pick the key to verify it with.
+pub fn key_id(token: &str) -> Option<String> {
+    let header = B64.decode(token.split('.').next()?).ok()?;
+    serde_json::from_slice::<Header>(&header).ok().map(|h| h.kid)
+}
+
 /// Signs `claims` as a compact JWS of type `typ`.
 pub fn sign(key: &SigningKey, typ: &str, claims: &Value) -> String {
     let kid = PublicJwk::of(&key.verifying_key()).kid;

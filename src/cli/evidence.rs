@@ -23,8 +23,8 @@ pub enum EvidenceError {
     ReadModel(String),
     #[error("no realm named {0:?}")]
     UnknownRealm(String),
-    #[error("event at position {position} cannot be decoded: {reason}")]
-    Corrupt { position: u64, reason: String },
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The log no longer matches a checkpoint: it was rewritten after signing.
     #[error("{0}")]
     Assemble(#[from] evidence::AssembleError),
@@ -123,13 +123,7 @@ async fn select(
         let done = page.len() < PAGE || last.recorded_at > req.to + margin;
         let page: Vec<RecordedEvent> =
             page.into_iter().filter(|e| req.from <= e.recorded_at && e.recorded_at <= req.to).collect();
-        let prepared = auditor
-            .prepare(&**store, page, |m| m.realm.as_ref().is_none_or(|r| r == realm_id))
-            .await
-            .map_err(|e| match e {
-                crate::audit::AuditError::Store(s) => EvidenceError::Store(s),
-                crate::audit::AuditError::Corrupt { position, reason } => EvidenceError::Corrupt { position, reason },
-            })?;
+        let prepared = auditor.prepare(&**store, page, |m| m.realm.as_ref().is_none_or(|r| r == realm_id)).await?;
         for p in prepared {
             if p.realm_id() != Some(realm_id) {
                 continue;

@@ -240,7 +240,7 @@ async fn a_backlog_gets_consecutive_checkpoints_and_a_checkpoint_signed_by_anoth
     while let Some(c) = audit_checkpoints::append_next_at_most(store, &key, chrono::Utc::now(), 10).await.unwrap() {
         rounds += 1;
         assert!(rounds < 100, "the backlog never ends");
-        if c.checkpoint.to_position >= head {
+        if c.to_position >= head {
             break;
         }
     }
@@ -272,24 +272,14 @@ async fn a_backlog_gets_consecutive_checkpoints_and_a_checkpoint_signed_by_anoth
 /// Appends a well-formed checkpoint signed by `key`, as someone with write access to the
 /// database could; returns its position.
 async fn forge_checkpoint(demo: &Demo, key: &annals::audit_key::AuditKey) -> u64 {
-    use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned, JWS_TYPE};
+    use annals_events::audit_checkpoint::{AuditCheckpointEvent, AuditCheckpointSigned};
     let store = &*demo.app.store;
     let last = audit_checkpoints::latest(store).await.unwrap().unwrap();
     let (after, head) = (last.checkpoint.to_position, store.head().await.unwrap());
     let events = store.read_all(after, (head - after) as usize).await.unwrap();
     let mut root = RootBuilder::new();
     events.iter().for_each(|e| root.push(&e.hash));
-    let (head_hash, merkle_root) = (hex::encode(events.last().unwrap().hash), hex::encode(root.root()));
-    let claims = AuditCheckpointSigned::claims(after, head, &head_hash, &merkle_root, 0);
-    let c = AuditCheckpointSigned {
-        after_position: after,
-        to_position: head,
-        head_hash,
-        merkle_root,
-        key: key.public().clone(),
-        signed_at: 0,
-        jws: annals_events::jws::sign(key.signing(), JWS_TYPE, &claims),
-    };
+    let c = AuditCheckpointSigned::sign(key.signing(), after, head, &events.last().unwrap().hash, &root.root(), 0);
     let event = annals_events::DomainEvent::from(AuditCheckpointEvent::Signed(c));
     let new = annals_events::NewEvent::new(&event, &annals_events::Metadata::default()).unwrap();
     let append = annals::store::StreamAppend {

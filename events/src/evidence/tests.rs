@@ -47,17 +47,8 @@ impl Log {
         let to = self.events.len() as u64;
         let hashes: Vec<Hash> = self.events[after as usize..].iter().map(|e| e.hash).collect();
         let tree = merkle::Tree::new(&hashes);
-        let (head, root) = (hex::encode(hashes[hashes.len() - 1]), hex::encode(tree.root()));
-        let claims = AuditCheckpointSigned::claims(after, to, &head, &root, 1_790_000_100);
-        let checkpoint = AuditCheckpointSigned {
-            after_position: after,
-            to_position: to,
-            head_hash: head,
-            merkle_root: root,
-            key: PublicJwk::of(&key().verifying_key()),
-            signed_at: 1_790_000_100,
-            jws: jws::sign(&key(), CHECKPOINT_TYPE, &claims),
-        };
+        let head = hashes[hashes.len() - 1];
+        let checkpoint = AuditCheckpointSigned::sign(&key(), after, to, &head, &tree.root(), 1_790_000_100);
         let payload = DomainEvent::from(AuditCheckpointEvent::Signed(checkpoint.clone())).payload().unwrap();
         let event = self.push(
             StreamId::new(StreamType::AuditCheckpoint, STREAM_ID),
