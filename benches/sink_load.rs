@@ -3,6 +3,8 @@
 //! latency at a steady rate (against the append's own acknowledgement latency). The receiver
 //! is an RFC 6587 octet-counting reader in this process, on loopback.
 use super::{new_user_append, percentile_ms};
+use annals::actors::{Hosts, HostsConfig};
+use annals::clock::SystemClock;
 use annals::readmodels::ReadModels;
 use annals::sinks::{SinkSpec, Sinks};
 use annals::store::{self, SharedStore};
@@ -90,7 +92,8 @@ pub async fn run(database_url: &str, backlog: usize, rate: usize, seconds: f64) 
     let (port, arrivals) = receiver().await;
     let spec: SinkSpec = format!("bench=syslog+tcp://127.0.0.1:{port}").parse().expect("spec");
     let started = Instant::now();
-    let sinks = Sinks::start(&[spec], &store, &models).expect("sink");
+    let hosts = Hosts::new(store.clone(), Arc::new(SystemClock), HostsConfig::default());
+    let sinks = Sinks::start(&[spec], &store, &models, &hosts).expect("sink");
     let done = wait_for(&arrivals, head, Duration::from_secs(600)).await;
     let catch_up_per_s = head as f64 / (done - started).as_secs_f64();
     // Steady rate: appends of 10 events every 2 ms (one per stream), timed from each

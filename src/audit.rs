@@ -53,7 +53,13 @@ impl Prepared {
     /// A record about the whole log rather than one realm (a signed checkpoint): every
     /// reader gets it, whatever realm it follows, so each SIEM holds the anchors.
     pub fn log_wide(&self) -> bool {
-        self.event.stream.kind == annals_events::StreamType::AuditCheckpoint
+        use annals_events::StreamType;
+        match self.event.stream.kind {
+            StreamType::AuditCheckpoint => true,
+            // A refused record of no realm (a checkpoint) concerns every reader.
+            StreamType::SinkDelivery => self.realm_id().is_none(),
+            _ => false,
+        }
     }
 
     pub fn realm_id(&self) -> Option<&str> {

@@ -101,6 +101,17 @@ pub static SINK_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric"))
 });
 
+pub static SINK_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    reg(IntCounterVec::new(
+        Opts::new(
+            "sink_rejected_total",
+            "Records an audit sink's receiver refused for good, each recorded as a sink_delivery.rejected event",
+        ),
+        &["sink"],
+    )
+    .expect("valid metric"))
+});
+
 pub static AUDIT_CHECKPOINT_POSITION: LazyLock<IntGauge> = LazyLock::new(|| {
     reg(IntGauge::new("audit_checkpoint_position", "Last position covered by a signed checkpoint this node wrote")
         .expect("valid metric"))
@@ -128,6 +139,7 @@ pub fn init() {
     LazyLock::force(&SINK_POSITION);
     LazyLock::force(&SINK_RECORDS);
     LazyLock::force(&SINK_FAILURES);
+    LazyLock::force(&SINK_REJECTED);
     LazyLock::force(&AUDIT_CHECKPOINT_POSITION);
     LazyLock::force(&AUDIT_CHECKPOINT_FAILURES);
     // Every aggregate's series exists from the start (at 0), so dashboards and alerts see it

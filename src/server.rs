@@ -114,7 +114,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     let pages = crate::http::pages::Pages::new(cfg.theme_dir.as_deref())?;
     let sql_models = SqlModels::start(store.clone()).await?;
     let hosts = Hosts::new(store.clone(), clock.clone(), HostsConfig::default());
-    let sinks = crate::sinks::Sinks::start(&cfg.sinks, &store, &read_models)?;
+    let sinks = crate::sinks::Sinks::start(&cfg.sinks, &store, &read_models, &hosts)?;
     let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Bind(cfg.listen.clone(), e))?;
     let base_url = cfg.base_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();

@@ -11,6 +11,7 @@ use crate::realm::RealmEvent;
 use crate::role::RoleEvent;
 use crate::session::SessionEvent;
 use crate::signing_key::SigningKeyEvent;
+use crate::sink_delivery::SinkDeliveryEvent;
 use crate::stream::StreamType;
 use crate::upcast::{self, UpcastError};
 use crate::user::UserEvent;
@@ -36,6 +37,7 @@ pub enum DomainEvent {
     ClientAssertion(ClientAssertionEvent),
     LogoutDelivery(LogoutDeliveryEvent),
     AuditCheckpoint(AuditCheckpointEvent),
+    SinkDelivery(SinkDeliveryEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -76,6 +78,7 @@ macro_rules! each_aggregate {
             DomainEvent::ClientAssertion($e) => $body,
             DomainEvent::LogoutDelivery($e) => $body,
             DomainEvent::AuditCheckpoint($e) => $body,
+            DomainEvent::SinkDelivery($e) => $body,
         }
     };
 }
@@ -100,6 +103,7 @@ impl DomainEvent {
             DomainEvent::ClientAssertion(_) => StreamType::ClientAssertion,
             DomainEvent::LogoutDelivery(_) => StreamType::LogoutDelivery,
             DomainEvent::AuditCheckpoint(_) => StreamType::AuditCheckpoint,
+            DomainEvent::SinkDelivery(_) => StreamType::SinkDelivery,
         }
     }
 
@@ -144,6 +148,9 @@ impl DomainEvent {
                     .map(|r| r.map(DomainEvent::LogoutDelivery)),
                 "audit_checkpoint" => AuditCheckpointEvent::from_payload_value(event_type, payload)
                     .map(|r| r.map(DomainEvent::AuditCheckpoint)),
+                "sink_delivery" => {
+                    SinkDeliveryEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SinkDelivery))
+                }
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -184,6 +191,9 @@ impl DomainEvent {
                     .map(|r| r.map(DomainEvent::LogoutDelivery)),
                 "audit_checkpoint" => AuditCheckpointEvent::from_payload_str(event_type, payload)
                     .map(|r| r.map(DomainEvent::AuditCheckpoint)),
+                "sink_delivery" => {
+                    SinkDeliveryEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SinkDelivery))
+                }
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -213,6 +223,7 @@ impl DomainEvent {
             ClientAssertionEvent::TYPES,
             LogoutDeliveryEvent::TYPES,
             AuditCheckpointEvent::TYPES,
+            SinkDeliveryEvent::TYPES,
         ]
         .concat()
     }
@@ -233,6 +244,7 @@ impl DomainEvent {
         all.extend(ClientAssertionEvent::schemas());
         all.extend(LogoutDeliveryEvent::schemas());
         all.extend(AuditCheckpointEvent::schemas());
+        all.extend(SinkDeliveryEvent::schemas());
         all
     }
 }
@@ -255,7 +267,7 @@ into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, Role
     GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
     SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures,
     ClientAssertionEvent => ClientAssertion, LogoutDeliveryEvent => LogoutDelivery,
-    AuditCheckpointEvent => AuditCheckpoint);
+    AuditCheckpointEvent => AuditCheckpoint, SinkDeliveryEvent => SinkDelivery);
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,7 @@ pub mod realm;
 pub mod role;
 pub mod session;
 pub mod signing_key;
+pub mod sink_delivery;
 pub mod stream;
 pub mod upcast;
 pub mod user;

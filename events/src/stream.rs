@@ -21,10 +21,11 @@ pub enum StreamType {
     ClientAssertion,
     LogoutDelivery,
     AuditCheckpoint,
+    SinkDelivery,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 13] = [
+    pub const ALL: [StreamType; 14] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -38,6 +39,7 @@ impl StreamType {
         StreamType::ClientAssertion,
         StreamType::LogoutDelivery,
         StreamType::AuditCheckpoint,
+        StreamType::SinkDelivery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +57,7 @@ impl StreamType {
             StreamType::ClientAssertion => "client_assertion",
             StreamType::LogoutDelivery => "logout_delivery",
             StreamType::AuditCheckpoint => "audit_checkpoint",
+            StreamType::SinkDelivery => "sink_delivery",
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::domain::client_grant::ClientGrant;
 use crate::domain::login_failures::LoginFailures;
 use crate::domain::logout_delivery::LogoutDelivery;
 use crate::domain::session::Session;
+use crate::domain::sink_delivery::SinkDelivery;
 use crate::domain::{client::Client, group::Group, realm::Realm, role::Role, signing_key::SigningKey, user::User};
 use crate::domain::{fold, Aggregate};
 use crate::store::{EventStore, ReadUntil, StoreError};
@@ -79,6 +80,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::ClientAssertion => state_of::<ClientAssertion>(&events)?,
         StreamType::LogoutDelivery => state_of::<LogoutDelivery>(&events)?,
         StreamType::AuditCheckpoint => checkpoint_state(&events)?,
+        StreamType::SinkDelivery => state_of::<SinkDelivery>(&events)?,
     };
     Ok(Replay { events, state })
 }

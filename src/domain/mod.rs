@@ -11,6 +11,7 @@ pub mod realm;
 pub mod role;
 pub mod session;
 pub mod signing_key;
+pub mod sink_delivery;
 pub mod user;
 mod validate;
 

@@ -768,7 +768,8 @@ impl<'a> Planner<'a> {
             | StreamType::LoginFailures
             | StreamType::ClientAssertion
             | StreamType::LogoutDelivery
-            | StreamType::AuditCheckpoint => false,
+            | StreamType::AuditCheckpoint
+            | StreamType::SinkDelivery => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

@@ -7,17 +7,21 @@
 mod cef;
 mod checkpoint;
 mod connection;
+mod http;
 mod nats;
+mod refusals;
 mod spec;
 mod syslog;
 
 pub use spec::{SinkSpec, Target};
 
+use crate::actors::Hosts;
 use crate::audit::{Auditor, DirectoryNames};
 use crate::metrics;
 use crate::readmodels::ReadModels;
 use crate::store::SharedStore;
 use annals_projections::audit::AuditRecord;
+use refusals::{Refusals, Refused};
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -41,6 +45,13 @@ pub enum SinkError {
     /// The log or the read models cannot be read now; delivery retries from where it was.
     #[error("audit records cannot be built: {0}")]
     Records(String),
+    /// The receiver took the first `delivered` records, then became unreachable.
+    #[error("receiver unreachable after {delivered} records: {cause}")]
+    Partial { delivered: usize, cause: String },
+    /// The receiver took the first `delivered` records and refused the next one for its
+    /// content: sending it again gets the same answer.
+    #[error("receiver refused a record (after {delivered} taken): {reason}")]
+    Rejected { delivered: usize, status: Option<u16>, reason: String },
 }
 
 /// A receiver of audit records.
@@ -65,14 +76,19 @@ pub struct Sinks {
 impl Sinks {
     /// Builds every sink (files are read now, so a bad path stops start-up) and starts each
     /// one's delivery.
-    pub fn start(specs: &[SinkSpec], store: &SharedStore, read_models: &ReadModels) -> Result<Sinks, SinkError> {
+    pub fn start(
+        specs: &[SinkSpec],
+        store: &SharedStore,
+        read_models: &ReadModels,
+        hosts: &Hosts,
+    ) -> Result<Sinks, SinkError> {
         let mut built = Vec::new();
         for spec in specs {
             built.push((spec.clone(), spec.build()?));
         }
         let tasks = built
             .into_iter()
-            .map(|(spec, sink)| tokio::spawn(deliver(spec, sink, store.clone(), read_models.clone())))
+            .map(|(spec, sink)| tokio::spawn(deliver(spec, sink, store.clone(), read_models.clone(), hosts.clone())))
             .collect();
         Ok(Sinks { tasks })
     }
@@ -106,7 +122,7 @@ fn rewind(sink: &mut dyn Sink, sent_at: &mut VecDeque<(Instant, u64)>, confirmed
 }
 
 /// One sink's delivery loop; runs until aborted.
-async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, models: ReadModels) {
+async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, models: ReadModels, hosts: Hosts) {
     let name = spec.name.as_str();
     let pool = store.pool();
     let mut backoff = Backoff(BACKOFF_FIRST);
@@ -130,6 +146,7 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
     let mut sent = checkpoint;
     let mut saved = Instant::now();
     let mut confirmed = checkpoint;
+    let mut refusals = Refusals::default();
     loop {
         // The head watch moves only to durable positions: nothing sent can be taken back.
         let head = *head_rx.borrow_and_update();
@@ -167,6 +184,28 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
                         metrics::SINK_RECORDS.with_label_values(&[name]).inc_by(records.len() as u64);
                         sent = last;
                         sent_at.push_back((Instant::now(), last));
+                        refusals.took();
+                    }
+                    // What was taken stays taken: only the rest is sent again.
+                    Err(SinkError::Partial { delivered, cause }) => {
+                        tracing::warn!(sink = name, error = %cause, "audit delivery interrupted; retrying");
+                        metrics::SINK_FAILURES.with_label_values(&[name]).inc();
+                        took(&records[..delivered.min(records.len())], &mut sent, &mut sent_at, &mut refusals, name);
+                        tokio::time::sleep(backoff.next()).await;
+                    }
+                    Err(SinkError::Rejected { delivered, status, reason }) => {
+                        took(&records[..delivered.min(records.len())], &mut sent, &mut sent_at, &mut refusals, name);
+                        let Some(record) = records.get(delivered) else {
+                            tracing::error!(sink = name, delivered, "a refusal names no record of the page");
+                            continue;
+                        };
+                        match refusals.refused(&hosts, name, record, status, &reason).await {
+                            Refused::Retry => tokio::time::sleep(backoff.next()).await,
+                            Refused::Passed => {
+                                sent = record.position;
+                                sent_at.push_back((Instant::now(), sent));
+                            }
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(sink = name, error = %e, from = confirmed, "audit delivery failed; retrying");
@@ -188,6 +227,22 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
             changed = head_rx.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
         }
+    }
+}
+
+/// Marks records the receiver took as sent.
+fn took(
+    records: &[AuditRecord],
+    sent: &mut u64,
+    sent_at: &mut VecDeque<(Instant, u64)>,
+    refusals: &mut Refusals,
+    name: &str,
+) {
+    if let Some(last) = records.last() {
+        metrics::SINK_RECORDS.with_label_values(&[name]).inc_by(records.len() as u64);
+        *sent = last.position;
+        sent_at.push_back((Instant::now(), last.position));
+        refusals.took();
     }
 }
 

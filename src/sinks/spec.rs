@@ -7,8 +7,17 @@
 //! - `nats://HOST:PORT` (or `tls://`, credentials in the URL as NATS takes them), with
 //!   `prefix=SUBJECT.PREFIX` (default `annals.audit`) and `stream=NAME` to have Annals create
 //!   the JetStream stream over `PREFIX.>` when it does not exist;
+//! - `webhook+https://HOST/PATH` (or `webhook+http://`): batches of records as NDJSON, each
+//!   request signed as Standard Webhooks says, with `secret_file=FILE` (required: `whsec_` and
+//!   a base64 key), `batch=N` records per request (default 500) and `ca=FILE`;
+//! - `splunk+https://HOST:8088/services/collector/event` (or `splunk+http://`): Splunk's HTTP
+//!   Event Collector, with `token_file=FILE` (required), `index=`, `source=` (default
+//!   `annals`), `sourcetype=` (default `annals:audit`), `batch=N` and `ca=FILE`;
 //! - every sink takes `realm=NAME` to deliver one realm's records only.
+//!
+//! Secrets are read from files, never given in the URL: URLs show in process lists and logs.
 use super::connection::{Endpoint, TlsFiles};
+use super::http::{self, Http};
 use super::nats::Nats;
 use super::syslog::{Body, Header, Syslog};
 use super::{Sink, SinkError};
@@ -39,6 +48,20 @@ pub enum Target {
         prefix: String,
         stream: Option<String>,
     },
+    /// A webhook or Splunk HEC receiver.
+    Http {
+        /// The receiver's URL without the sink's scheme prefix and parameters.
+        url: String,
+        kind: HttpKind,
+        batch: usize,
+        ca: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpKind {
+    Webhook { secret_file: PathBuf },
+    Splunk { token_file: PathBuf, index: Option<String>, source: String, sourcetype: String },
 }
 
 /// A URL with any user information (a NATS user and password, or a bare token) replaced.
@@ -66,6 +89,13 @@ impl std::fmt::Debug for Target {
                 .field("url", &without_userinfo(url))
                 .field("prefix", prefix)
                 .field("stream", stream)
+                .finish(),
+            Target::Http { url, kind, batch, ca } => f
+                .debug_struct("Http")
+                .field("url", &without_userinfo(url))
+                .field("kind", kind)
+                .field("batch", batch)
+                .field("ca", ca)
                 .finish(),
         }
     }
@@ -150,7 +180,45 @@ impl SinkSpec {
                 u.set_query(None);
                 Target::Nats { url: u.to_string(), prefix, stream }
             }
-            other => return Err(in_sink(format!("scheme `{other}`: syslog+tcp, syslog+tls, nats or tls"))),
+            scheme @ ("webhook+http" | "webhook+https" | "splunk+http" | "splunk+https") => {
+                let scheme = scheme.to_string();
+                let (kind, transport) = scheme.split_once('+').unwrap_or_default();
+                let file = |query: &mut BTreeMap<String, String>, key: &str| {
+                    query.remove(key).map(PathBuf::from).ok_or_else(|| in_sink(format!("{key}=FILE is required")))
+                };
+                let kind = if kind == "webhook" {
+                    HttpKind::Webhook { secret_file: file(&mut query, "secret_file")? }
+                } else {
+                    HttpKind::Splunk {
+                        token_file: file(&mut query, "token_file")?,
+                        index: query.remove("index"),
+                        source: query.remove("source").unwrap_or_else(|| "annals".into()),
+                        sourcetype: query.remove("sourcetype").unwrap_or_else(|| "annals:audit".into()),
+                    }
+                };
+                let batch = match query.remove("batch") {
+                    None => http::BATCH_DEFAULT,
+                    Some(v) => v
+                        .parse()
+                        .ok()
+                        .filter(|b| (1..=http::BATCH_MAX).contains(b))
+                        .ok_or_else(|| in_sink(format!("batch `{v}`: 1 to {}", http::BATCH_MAX)))?,
+                };
+                let ca = query.remove("ca").map(PathBuf::from);
+                if ca.is_some() && transport == "http" {
+                    return Err(in_sink("ca applies to https only".into()));
+                }
+                // What is left of the query is not ours to keep: every parameter is checked
+                // below, so the receiver's URL carries none.
+                u.set_query(None);
+                let url = format!("{transport}{}", &u.as_str()[u.scheme().len()..]);
+                Target::Http { url, kind, batch, ca }
+            }
+            other => {
+                return Err(in_sink(format!(
+                    "scheme `{other}`: syslog+tcp, syslog+tls, nats, tls, webhook+http(s) or splunk+http(s)"
+                )))
+            }
         };
         if let Some(k) = query.keys().next() {
             return Err(in_sink(format!("unknown parameter `{k}`")));
@@ -175,6 +243,24 @@ impl SinkSpec {
             }
             Target::Nats { url, prefix, stream } => {
                 Ok(Box::new(Nats::new(url.clone(), prefix.clone(), stream.clone())))
+            }
+            Target::Http { url, kind, batch, ca } => {
+                let in_sink = |e: SinkError| match e {
+                    SinkError::Config(m) => bad(format!("sink {}: {m}", self.name)),
+                    other => other,
+                };
+                let format = match kind {
+                    HttpKind::Webhook { secret_file } => {
+                        http::Format::Webhook { key: http::webhook_key(secret_file).map_err(in_sink)? }
+                    }
+                    HttpKind::Splunk { token_file, index, source, sourcetype } => http::Format::Splunk {
+                        token: http::splunk_token(token_file).map_err(in_sink)?,
+                        index: index.clone(),
+                        source: source.clone(),
+                        sourcetype: sourcetype.clone(),
+                    },
+                };
+                Ok(Box::new(Http::new(url.clone(), format, *batch, ca.as_deref()).map_err(in_sink)?))
             }
         }
     }
@@ -225,6 +311,42 @@ mod tests {
     }
 
     #[test]
+    fn an_http_sink_is_a_webhook_or_splunk_with_its_secret_in_a_file() {
+        let s: SinkSpec =
+            "hook=webhook+https://siem.example/in/annals?secret_file=/etc/annals/whsec&batch=50&ca=/etc/ca.pem&realm=demo"
+                .parse()
+                .unwrap();
+        assert_eq!(s.realm.as_deref(), Some("demo"));
+        assert_eq!(
+            s.target,
+            Target::Http {
+                url: "https://siem.example/in/annals".into(),
+                kind: HttpKind::Webhook { secret_file: "/etc/annals/whsec".into() },
+                batch: 50,
+                ca: Some("/etc/ca.pem".into())
+            }
+        );
+        let hec: SinkSpec =
+            "hec=splunk+http://127.0.0.1:8088/services/collector/event?token_file=/t&index=security".parse().unwrap();
+        assert_eq!(
+            hec.target,
+            Target::Http {
+                url: "http://127.0.0.1:8088/services/collector/event".into(),
+                kind: HttpKind::Splunk {
+                    token_file: "/t".into(),
+                    index: Some("security".into()),
+                    source: "annals".into(),
+                    sourcetype: "annals:audit".into()
+                },
+                batch: http::BATCH_DEFAULT,
+                ca: None
+            }
+        );
+        let basic: SinkSpec = "hook=webhook+https://user:pw@siem.example/?secret_file=/s".parse().unwrap();
+        assert!(!format!("{basic:?}").contains("pw"), "{basic:?}");
+    }
+
+    #[test]
     fn a_malformed_sink_is_refused_with_its_reason() {
         for (spec, says) in [
             ("syslog+tcp://h:1", "NAME=URL"),
@@ -240,6 +362,14 @@ mod tests {
             ("s=syslog+tcp://h:1?ca=/x", "syslog+tls only"),
             ("s=syslog+tcp:///x", "no host"),
             ("s=not a url", "sink s"),
+            ("s=webhook+https://h/", "secret_file=FILE is required"),
+            ("s=splunk+https://h/", "token_file=FILE is required"),
+            ("s=webhook+https://h/?secret_file=/s&batch=0", "batch"),
+            ("s=webhook+https://h/?secret_file=/s&batch=x", "batch"),
+            ("s=webhook+http://h/?secret_file=/s&ca=/c", "https only"),
+            ("s=webhook+https://h/?secret_file=/s&format=cef", "unknown parameter"),
+            ("s=webhook+https://h/?secret_file=/s&secret=whsec_abc", "unknown parameter `secret`"),
+            ("s=webhook+ftp://h/?secret_file=/s", "scheme"),
         ] {
             let err = spec.parse::<SinkSpec>().unwrap_err().to_string();
             assert!(err.contains(says), "{spec}: {err}");

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod crash;
 mod evidence;
+mod http_sinks;
 mod oidc_certs;
 mod oidc_flow;
 mod read_models;

@@ -26,12 +26,12 @@ async fn start_with_sink(spec: SinkSpec) -> Demo {
 }
 
 /// Every event of the log up to the durable head as the audit projection makes it, by position.
-async fn log_records(app: &Running) -> (u64, HashMap<u64, Value>) {
+pub(crate) async fn log_records(app: &Running) -> (u64, HashMap<u64, Value>) {
     log_records_to(app, app.store.head().await.unwrap()).await
 }
 
 /// As [`log_records`], up to `head`.
-async fn log_records_to(app: &Running, head: u64) -> (u64, HashMap<u64, Value>) {
+pub(crate) async fn log_records_to(app: &Running, head: u64) -> (u64, HashMap<u64, Value>) {
     app.read_models.wait_for(head, Duration::from_secs(10)).await.unwrap();
     let events = app.store.read_all(0, head as usize).await.unwrap();
     let prepared = Auditor::default().prepare(&*app.store, events, |_| true).await.unwrap();
@@ -102,7 +102,7 @@ async fn assert_all_delivered(rs: &Rsyslog, app: &Running, within: Duration) -> 
 }
 
 /// A login flow in the demo realm: a code login, its redemption, a failed password grant.
-async fn some_logins(demo: &Demo) {
+pub(crate) async fn some_logins(demo: &Demo) {
     let mut jar = Jar::default();
     let code = alice_code(demo, &mut jar).await;
     assert_eq!(redeem(demo, &code).await.0, 200);
@@ -142,11 +142,11 @@ async fn sink_lag(demo: &Demo) -> i64 {
     sink_lag_of(demo, "siem").await
 }
 
-async fn sink_lag_of(demo: &Demo, sink: &str) -> i64 {
+pub(crate) async fn sink_lag_of(demo: &Demo, sink: &str) -> i64 {
     sink_metric(demo, "annals_sink_lag_events", sink).await
 }
 
-async fn sink_metric(demo: &Demo, metric: &str, sink: &str) -> i64 {
+pub(crate) async fn sink_metric(demo: &Demo, metric: &str, sink: &str) -> i64 {
     let text = demo.http.get(format!("{}/metrics", demo.app.base_url)).send().await.unwrap().text().await.unwrap();
     let prefix = format!("{metric}{{sink=\"{sink}\"}} ");
     text.lines()

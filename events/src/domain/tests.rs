@@ -258,6 +258,18 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             jws: "h.c.s".into(),
         })
         .into(),
+        crate::sink_delivery::SinkDeliveryEvent::from(crate::sink_delivery::SinkDeliveryRejected {
+            sink: "siem".into(),
+            position: 42,
+            event_id: "0190aaaa-0000-7000-8000-000000000001".into(),
+            event_type: "session.started".into(),
+            realm_id: Some("r".into()),
+            status: Some(400),
+            reason: "HTTP 400: bad record".into(),
+            attempts: 5,
+            at: 1,
+        })
+        .into(),
     ]
 }
 

@@ -21,6 +21,7 @@ use annals_events::realm::RealmEvent;
 use annals_events::role::RoleEvent;
 use annals_events::session::SessionEvent;
 use annals_events::signing_key::SigningKeyEvent;
+use annals_events::sink_delivery::SinkDeliveryEvent;
 use annals_events::user::UserEvent;
 use annals_events::{Actor, DomainEvent, Metadata, RecordedEvent, StreamType};
 use serde::Serialize;
@@ -392,6 +393,18 @@ impl Said {
                 d("merkle_root", e.merkle_root.clone());
                 d("kid", e.key.kid.clone());
                 d("jws", e.jws.clone());
+            }
+            // Which record the receiver lacks: the SIEM fetches it by position from the pull.
+            DomainEvent::SinkDelivery(SinkDeliveryEvent::Rejected(e)) => {
+                d("sink", e.sink.clone());
+                d("rejected_position", e.position.to_string());
+                d("rejected_event_id", e.event_id.clone());
+                d("rejected_type", e.event_type.clone());
+                d("attempts", e.attempts.to_string());
+                if let Some(st) = e.status {
+                    d("status", st.to_string());
+                }
+                error = Some(e.reason.clone());
             }
             DomainEvent::Client(ClientEvent::Created(e)) => d("client_id", e.client_id.clone()),
             DomainEvent::Realm(RealmEvent::Created(e)) => d("name", e.name.clone()),

@@ -148,6 +148,8 @@ pub const TABLE: &[(&str, Class)] = &[
     ("signing_key.generated", admin(Create, "COMPONENT", Notice)),
     ("signing_key.retired", admin(Update, "COMPONENT", Notice)),
     ("signing_key.removed", admin(Delete, "COMPONENT", Notice)),
+    // A receiver refused a record for good: the SIEM lacks it, and must learn which.
+    ("sink_delivery.rejected", annals(Failure, Warning)),
     ("user.created", admin(Create, "USER", Notice)),
     ("user.profile_changed", admin(Update, "USER", Notice)),
     // An administrator setting a password (Keycloak's reset-password); the user's own
