@@ -53,13 +53,7 @@ impl Prepared {
     /// A record about the whole log rather than one realm (a signed checkpoint): every
     /// reader gets it, whatever realm it follows, so each SIEM holds the anchors.
     pub fn log_wide(&self) -> bool {
-        use annals_events::StreamType;
-        match self.event.stream.kind {
-            StreamType::AuditCheckpoint => true,
-            // A refused record of no realm (a checkpoint) concerns every reader.
-            StreamType::SinkDelivery => self.realm_id().is_none(),
-            _ => false,
-        }
+        self.event.stream.kind == annals_events::StreamType::AuditCheckpoint
     }
 
     pub fn realm_id(&self) -> Option<&str> {

@@ -105,7 +105,8 @@ pub static SINK_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     reg(IntCounterVec::new(
         Opts::new(
             "sink_rejected_total",
-            "Records an audit sink's receiver refused for good, each recorded as a sink_delivery.rejected event",
+            "Records an audit sink's receiver refused for good, each recorded as a sink_delivery.rejected event \
+             (refused reports of refusals are not counted: they are not reported again)",
         ),
         &["sink"],
     )

@@ -197,6 +197,7 @@ async fn deliver(spec: SinkSpec, mut sink: Box<dyn Sink>, store: SharedStore, mo
                         took(&records[..delivered.min(records.len())], &mut sent, &mut sent_at, &mut refusals, name);
                         let Some(record) = records.get(delivered) else {
                             tracing::error!(sink = name, delivered, "a refusal names no record of the page");
+                            tokio::time::sleep(backoff.next()).await;
                             continue;
                         };
                         match refusals.refused(&hosts, name, record, status, &reason).await {

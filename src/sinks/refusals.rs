@@ -1,7 +1,11 @@
 //! Records a receiver refuses for their content. Each is sent again with backoff; once
 //! refused [`REFUSAL_ATTEMPTS`] times, the refusal is recorded as a `sink_delivery.rejected`
 //! event (which the sinks then deliver like any record) and delivery goes past it. Nothing is
-//! passed over without that event, and a receiver that refuses everything holds delivery.
+//! passed over without that event, except a refused report of a refusal (any sink's): it is
+//! not reported again, or two sinks refusing each other's reports would grow the log forever.
+//! A receiver that refuses everything holds delivery: it may pass over one record before it
+//! has taken any in this run (so a restart loop cannot skip records one run at a time), and
+//! [`REFUSED_IN_ROW_MAX`] records in a row after that.
 use crate::actors::Hosts;
 use crate::domain::sink_delivery::{Rejection, SinkDelivery, SinkDeliveryCommand};
 use crate::metrics;
@@ -13,7 +17,7 @@ use annals_projections::audit::AuditRecord;
 const REFUSAL_ATTEMPTS: u32 = 5;
 /// Records refused one after another with none taken between: past this many, the receiver
 /// is broken rather than the records, and delivery holds (the lag grows) until it takes one.
-const REFUSED_IN_ROW_MAX: u32 = 10;
+const REFUSED_IN_ROW_MAX: u32 = 3;
 
 /// What delivery does after a refusal.
 pub enum Refused {
@@ -24,10 +28,16 @@ pub enum Refused {
 }
 
 /// The record a receiver refuses while it is retried, and how many were refused in a row.
-#[derive(Default)]
 pub struct Refusals {
     current: Option<(u64, u32)>,
     in_row: u32,
+}
+
+impl Default for Refusals {
+    /// A receiver not yet seen to take a record may pass over only one.
+    fn default() -> Self {
+        Refusals { current: None, in_row: REFUSED_IN_ROW_MAX - 1 }
+    }
 }
 
 impl Refusals {
@@ -79,11 +89,10 @@ impl Refusals {
             }
             return Refused::Retry;
         };
-        // A refused report of a refusal to this same receiver is not reported again: each
-        // report would be refused in turn. The log holds it; the metric and the error count it.
-        let own_report =
-            record.annals_type == "sink_delivery.rejected" && record.details.get("sink").is_some_and(|s| s == name);
-        if !own_report {
+        // A refused report of a refusal is not reported again: the reports of two sinks could
+        // be refused in turn forever. The log holds it; the error line counts it.
+        let report = record.annals_type == "sink_delivery.rejected";
+        if !report {
             let rejection = Rejection {
                 sink: name.to_string(),
                 position,
@@ -104,8 +113,10 @@ impl Refusals {
                 return Refused::Retry;
             }
         }
-        tracing::error!(sink = name, position, event_id = id, reason, own_report, "receiver refused a record for good");
-        metrics::SINK_REJECTED.with_label_values(&[name]).inc();
+        tracing::error!(sink = name, position, event_id = id, reason, report, "receiver refused a record for good");
+        if !report {
+            metrics::SINK_REJECTED.with_label_values(&[name]).inc();
+        }
         self.current = None;
         self.in_row += 1;
         Refused::Passed
@@ -119,6 +130,7 @@ mod tests {
     #[test]
     fn given_a_refused_record_when_refused_again_then_it_is_recorded_at_the_fifth_refusal() {
         let mut r = Refusals::default();
+        r.took();
         assert_eq!((1..=4).map(|_| r.count(7)).collect::<Vec<_>>(), vec![None; 4]);
         assert_eq!(r.count(7), Some(5));
         // another record starts its own count
@@ -128,6 +140,7 @@ mod tests {
     #[test]
     fn given_records_refused_in_a_row_when_another_is_refused_then_delivery_holds_until_one_is_taken() {
         let mut r = Refusals::default();
+        r.took();
         for position in 1..=u64::from(REFUSED_IN_ROW_MAX) {
             let attempts = (0..REFUSAL_ATTEMPTS).filter_map(|_| r.count(position)).collect::<Vec<_>>();
             assert_eq!(attempts, vec![REFUSAL_ATTEMPTS], "record {position}");
@@ -137,5 +150,13 @@ mod tests {
         assert!((0..100).all(|_| r.count(next).is_none()), "a receiver refusing everything holds delivery");
         r.took();
         assert_eq!(r.count(next), Some(101), "once it takes one, refusals count again");
+    }
+
+    #[test]
+    fn given_a_receiver_that_took_nothing_yet_when_it_refuses_then_only_one_record_is_passed_over() {
+        let mut r = Refusals::default();
+        assert_eq!((0..REFUSAL_ATTEMPTS).filter_map(|_| r.count(1)).collect::<Vec<_>>(), vec![REFUSAL_ATTEMPTS]);
+        (r.current, r.in_row) = (None, r.in_row + 1);
+        assert!((0..50).all(|_| r.count(2).is_none()), "a second refusal before anything is taken holds");
     }
 }

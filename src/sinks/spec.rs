@@ -212,7 +212,13 @@ impl SinkSpec {
                 // below, so the receiver's URL carries none.
                 u.set_query(None);
                 let url = format!("{transport}{}", &u.as_str()[u.scheme().len()..]);
-                Target::Http { url, kind, batch, ca }
+                // Parsed again as http(s): the sink scheme's looser host rules must not let an
+                // address through that every request would then fail on.
+                let parsed = url::Url::parse(&url).map_err(|e| in_sink(format!("receiver URL: {e}")))?;
+                if parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(in_sink("receiver URL: no host".into()));
+                }
+                Target::Http { url: parsed.to_string(), kind, batch, ca }
             }
             other => {
                 return Err(in_sink(format!(
@@ -370,6 +376,8 @@ mod tests {
             ("s=webhook+https://h/?secret_file=/s&format=cef", "unknown parameter"),
             ("s=webhook+https://h/?secret_file=/s&secret=whsec_abc", "unknown parameter `secret`"),
             ("s=webhook+ftp://h/?secret_file=/s", "scheme"),
+            ("s=webhook+https://1.2.3.999/?secret_file=/s", "receiver URL"),
+            ("s=webhook+https://a%zz/?secret_file=/s", "receiver URL"),
         ] {
             let err = spec.parse::<SinkSpec>().unwrap_err().to_string();
             assert!(err.contains(says), "{spec}: {err}");
