@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub audit_key: Option<PathBuf>,
     /// How often a signed checkpoint is appended (when anything was appended since).
     pub checkpoint_interval: std::time::Duration,
+    /// The window over which refused requests past a few per source are only counted.
+    pub rejection_window: std::time::Duration,
 }
 
 /// A database URL fit for logs and terminals: any password replaced by `***`.

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod provision;
 pub mod readmodels;
+pub mod rejections;
 pub mod secrets;
 pub mod server;
 pub mod sinks;

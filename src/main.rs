@@ -84,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint_interval: std::time::Duration::from_secs(
                 args.audit_checkpoint_interval.or(file.audit_checkpoint_interval).unwrap_or(60).max(1),
             ),
+            rejection_window: annals::rejections::WINDOW,
         };
         return serve(cfg, clock).await;
     }

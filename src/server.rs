@@ -73,6 +73,7 @@ pub struct Running {
     sweeper: tokio::task::JoinHandle<()>,
     backchannel: tokio::task::JoinHandle<()>,
     checkpoints: tokio::task::JoinHandle<()>,
+    rejections: (tokio::task::JoinHandle<()>, Arc<crate::rejections::Rejections>),
     sinks: crate::sinks::Sinks,
 }
 
@@ -133,7 +134,9 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         login_gates: Default::default(),
         verified_tokens: Default::default(),
         client_jwks: Default::default(),
+        rejections: crate::rejections::Rejections::new(store.clone(), clock.clone(), cfg.rejection_window),
     };
+    let rejections = (state.rejections.spawn(), state.rejections.clone());
     let state_for_workers = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -175,6 +178,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         sweeper,
         backchannel,
         checkpoints,
+        rejections,
         sinks,
     })
 }
@@ -188,6 +192,9 @@ impl Running {
         self.sweeper.abort();
         self.backchannel.abort();
         self.checkpoints.abort();
+        self.rejections.0.abort();
+        // Nothing more is refused: what the window counted so far is summarized now.
+        self.rejections.1.close().await;
         self.sinks.stop();
         self.hosts.shutdown().await;
         self.read_models.stop();

@@ -8,6 +8,7 @@ use crate::group::GroupEvent;
 use crate::login_failures::LoginFailuresEvent;
 use crate::logout_delivery::LogoutDeliveryEvent;
 use crate::realm::RealmEvent;
+use crate::rejected_request::RejectedRequestEvent;
 use crate::role::RoleEvent;
 use crate::session::SessionEvent;
 use crate::signing_key::SigningKeyEvent;
@@ -38,6 +39,7 @@ pub enum DomainEvent {
     LogoutDelivery(LogoutDeliveryEvent),
     AuditCheckpoint(AuditCheckpointEvent),
     SinkDelivery(SinkDeliveryEvent),
+    RejectedRequest(RejectedRequestEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -79,6 +81,7 @@ macro_rules! each_aggregate {
             DomainEvent::LogoutDelivery($e) => $body,
             DomainEvent::AuditCheckpoint($e) => $body,
             DomainEvent::SinkDelivery($e) => $body,
+            DomainEvent::RejectedRequest($e) => $body,
         }
     };
 }
@@ -104,6 +107,7 @@ impl DomainEvent {
             DomainEvent::LogoutDelivery(_) => StreamType::LogoutDelivery,
             DomainEvent::AuditCheckpoint(_) => StreamType::AuditCheckpoint,
             DomainEvent::SinkDelivery(_) => StreamType::SinkDelivery,
+            DomainEvent::RejectedRequest(_) => StreamType::RejectedRequest,
         }
     }
 
@@ -151,6 +155,8 @@ impl DomainEvent {
                 "sink_delivery" => {
                     SinkDeliveryEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SinkDelivery))
                 }
+                "rejected_request" => RejectedRequestEvent::from_payload_value(event_type, payload)
+                    .map(|r| r.map(DomainEvent::RejectedRequest)),
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -194,6 +200,8 @@ impl DomainEvent {
                 "sink_delivery" => {
                     SinkDeliveryEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SinkDelivery))
                 }
+                "rejected_request" => RejectedRequestEvent::from_payload_str(event_type, payload)
+                    .map(|r| r.map(DomainEvent::RejectedRequest)),
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -224,6 +232,7 @@ impl DomainEvent {
             LogoutDeliveryEvent::TYPES,
             AuditCheckpointEvent::TYPES,
             SinkDeliveryEvent::TYPES,
+            RejectedRequestEvent::TYPES,
         ]
         .concat()
     }
@@ -245,6 +254,7 @@ impl DomainEvent {
         all.extend(LogoutDeliveryEvent::schemas());
         all.extend(AuditCheckpointEvent::schemas());
         all.extend(SinkDeliveryEvent::schemas());
+        all.extend(RejectedRequestEvent::schemas());
         all
     }
 }
@@ -267,7 +277,8 @@ into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, Role
     GroupEvent => Group, SigningKeyEvent => SigningKey, AuthRequestEvent => AuthRequest,
     SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures,
     ClientAssertionEvent => ClientAssertion, LogoutDeliveryEvent => LogoutDelivery,
-    AuditCheckpointEvent => AuditCheckpoint, SinkDeliveryEvent => SinkDelivery);
+    AuditCheckpointEvent => AuditCheckpoint, SinkDeliveryEvent => SinkDelivery,
+    RejectedRequestEvent => RejectedRequest);
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ pub mod logout_delivery;
 pub mod merkle;
 pub mod metadata;
 pub mod realm;
+pub mod rejected_request;
 pub mod role;
 pub mod session;
 pub mod signing_key;

@@ -22,10 +22,11 @@ pub enum StreamType {
     LogoutDelivery,
     AuditCheckpoint,
     SinkDelivery,
+    RejectedRequest,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 14] = [
+    pub const ALL: [StreamType; 15] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -40,6 +41,7 @@ impl StreamType {
         StreamType::LogoutDelivery,
         StreamType::AuditCheckpoint,
         StreamType::SinkDelivery,
+        StreamType::RejectedRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +60,7 @@ impl StreamType {
             StreamType::LogoutDelivery => "logout_delivery",
             StreamType::AuditCheckpoint => "audit_checkpoint",
             StreamType::SinkDelivery => "sink_delivery",
+            StreamType::RejectedRequest => "rejected_request",
         }
     }
 }

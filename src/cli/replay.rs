@@ -40,6 +40,13 @@ fn state_of<A: Aggregate>(events: &[RecordedEvent]) -> Result<Value, ReplayError
     serde_json::to_value(fold(A::default(), &typed)).map_err(|e| ReplayError::Undecodable(e.to_string()))
 }
 
+/// A refused request is one fact with no aggregate: its state is what it says.
+fn fact_state(events: &[RecordedEvent]) -> Result<Value, ReplayError> {
+    let last = events.last().ok_or_else(|| ReplayError::Undecodable("no events".into()))?;
+    serde_json::from_str(&last.payload)
+        .map_err(|e| ReplayError::Undecodable(format!("position {}: {e}", last.position)))
+}
+
 /// The checkpoint stream has no aggregate (nothing is decided on it): its state is the
 /// newest checkpoint and whether its signature holds.
 fn checkpoint_state(events: &[RecordedEvent]) -> Result<Value, ReplayError> {
@@ -81,6 +88,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::LogoutDelivery => state_of::<LogoutDelivery>(&events)?,
         StreamType::AuditCheckpoint => checkpoint_state(&events)?,
         StreamType::SinkDelivery => state_of::<SinkDelivery>(&events)?,
+        StreamType::RejectedRequest => fact_state(&events)?,
     };
     Ok(Replay { events, state })
 }

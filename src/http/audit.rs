@@ -128,6 +128,13 @@ async fn collect(
     Ok((out, at))
 }
 
+/// A refused call of the admin API, recorded (see `crate::rejections`).
+async fn refused_admin(state: &AppState, req: &HttpRequest, realm: &RealmView, reason: &'static str, why: String) {
+    let refused = crate::rejections::Refused { endpoint: "admin", reason, description: why, ..Default::default() };
+    let meta = super::oidc::metadata(req, &realm.id, annals_events::Actor::System { component: "rejections".into() });
+    state.rejections.note(refused, meta).await;
+}
+
 async fn pull(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -138,11 +145,14 @@ async fn pull(
         return error(StatusCode::NOT_FOUND, "Realm not found.");
     };
     let Some(caller) = admin_token::caller(&state, &req, &realm).await else {
+        refused_admin(&state, &req, &realm, "invalid_token", "no valid bearer token".into()).await;
         let mut res = error(StatusCode::UNAUTHORIZED, "HTTP 401 Unauthorized");
         res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return res;
     };
     if !caller.may_view_events(&realm) {
+        let who = format!("user {} of realm {} lacks view-events", caller.subject.user.username, caller.realm.name);
+        refused_admin(&state, &req, &realm, "not_allowed", who).await;
         return error(StatusCode::FORBIDDEN, "HTTP 403 Forbidden");
     }
     // A malformed number is the caller's error (400), never a silent default.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub verified_tokens: oidc::VerifiedTokens,
     /// Key sets of `private_key_jwt` clients registered by URL.
     pub client_jwks: std::sync::Arc<crate::oidc::client_jwks::ClientJwks>,
+    /// Records requests refused before any aggregate, floods summarized.
+    pub rejections: std::sync::Arc<crate::rejections::Rejections>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -769,7 +769,8 @@ impl<'a> Planner<'a> {
             | StreamType::ClientAssertion
             | StreamType::LogoutDelivery
             | StreamType::AuditCheckpoint
-            | StreamType::SinkDelivery => false,
+            | StreamType::SinkDelivery
+            | StreamType::RejectedRequest => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

@@ -51,8 +51,9 @@ pub struct Reply {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Refusal {
     /// Shown to the user: the client or redirect URI cannot be trusted with a redirect.
-    #[error("{0}")]
-    Page(String),
+    /// `reason` is Keycloak's error name for it (`client_not_found`, `invalid_redirect_uri`...).
+    #[error("{message}")]
+    Page { reason: &'static str, message: String },
     /// Sent back to the client.
     #[error("{error}")]
     Redirect { reply: Reply, error: OAuthError },
@@ -120,17 +121,18 @@ pub fn validate(
     now: i64,
     lifespan: i64,
 ) -> Result<AuthRequestStarted, Refusal> {
-    let page = |m: &str| Refusal::Page(m.to_string());
-    let client = client.ok_or_else(|| page("Client not found."))?;
+    let page = |reason: &'static str, m: &str| Refusal::Page { reason, message: m.to_string() };
+    let client = client.ok_or_else(|| page("client_not_found", "Client not found."))?;
     if !client.settings.enabled {
-        return Err(page("Client disabled."));
+        return Err(page("client_disabled", "Client disabled."));
     }
     if client.settings.bearer_only {
-        return Err(page("Bearer-only clients cannot log users in."));
+        return Err(page("not_allowed", "Bearer-only clients cannot log users in."));
     }
-    let redirect_uri = p.get("redirect_uri").ok_or_else(|| page("Missing parameter: redirect_uri"))?;
+    let redirect_uri =
+        p.get("redirect_uri").ok_or_else(|| page("invalid_redirect_uri", "Missing parameter: redirect_uri"))?;
     if !redirect::allowed(redirect_uri, &client.settings.redirect_uris) {
-        return Err(page("Invalid parameter: redirect_uri"));
+        return Err(page("invalid_redirect_uri", "Invalid parameter: redirect_uri"));
     }
     let get = |k: &str| p.get(k).cloned();
     let state = get("state");
@@ -309,7 +311,7 @@ mod tests {
                 assert_eq!(reply.state.as_deref(), Some("xyz"));
                 error.code.to_string()
             }
-            Err(Refusal::Page(m)) => format!("page: {m}"),
+            Err(Refusal::Page { message, .. }) => format!("page: {message}"),
             Ok(_) => "ok".into(),
         }
     }
@@ -322,11 +324,11 @@ mod tests {
 
     #[test]
     fn an_unknown_client_or_bad_redirect_gets_a_page_never_a_redirect() {
-        assert!(matches!(validate(&req(&[]), None, 0, 1), Err(Refusal::Page(_))));
+        assert!(matches!(validate(&req(&[]), None, 0, 1), Err(Refusal::Page { reason: "client_not_found", .. })));
         for uri in ["https://evil/cb", "https://app/cb?x", "https://app@evil/cb"] {
             assert!(matches!(
                 validate(&req(&[("redirect_uri", uri)]), Some(&client(false, false)), 0, 1),
-                Err(Refusal::Page(_))
+                Err(Refusal::Page { reason: "invalid_redirect_uri", .. })
             ));
         }
     }

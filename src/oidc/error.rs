@@ -5,17 +5,26 @@
 pub struct OAuthError {
     pub code: &'static str,
     pub description: String,
+    /// An event already says why (a rejected password, a replayed code): the refusal is not
+    /// recorded again as a `rejected_request`.
+    pub recorded: bool,
 }
 
 macro_rules! codes {
     ($($name:ident),* $(,)?) => {$(
         pub fn $name(description: impl Into<String>) -> Self {
-            OAuthError { code: stringify!($name), description: description.into() }
+            OAuthError { code: stringify!($name), description: description.into(), recorded: false }
         }
     )*};
 }
 
 impl OAuthError {
+    /// Marks the refusal as already recorded by an aggregate's event.
+    pub fn recorded(mut self) -> Self {
+        self.recorded = true;
+        self
+    }
+
     codes!(
         invalid_request,
         invalid_client,

@@ -10,6 +10,7 @@ mod http_sinks;
 mod oidc_certs;
 mod oidc_flow;
 mod read_models;
+mod rejections;
 mod server;
 mod sinks;
 mod store_contract;

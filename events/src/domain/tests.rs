@@ -270,6 +270,27 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             at: 1,
         })
         .into(),
+        crate::rejected_request::RejectedRequestEvent::from(crate::rejected_request::RejectedRequestRecorded {
+            realm_id: Some("r".into()),
+            endpoint: "token".into(),
+            reason: "invalid_client_credentials".into(),
+            description: "Invalid client credentials".into(),
+            client_id: Some("web".into()),
+            redirect_uri: None,
+            grant_type: Some("client_credentials".into()),
+            at_ms: 1,
+        })
+        .into(),
+        crate::rejected_request::RejectedRequestEvent::from(crate::rejected_request::RejectedRequestSummarized {
+            realm_id: Some("r".into()),
+            endpoint: "token".into(),
+            reason: "invalid_client_credentials".into(),
+            source: "192.0.2.7".into(),
+            count: 95,
+            from_ms: 0,
+            to_ms: 60_000,
+        })
+        .into(),
     ]
 }
 

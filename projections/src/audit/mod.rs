@@ -18,6 +18,7 @@ use annals_events::group::GroupEvent;
 use annals_events::login_failures::LoginFailuresEvent;
 use annals_events::logout_delivery::LogoutDeliveryEvent;
 use annals_events::realm::RealmEvent;
+use annals_events::rejected_request::RejectedRequestEvent;
 use annals_events::role::RoleEvent;
 use annals_events::session::SessionEvent;
 use annals_events::signing_key::SigningKeyEvent;
@@ -103,6 +104,21 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// Keycloak's error event for a request refused at `endpoint`: what Keycloak reports for the
+/// same refusal; none for the admin API (Keycloak records no admin event for a refused call).
+fn rejected_type(endpoint: &str, grant_type: Option<&str>) -> Option<&'static str> {
+    Some(match (endpoint, grant_type) {
+        ("token", Some("authorization_code")) => "CODE_TO_TOKEN_ERROR",
+        ("token", Some("refresh_token")) => "REFRESH_TOKEN_ERROR",
+        ("token", Some("password")) => "LOGIN_ERROR",
+        ("token", _) => "CLIENT_LOGIN_ERROR",
+        ("introspect", _) => "INTROSPECT_TOKEN_ERROR",
+        ("revoke", _) => "REVOKE_GRANT_ERROR",
+        ("admin", _) => return None,
+        _ => "LOGIN_ERROR",
+    })
+}
+
 /// The class of one event, the table's entry refined by what the event says and who caused it.
 pub fn classify(event: &DomainEvent, actor: &Actor, ctx: &StreamContext) -> Class {
     // Every type is in the table (tested); were one missing, its record would still go out.
@@ -139,6 +155,9 @@ pub fn classify(event: &DomainEvent, actor: &Actor, ctx: &StreamContext) -> Clas
         }
         DomainEvent::User(UserEvent::Created(_)) if by_user => {
             c = Class { keycloak: Some("REGISTER"), admin: None, ..c };
+        }
+        DomainEvent::RejectedRequest(RejectedRequestEvent::Recorded(e)) => {
+            c.keycloak = rejected_type(&e.endpoint, e.grant_type.as_deref());
         }
         DomainEvent::LoginFailures(LoginFailuresEvent::LockedOut(e)) if e.permanent => {
             c.keycloak = Some("USER_DISABLED_BY_PERMANENT_LOCKOUT");
@@ -404,6 +423,27 @@ impl Said {
                 if let Some(st) = e.status {
                     d("status", st.to_string());
                 }
+                error = Some(e.reason.clone());
+            }
+            // What the caller sent (cut short when recorded), never a secret it sent.
+            DomainEvent::RejectedRequest(RejectedRequestEvent::Recorded(e)) => {
+                d("endpoint", e.endpoint.clone());
+                d("description", e.description.clone());
+                for (k, v) in
+                    [("client_id", &e.client_id), ("redirect_uri", &e.redirect_uri), ("grant_type", &e.grant_type)]
+                {
+                    if let Some(v) = v {
+                        d(k, v.clone());
+                    }
+                }
+                error = Some(e.reason.clone());
+            }
+            DomainEvent::RejectedRequest(RejectedRequestEvent::Summarized(e)) => {
+                d("endpoint", e.endpoint.clone());
+                d("source", e.source.clone());
+                d("count", e.count.to_string());
+                d("from_ms", e.from_ms.to_string());
+                d("to_ms", e.to_ms.to_string());
                 error = Some(e.reason.clone());
             }
             DomainEvent::Client(ClientEvent::Created(e)) => d("client_id", e.client_id.clone()),

@@ -130,6 +130,10 @@ pub const TABLE: &[(&str, Class)] = &[
     ("logout_delivery.delivered", annals(Success, Info)),
     ("logout_delivery.failed", annals(Failure, Warning)),
     ("realm.created", admin(Create, "REALM", Notice)),
+    // A request refused before any aggregate: its Keycloak type depends on the endpoint and
+    // grant (see `classify`). Past a few per source and reason, floods are summarized.
+    ("rejected_request.recorded", user("LOGIN_ERROR", Failure, Warning)),
+    ("rejected_request.summarized", annals(Failure, Warning)),
     ("realm.settings_changed", admin(Update, "REALM", Notice)),
     ("realm.deleted", admin(Delete, "REALM", Critical)),
     ("role.created", admin(Create, "REALM_ROLE", Notice)),

@@ -67,7 +67,20 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
     let now = state.clock.now();
     let started = match rules::validate(&params, client.as_ref(), now.timestamp(), LOGIN_LIFESPAN) {
         Ok(s) => s,
-        Err(Refusal::Page(m)) => return state.pages.error(StatusCode::BAD_REQUEST, &shown, &m),
+        Err(Refusal::Page { reason, message }) => {
+            // No client can be told (the redirect is not trusted): the log is where it shows.
+            let refused = crate::rejections::Refused {
+                endpoint: "auth",
+                reason,
+                description: message.clone(),
+                client_id: params.get("client_id").cloned(),
+                redirect_uri: params.get("redirect_uri").cloned(),
+                grant_type: None,
+            };
+            let meta = metadata(req, &realm.id, annals_events::Actor::System { component: "rejections".into() });
+            state.rejections.note(refused, meta).await;
+            return state.pages.error(StatusCode::BAD_REQUEST, &shown, &message);
+        }
         Err(Refusal::Redirect { reply, error }) => return reply_error(state, &realm, &reply, &error),
     };
     let ar_id = uuid::Uuid::now_v7().to_string();

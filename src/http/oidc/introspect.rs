@@ -12,7 +12,7 @@ pub async fn introspect(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (realm, params, client) = match super::client_request(&state, &req, &name, &body).await {
+    let (realm, params, client) = match super::client_request(&state, &req, &name, &body, "introspect").await {
         Ok(r) => r,
         Err(res) => return res,
     };

@@ -156,11 +156,58 @@ pub(crate) async fn client_request(
     req: &HttpRequest,
     name: &str,
     body: &[u8],
+    endpoint: &'static str,
 ) -> Result<(RealmView, BTreeMap<String, String>, annals_projections::clients::ClientView), HttpResponse> {
     let realm = realm(state, name).ok_or_else(realm_not_found)?;
     let params = form(req, body).map_err(|e| oauth_error(&e))?;
-    let client = token::authenticated_client(state, req, &realm, &params).await.map_err(|e| oauth_error(&e))?;
-    Ok((realm, params, client))
+    match token::authenticated_client(state, req, &realm, &params).await {
+        Ok(client) => Ok((realm, params, client)),
+        Err(e) => {
+            note_refused(state, req, &realm, endpoint, &params, &e).await;
+            Err(oauth_error(&e))
+        }
+    }
+}
+
+/// Records a client's refused request as a `rejected_request` fact (see `crate::rejections`),
+/// unless an aggregate's event already says why, or the refusal is not about who the client
+/// is or what it presented (a missing parameter, an unsupported grant, a server error).
+pub(crate) async fn note_refused(
+    state: &AppState,
+    req: &HttpRequest,
+    realm: &RealmView,
+    endpoint: &'static str,
+    params: &BTreeMap<String, String>,
+    e: &OAuthError,
+) {
+    if e.recorded {
+        return;
+    }
+    let grant_type = params.get("grant_type").filter(|_| endpoint == "token").cloned();
+    // Keycloak's names for these errors.
+    let reason = match (e.code, grant_type.as_deref()) {
+        ("invalid_client", _) => "invalid_client_credentials",
+        ("invalid_grant", Some("authorization_code")) => "invalid_code",
+        ("invalid_grant", Some("refresh_token")) => "invalid_token",
+        ("invalid_grant", _) => "invalid_grant",
+        ("unauthorized_client", _) => "not_allowed",
+        _ => return,
+    };
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let client_id = crate::oidc::client_auth::presented(header, params)
+        .ok()
+        .map(|p| p.client_id)
+        .or_else(|| params.get("client_id").cloned());
+    let refused = crate::rejections::Refused {
+        endpoint,
+        reason,
+        description: e.description.clone(),
+        client_id,
+        grant_type,
+        redirect_uri: None,
+    };
+    let meta = metadata(req, &realm.id, Actor::System { component: "rejections".into() });
+    state.rejections.note(refused, meta).await;
 }
 
 /// The `Actor` of a client acting for itself.

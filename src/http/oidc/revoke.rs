@@ -17,7 +17,7 @@ pub async fn revoke(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (realm, params, client) = match super::client_request(&state, &req, &name, &body).await {
+    let (realm, params, client) = match super::client_request(&state, &req, &name, &body, "revoke").await {
         Ok(r) => r,
         Err(res) => return res,
     };

@@ -36,7 +36,11 @@ pub async fn token(
     let Some(realm) = realm(&state, &name) else { return super::realm_not_found() };
     match grant(&state, &req, &realm, &body).await {
         Ok(body) => json_no_store(body),
-        Err(e) => oauth_error(&e),
+        Err(e) => {
+            let params = form(&req, &body).unwrap_or_default();
+            super::note_refused(&state, &req, &realm, "token", &params, &e).await;
+            oauth_error(&e)
+        }
     }
 }
 
@@ -199,7 +203,7 @@ async fn issue_in_session(
         other => command_failed(other),
     })?;
     if outcome.events.iter().any(|e| matches!(e, SessionEvent::RefreshReused(_))) {
-        return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked"));
+        return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked").recorded());
     }
     let s = &outcome.state;
     if s.realm_id != realm.id || s.user_id != it.subject.user.id {
@@ -295,11 +299,11 @@ async fn authorization_code(
             if let Ok(done) = state.hosts.execute::<Session>(&session_id, cmd, meta.clone()).await {
                 let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
             }
-            return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked"));
+            return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded());
         }
         Some(AuthRequestEvent::Failed(f)) => {
             let reason = f.error.strip_prefix("invalid_grant: ").unwrap_or(&f.error).to_string();
-            return Err(OAuthError::invalid_grant(reason));
+            return Err(OAuthError::invalid_grant(reason).recorded());
         }
         _ => return Err(invalid()),
     }
@@ -442,7 +446,7 @@ async fn password(
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
     let Some(user_id) = user_id else {
-        return Err(OAuthError::invalid_grant("Invalid user credentials"));
+        return Err(OAuthError::invalid_grant("Invalid user credentials").recorded());
     };
     let AuthRequestCommand::Authenticate { session_id, .. } = second else {
         return Err(OAuthError::server_error("login outcome lost"));
