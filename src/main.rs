@@ -138,6 +138,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             ExitCode::SUCCESS
         }
+        Command::Timeline { realm, user, client, from, to, html } => {
+            let req = cli::timeline::TimelineRequest { realm, user, client, from, to };
+            let t = cli::timeline::gather(&store, &req).await?;
+            print!("{}", cli::timeline::render_text(&t));
+            if let Some(path) = html {
+                std::fs::write(&path, cli::timeline::render_html(&t))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            ExitCode::SUCCESS
+        }
         Command::Verify => {
             let pb = progress(store.head().await?, "verifying");
             let result = annals::verify::verify_chain(&*store, |p| pb.set_position(p)).await;

@@ -4,6 +4,7 @@ pub mod events;
 pub mod evidence;
 pub mod import;
 pub mod replay;
+pub mod timeline;
 
 use crate::config::{FileConfig, StoreConfig};
 use annals_events::StreamId;
@@ -89,6 +90,26 @@ pub enum Command {
     /// Evidence bundles: one user's records, provable against signed checkpoints.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Every audit record about one user in a window, as text (and `--html FILE`).
+    Timeline {
+        #[arg(long)]
+        realm: String,
+        /// A username, or the id of a user (also one since deleted).
+        #[arg(long)]
+        user: String,
+        /// Only records of this client (`clientId`).
+        #[arg(long)]
+        client: Option<String>,
+        /// Start of the window (RFC 3339).
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the window (RFC 3339).
+        #[arg(long)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// Also write a self-contained HTML report with a timeline chart here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

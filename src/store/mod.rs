@@ -49,6 +49,11 @@ pub struct StreamAppend {
     pub events: Vec<NewEvent>,
 }
 
+/// The event types whose payload's `user_id` ties their stream to a user; the same list as
+/// the `events_naming_user` index's predicate (a query must repeat it to use the index).
+pub(crate) const NAMING_USER: &str =
+    "'session.started', 'auth_request.authenticated', 'auth_request.credentials_rejected', 'client_grant.issued'";
+
 /// Where an append landed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -117,6 +122,22 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The last committed position, asked of the database.
     async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Every stream whose first events name this user (sessions, authorization requests,
+    /// client grants), found by index (`events_naming_user`), not by reading the log.
+    async fn streams_naming_user(&self, user_id: &str) -> Result<Vec<StreamId>, StoreError>;
+
+    /// The events of these streams recorded between `from` and `to` (inclusive), in log order.
+    async fn read_streams_between(
+        &self,
+        streams: &[StreamId],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Every event of the realm and client streams, in log order (by index): enough to fold
+    /// the names audit records carry without reading the whole log.
+    async fn read_directory(&self) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Wake-ups when the head moves (this node's commits and, on PostgreSQL, other nodes').
     fn watch_head(&self) -> watch::Receiver<u64>;

@@ -137,6 +137,55 @@ impl EventStore for PgStore {
         rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
     }
 
+    async fn streams_naming_user(&self, user_id: &str) -> Result<Vec<StreamId>, StoreError> {
+        let sql = format!(
+            "SELECT DISTINCT stream_type, stream_id FROM events \
+             WHERE event_type IN ({}) AND ((payload::jsonb) ->> 'user_id') = $1",
+            super::NAMING_USER
+        );
+        let rows = sqlx::query(&sql).bind(user_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get(0)?;
+                let kind = kind.parse().map_err(|e: annals_events::stream::UnknownStreamType| StoreError::Corrupt {
+                    position: 0,
+                    reason: e.to_string(),
+                })?;
+                Ok(StreamId::new(kind, r.try_get::<String, _>(1)?))
+            })
+            .collect()
+    }
+
+    async fn read_streams_between(
+        &self,
+        streams: &[StreamId],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (stream_id, stream_type) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) \
+             AND recorded_at_us BETWEEN $3 AND $4 ORDER BY position"
+        );
+        let ids: Vec<&str> = streams.iter().map(|s| s.id.as_str()).collect();
+        let kinds: Vec<&str> = streams.iter().map(|s| s.kind.as_str()).collect();
+        let rows = sqlx::query(&sql)
+            .bind(ids)
+            .bind(kinds)
+            .bind(from.timestamp_micros())
+            .bind(to.timestamp_micros())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+    }
+
+    async fn read_directory(&self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_type IN ('realm', 'client') ORDER BY position");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(decode_event_row!(r))).collect()
+    }
+
     async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Folds take what this node just committed from memory; verification, tails and sinks
         // (`read_all`) always read the database.

@@ -391,6 +391,63 @@ impl EventStore for SqliteStore {
         self.read_page(after_position, limit, &PAGE_FIELDS).await
     }
 
+    async fn streams_naming_user(&self, user_id: &str) -> Result<Vec<StreamId>, StoreError> {
+        let sql = format!(
+            "SELECT DISTINCT stream_type, stream_id FROM events \
+             WHERE event_type IN ({}) AND json_extract(payload, '$.user_id') = ?",
+            super::NAMING_USER
+        );
+        let rows = sqlx::query(&sql).bind(user_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get(0)?;
+                let kind = kind.parse().map_err(|e: annals_events::stream::UnknownStreamType| StoreError::Corrupt {
+                    position: 0,
+                    reason: e.to_string(),
+                })?;
+                Ok(StreamId::new(kind, r.try_get::<String, _>(1)?))
+            })
+            .collect()
+    }
+
+    async fn read_streams_between(
+        &self,
+        streams: &[StreamId],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = paged(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE (stream_id, stream_type) IN \
+                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)) \
+                 AND recorded_at_us BETWEEN ? AND ? ORDER BY position"
+            ),
+            &PAGE_FIELDS,
+        );
+        let list: Vec<[&str; 2]> = streams.iter().map(|s| [s.id.as_str(), s.kind.as_str()]).collect();
+        let list = serde_json::to_string(&list).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let text: Option<String> = sqlx::query_scalar(&sql)
+            .bind(list)
+            .bind(from.timestamp_micros())
+            .bind(to.timestamp_micros())
+            .fetch_one(&self.pool)
+            .await?;
+        let mut events = decode_page(text, &PAGE_FIELDS)?;
+        events.sort_by_key(|e| e.position);
+        Ok(events)
+    }
+
+    async fn read_directory(&self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = paged(
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_type IN ('realm', 'client') ORDER BY position"),
+            &PAGE_FIELDS,
+        );
+        let text: Option<String> = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        let mut events = decode_page(text, &PAGE_FIELDS)?;
+        events.sort_by_key(|e| e.position);
+        Ok(events)
+    }
+
     async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Folds take what this node just committed from memory; verification, tails and sinks
         // (`read_all`) always read the database.

@@ -15,4 +15,5 @@ mod server;
 mod sinks;
 mod store_contract;
 mod support;
+mod timeline;
 mod users_model;

@@ -444,7 +444,62 @@ macro_rules! contract {
     };
 }
 
+/// One raw event of a stream type with this payload.
+fn raw(event_type: &str, payload: &str) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        payload: payload.into(),
+        metadata: "{}".into(),
+    }
+}
+
+async fn the_incident_indexes_find_a_users_streams_and_the_directory(ctx: Ctx) {
+    let s = &ctx.store;
+    let started = |user: &str| raw("session.started", &format!(r#"{{"realm_id":"r","user_id":"{user}"}}"#));
+    let one = |kind: StreamType, id: &str, e: NewEvent| StreamAppend {
+        stream: StreamId::new(kind, id),
+        expected: ExpectedVersion::Exact(0),
+        events: vec![e],
+    };
+    s.append_all(vec![
+        one(StreamType::Realm, "r", raw("realm.created", r#"{"name":"demo"}"#)),
+        one(StreamType::Client, "c", raw("client.created", r#"{"client_id":"web"}"#)),
+        one(StreamType::Session, "s1", started("alice")),
+        one(StreamType::Session, "s2", started("bob")),
+        one(StreamType::AuthRequest, "a1", raw("auth_request.authenticated", r#"{"user_id":"alice"}"#)),
+        // The same payload field in an event type outside the index's list: not found.
+        one(StreamType::User, "x", raw("user.profile_changed", r#"{"user_id":"alice"}"#)),
+    ])
+    .await
+    .unwrap();
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(1);
+    s.append(StreamAppend {
+        stream: StreamId::new(StreamType::Session, "s1"),
+        expected: ExpectedVersion::Exact(1),
+        events: vec![raw("session.tokens_issued", r#"{"client":"c"}"#)],
+    })
+    .await
+    .unwrap();
+    let mut found = s.streams_naming_user("alice").await.unwrap();
+    found.sort();
+    assert_eq!(found, vec![StreamId::new(StreamType::AuthRequest, "a1"), StreamId::new(StreamType::Session, "s1")]);
+    assert!(s.streams_naming_user("nobody").await.unwrap().is_empty());
+    let t1 = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let events = s.read_streams_between(&found, t0, t1).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, vec!["session.started", "auth_request.authenticated", "session.tokens_issued"], "log order");
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    let past = s.read_streams_between(&found, t0 - chrono::Duration::hours(1), t0 - chrono::Duration::minutes(30));
+    assert!(past.await.unwrap().is_empty(), "outside the window");
+    assert!(s.read_streams_between(&[], t0, t1).await.unwrap().is_empty());
+    let dir: Vec<String> = s.read_directory().await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(dir, vec!["realm.created", "client.created"]);
+}
+
 contract!(
+    the_incident_indexes_find_a_users_streams_and_the_directory,
     conflict_is_reported_and_nothing_written,
     retried_append_is_idempotent,
     atomic_multi_stream_append_is_all_or_nothing,
