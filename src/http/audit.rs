@@ -151,7 +151,7 @@ async fn pull(
         return res;
     };
     if !caller.may_view_events(&realm) {
-        let who = format!("user {} of realm {} lacks view-events", caller.subject.user.username, caller.realm.name);
+        let who = format!("user id {} of realm {} lacks view-events", caller.subject.user.id, caller.realm.name);
         refused_admin(&state, &req, &realm, "not_allowed", who).await;
         return error(StatusCode::FORBIDDEN, "HTTP 403 Forbidden");
     }

@@ -17,7 +17,9 @@ pub async fn introspect(
         Err(res) => return res,
     };
     if client.settings.public_client {
-        return oauth_error(&OAuthError::invalid_client("Public clients may not introspect"));
+        let e = OAuthError::invalid_client("Public clients may not introspect");
+        super::note_refused(&state, &req, &realm, "introspect", &params, &e).await;
+        return oauth_error(&e);
     }
     let Some(token) = params.get("token") else {
         return oauth_error(&OAuthError::invalid_request("Missing parameter: token"));

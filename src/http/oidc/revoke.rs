@@ -28,7 +28,9 @@ pub async fn revoke(
     let claims = checked.claims();
     let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
     if text("azp").as_deref() != Some(client.client_id.as_str()) {
-        return oauth_error(&OAuthError::unauthorized_client("Token was issued to another client"));
+        let e = OAuthError::unauthorized_client("Token was issued to another client");
+        super::note_refused(&state, &req, &realm, "revoke", &params, &e).await;
+        return oauth_error(&e);
     }
     let Some(jti) = text("jti") else { return HttpResponse::Ok().finish() };
     let meta = metadata(&req, &realm.id, client_actor(&realm.id, &client.client_id));
