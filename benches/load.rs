@@ -6,6 +6,7 @@
 
 mod oidc_load;
 mod sink_load;
+mod timeline_load;
 
 use annals::actors::{Hosts, HostsConfig};
 use annals::clock::{SharedClock, SystemClock};
@@ -115,6 +116,18 @@ enum Scenario {
         rate: usize,
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
+    },
+    /// `annals timeline` for one user in a log of `events` events (seeded when empty).
+    Timeline {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        /// The user's sessions, spread through the log.
+        #[arg(long, default_value_t = 300)]
+        sessions: usize,
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
     },
     /// Seed a realm with users and clients (for the memory figure).
     Seed {
@@ -471,6 +484,9 @@ async fn run(args: Args) -> serde_json::Value {
             json!({"scenario": "argon2_ceiling", "result": {"hashes_per_s": per_s, "threads": threads}})
         }
         Scenario::SeedSessions { database_url, sessions } => seed_sessions(&database_url, sessions).await,
+        Scenario::Timeline { database_url, events, sessions, runs } => {
+            timeline_load::run(&database_url, events, sessions, runs).await
+        }
         Scenario::Sink { database_url, backlog, rate, seconds } => {
             json!({"scenario": "sink", "result": sink_load::run(&database_url, backlog, rate, seconds).await})
         }

@@ -44,6 +44,12 @@ done
 record "$("$LOAD" rebuild --database-url "$TMP/rebuild.db" --runs "$RUNS" --events "$REBUILD_N" | sed 's/^{/{"label":"rebuild_sqlite",/')"
 record "$("$LOAD" activation --database-url "$TMP/activation.db" --streams 200 --events 100 | sed 's/^{/{"label":"activation_sqlite",/')"
 
+# `annals timeline` on PostgreSQL: one user (300 sessions) in a 10,000,000-event log.
+if [ "$QUICK" = 1 ]; then TL_N=20000; else TL_N=10000000; fi
+url=$(pg_db)
+record "$("$LOAD" timeline --database-url "$url" --events "$TL_N" --sessions 300 --runs 7 | sed 's/^{/{"label":"timeline_postgres",/')"
+pg_drop "$url"
+
 # Idle resident memory: an empty node (baseline) and one holding 100,000 users and 1,000 clients.
 rss_of() { # data dir -> VmRSS in kB once ready and idle
   local dir=$1
@@ -75,6 +81,9 @@ for store in ("sqlite", "postgres"):
           f"p50 {med(f'{store}_1_writer','p50_ms'):.2f} ms p99 {med(f'{store}_1_writer','p99_ms'):.2f} ms; group commit gain x{many/one:.1f}")
 r = next(r for r in rows if r["label"] == "rebuild_sqlite")["result"]
 print(f"rebuild: {r['events_per_s']:,.0f} events/s (baseline read+decode {r['baseline_read_decode_per_s']:,.0f}/s, ratio {r['ratio_to_baseline']:.2f})")
+t = next(r for r in rows if r["label"] == "timeline_postgres")
+print(f"timeline: {t['result']['timeline_median_ms']:.1f} ms median over {t['events']:,} events, {t['records']} records "
+      f"(baseline index + read {t['result']['baseline_index_and_read_median_ms']:.1f} ms)")
 a = next(r for r in rows if r["label"] == "activation_sqlite")["result"]
 print(f"activation (100 events): p50 {a['p50_ms']:.3f} ms p99 {a['p99_ms']:.3f} ms (baseline stream read p99 {a['baseline_read_p99_ms']:.3f} ms)")
 m = next(r for r in rows if r["label"] == "idle_rss")

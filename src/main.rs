@@ -138,6 +138,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             ExitCode::SUCCESS
         }
+        Command::TraceToken { token } => {
+            print!("{}", cli::trace_token::trace(&store, &token).await?);
+            ExitCode::SUCCESS
+        }
+        Command::At { time, what, realm, user } => {
+            let req = cli::at::AtRequest { at: time, what, realm, user };
+            print!("{}", cli::at::report(&store, &req).await?);
+            ExitCode::SUCCESS
+        }
         Command::Timeline { realm, user, client, from, to, html } => {
             let req = cli::timeline::TimelineRequest { realm, user, client, from, to };
             let t = cli::timeline::gather(&store, &req).await?;

@@ -1,10 +1,13 @@
 //! The command line: a contract scripts and tests rely on. Every flag has an `ANNALS_*`
 //! environment twin.
+pub mod activity;
+pub mod at;
 pub mod events;
 pub mod evidence;
 pub mod import;
 pub mod replay;
 pub mod timeline;
+pub mod trace_token;
 
 use crate::config::{FileConfig, StoreConfig};
 use annals_events::StreamId;
@@ -109,6 +112,24 @@ pub enum Command {
         /// Also write a self-contained HTML report with a timeline chart here.
         #[arg(long)]
         html: Option<PathBuf>,
+    },
+    /// Which login, client and session produced a token, every refresh after it, and
+    /// whether and when it was revoked.
+    TraceToken {
+        /// The token (a JWT) or its id (`jti`).
+        token: String,
+    },
+    /// What was active at a moment: sessions or tokens, folding the log up to it.
+    At {
+        /// The moment (RFC 3339).
+        time: chrono::DateTime<chrono::Utc>,
+        #[arg(value_enum)]
+        what: crate::cli::at::What,
+        #[arg(long)]
+        realm: Option<String>,
+        /// A username (with `--realm`) or a user id.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 

@@ -71,10 +71,15 @@ pub async fn gather(store: &SharedStore, req: &TimelineRequest) -> Result<Timeli
     }
     let realm_id =
         dir.realms.by_name(&req.realm).map(|r| r.id.clone()).ok_or(TimelineError::UnknownRealm(req.realm.clone()))?;
-    crate::sqlmodels::catch_up(store).await.map_err(|e| TimelineError::Users(e.to_string()))?;
-    let found = crate::sqlmodels::users::by_username(&store.pool(), &realm_id, &req.user)
-        .await
-        .map_err(|e| TimelineError::Users(e.to_string()))?;
+    let users = |e: crate::sqlmodels::SqlModelError| TimelineError::Users(e.to_string());
+    // The users model as the servers keep it; brought up to the head only when the name is
+    // not there (a user created a moment ago, or no server running): catching up reads the
+    // log from the model's checkpoint, which may trail by many events that change no row.
+    let mut found = crate::sqlmodels::users::by_username(&store.pool(), &realm_id, &req.user).await.map_err(users)?;
+    if found.is_none() {
+        crate::sqlmodels::catch_up(store).await.map_err(users)?;
+        found = crate::sqlmodels::users::by_username(&store.pool(), &realm_id, &req.user).await.map_err(users)?;
+    }
     let (username, user_id) = match found {
         Some(u) => (u.username.clone(), u.id.clone()),
         None => (req.user.clone(), req.user.clone()),
