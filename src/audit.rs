@@ -60,6 +60,11 @@ impl Prepared {
         self.context.realm_id.as_deref().or(self.meta.realm.as_deref())
     }
 
+    /// The event as decoded.
+    pub fn decoded(&self) -> &DomainEvent {
+        &self.decoded
+    }
+
     pub fn into_event(self) -> RecordedEvent {
         self.event
     }

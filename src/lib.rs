@@ -23,5 +23,6 @@ pub mod secrets;
 pub mod server;
 pub mod sinks;
 pub mod sqlmodels;
+pub mod ssf;
 pub mod store;
 pub mod verify;

@@ -74,6 +74,7 @@ pub struct Running {
     backchannel: tokio::task::JoinHandle<()>,
     checkpoints: tokio::task::JoinHandle<()>,
     rejections: (tokio::task::JoinHandle<()>, Arc<crate::rejections::Rejections>),
+    ssf_push: tokio::task::JoinHandle<()>,
     sinks: crate::sinks::Sinks,
 }
 
@@ -137,6 +138,13 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         rejections: crate::rejections::Rejections::new(store.clone(), clock.clone(), cfg.rejection_window),
     };
     let rejections = (state.rejections.spawn(), state.rejections.clone());
+    let ssf_push = crate::ssf::spawn_push(crate::ssf::Transmitter {
+        store: store.clone(),
+        models: read_models.clone(),
+        key: state.audit_key.clone(),
+        server_keys: keys.clone(),
+        base_url: base_url.clone(),
+    });
     let state_for_workers = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -179,6 +187,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         backchannel,
         checkpoints,
         rejections,
+        ssf_push,
         sinks,
     })
 }
@@ -193,6 +202,7 @@ impl Running {
         self.backchannel.abort();
         self.checkpoints.abort();
         self.rejections.0.abort();
+        self.ssf_push.abort();
         // Nothing more is refused: what the window counted so far is summarized now.
         self.rejections.1.close().await;
         self.sinks.stop();

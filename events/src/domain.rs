@@ -13,6 +13,7 @@ use crate::role::RoleEvent;
 use crate::session::SessionEvent;
 use crate::signing_key::SigningKeyEvent;
 use crate::sink_delivery::SinkDeliveryEvent;
+use crate::ssf_stream::SsfStreamEvent;
 use crate::stream::StreamType;
 use crate::upcast::{self, UpcastError};
 use crate::user::UserEvent;
@@ -40,6 +41,7 @@ pub enum DomainEvent {
     AuditCheckpoint(AuditCheckpointEvent),
     SinkDelivery(SinkDeliveryEvent),
     RejectedRequest(RejectedRequestEvent),
+    SsfStream(SsfStreamEvent),
 }
 
 /// Why a stored event could not be turned back into a [`DomainEvent`].
@@ -82,6 +84,7 @@ macro_rules! each_aggregate {
             DomainEvent::AuditCheckpoint($e) => $body,
             DomainEvent::SinkDelivery($e) => $body,
             DomainEvent::RejectedRequest($e) => $body,
+            DomainEvent::SsfStream($e) => $body,
         }
     };
 }
@@ -108,6 +111,7 @@ impl DomainEvent {
             DomainEvent::AuditCheckpoint(_) => StreamType::AuditCheckpoint,
             DomainEvent::SinkDelivery(_) => StreamType::SinkDelivery,
             DomainEvent::RejectedRequest(_) => StreamType::RejectedRequest,
+            DomainEvent::SsfStream(_) => StreamType::SsfStream,
         }
     }
 
@@ -157,6 +161,9 @@ impl DomainEvent {
                 }
                 "rejected_request" => RejectedRequestEvent::from_payload_value(event_type, payload)
                     .map(|r| r.map(DomainEvent::RejectedRequest)),
+                "ssf_stream" => {
+                    SsfStreamEvent::from_payload_value(event_type, payload).map(|r| r.map(DomainEvent::SsfStream))
+                }
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -202,6 +209,9 @@ impl DomainEvent {
                 }
                 "rejected_request" => RejectedRequestEvent::from_payload_str(event_type, payload)
                     .map(|r| r.map(DomainEvent::RejectedRequest)),
+                "ssf_stream" => {
+                    SsfStreamEvent::from_payload_str(event_type, payload).map(|r| r.map(DomainEvent::SsfStream))
+                }
                 _ => None,
             };
         Self::finish(event_type, decoded)
@@ -233,6 +243,7 @@ impl DomainEvent {
             AuditCheckpointEvent::TYPES,
             SinkDeliveryEvent::TYPES,
             RejectedRequestEvent::TYPES,
+            SsfStreamEvent::TYPES,
         ]
         .concat()
     }
@@ -255,6 +266,7 @@ impl DomainEvent {
         all.extend(AuditCheckpointEvent::schemas());
         all.extend(SinkDeliveryEvent::schemas());
         all.extend(RejectedRequestEvent::schemas());
+        all.extend(SsfStreamEvent::schemas());
         all
     }
 }
@@ -278,7 +290,7 @@ into_domain!(RealmEvent => Realm, ClientEvent => Client, UserEvent => User, Role
     SessionEvent => Session, ClientGrantEvent => ClientGrant, LoginFailuresEvent => LoginFailures,
     ClientAssertionEvent => ClientAssertion, LogoutDeliveryEvent => LogoutDelivery,
     AuditCheckpointEvent => AuditCheckpoint, SinkDeliveryEvent => SinkDelivery,
-    RejectedRequestEvent => RejectedRequest);
+    RejectedRequestEvent => RejectedRequest, SsfStreamEvent => SsfStream);
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@ pub mod role;
 pub mod session;
 pub mod signing_key;
 pub mod sink_delivery;
+pub mod ssf_stream;
 pub mod stream;
 pub mod upcast;
 pub mod user;

@@ -23,10 +23,11 @@ pub enum StreamType {
     AuditCheckpoint,
     SinkDelivery,
     RejectedRequest,
+    SsfStream,
 }
 
 impl StreamType {
-    pub const ALL: [StreamType; 15] = [
+    pub const ALL: [StreamType; 16] = [
         StreamType::Realm,
         StreamType::Client,
         StreamType::User,
@@ -42,6 +43,7 @@ impl StreamType {
         StreamType::AuditCheckpoint,
         StreamType::SinkDelivery,
         StreamType::RejectedRequest,
+        StreamType::SsfStream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +63,7 @@ impl StreamType {
             StreamType::AuditCheckpoint => "audit_checkpoint",
             StreamType::SinkDelivery => "sink_delivery",
             StreamType::RejectedRequest => "rejected_request",
+            StreamType::SsfStream => "ssf_stream",
         }
     }
 }

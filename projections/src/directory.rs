@@ -7,6 +7,7 @@ use crate::memberships::Memberships;
 use crate::realms::RealmDirectory;
 use crate::sessions::Sessions;
 use crate::signing_keys::SigningKeyRing;
+use crate::ssf_streams::SsfStreams;
 use crate::Projection;
 use annals_events::session::{SessionEvent, SessionLoggedOut, SessionRevoked};
 use annals_events::{DecodeError, DomainEvent, RecordedEvent};
@@ -22,6 +23,7 @@ pub struct Directory {
     pub sessions: Sessions,
     pub consents: Consents,
     pub logout_deliveries: LogoutDeliveries,
+    pub ssf_streams: SsfStreams,
     /// The position of the last event that can change what a token says about a user (user,
     /// role, group or client events): caches of token subjects are valid while it stays.
     pub subjects_changed_at: u64,
@@ -43,13 +45,14 @@ impl std::fmt::Display for FoldError {
 impl std::error::Error for FoldError {}
 
 impl Directory {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         RealmDirectory::NAME,
         ClientDirectory::NAME,
         Memberships::NAME,
         SigningKeyRing::NAME,
         Sessions::NAME,
         Consents::NAME,
+        SsfStreams::NAME,
     ];
 
     /// Folds one stored event. Events already folded (position <= current) are skipped, so
@@ -104,6 +107,7 @@ impl Directory {
         self.clients.apply(event, decoded);
         self.memberships.apply(event, decoded);
         self.signing_keys.apply(event, decoded);
+        self.ssf_streams.apply(event, decoded);
         if let DomainEvent::Session(SessionEvent::LoggedOut(SessionLoggedOut { clients, at, .. }))
         | DomainEvent::Session(SessionEvent::Revoked(SessionRevoked { clients, at, .. })) = decoded
         {

@@ -11,6 +11,7 @@ pub mod memberships;
 pub mod realms;
 pub mod sessions;
 pub mod signing_keys;
+pub mod ssf_streams;
 pub mod users;
 
 pub use directory::Directory;

@@ -6,6 +6,7 @@ use crate::domain::login_failures::LoginFailures;
 use crate::domain::logout_delivery::LogoutDelivery;
 use crate::domain::session::Session;
 use crate::domain::sink_delivery::SinkDelivery;
+use crate::domain::ssf_stream::SsfStream;
 use crate::domain::{client::Client, group::Group, realm::Realm, role::Role, signing_key::SigningKey, user::User};
 use crate::domain::{fold, Aggregate};
 use crate::store::{EventStore, ReadUntil, StoreError};
@@ -89,6 +90,7 @@ pub async fn replay(store: &dyn EventStore, stream: &StreamId, until: ReadUntil)
         StreamType::AuditCheckpoint => checkpoint_state(&events)?,
         StreamType::SinkDelivery => state_of::<SinkDelivery>(&events)?,
         StreamType::RejectedRequest => fact_state(&events)?,
+        StreamType::SsfStream => state_of::<SsfStream>(&events)?,
     };
     Ok(Replay { events, state })
 }

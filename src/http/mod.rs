@@ -2,6 +2,7 @@
 mod audit;
 mod health;
 mod oidc;
+mod ssf;
 
 pub use oidc::spawn_backchannel_logout;
 pub mod pages;
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/ready").route(web::get().to(health::ready)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .configure(audit::configure)
+        .configure(ssf::configure)
         .configure(oidc::configure);
 }
 

@@ -770,7 +770,8 @@ impl<'a> Planner<'a> {
             | StreamType::LogoutDelivery
             | StreamType::AuditCheckpoint
             | StreamType::SinkDelivery
-            | StreamType::RejectedRequest => false,
+            | StreamType::RejectedRequest
+            | StreamType::SsfStream => false,
         };
         if taken {
             return Err(invalid(id_path, format!("a {kind} with id {id:?} already exists")));

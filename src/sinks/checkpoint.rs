@@ -8,14 +8,20 @@ pub fn key(sink: &str) -> String {
 }
 
 pub async fn load(pool: &DbPool, sink: &str) -> Result<u64, sqlx::Error> {
+    load_key(pool, &key(sink)).await
+}
+
+/// The position of checkpoint row `name` (0 when there is none): sinks' and Shared Signals
+/// streams' alike.
+pub async fn load_key(pool: &DbPool, name: &str) -> Result<u64, sqlx::Error> {
     let row = match pool {
         DbPool::Sqlite(p) => sqlx::query("SELECT position FROM checkpoints WHERE name = ?")
-            .bind(key(sink))
+            .bind(name)
             .fetch_optional(p)
             .await?
             .map(|r| r.try_get::<i64, _>(0)),
         DbPool::Postgres(p) => sqlx::query("SELECT position FROM checkpoints WHERE name = $1")
-            .bind(key(sink))
+            .bind(name)
             .fetch_optional(p)
             .await?
             .map(|r| r.try_get::<i64, _>(0)),
@@ -25,6 +31,11 @@ pub async fn load(pool: &DbPool, sink: &str) -> Result<u64, sqlx::Error> {
 
 /// Moves the checkpoint forward only: two nodes delivering the same sink never move it back.
 pub async fn save(pool: &DbPool, sink: &str, position: u64) -> Result<(), sqlx::Error> {
+    save_key(pool, &key(sink), position).await
+}
+
+/// Moves checkpoint row `name` forward (never back).
+pub async fn save_key(pool: &DbPool, name: &str, position: u64) -> Result<(), sqlx::Error> {
     let position = i64::try_from(position).unwrap_or(i64::MAX);
     match pool {
         DbPool::Sqlite(p) => {
@@ -32,7 +43,7 @@ pub async fn save(pool: &DbPool, sink: &str, position: u64) -> Result<(), sqlx::
                 "INSERT INTO checkpoints (name, position) VALUES (?, ?) ON CONFLICT (name) DO UPDATE \
                  SET position = excluded.position WHERE checkpoints.position < excluded.position",
             )
-            .bind(key(sink))
+            .bind(name)
             .bind(position)
             .execute(p)
             .await?;
@@ -42,7 +53,7 @@ pub async fn save(pool: &DbPool, sink: &str, position: u64) -> Result<(), sqlx::
                 "INSERT INTO checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE \
                  SET position = excluded.position WHERE checkpoints.position < excluded.position",
             )
-            .bind(key(sink))
+            .bind(name)
             .bind(position)
             .execute(p)
             .await?;

@@ -5,7 +5,7 @@
 //! at least once: after a lost connection or a restart, records since the checkpoint are sent
 //! again, each with its event id for de-duplication.
 mod cef;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod connection;
 mod http;
 mod nats;

@@ -14,6 +14,7 @@ mod read_models;
 mod rejections;
 mod server;
 mod sinks;
+mod ssf;
 mod store_contract;
 mod support;
 mod users_model;

@@ -291,6 +291,18 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             to_ms: 60_000,
         })
         .into(),
+        crate::ssf_stream::SsfStreamEvent::from(crate::ssf_stream::SsfStreamCreated {
+            realm_id: "r".into(),
+            audience: "rx".into(),
+            method: crate::ssf_stream::PUSH.into(),
+            endpoint_url: Some("https://rx.example/ssf".into()),
+            authorization: None,
+            events_requested: vec![],
+            description: None,
+            at: 1,
+        })
+        .into(),
+        crate::ssf_stream::SsfStreamEvent::from(crate::ssf_stream::SsfStreamDeleted { at: 2 }).into(),
     ]
 }
 

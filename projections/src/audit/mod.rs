@@ -23,6 +23,7 @@ use annals_events::role::RoleEvent;
 use annals_events::session::SessionEvent;
 use annals_events::signing_key::SigningKeyEvent;
 use annals_events::sink_delivery::SinkDeliveryEvent;
+use annals_events::ssf_stream::SsfStreamEvent;
 use annals_events::user::UserEvent;
 use annals_events::{Actor, DomainEvent, Metadata, RecordedEvent, StreamType};
 use serde::Serialize;
@@ -445,6 +446,15 @@ impl Said {
                 d("from_ms", e.from_ms.to_string());
                 d("to_ms", e.to_ms.to_string());
                 error = Some(e.reason.clone());
+            }
+            // Never the authorization header the receiver gave (sealed in the event anyway).
+            DomainEvent::SsfStream(SsfStreamEvent::Created(e)) => {
+                d("audience", e.audience.clone());
+                d("method", e.method.clone());
+                if let Some(u) = &e.endpoint_url {
+                    d("endpoint_url", u.clone());
+                }
+                d("events_requested", e.events_requested.join(" "));
             }
             DomainEvent::Client(ClientEvent::Created(e)) => d("client_id", e.client_id.clone()),
             DomainEvent::Realm(RealmEvent::Created(e)) => d("name", e.name.clone()),

@@ -154,6 +154,9 @@ pub const TABLE: &[(&str, Class)] = &[
     ("signing_key.removed", admin(Delete, "COMPONENT", Notice)),
     // A receiver refused a record for good: the SIEM lacks it, and must learn which.
     ("sink_delivery.rejected", annals(Failure, Warning)),
+    // A receiver subscribing to, or leaving, the realm's Shared Signals.
+    ("ssf_stream.created", annals(Success, Notice)),
+    ("ssf_stream.deleted", annals(Success, Notice)),
     ("user.created", admin(Create, "USER", Notice)),
     ("user.profile_changed", admin(Update, "USER", Notice)),
     // An administrator setting a password (Keycloak's reset-password); the user's own

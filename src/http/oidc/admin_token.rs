@@ -28,7 +28,18 @@ const ADMIN_CLIENTS: [&str; 2] = ["admin-cli", "security-admin-console"];
 impl Caller {
     /// Keycloak's rule for reading a realm's events: a `master` administrator, or the realm's
     /// own user holding `realm-management`'s `view-events` role.
+    /// The `clientId` the token was issued to.
+    pub fn client_id(&self) -> Option<&str> {
+        self.claims.get("azp").and_then(Value::as_str)
+    }
+
     pub fn may_view_events(&self, target: &RealmView) -> bool {
+        self.has_realm_management_role(target, "view-events")
+    }
+
+    /// A master-realm administrator, or a user of `target` holding `realm-management`'s
+    /// `role`, in the token too (Keycloak's rule for the admin API).
+    pub fn has_realm_management_role(&self, target: &RealmView, role: &str) -> bool {
         let azp = self.claims.get("azp").and_then(Value::as_str).unwrap_or_default();
         let admin_client = ADMIN_CLIENTS.contains(&azp);
         let in_token = |path: &[&str], role: &str| {
@@ -43,12 +54,8 @@ impl Caller {
             && self.subject.realm_roles.iter().any(|r| r == "admin")
             && in_token(&["realm_access", "roles"], "admin");
         let realm_viewer = self.realm.id == target.id
-            && self
-                .subject
-                .client_roles
-                .get("realm-management")
-                .is_some_and(|roles| roles.iter().any(|r| r == "view-events"))
-            && in_token(&["resource_access", "realm-management", "roles"], "view-events");
+            && self.subject.client_roles.get("realm-management").is_some_and(|roles| roles.iter().any(|r| r == role))
+            && in_token(&["resource_access", "realm-management", "roles"], role);
         master_admin || realm_viewer
     }
 }

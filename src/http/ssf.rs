@@ -1,0 +1,345 @@
+//! Shared Signals Framework 1.0 endpoints of a realm (the transmitter side):
+//!
+//! - `GET /.well-known/ssf-configuration/realms/{realm}`: transmitter metadata;
+//! - `POST|GET|DELETE /realms/{realm}/ssf/streams[?stream_id=ID]`: stream configuration;
+//! - `POST /realms/{realm}/ssf/poll/{stream_id}`: poll delivery (RFC 8936).
+//!
+//! A receiver is a client whose token holds `realm-management`'s `manage-events` role (or a
+//! master administrator); a stream belongs to the client it was created by, and SETs name it as
+//! their audience.
+use super::oidc::admin_token::{self, Caller};
+use super::AppState;
+use crate::domain::ssf_stream::{SsfStream, SsfStreamCommand, SsfStreamError};
+use crate::ssf::{set, Transmitter, POLL_MAX};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use annals_events::ssf_stream::{SsfStreamCreated, POLL, PUSH};
+use annals_events::Actor;
+use annals_projections::realms::RealmView;
+use annals_projections::ssf_streams::SsfStreamView;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// A stream configuration request is small; anything bigger is refused unread.
+const BODY_MAX: usize = 16 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/.well-known/ssf-configuration/realms/{realm}").route(web::get().to(metadata)))
+        .service(
+            web::resource("/realms/{realm}/ssf/streams")
+                .route(web::post().to(create))
+                .route(web::get().to(read))
+                .route(web::delete().to(delete)),
+        )
+        .service(web::resource("/realms/{realm}/ssf/poll/{stream}").route(web::post().to(poll)));
+}
+
+fn error(status: StatusCode, description: &str) -> HttpResponse {
+    HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(json!({ "error": description }))
+}
+
+fn issuer(state: &AppState, realm: &RealmView) -> String {
+    crate::oidc::issuer(&state.base_url, &realm.name)
+}
+
+fn realm(state: &AppState, name: &str) -> Option<RealmView> {
+    state.read_models.read().realms.by_name(name).filter(|r| r.settings.enabled).cloned()
+}
+
+async fn metadata(state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
+    let iss = issuer(&state, &realm);
+    HttpResponse::Ok().json(json!({
+        "spec_version": "1_0",
+        "issuer": iss,
+        "jwks_uri": format!("{}/audit/certs", state.base_url),
+        "delivery_methods_supported": [PUSH, POLL],
+        "configuration_endpoint": format!("{iss}/ssf/streams"),
+        "authorization_schemes": [{ "spec_urn": "urn:ietf:rfc:6749" }],
+        "default_subjects": "ALL",
+    }))
+}
+
+/// The receiver behind the request: a client allowed to manage the realm's event streams.
+async fn receiver(state: &AppState, req: &HttpRequest, realm: &RealmView) -> Result<(Caller, String), HttpResponse> {
+    let Some(caller) = admin_token::caller(state, req, realm).await else {
+        return Err(error(StatusCode::UNAUTHORIZED, "a bearer token is required"));
+    };
+    if !caller.has_realm_management_role(realm, "manage-events") {
+        return Err(error(StatusCode::FORBIDDEN, "the token lacks realm-management's manage-events role"));
+    }
+    let client = caller.client_id().unwrap_or_default().to_string();
+    Ok((caller, client))
+}
+
+/// A stream's configuration as SSF 1.0 §8.1.1 describes it.
+fn config(state: &AppState, realm: &RealmView, s: &SsfStreamView) -> Value {
+    let iss = issuer(state, realm);
+    let endpoint = match s.method.as_str() {
+        POLL => Some(format!("{iss}/ssf/poll/{}", s.id)),
+        _ => s.endpoint_url.clone(),
+    };
+    let delivered: Vec<&str> = set::SUPPORTED
+        .into_iter()
+        .filter(|u| s.events_requested.is_empty() || s.events_requested.iter().any(|r| r == u))
+        .collect();
+    json!({
+        "stream_id": s.id,
+        "iss": iss,
+        "aud": s.audience,
+        "delivery": { "method": s.method, "endpoint_url": endpoint },
+        "events_supported": set::SUPPORTED,
+        "events_requested": s.events_requested,
+        "events_delivered": delivered,
+        "description": s.description,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Delivery {
+    method: String,
+    #[serde(default)]
+    endpoint_url: Option<String>,
+    #[serde(default)]
+    authorization_header: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    delivery: Delivery,
+    #[serde(default)]
+    events_requested: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
+    let (_, audience) = match receiver(&state, &req, &realm).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    if body.len() > BODY_MAX {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the stream configuration is too large");
+    }
+    let r: CreateRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid stream configuration: {e}")),
+    };
+    if r.events_requested.len() > 64 || r.events_requested.iter().any(|e| e.len() > 256) {
+        return error(StatusCode::BAD_REQUEST, "events_requested: at most 64 URIs of 256 characters");
+    }
+    if r.description.as_ref().is_some_and(|d| d.len() > 1_024)
+        || r.delivery.endpoint_url.as_ref().is_some_and(|u| u.len() > 2_048)
+    {
+        return error(StatusCode::BAD_REQUEST, "description or endpoint_url too long");
+    }
+    let authorization = match &r.delivery.authorization_header {
+        None => None,
+        Some(h) if h.len() > 4_096 || reqwest::header::HeaderValue::from_str(h).is_err() => {
+            return error(StatusCode::BAD_REQUEST, "authorization_header is not a usable header value")
+        }
+        Some(h) => match state.keys.seal(h.as_bytes()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "a stream's authorization header cannot be sealed");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "the stream cannot be created");
+            }
+        },
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let created = SsfStreamCreated {
+        realm_id: realm.id.clone(),
+        audience: audience.clone(),
+        method: r.delivery.method,
+        endpoint_url: r.delivery.endpoint_url,
+        authorization,
+        events_requested: r.events_requested,
+        description: r.description,
+        at: 0,
+    };
+    let meta = super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience, realm: realm.id.clone() });
+    match state.hosts.execute::<SsfStream>(&id, SsfStreamCommand::Create(Box::new(created)), meta).await {
+        Ok(done) => {
+            let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            let view = state.read_models.read().ssf_streams.get(&id).cloned();
+            match view {
+                Some(v) => HttpResponse::Created().json(config(&state, &realm, &v)),
+                None => error(StatusCode::SERVICE_UNAVAILABLE, "the stream was created; read it again in a moment"),
+            }
+        }
+        Err(crate::actors::CommandError::Domain(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "a stream cannot be created");
+            error(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
+async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
+    let (_, audience) = match receiver(&state, &req, &realm).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let dir = state.read_models.read();
+    let mine = dir.ssf_streams.of(&realm.id, &audience);
+    match query.get("stream_id") {
+        Some(id) => match mine.into_iter().find(|s| &s.id == id) {
+            Some(s) => HttpResponse::Ok().json(config(&state, &realm, s)),
+            None => error(StatusCode::NOT_FOUND, "no such stream"),
+        },
+        None => HttpResponse::Ok().json(mine.into_iter().map(|s| config(&state, &realm, s)).collect::<Vec<_>>()),
+    }
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
+    let (_, audience) = match receiver(&state, &req, &realm).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let Some(id) = query.get("stream_id").filter(|i| uuid::Uuid::parse_str(i).is_ok()) else {
+        return error(StatusCode::BAD_REQUEST, "stream_id is required");
+    };
+    let meta =
+        super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
+    let cmd = SsfStreamCommand::Delete { realm_id: realm.id.clone(), audience: Some(audience) };
+    match state.hosts.execute::<SsfStream>(id, cmd, meta).await {
+        Ok(done) => {
+            let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            HttpResponse::NoContent().finish()
+        }
+        Err(crate::actors::CommandError::Domain(SsfStreamError::NotFound)) => {
+            error(StatusCode::NOT_FOUND, "no such stream")
+        }
+        Err(crate::actors::CommandError::Domain(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "a stream cannot be deleted");
+            error(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
+/// RFC 8936 §2.4: acknowledgements, errors, and how many SETs to return.
+#[derive(Deserialize, Default)]
+struct PollRequest {
+    #[serde(default)]
+    ack: Vec<String>,
+    #[serde(default, rename = "setErrs")]
+    set_errs: HashMap<String, Value>,
+    #[serde(default, rename = "maxEvents")]
+    max_events: Option<usize>,
+    #[serde(default, rename = "returnImmediately")]
+    return_immediately: bool,
+}
+
+fn transmitter(state: &AppState) -> Transmitter {
+    Transmitter {
+        store: state.store.clone(),
+        models: state.read_models.clone(),
+        key: state.audit_key.clone(),
+        server_keys: state.keys.clone(),
+        base_url: state.base_url.clone(),
+    }
+}
+
+async fn poll(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (name, id) = path.into_inner();
+    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
+    let (_, audience) = match receiver(&state, &req, &realm).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let stream = state.read_models.read().ssf_streams.get(&id).cloned();
+    let Some(stream) = stream.filter(|s| s.realm_id == realm.id && s.audience == audience && s.method == POLL) else {
+        return error(StatusCode::NOT_FOUND, "no such poll stream");
+    };
+    if body.len() > 1024 * 1024 {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the poll request is too large");
+    }
+    let r: PollRequest = if body.is_empty() {
+        PollRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid poll request: {e}")),
+        }
+    };
+    let max = r.max_events.unwrap_or(100).min(POLL_MAX);
+    let tx = transmitter(&state);
+    let failed = |e: crate::ssf::SsfError| {
+        tracing::error!(error = %e, stream = %id, "poll cannot be answered");
+        error(StatusCode::SERVICE_UNAVAILABLE, "try again")
+    };
+    // Acknowledged (or reported in error) SETs leave the stream in order: the checkpoint moves
+    // past the longest run of them from its start.
+    let after = match tx.checkpoint(&stream).await {
+        Ok(a) => a,
+        Err(e) => return failed(e),
+    };
+    if !r.ack.is_empty() || !r.set_errs.is_empty() {
+        let (outstanding, _) = match tx.pending(&stream, after, POLL_MAX).await {
+            Ok(p) => p,
+            Err(e) => return failed(e),
+        };
+        for (jti, err) in &r.set_errs {
+            tracing::warn!(stream = %id, jti, error = %err, "the receiver reported a SET in error");
+        }
+        let done = |jti: &str| r.ack.iter().any(|a| a == jti) || r.set_errs.contains_key(jti);
+        if let Some(last) = outstanding.iter().take_while(|p| done(&p.jti)).last() {
+            if let Err(e) = tx.advance(&stream, last.position).await {
+                return failed(e);
+            }
+        }
+    }
+    let mut head = state.store.watch_head();
+    let mut waited = false;
+    loop {
+        let after = match tx.checkpoint(&stream).await {
+            Ok(a) => a,
+            Err(e) => return failed(e),
+        };
+        let (sets, read_to) = match tx.pending(&stream, after, max + 1).await {
+            Ok(p) => p,
+            Err(e) => return failed(e),
+        };
+        if sets.is_empty() && read_to > after {
+            // Nothing waits before `read_to`: the next poll starts there.
+            let _ = tx.advance(&stream, read_to).await;
+        }
+        if !sets.is_empty() || r.return_immediately || waited {
+            let more = sets.len() > max;
+            let sets: serde_json::Map<String, Value> =
+                sets.into_iter().take(max).map(|p| (p.jti, Value::String(p.set))).collect();
+            return HttpResponse::Ok()
+                .insert_header(("Cache-Control", "no-store"))
+                .json(json!({ "sets": sets, "moreAvailable": more }));
+        }
+        // Long poll: wait a while for the log to move.
+        waited = true;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), head.changed()).await;
+    }
+}

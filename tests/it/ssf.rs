@@ -1,0 +1,206 @@
+//! OpenID Shared Signals: a receiver client configures a push stream and a poll stream, a
+//! session is revoked (a refresh token reused), and both deliver a CAEP session-revoked SET
+//! that PyJWT verifies against the published audit key; acknowledged SETs are not polled
+//! again; a deleted stream is gone; callers without the role are refused.
+use crate::clients::{authlib_python, available};
+use crate::oidc_flow::{alice_code, redeem, Demo, Jar};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+const RX_SECRET: &str = "ssf-rx-secret-0123456789";
+
+/// The demo realm with a receiver client whose service account may manage event streams.
+fn with_receiver(realm: &mut Value) {
+    realm["roles"]["client"]["realm-management"] = json!([{ "name": "manage-events" }, { "name": "view-events" }]);
+    let clients = realm["clients"].as_array_mut().unwrap();
+    clients.push(json!({ "clientId": "realm-management", "bearerOnly": true }));
+    clients.push(json!({
+        "clientId": "ssf-rx", "secret": RX_SECRET, "serviceAccountsEnabled": true, "standardFlowEnabled": false
+    }));
+    realm["users"].as_array_mut().unwrap().push(json!({
+        "username": "service-account-ssf-rx",
+        "enabled": true,
+        "serviceAccountClientId": "ssf-rx",
+        "clientRoles": { "realm-management": ["manage-events"] }
+    }));
+}
+
+async fn receiver_token(demo: &Demo) -> String {
+    let (status, body) = demo.token(("ssf-rx", RX_SECRET), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// Checks each SET with PyJWT against `/audit/certs`; returns the payloads.
+fn verify_with_pyjwt(demo: &Demo, sets: &[String]) -> Vec<Value> {
+    let python = authlib_python();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/verify_jws.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .args([&format!("{}/audit/certs", demo.app.base_url), "secevent+jwt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(sets.join("\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "PyJWT refused a SET: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A code login, a refresh, and the first refresh token presented again: the session is
+/// revoked as a stolen token's. Returns the session id.
+async fn revoke_a_session(demo: &Demo) -> String {
+    let mut jar = Jar::default();
+    let code = alice_code(demo, &mut jar).await;
+    let (status, tokens) = redeem(demo, &code).await;
+    assert_eq!(status, 200);
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let form = |t: &str| {
+        vec![("grant_type".to_string(), "refresh_token".to_string()), ("refresh_token".to_string(), t.to_string())]
+    };
+    let secret = ("web", "web-secret-0123456789");
+    let f = form(&first);
+    let pairs: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(demo.token(secret, &pairs).await.0, 200);
+    assert_eq!(demo.token(secret, &pairs).await.0, 400, "the reused refresh token revokes the session");
+    let claims = tokens["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
+    use base64::Engine;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    claims["sid"].as_str().unwrap().to_string()
+}
+
+#[actix_rt::test]
+async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_library_verifies() {
+    let python = authlib_python();
+    let ready = Command::new(&python).args(["-c", "import jwt"]).output().is_ok_and(|o| o.status.success());
+    if !available("PyJWT in tests/clients/.venv", ready) {
+        return;
+    }
+    // given a receiver endpoint that takes pushed SETs
+    let pushed: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let seen = pushed.clone();
+    let (rx_base, rx_handle) = crate::support::loopback_peer(move |cfg| {
+        let seen = seen.clone();
+        cfg.route(
+            "/ssf",
+            web::post().to(move |req: HttpRequest, body: String| {
+                let seen = seen.clone();
+                async move {
+                    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    seen.lock().unwrap().push((h("content-type"), h("authorization"), body));
+                    HttpResponse::Accepted().finish()
+                }
+            }),
+        );
+    });
+    let demo = Demo::start_with(with_receiver).await;
+    let base = &demo.app.base_url;
+    let meta: Value = demo
+        .http
+        .get(format!("{base}/.well-known/ssf-configuration/realms/demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], demo.issuer());
+    assert_eq!(meta["jwks_uri"], format!("{base}/audit/certs"));
+    let streams = meta["configuration_endpoint"].as_str().unwrap().to_string();
+    let token = receiver_token(&demo).await;
+
+    // when the receiver creates a push stream and a poll stream
+    let create = |body: Value| demo.http.post(&streams).bearer_auth(&token).json(&body).send();
+    let push = create(json!({
+        "delivery": { "method": "urn:ietf:rfc:8935", "endpoint_url": format!("{rx_base}/ssf"), "authorization_header": "Bearer rx-push-credential" },
+        "events_requested": [SESSION_REVOKED],
+        "description": "push to the test receiver"
+    }))
+    .await
+    .unwrap();
+    assert_eq!(push.status(), 201);
+    let push: Value = push.json().await.unwrap();
+    assert_eq!((push["aud"].as_str(), push["events_delivered"][0].as_str()), (Some("ssf-rx"), Some(SESSION_REVOKED)));
+    assert!(!push.to_string().contains("rx-push-credential"), "the credential is never shown back");
+    let poll = create(json!({ "delivery": { "method": "urn:ietf:rfc:8936" } })).await.unwrap();
+    assert_eq!(poll.status(), 201);
+    let poll: Value = poll.json().await.unwrap();
+    let poll_url = poll["delivery"]["endpoint_url"].as_str().unwrap().to_string();
+    // and a session is revoked
+    let sid = revoke_a_session(&demo).await;
+
+    // then the push receiver gets the SET, with its credential, as application/secevent+jwt
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pushed.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no SET pushed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = pushed.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "one session revoked, one SET: {got:?}");
+    let (content_type, authorization, set) = &got[0];
+    assert_eq!(
+        (content_type.as_str(), authorization.as_str()),
+        ("application/secevent+jwt", "Bearer rx-push-credential")
+    );
+    let claims = verify_with_pyjwt(&demo, std::slice::from_ref(set));
+    let c = &claims[0];
+    assert_eq!((c["iss"].as_str(), c["aud"].as_str()), (Some(demo.issuer().as_str()), Some("ssf-rx")));
+    let event = &c["events"][SESSION_REVOKED];
+    assert_eq!(
+        (event["initiating_entity"].as_str(), c["sub_id"]["session"]["id"].as_str()),
+        (Some("policy"), Some(sid.as_str()))
+    );
+    assert_eq!(c["sub_id"]["user"]["format"], "iss_sub");
+
+    // and the poll stream returns the same event, until it is acknowledged
+    let poll_once = |body: Value| demo.http.post(&poll_url).bearer_auth(&token).json(&body).send();
+    let first: Value = poll_once(json!({ "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    let sets = first["sets"].as_object().unwrap();
+    let revoked: Vec<(&String, &Value)> = sets
+        .iter()
+        .filter(|(_, s)| {
+            verify_with_pyjwt(&demo, &[s.as_str().unwrap().to_string()])[0]["events"].get(SESSION_REVOKED).is_some()
+        })
+        .collect();
+    assert_eq!(revoked.len(), 1, "{first}");
+    assert_eq!(revoked[0].0.as_str(), c["jti"].as_str().unwrap(), "the same event, the same jti");
+    let again: Value = poll_once(json!({ "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    assert_eq!(again["sets"], first["sets"], "not acknowledged: polled again");
+    let acks: Vec<&String> = sets.keys().collect();
+    let after: Value =
+        poll_once(json!({ "ack": acks, "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (after["sets"].as_object().unwrap().len(), after["moreAvailable"].as_bool()),
+        (0, Some(false)),
+        "{after}"
+    );
+
+    // and callers without the role, or without a token, are refused; a deleted stream is gone
+    assert_eq!(demo.http.get(&streams).send().await.unwrap().status(), 401);
+    let (_, alice) = demo
+        .token(
+            ("web", "web-secret-0123456789"),
+            &[("grant_type", "password"), ("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    let alice = alice["access_token"].as_str().unwrap();
+    assert_eq!(demo.http.get(&streams).bearer_auth(alice).send().await.unwrap().status(), 403);
+    let id = poll["stream_id"].as_str().unwrap();
+    let gone = demo.http.delete(format!("{streams}?stream_id={id}")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(gone.status(), 204);
+    let read = demo.http.get(format!("{streams}?stream_id={id}")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(read.status(), 404);
+    assert_eq!(poll_once(json!({})).await.unwrap().status(), 404);
+    let bad = create(json!({ "delivery": { "method": "urn:ietf:rfc:8935" } })).await.unwrap();
+    assert_eq!(bad.status(), 400, "push without an endpoint");
+    rx_handle.stop(false).await;
+    demo.app.stop().await;
+}
