@@ -1,6 +1,6 @@
-//! The audit key: the Ed25519 key that signs checkpoints and evidence manifests, and nothing
-//! else (a realm signing key leaking must not let anyone forge the log's anchors, nor the
-//! other way round).
+//! The audit key: the Ed25519 key that signs checkpoints, evidence manifests and Shared
+//! Signals SETs, and nothing else (a realm signing key leaking must not let anyone forge the
+//! log's anchors, nor the other way round).
 //!
 //! By default it is derived from the server keys, so every node sharing them signs with the
 //! same key and nothing more is stored; `--audit-key FILE` (a PKCS#8 PEM Ed25519 key, e.g.

@@ -75,6 +75,8 @@ pub struct ServeConfig {
     pub checkpoint_interval: std::time::Duration,
     /// The window over which refused requests past a few per source are only counted.
     pub rejection_window: std::time::Duration,
+    /// Shared Signals push streams may target loopback and private addresses, and http.
+    pub ssf_private_endpoints: bool,
 }
 
 /// A database URL fit for logs and terminals: any password replaced by `***`.

@@ -85,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.audit_checkpoint_interval.or(file.audit_checkpoint_interval).unwrap_or(60).max(1),
             ),
             rejection_window: annals::rejections::WINDOW,
+            ssf_private_endpoints: args.ssf_allow_private_endpoints,
         };
         return serve(cfg, clock).await;
     }

@@ -136,6 +136,8 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         verified_tokens: Default::default(),
         client_jwks: Default::default(),
         rejections: crate::rejections::Rejections::new(store.clone(), clock.clone(), cfg.rejection_window),
+        ssf_private_endpoints: cfg.ssf_private_endpoints,
+        ssf_acks: Default::default(),
     };
     let rejections = (state.rejections.spawn(), state.rejections.clone());
     let ssf_push = crate::ssf::spawn_push(crate::ssf::Transmitter {
@@ -144,6 +146,8 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         key: state.audit_key.clone(),
         server_keys: keys.clone(),
         base_url: base_url.clone(),
+        hosts: hosts.clone(),
+        private_endpoints: cfg.ssf_private_endpoints,
     });
     let state_for_workers = state.clone();
     let server = HttpServer::new(move || {

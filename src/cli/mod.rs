@@ -181,6 +181,11 @@ pub struct ServeArgs {
     /// Seconds between signed audit checkpoints (default 60).
     #[arg(long, env = "ANNALS_AUDIT_CHECKPOINT_INTERVAL", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub audit_checkpoint_interval: Option<u64>,
+    /// Let Shared Signals push streams target loopback and private addresses, and plain http
+    /// (development and tests only: a receiver could otherwise make the server call into its
+    /// own network).
+    #[arg(long, env = "ANNALS_SSF_ALLOW_PRIVATE_ENDPOINTS")]
+    pub ssf_allow_private_endpoints: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,10 @@ pub struct AppState {
     pub client_jwks: std::sync::Arc<crate::oidc::client_jwks::ClientJwks>,
     /// Records requests refused before any aggregate, floods summarized.
     pub rejections: std::sync::Arc<crate::rejections::Rejections>,
+    /// Shared Signals push streams may target loopback and private addresses.
+    pub ssf_private_endpoints: bool,
+    /// Poll acknowledgements not yet covered by a stream's checkpoint (node-local).
+    pub ssf_acks: std::sync::Arc<crate::ssf::Acks>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

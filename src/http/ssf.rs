@@ -23,6 +23,8 @@ use std::collections::HashMap;
 
 /// A stream configuration request is small; anything bigger is refused unread.
 const BODY_MAX: usize = 16 * 1024;
+/// Streams one receiver may have in a realm (Okta allows one per client).
+const STREAMS_PER_RECEIVER: usize = 5;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/.well-known/ssf-configuration/realms/{realm}").route(web::get().to(metadata)))
@@ -80,10 +82,8 @@ fn config(state: &AppState, realm: &RealmView, s: &SsfStreamView) -> Value {
         POLL => Some(format!("{iss}/ssf/poll/{}", s.id)),
         _ => s.endpoint_url.clone(),
     };
-    let delivered: Vec<&str> = set::SUPPORTED
-        .into_iter()
-        .filter(|u| s.events_requested.is_empty() || s.events_requested.iter().any(|r| r == u))
-        .collect();
+    let delivered: Vec<&str> =
+        set::SUPPORTED.into_iter().filter(|u| s.events_requested.iter().any(|r| r == u)).collect();
     json!({
         "stream_id": s.id,
         "iss": iss,
@@ -140,6 +140,17 @@ async fn create(
         || r.delivery.endpoint_url.as_ref().is_some_and(|u| u.len() > 2_048)
     {
         return error(StatusCode::BAD_REQUEST, "description or endpoint_url too long");
+    }
+    if let Some(u) = &r.delivery.endpoint_url {
+        if !crate::ssf::endpoint_allowed(u, state.ssf_private_endpoints).await {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "endpoint_url must be an https URL without credentials whose host resolves to public addresses",
+            );
+        }
+    }
+    if state.read_models.read().ssf_streams.of(&realm.id, &audience).len() >= STREAMS_PER_RECEIVER {
+        return error(StatusCode::CONFLICT, "this receiver has as many streams as it may");
     }
     let authorization = match &r.delivery.authorization_header {
         None => None,
@@ -212,19 +223,23 @@ async fn delete(
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
-    let (_, audience) = match receiver(&state, &req, &realm).await {
+    let (caller, audience) = match receiver(&state, &req, &realm).await {
         Ok(r) => r,
         Err(res) => return res,
     };
+    // A master administrator (a token of another realm) may delete any stream of the realm:
+    // a receiver client that is gone cannot delete its own.
+    let owner = (caller.realm.id == realm.id).then(|| audience.clone());
     let Some(id) = query.get("stream_id").filter(|i| uuid::Uuid::parse_str(i).is_ok()) else {
         return error(StatusCode::BAD_REQUEST, "stream_id is required");
     };
     let meta =
         super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
-    let cmd = SsfStreamCommand::Delete { realm_id: realm.id.clone(), audience: Some(audience) };
+    let cmd = SsfStreamCommand::Delete { realm_id: realm.id.clone(), audience: owner };
     match state.hosts.execute::<SsfStream>(id, cmd, meta).await {
         Ok(done) => {
             let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            state.ssf_acks.forget(id);
             HttpResponse::NoContent().finish()
         }
         Err(crate::actors::CommandError::Domain(SsfStreamError::NotFound)) => {
@@ -258,6 +273,8 @@ fn transmitter(state: &AppState) -> Transmitter {
         key: state.audit_key.clone(),
         server_keys: state.keys.clone(),
         base_url: state.base_url.clone(),
+        hosts: state.hosts.clone(),
+        private_endpoints: state.ssf_private_endpoints,
     }
 }
 
@@ -277,9 +294,6 @@ async fn poll(
     let Some(stream) = stream.filter(|s| s.realm_id == realm.id && s.audience == audience && s.method == POLL) else {
         return error(StatusCode::NOT_FOUND, "no such poll stream");
     };
-    if body.len() > 1024 * 1024 {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "the poll request is too large");
-    }
     let r: PollRequest = if body.is_empty() {
         PollRequest::default()
     } else {
@@ -294,52 +308,54 @@ async fn poll(
         tracing::error!(error = %e, stream = %id, "poll cannot be answered");
         error(StatusCode::SERVICE_UNAVAILABLE, "try again")
     };
-    // Acknowledged (or reported in error) SETs leave the stream in order: the checkpoint moves
-    // past the longest run of them from its start.
+    // Acknowledged (or reported in error) SETs are not returned again; the checkpoint moves
+    // past the leading run of them.
     let after = match tx.checkpoint(&stream).await {
         Ok(a) => a,
         Err(e) => return failed(e),
     };
     if !r.ack.is_empty() || !r.set_errs.is_empty() {
-        let (outstanding, _) = match tx.pending(&stream, after, POLL_MAX).await {
+        let (outstanding, _) = match tx.pending(&stream, after, POLL_MAX, false).await {
             Ok(p) => p,
             Err(e) => return failed(e),
         };
-        for (jti, err) in &r.set_errs {
-            tracing::warn!(stream = %id, jti, error = %err, "the receiver reported a SET in error");
+        for p in outstanding.iter().filter(|p| r.set_errs.contains_key(&p.jti)).take(10) {
+            tracing::warn!(stream = %id, jti = %p.jti, "the receiver reported a SET in error");
         }
-        let done = |jti: &str| r.ack.iter().any(|a| a == jti) || r.set_errs.contains_key(jti);
-        if let Some(last) = outstanding.iter().take_while(|p| done(&p.jti)).last() {
-            if let Err(e) = tx.advance(&stream, last.position).await {
+        let acked: Vec<&str> = r.ack.iter().chain(r.set_errs.keys()).map(String::as_str).collect();
+        if let Some(to) = state.ssf_acks.note(&id, &acked, &outstanding) {
+            if let Err(e) = tx.advance(&stream, to).await {
                 return failed(e);
             }
         }
     }
+    // Long poll (RFC 8936 §2.4): up to ten seconds for a SET, unless asked to return at once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut head = state.store.watch_head();
-    let mut waited = false;
     loop {
         let after = match tx.checkpoint(&stream).await {
             Ok(a) => a,
             Err(e) => return failed(e),
         };
-        let (sets, read_to) = match tx.pending(&stream, after, max + 1).await {
+        let (sets, read_to) = match tx.pending(&stream, after, (max + 1).min(POLL_MAX + 1), true).await {
             Ok(p) => p,
             Err(e) => return failed(e),
         };
-        if sets.is_empty() && read_to > after {
-            // Nothing waits before `read_to`: the next poll starts there.
-            let _ = tx.advance(&stream, read_to).await;
+        if let Err(e) = tx.skip_to(&stream, after, &sets, read_to).await {
+            return failed(e);
         }
-        if !sets.is_empty() || r.return_immediately || waited {
-            let more = sets.len() > max;
+        let sets: Vec<_> = sets.into_iter().filter(|p| !state.ssf_acks.acked(&id, &p.jti)).collect();
+        let caught_up = read_to >= *state.store.watch_head().borrow();
+        if !sets.is_empty() || r.return_immediately || max == 0 || tokio::time::Instant::now() >= deadline {
+            let more = sets.len() > max || !caught_up;
             let sets: serde_json::Map<String, Value> =
                 sets.into_iter().take(max).map(|p| (p.jti, Value::String(p.set))).collect();
             return HttpResponse::Ok()
                 .insert_header(("Cache-Control", "no-store"))
                 .json(json!({ "sets": sets, "moreAvailable": more }));
         }
-        // Long poll: wait a while for the log to move.
-        waited = true;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), head.changed()).await;
+        if caught_up {
+            let _ = tokio::time::timeout_at(deadline, head.changed()).await;
+        }
     }
 }

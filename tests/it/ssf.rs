@@ -130,7 +130,9 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     let push: Value = push.json().await.unwrap();
     assert_eq!((push["aud"].as_str(), push["events_delivered"][0].as_str()), (Some("ssf-rx"), Some(SESSION_REVOKED)));
     assert!(!push.to_string().contains("rx-push-credential"), "the credential is never shown back");
-    let poll = create(json!({ "delivery": { "method": "urn:ietf:rfc:8936" } })).await.unwrap();
+    let poll = create(json!({ "delivery": { "method": "urn:ietf:rfc:8936" }, "events_requested": [SESSION_REVOKED] }))
+        .await
+        .unwrap();
     assert_eq!(poll.status(), 201);
     let poll: Value = poll.json().await.unwrap();
     let poll_url = poll["delivery"]["endpoint_url"].as_str().unwrap().to_string();
@@ -171,7 +173,11 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
         })
         .collect();
     assert_eq!(revoked.len(), 1, "{first}");
-    assert_eq!(revoked[0].0.as_str(), c["jti"].as_str().unwrap(), "the same event, the same jti");
+    // jti: the event's id, then the stream's (unique per issuer, the same event beneath)
+    let event_of = |jti: &str, stream: &Value| {
+        jti.strip_suffix(&format!("-{}", stream["stream_id"].as_str().unwrap())).unwrap().to_string()
+    };
+    assert_eq!(event_of(revoked[0].0, &poll), event_of(c["jti"].as_str().unwrap(), &push), "the same event");
     let again: Value = poll_once(json!({ "returnImmediately": true })).await.unwrap().json().await.unwrap();
     assert_eq!(again["sets"], first["sets"], "not acknowledged: polled again");
     let acks: Vec<&String> = sets.keys().collect();
@@ -183,6 +189,31 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
         "{after}"
     );
 
+    // and with two more revocations, acknowledging the later first returns only the earlier
+    let _ = revoke_a_session(&demo).await;
+    let _ = revoke_a_session(&demo).await;
+    let two: Value = poll_once(json!({ "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    let mut jtis: Vec<String> = two["sets"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(jtis.len(), 2, "{two}");
+    // jti = event id (UUIDv7, in log order) and stream id
+    jtis.sort();
+    let (earlier, later) = (&jtis[0], &jtis[1]);
+    let only: Value =
+        poll_once(json!({ "ack": [later], "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    let left: Vec<&String> = only["sets"].as_object().unwrap().keys().collect();
+    assert_eq!(left, vec![earlier], "the acknowledged one is not returned again");
+    let none: Value =
+        poll_once(json!({ "ack": [earlier], "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    assert!(none["sets"].as_object().unwrap().is_empty(), "{none}");
+    // the push stream got those too, each once
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pushed.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "pushed: {}", pushed.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(pushed.lock().unwrap().len(), 3, "each SET pushed once, none again");
+
     // and callers without the role, or without a token, are refused; a deleted stream is gone
     assert_eq!(demo.http.get(&streams).send().await.unwrap().status(), 401);
     let (_, alice) = demo
@@ -193,6 +224,12 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
         .await;
     let alice = alice["access_token"].as_str().unwrap();
     assert_eq!(demo.http.get(&streams).bearer_auth(alice).send().await.unwrap().status(), 403);
+    // another client sees none of ssf-rx's streams and cannot poll them
+    let (_, svc) = demo.token(("svc", "svc-secret-0123456789"), &[("grant_type", "client_credentials")]).await;
+    let svc = svc["access_token"].as_str().unwrap();
+    assert_eq!(demo.http.post(&poll_url).bearer_auth(svc).json(&json!({})).send().await.unwrap().status(), 403);
+    let mine: Value = demo.http.get(&streams).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mine.as_array().unwrap().len(), 2, "ssf-rx's own two streams");
     let id = poll["stream_id"].as_str().unwrap();
     let gone = demo.http.delete(format!("{streams}?stream_id={id}")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(gone.status(), 204);

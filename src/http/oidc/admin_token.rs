@@ -26,13 +26,13 @@ pub struct Caller {
 const ADMIN_CLIENTS: [&str; 2] = ["admin-cli", "security-admin-console"];
 
 impl Caller {
-    /// Keycloak's rule for reading a realm's events: a `master` administrator, or the realm's
-    /// own user holding `realm-management`'s `view-events` role.
     /// The `clientId` the token was issued to.
     pub fn client_id(&self) -> Option<&str> {
         self.claims.get("azp").and_then(Value::as_str)
     }
 
+    /// Keycloak's rule for reading a realm's events: a `master` administrator, or the realm's
+    /// own user holding `realm-management`'s `view-events` role.
     pub fn may_view_events(&self, target: &RealmView) -> bool {
         self.has_realm_management_role(target, "view-events")
     }

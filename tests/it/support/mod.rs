@@ -41,6 +41,8 @@ pub fn serve_config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig 
         // Tests that count events get no checkpoint in between; checkpoint tests set their own.
         checkpoint_interval: std::time::Duration::from_secs(3600),
         rejection_window: annals::rejections::WINDOW,
+        // The tests' receivers listen on loopback.
+        ssf_private_endpoints: true,
     }
 }
 
