@@ -120,14 +120,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(_)
         | Command::Events(EventsCommand::Schema { .. })
         | Command::Evidence(EvidenceCommand::Verify { .. }) => ExitCode::SUCCESS,
-        Command::Evidence(EvidenceCommand::Export { realm, user, client, from, to, file: out_file }) => {
+        Command::Evidence(EvidenceCommand::Export { window: req, file: out_file }) => {
             let key = match cli.store.audit_key.clone().or(file.audit_key.clone()) {
                 Some(path) => annals::audit_key::AuditKey::from_pem_file(&path)?,
                 None => {
                     annals::audit_key::AuditKey::derived(&annals::server::existing_server_keys(&store_cfg.data_dir)?)
                 }
             };
-            let req = cli::evidence::ExportRequest { realm, user, client, from, to };
             let out = cli::evidence::export(&store, &key, &req, chrono::Utc::now()).await?;
             std::fs::write(&out_file, &out.bundle).with_context(|| format!("writing {}", out_file.display()))?;
             println!(
@@ -148,8 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", cli::at::report(&store, &req).await?);
             ExitCode::SUCCESS
         }
-        Command::Timeline { realm, user, client, from, to, html } => {
-            let req = cli::timeline::TimelineRequest { realm, user, client, from, to };
+        Command::Timeline { window: req, html } => {
             let t = cli::timeline::gather(&store, &req).await?;
             print!("{}", cli::timeline::render_text(&t));
             if let Some(path) = html {

@@ -38,15 +38,7 @@ pub enum EvidenceError {
 }
 
 /// What to export.
-pub struct ExportRequest {
-    pub realm: String,
-    /// A username, or the id of a user (also one since deleted).
-    pub user: String,
-    /// Only records of this client (its `clientId` or internal id).
-    pub client: Option<String>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
+pub use super::UserWindow as ExportRequest;
 
 pub struct Exported {
     pub bundle: Vec<u8>,

@@ -95,20 +95,8 @@ pub enum Command {
     Evidence(EvidenceCommand),
     /// Every audit record about one user in a window, as text (and `--html FILE`).
     Timeline {
-        #[arg(long)]
-        realm: String,
-        /// A username, or the id of a user (also one since deleted).
-        #[arg(long)]
-        user: String,
-        /// Only records of this client (`clientId`).
-        #[arg(long)]
-        client: Option<String>,
-        /// Start of the window (RFC 3339).
-        #[arg(long)]
-        from: chrono::DateTime<chrono::Utc>,
-        /// End of the window (RFC 3339).
-        #[arg(long)]
-        to: chrono::DateTime<chrono::Utc>,
+        #[command(flatten)]
+        window: UserWindow,
         /// Also write a self-contained HTML report with a timeline chart here.
         #[arg(long)]
         html: Option<PathBuf>,
@@ -133,24 +121,31 @@ pub enum Command {
     },
 }
 
+/// One user's records in a time window: what `timeline` shows and `evidence export` proves.
+#[derive(Clone, Debug, Args)]
+pub struct UserWindow {
+    #[arg(long)]
+    pub realm: String,
+    /// A username, or the id of a user (also one since deleted).
+    #[arg(long)]
+    pub user: String,
+    /// Only records of this client (`clientId`).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Start of the window (RFC 3339).
+    #[arg(long)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// End of the window (RFC 3339).
+    #[arg(long)]
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
     /// Write every record about a user in a time window, with proofs, to FILE.
     Export {
-        #[arg(long)]
-        realm: String,
-        /// A username, or the id of a user (also one since deleted).
-        #[arg(long)]
-        user: String,
-        /// Only records of this client (`clientId`).
-        #[arg(long)]
-        client: Option<String>,
-        /// Start of the window (RFC 3339).
-        #[arg(long)]
-        from: chrono::DateTime<chrono::Utc>,
-        /// End of the window (RFC 3339).
-        #[arg(long)]
-        to: chrono::DateTime<chrono::Utc>,
+        #[command(flatten)]
+        window: UserWindow,
         file: PathBuf,
     },
     /// Check a bundle offline: exit 0 verified under a trusted `--key`, 3 consistent but the key unchecked, 2 naming every altered, missing or reordered record.

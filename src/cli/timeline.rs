@@ -29,15 +29,7 @@ pub enum TimelineError {
     Audit(String),
 }
 
-pub struct TimelineRequest {
-    pub realm: String,
-    /// A username, or a user's id (also of a user since deleted).
-    pub user: String,
-    /// Only records of this client (`clientId`).
-    pub client: Option<String>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
+pub use super::UserWindow as TimelineRequest;
 
 pub struct Timeline {
     pub realm: String,

@@ -41,6 +41,18 @@ fn error(status: StatusCode, description: &str) -> HttpResponse {
     HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(json!({ "error": description }))
 }
 
+/// A refused or failed stream command as the receiver sees it.
+fn command_failed(e: crate::actors::CommandError<SsfStreamError>, what: &str) -> HttpResponse {
+    match e {
+        crate::actors::CommandError::Domain(SsfStreamError::NotFound) => error(StatusCode::NOT_FOUND, "no such stream"),
+        crate::actors::CommandError::Domain(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        e => {
+            tracing::error!(error = %e, "{what}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
 fn issuer(state: &AppState, realm: &RealmView) -> String {
     crate::oidc::issuer(&state.base_url, &realm.name)
 }
@@ -73,6 +85,17 @@ async fn receiver(state: &AppState, req: &HttpRequest, realm: &RealmView) -> Res
     }
     let client = caller.client_id().unwrap_or_default().to_string();
     Ok((caller, client))
+}
+
+/// The enabled realm named in the path and the receiver calling.
+async fn realm_and_receiver(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+) -> Result<(RealmView, Caller, String), HttpResponse> {
+    let realm = realm(state, name).ok_or_else(|| error(StatusCode::NOT_FOUND, "Realm not found."))?;
+    let (caller, audience) = receiver(state, req, &realm).await?;
+    Ok((realm, caller, audience))
 }
 
 /// A stream's configuration as SSF 1.0 §8.1.1 describes it.
@@ -121,8 +144,7 @@ async fn create(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
-    let (_, audience) = match receiver(&state, &req, &realm).await {
+    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
         Ok(r) => r,
         Err(res) => return res,
     };
@@ -186,11 +208,7 @@ async fn create(
                 None => error(StatusCode::SERVICE_UNAVAILABLE, "the stream was created; read it again in a moment"),
             }
         }
-        Err(crate::actors::CommandError::Domain(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
-        Err(e) => {
-            tracing::error!(error = %e, "a stream cannot be created");
-            error(StatusCode::SERVICE_UNAVAILABLE, "try again")
-        }
+        Err(e) => command_failed(e, "a stream cannot be created"),
     }
 }
 
@@ -200,8 +218,7 @@ async fn read(
     name: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
-    let (_, audience) = match receiver(&state, &req, &realm).await {
+    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
         Ok(r) => r,
         Err(res) => return res,
     };
@@ -222,8 +239,7 @@ async fn delete(
     name: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
-    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
-    let (caller, audience) = match receiver(&state, &req, &realm).await {
+    let (realm, caller, audience) = match realm_and_receiver(&state, &req, &name).await {
         Ok(r) => r,
         Err(res) => return res,
     };
@@ -242,14 +258,7 @@ async fn delete(
             state.ssf_acks.forget(id);
             HttpResponse::NoContent().finish()
         }
-        Err(crate::actors::CommandError::Domain(SsfStreamError::NotFound)) => {
-            error(StatusCode::NOT_FOUND, "no such stream")
-        }
-        Err(crate::actors::CommandError::Domain(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
-        Err(e) => {
-            tracing::error!(error = %e, "a stream cannot be deleted");
-            error(StatusCode::SERVICE_UNAVAILABLE, "try again")
-        }
+        Err(e) => command_failed(e, "a stream cannot be deleted"),
     }
 }
 
@@ -285,8 +294,7 @@ async fn poll(
     body: web::Bytes,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let Some(realm) = realm(&state, &name) else { return error(StatusCode::NOT_FOUND, "Realm not found.") };
-    let (_, audience) = match receiver(&state, &req, &realm).await {
+    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
         Ok(r) => r,
         Err(res) => return res,
     };

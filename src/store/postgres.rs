@@ -144,16 +144,7 @@ impl EventStore for PgStore {
             super::NAMING_USER
         );
         let rows = sqlx::query(&sql).bind(user_id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get(0)?;
-                let kind = kind.parse().map_err(|e: annals_events::stream::UnknownStreamType| StoreError::Corrupt {
-                    position: 0,
-                    reason: e.to_string(),
-                })?;
-                Ok(StreamId::new(kind, r.try_get::<String, _>(1)?))
-            })
-            .collect()
+        rows.iter().map(|r| super::rows::stream_id(&r.try_get::<String, _>(0)?, r.try_get(1)?)).collect()
     }
 
     async fn read_streams_between(

@@ -34,3 +34,12 @@ macro_rules! decode_event_row {
     }};
 }
 pub(crate) use decode_event_row;
+
+/// A stream id from its stored type and id columns.
+pub(crate) fn stream_id(kind: &str, id: String) -> Result<annals_events::StreamId, super::StoreError> {
+    let kind = kind.parse().map_err(|e: annals_events::stream::UnknownStreamType| super::StoreError::Corrupt {
+        position: 0,
+        reason: e.to_string(),
+    })?;
+    Ok(annals_events::StreamId::new(kind, id))
+}
