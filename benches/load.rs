@@ -116,6 +116,9 @@ enum Scenario {
         rate: usize,
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
+        /// Deliver to a real rsyslogd (this binary) instead of the in-process reader.
+        #[arg(long)]
+        rsyslog: Option<std::path::PathBuf>,
     },
     /// `annals timeline` for one user in a log of `events` events (seeded when empty).
     Timeline {
@@ -487,8 +490,9 @@ async fn run(args: Args) -> serde_json::Value {
         Scenario::Timeline { database_url, events, sessions, runs } => {
             timeline_load::run(&database_url, events, sessions, runs).await
         }
-        Scenario::Sink { database_url, backlog, rate, seconds } => {
-            json!({"scenario": "sink", "result": sink_load::run(&database_url, backlog, rate, seconds).await})
+        Scenario::Sink { database_url, backlog, rate, seconds, rsyslog } => {
+            let result = sink_load::run(&database_url, backlog, rate, seconds, rsyslog.as_deref()).await;
+            json!({"scenario": "sink", "result": result})
         }
     }
 }

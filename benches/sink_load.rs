@@ -1,7 +1,8 @@
 //! The audit sink figures: catch-up after an outage (records per second from a backlog,
 //! against reading the same events from the log in the same run) and append-to-receiver
 //! latency at a steady rate (against the append's own acknowledgement latency). The receiver
-//! is an RFC 6587 octet-counting reader in this process, on loopback.
+//! is an RFC 6587 octet-counting reader in this process, on loopback, or (`--rsyslog PATH`) a
+//! real rsyslogd writing each message to a file that this process tails.
 use super::{new_user_append, percentile_ms};
 use annals::actors::{Hosts, HostsConfig};
 use annals::clock::SystemClock;
@@ -54,6 +55,84 @@ async fn receiver() -> (u16, Arrivals) {
     (port, arrivals)
 }
 
+/// A running rsyslogd: stopped and its directory removed when dropped.
+pub struct RsyslogGuard {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for RsyslogGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A real rsyslog: imtcp on a random loopback port, each message's structured data written to
+/// a file (omfile, flushed per batch) that a task here tails every millisecond, noting each
+/// position's first appearance.
+async fn rsyslog_receiver(rsyslogd: &std::path::Path) -> (u16, Arrivals, RsyslogGuard) {
+    let dir = std::env::temp_dir().join(format!("annals-load-rsyslog-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let d = dir.display().to_string();
+    let config = format!(
+        "global(workDirectory=\"{d}\" maxMessageSize=\"64k\" net.enableDNS=\"off\")\n\
+         module(load=\"imtcp\")\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{d}/port\" ruleset=\"annals\")\n\
+         template(name=\"sd\" type=\"string\" string=\"%structured-data%\\n\")\n\
+         ruleset(name=\"annals\") {{ action(type=\"omfile\" file=\"{d}/received.log\" template=\"sd\") }}\n"
+    );
+    std::fs::write(dir.join("rsyslog.conf"), config).expect("config");
+    let child = std::process::Command::new(rsyslogd)
+        .args(["-n", "-f"])
+        .arg(dir.join("rsyslog.conf"))
+        .arg("-i")
+        .arg(dir.join("rsyslog.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rsyslogd starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port: u16 = loop {
+        if let Some(p) = std::fs::read_to_string(dir.join("port")).ok().and_then(|p| p.trim().parse().ok()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "rsyslogd did not start listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let arrivals: Arrivals = Default::default();
+    let (seen, file) = (arrivals.clone(), dir.join("received.log"));
+    tokio::spawn(async move {
+        use std::io::{Read, Seek, SeekFrom};
+        let (mut offset, mut partial) = (0u64, String::new());
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let Ok(mut f) = std::fs::File::open(&file) else { continue };
+            if f.seek(SeekFrom::Start(offset)).is_err() {
+                continue;
+            }
+            let mut chunk = String::new();
+            let Ok(n) = f.read_to_string(&mut chunk) else { continue };
+            if n == 0 {
+                continue;
+            }
+            offset += n as u64;
+            let now = Instant::now();
+            partial.push_str(&chunk);
+            let complete = partial.rfind('\n').map_or(0, |i| i + 1);
+            let mut seen = seen.lock().expect("arrivals");
+            for line in partial[..complete].lines() {
+                if let Some(p) = line.split(" position=\"").nth(1).and_then(|s| s.split('"').next()?.parse().ok()) {
+                    seen.entry(p).or_insert(now);
+                }
+            }
+            partial.drain(..complete);
+        }
+    });
+    (port, arrivals, RsyslogGuard { child, dir })
+}
+
 async fn wait_for(arrivals: &Arrivals, position: u64, timeout: Duration) -> Instant {
     let deadline = Instant::now() + timeout;
     loop {
@@ -75,7 +154,13 @@ async fn seed(store: &SharedStore, events: usize) -> u64 {
     last
 }
 
-pub async fn run(database_url: &str, backlog: usize, rate: usize, seconds: f64) -> serde_json::Value {
+pub async fn run(
+    database_url: &str,
+    backlog: usize,
+    rate: usize,
+    seconds: f64,
+    rsyslogd: Option<&std::path::Path>,
+) -> serde_json::Value {
     let store = store::open(database_url).await.expect("store");
     // Catch-up: a backlog in the log, then a sink starting from nothing.
     let head = seed(&store, backlog).await;
@@ -89,7 +174,16 @@ pub async fn run(database_url: &str, backlog: usize, rate: usize, seconds: f64) 
     }
     let read_per_s = read as f64 / t.elapsed().as_secs_f64();
     let models = ReadModels::start(store.clone()).await.expect("read models");
-    let (port, arrivals) = receiver().await;
+    let (port, arrivals, _rsyslog) = match rsyslogd {
+        Some(path) => {
+            let (port, arrivals, guard) = rsyslog_receiver(path).await;
+            (port, arrivals, Some(guard))
+        }
+        None => {
+            let (port, arrivals) = receiver().await;
+            (port, arrivals, None)
+        }
+    };
     let spec: SinkSpec = format!("bench=syslog+tcp://127.0.0.1:{port}").parse().expect("spec");
     let started = Instant::now();
     let hosts = Hosts::new(store.clone(), Arc::new(SystemClock), HostsConfig::default());
@@ -140,6 +234,7 @@ pub async fn run(database_url: &str, backlog: usize, rate: usize, seconds: f64) 
     models.stop();
     store.shutdown().await;
     json!({
+        "receiver": if rsyslogd.is_some() { "rsyslogd (imtcp, omfile, tailed)" } else { "in-process reader" },
         "backlog": head,
         "catch_up_records_per_s": catch_up_per_s,
         "baseline_read_all_events_per_s": read_per_s,

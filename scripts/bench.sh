@@ -44,6 +44,11 @@ done
 record "$("$LOAD" rebuild --database-url "$TMP/rebuild.db" --runs "$RUNS" --events "$REBUILD_N" | sed 's/^{/{"label":"rebuild_sqlite",/')"
 record "$("$LOAD" activation --database-url "$TMP/activation.db" --streams 200 --events 100 | sed 's/^{/{"label":"activation_sqlite",/')"
 
+# Audit delivery to a real rsyslogd: catch-up from a backlog, then latency at 5,000 events/s.
+if [ "$QUICK" = 1 ]; then SINK_BACKLOG=2000; SINK_S=2; else SINK_BACKLOG=200000; SINK_S=20; fi
+RSYSLOGD=$(command -v rsyslogd || echo /usr/sbin/rsyslogd)
+record "$("$LOAD" sink --database-url "$TMP/sink.db" --backlog "$SINK_BACKLOG" --rate 5000 --seconds "$SINK_S" --rsyslog "$RSYSLOGD" | sed 's/^{/{"label":"sink_rsyslog",/')"
+
 # `annals timeline` on PostgreSQL: one user (300 sessions) in a 10,000,000-event log.
 if [ "$QUICK" = 1 ]; then TL_N=20000; else TL_N=10000000; fi
 url=$(pg_db)
@@ -81,6 +86,9 @@ for store in ("sqlite", "postgres"):
           f"p50 {med(f'{store}_1_writer','p50_ms'):.2f} ms p99 {med(f'{store}_1_writer','p99_ms'):.2f} ms; group commit gain x{many/one:.1f}")
 r = next(r for r in rows if r["label"] == "rebuild_sqlite")["result"]
 print(f"rebuild: {r['events_per_s']:,.0f} events/s (baseline read+decode {r['baseline_read_decode_per_s']:,.0f}/s, ratio {r['ratio_to_baseline']:.2f})")
+k = next(r for r in rows if r["label"] == "sink_rsyslog")["result"]
+print(f"syslog through rsyslogd: catch-up {k['catch_up_records_per_s']:,.0f} records/s (read {k['baseline_read_all_events_per_s']:,.0f}/s); "
+      f"at {k['steady_events_per_s']:,.0f} events/s append-to-file p50 {k['append_to_receiver_p50_ms']:.2f} ms p99 {k['append_to_receiver_p99_ms']:.2f} ms")
 t = next(r for r in rows if r["label"] == "timeline_postgres")
 print(f"timeline: {t['result']['timeline_median_ms']:.1f} ms median over {t['events']:,} events, {t['records']} records "
       f"(baseline index + read {t['result']['baseline_index_and_read_median_ms']:.1f} ms)")
