@@ -32,6 +32,21 @@ pub struct SsfStreamCreated {
     pub at: i64,
 }
 
+/// The receiver changed (PATCH) or replaced (PUT) the stream's configuration: the whole new
+/// configuration (its delivery method, realm and receiver never change).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SsfStreamUpdated {
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub authorization: Option<SealedKey>,
+    pub events_requested: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub at: i64,
+}
+
 /// The receiver (or an administrator) deleted the stream; nothing more is delivered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -43,6 +58,7 @@ event_enum! {
     /// Events of a Shared Signals stream (stream type `ssf_stream`).
     SsfStreamEvent {
         Created(SsfStreamCreated) = "ssf_stream.created",
+        Updated(SsfStreamUpdated) = "ssf_stream.updated",
         Deleted(SsfStreamDeleted) = "ssf_stream.deleted",
     }
 }

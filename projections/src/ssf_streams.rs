@@ -62,6 +62,14 @@ impl Projection for SsfStreams {
                     },
                 );
             }
+            DomainEvent::SsfStream(SsfStreamEvent::Updated(u)) => {
+                if let Some(s) = self.by_id.get_mut(id) {
+                    s.endpoint_url.clone_from(&u.endpoint_url);
+                    s.authorization.clone_from(&u.authorization);
+                    s.events_requested.clone_from(&u.events_requested);
+                    s.description.clone_from(&u.description);
+                }
+            }
             DomainEvent::SsfStream(SsfStreamEvent::Deleted(_)) => {
                 self.by_id.remove(id);
             }

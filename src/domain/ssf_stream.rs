@@ -11,11 +11,17 @@ pub struct SsfStream {
     pub lifecycle: Lifecycle,
     pub realm_id: String,
     pub audience: String,
+    pub method: String,
 }
 
 #[derive(Clone, Debug)]
 pub enum SsfStreamCommand {
     Create(Box<SsfStreamCreated>),
+    /// A new configuration from the stream's receiver (the method stays).
+    Update {
+        audience: String,
+        update: Box<SsfStreamUpdated>,
+    },
     /// Deletes the stream of this realm and audience (a receiver may delete only its own).
     Delete {
         realm_id: String,
@@ -62,6 +68,21 @@ impl Aggregate for SsfStream {
                 }
                 Ok(vec![SsfStreamCreated { at: now.timestamp(), ..*c }.into()])
             }
+            SsfStreamCommand::Update { audience, update } => {
+                if self.lifecycle != Lifecycle::Live || audience != self.audience {
+                    return Err(SsfStreamError::NotFound);
+                }
+                match (self.method.as_str(), &update.endpoint_url) {
+                    (PUSH, Some(_)) | (POLL, None) => {}
+                    (PUSH, None) => return Err(SsfStreamError::Invalid("push delivery needs an endpoint_url".into())),
+                    _ => {
+                        return Err(SsfStreamError::Invalid(
+                            "poll delivery takes no endpoint_url: Annals assigns it".into(),
+                        ))
+                    }
+                }
+                Ok(vec![SsfStreamUpdated { at: now.timestamp(), ..*update }.into()])
+            }
             SsfStreamCommand::Delete { realm_id, audience } => {
                 let mine = self.realm_id == realm_id && audience.is_none_or(|a| a == self.audience);
                 if self.lifecycle != Lifecycle::Live || !mine {
@@ -78,7 +99,9 @@ impl Aggregate for SsfStream {
                 self.lifecycle = Lifecycle::Live;
                 self.realm_id.clone_from(&c.realm_id);
                 self.audience.clone_from(&c.audience);
+                self.method.clone_from(&c.method);
             }
+            SsfStreamEvent::Updated(_) => {}
             SsfStreamEvent::Deleted(_) => self.lifecycle = Lifecycle::Deleted,
         }
         self
@@ -125,6 +148,33 @@ mod tests {
             let err = given::<SsfStream>(vec![]).decide(create(method, url), now()).unwrap_err().to_string();
             assert!(err.contains(says), "{method}: {err}");
         }
+    }
+
+    #[test]
+    fn given_a_push_stream_when_its_receiver_updates_it_then_the_new_configuration_is_recorded() {
+        let live = given::<SsfStream>(
+            given::<SsfStream>(vec![]).decide(create(PUSH, Some("https://rx.example/a")), now()).unwrap(),
+        );
+        let update = |url: Option<&str>| SsfStreamUpdated {
+            endpoint_url: url.map(String::from),
+            authorization: None,
+            events_requested: vec!["urn:x".into()],
+            description: None,
+            at: 0,
+        };
+        let mine = SsfStreamCommand::Update {
+            audience: "receiver".into(),
+            update: Box::new(update(Some("https://rx.example/b"))),
+        };
+        let events = live.decide(mine, now()).unwrap();
+        assert!(
+            matches!(&events[..], [SsfStreamEvent::Updated(u)] if u.endpoint_url.as_deref() == Some("https://rx.example/b"))
+        );
+        let theirs =
+            SsfStreamCommand::Update { audience: "other".into(), update: Box::new(update(Some("https://x/"))) };
+        assert_eq!(live.decide(theirs, now()), Err(SsfStreamError::NotFound));
+        let no_url = SsfStreamCommand::Update { audience: "receiver".into(), update: Box::new(update(None)) };
+        assert!(live.decide(no_url, now()).is_err(), "push keeps an endpoint");
     }
 
     #[test]

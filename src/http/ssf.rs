@@ -1,7 +1,7 @@
 //! Shared Signals Framework 1.0 endpoints of a realm (the transmitter side):
 //!
 //! - `GET /.well-known/ssf-configuration/realms/{realm}`: transmitter metadata;
-//! - `POST|GET|DELETE /realms/{realm}/ssf/streams[?stream_id=ID]`: stream configuration;
+//! - `POST|GET|PATCH|PUT|DELETE /realms/{realm}/ssf/streams[?stream_id=ID]`: stream configuration;
 //! - `POST /realms/{realm}/ssf/poll/{stream_id}`: poll delivery (RFC 8936).
 //!
 //! A receiver is a client whose token holds `realm-management`'s `manage-events` role (or a
@@ -32,6 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/realms/{realm}/ssf/streams")
                 .route(web::post().to(create))
                 .route(web::get().to(read))
+                .route(web::patch().to(patch))
+                .route(web::put().to(put))
                 .route(web::delete().to(delete)),
         )
         .service(web::resource("/realms/{realm}/ssf/poll/{stream}").route(web::post().to(poll)));
@@ -138,6 +140,158 @@ struct CreateRequest {
     description: Option<String>,
 }
 
+/// A configuration body, parsed.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, String)> {
+    if body.len() > BODY_MAX {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "the stream configuration is too large".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid stream configuration: {e}")))
+}
+
+/// A configuration as it will be recorded: sizes bounded, the push endpoint allowed, the
+/// receiver's push credential sealed.
+struct Checked {
+    method: String,
+    endpoint_url: Option<String>,
+    authorization: Option<annals_events::signing_key::SealedKey>,
+    events_requested: Vec<String>,
+    description: Option<String>,
+}
+
+async fn check(
+    state: &AppState,
+    delivery: Delivery,
+    events_requested: Vec<String>,
+    description: Option<String>,
+) -> Result<Checked, HttpResponse> {
+    if events_requested.len() > 64 || events_requested.iter().any(|e| e.len() > 256) {
+        return Err(error(StatusCode::BAD_REQUEST, "events_requested: at most 64 URIs of 256 characters"));
+    }
+    if description.as_ref().is_some_and(|d| d.len() > 1_024)
+        || delivery.endpoint_url.as_ref().is_some_and(|u| u.len() > 2_048)
+    {
+        return Err(error(StatusCode::BAD_REQUEST, "description or endpoint_url too long"));
+    }
+    if let Some(u) = &delivery.endpoint_url {
+        if !crate::ssf::endpoint_allowed(u, state.ssf_private_endpoints).await {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "endpoint_url must be an https URL without credentials whose host resolves to public addresses",
+            ));
+        }
+    }
+    let authorization = match &delivery.authorization_header {
+        None => None,
+        Some(h) if h.len() > 4_096 || reqwest::header::HeaderValue::from_str(h).is_err() => {
+            return Err(error(StatusCode::BAD_REQUEST, "authorization_header is not a usable header value"))
+        }
+        Some(h) => Some(state.keys.seal(h.as_bytes()).map_err(|e| {
+            tracing::error!(error = %e, "a stream's authorization header cannot be sealed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the stream cannot be configured")
+        })?),
+    };
+    Ok(Checked {
+        method: delivery.method,
+        endpoint_url: delivery.endpoint_url,
+        authorization,
+        events_requested,
+        description,
+    })
+}
+
+/// SSF 1.0 §8.1.1.3 and .4: PATCH changes what the body names, PUT replaces the whole
+/// configuration. The delivery method cannot change.
+#[derive(Deserialize)]
+struct UpdateRequest {
+    stream_id: String,
+    #[serde(default)]
+    delivery: Option<Delivery>,
+    #[serde(default)]
+    events_requested: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn patch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    update(state, req, name, body, false).await
+}
+
+async fn put(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    update(state, req, name, body, true).await
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+    replace: bool,
+) -> HttpResponse {
+    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let r: UpdateRequest = match parse(&body) {
+        Ok(r) => r,
+        Err((status, why)) => return error(status, &why),
+    };
+    let current = state.read_models.read().ssf_streams.get(&r.stream_id).cloned();
+    let Some(current) = current.filter(|s| s.realm_id == realm.id && s.audience == audience) else {
+        return error(StatusCode::NOT_FOUND, "no such stream");
+    };
+    if replace && r.delivery.is_none() {
+        return error(StatusCode::BAD_REQUEST, "a replacement needs its delivery");
+    }
+    let kept_delivery = r.delivery.is_none();
+    let delivery = r.delivery.unwrap_or(Delivery {
+        method: current.method.clone(),
+        endpoint_url: current.endpoint_url.clone(),
+        authorization_header: None,
+    });
+    if delivery.method != current.method {
+        return error(StatusCode::BAD_REQUEST, "the delivery method of a stream cannot change");
+    }
+    let events = match (r.events_requested, replace) {
+        (Some(e), _) => e,
+        (None, true) => vec![],
+        (None, false) => current.events_requested.clone(),
+    };
+    let description = if replace { r.description } else { r.description.or(current.description.clone()) };
+    let mut c = match check(&state, delivery, events, description).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    if kept_delivery {
+        c.authorization.clone_from(&current.authorization);
+    }
+    let update = annals_events::ssf_stream::SsfStreamUpdated {
+        endpoint_url: c.endpoint_url,
+        authorization: c.authorization,
+        events_requested: c.events_requested,
+        description: c.description,
+        at: 0,
+    };
+    let meta =
+        super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
+    let cmd = SsfStreamCommand::Update { audience, update: Box::new(update) };
+    match state.hosts.execute::<SsfStream>(&r.stream_id, cmd, meta).await {
+        Ok(done) => {
+            let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            let view = state.read_models.read().ssf_streams.get(&r.stream_id).cloned();
+            match view {
+                Some(v) => HttpResponse::Ok().json(config(&state, &realm, &v)),
+                None => error(StatusCode::NOT_FOUND, "no such stream"),
+            }
+        }
+        Err(e) => command_failed(e, "a stream cannot be updated"),
+    }
+}
+
 async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -148,54 +302,26 @@ async fn create(
         Ok(r) => r,
         Err(res) => return res,
     };
-    if body.len() > BODY_MAX {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "the stream configuration is too large");
-    }
-    let r: CreateRequest = match serde_json::from_slice(&body) {
+    let r: CreateRequest = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid stream configuration: {e}")),
+        Err((status, why)) => return error(status, &why),
     };
-    if r.events_requested.len() > 64 || r.events_requested.iter().any(|e| e.len() > 256) {
-        return error(StatusCode::BAD_REQUEST, "events_requested: at most 64 URIs of 256 characters");
-    }
-    if r.description.as_ref().is_some_and(|d| d.len() > 1_024)
-        || r.delivery.endpoint_url.as_ref().is_some_and(|u| u.len() > 2_048)
-    {
-        return error(StatusCode::BAD_REQUEST, "description or endpoint_url too long");
-    }
-    if let Some(u) = &r.delivery.endpoint_url {
-        if !crate::ssf::endpoint_allowed(u, state.ssf_private_endpoints).await {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "endpoint_url must be an https URL without credentials whose host resolves to public addresses",
-            );
-        }
-    }
     if state.read_models.read().ssf_streams.of(&realm.id, &audience).len() >= STREAMS_PER_RECEIVER {
         return error(StatusCode::CONFLICT, "this receiver has as many streams as it may");
     }
-    let authorization = match &r.delivery.authorization_header {
-        None => None,
-        Some(h) if h.len() > 4_096 || reqwest::header::HeaderValue::from_str(h).is_err() => {
-            return error(StatusCode::BAD_REQUEST, "authorization_header is not a usable header value")
-        }
-        Some(h) => match state.keys.seal(h.as_bytes()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "a stream's authorization header cannot be sealed");
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "the stream cannot be created");
-            }
-        },
+    let c = match check(&state, r.delivery, r.events_requested, r.description).await {
+        Ok(c) => c,
+        Err(res) => return res,
     };
     let id = uuid::Uuid::now_v7().to_string();
     let created = SsfStreamCreated {
         realm_id: realm.id.clone(),
         audience: audience.clone(),
-        method: r.delivery.method,
-        endpoint_url: r.delivery.endpoint_url,
-        authorization,
-        events_requested: r.events_requested,
-        description: r.description,
+        method: c.method,
+        endpoint_url: c.endpoint_url,
+        authorization: c.authorization,
+        events_requested: c.events_requested,
+        description: c.description,
         at: 0,
     };
     let meta = super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience, realm: realm.id.clone() });

@@ -293,11 +293,11 @@ impl Transmitter {
 }
 
 /// The push tasks of the live streams; dropped (the supervisor stopped), they stop too.
-struct Tasks(HashMap<String, tokio::task::JoinHandle<()>>);
+struct Tasks(HashMap<String, (SsfStreamView, tokio::task::JoinHandle<()>)>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        for t in self.0.values() {
+        for (_, t) in self.0.values() {
             t.abort();
         }
     }
@@ -332,8 +332,9 @@ pub fn spawn_push(tx: Transmitter) -> tokio::task::JoinHandle<()> {
                 .collect();
             // A task that ended (its credential cannot be unsealed) stays ended until its
             // stream goes: restarting it would only log the same error again.
-            running.retain(|id, task| {
-                let keep = live.iter().any(|s| &s.id == id);
+            // A stream whose configuration changed is pushed by a new task.
+            running.retain(|id, (view, task)| {
+                let keep = live.iter().any(|s| &s.id == id && s == view);
                 if !keep {
                     task.abort();
                 }
@@ -342,7 +343,7 @@ pub fn spawn_push(tx: Transmitter) -> tokio::task::JoinHandle<()> {
             for s in live {
                 if !running.contains_key(&s.id) {
                     let (tx, http, id) = (tx.clone(), http.clone(), s.id.clone());
-                    running.insert(id, tokio::spawn(push(tx, http, s)));
+                    running.insert(id, (s.clone(), tokio::spawn(push(tx, http, s))));
                 }
             }
         }

@@ -62,12 +62,8 @@ async fn revoke_a_session(demo: &Demo) -> String {
     let (status, tokens) = redeem(demo, &code).await;
     assert_eq!(status, 200);
     let first = tokens["refresh_token"].as_str().unwrap().to_string();
-    let form = |t: &str| {
-        vec![("grant_type".to_string(), "refresh_token".to_string()), ("refresh_token".to_string(), t.to_string())]
-    };
     let secret = ("web", "web-secret-0123456789");
-    let f = form(&first);
-    let pairs: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let pairs = [("grant_type", "refresh_token"), ("refresh_token", first.as_str())];
     assert_eq!(demo.token(secret, &pairs).await.0, 200);
     assert_eq!(demo.token(secret, &pairs).await.0, 400, "the reused refresh token revokes the session");
     let claims = tokens["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
@@ -126,15 +122,17 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     }))
     .await
     .unwrap();
-    assert_eq!(push.status(), 201);
+    let status = push.status();
     let push: Value = push.json().await.unwrap();
+    assert_eq!(status, 201, "{push}");
     assert_eq!((push["aud"].as_str(), push["events_delivered"][0].as_str()), (Some("ssf-rx"), Some(SESSION_REVOKED)));
     assert!(!push.to_string().contains("rx-push-credential"), "the credential is never shown back");
     let poll = create(json!({ "delivery": { "method": "urn:ietf:rfc:8936" }, "events_requested": [SESSION_REVOKED] }))
         .await
         .unwrap();
-    assert_eq!(poll.status(), 201);
+    let status = poll.status();
     let poll: Value = poll.json().await.unwrap();
+    assert_eq!(status, 201, "{poll}");
     let poll_url = poll["delivery"]["endpoint_url"].as_str().unwrap().to_string();
     // and a session is revoked
     let sid = revoke_a_session(&demo).await;
@@ -179,7 +177,9 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     };
     assert_eq!(event_of(revoked[0].0, &poll), event_of(c["jti"].as_str().unwrap(), &push), "the same event");
     let again: Value = poll_once(json!({ "returnImmediately": true })).await.unwrap().json().await.unwrap();
-    assert_eq!(again["sets"], first["sets"], "not acknowledged: polled again");
+    let ids = |v: &Value| v["sets"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    // The same SETs (by jti: each is signed anew, with the time it is issued as `iat`).
+    assert_eq!(ids(&again), ids(&first), "not acknowledged: polled again");
     let acks: Vec<&String> = sets.keys().collect();
     let after: Value =
         poll_once(json!({ "ack": acks, "returnImmediately": true })).await.unwrap().json().await.unwrap();
@@ -230,6 +230,26 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     assert_eq!(demo.http.post(&poll_url).bearer_auth(svc).json(&json!({})).send().await.unwrap().status(), 403);
     let mine: Value = demo.http.get(&streams).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(mine.as_array().unwrap().len(), 2, "ssf-rx's own two streams");
+    // the receiver changes its push stream (PATCH) and cannot turn the poll stream into push
+    let push_id = push["stream_id"].as_str().unwrap();
+    let patched = demo
+        .http
+        .patch(&streams)
+        .bearer_auth(&token)
+        .json(&json!({ "stream_id": push_id, "description": "renamed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(
+        (patched["description"].as_str(), patched["events_requested"][0].as_str()),
+        (Some("renamed"), Some(SESSION_REVOKED))
+    );
+    assert_eq!(patched["delivery"]["endpoint_url"], format!("{rx_base}/ssf"), "the rest kept");
+    let switch = json!({ "stream_id": poll["stream_id"], "delivery": { "method": "urn:ietf:rfc:8935", "endpoint_url": format!("{rx_base}/ssf") } });
+    let refused = demo.http.put(&streams).bearer_auth(&token).json(&switch).send().await.unwrap();
+    assert_eq!(refused.status(), 400, "the delivery method cannot change");
     let id = poll["stream_id"].as_str().unwrap();
     let gone = demo.http.delete(format!("{streams}?stream_id={id}")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(gone.status(), 204);

@@ -302,6 +302,14 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             at: 1,
         })
         .into(),
+        crate::ssf_stream::SsfStreamEvent::from(crate::ssf_stream::SsfStreamUpdated {
+            endpoint_url: Some("https://rx.example/ssf2".into()),
+            authorization: None,
+            events_requested: vec!["urn:example".into()],
+            description: Some("d".into()),
+            at: 2,
+        })
+        .into(),
         crate::ssf_stream::SsfStreamEvent::from(crate::ssf_stream::SsfStreamDeleted { at: 2 }).into(),
     ]
 }

@@ -456,6 +456,12 @@ impl Said {
                 }
                 d("events_requested", e.events_requested.join(" "));
             }
+            DomainEvent::SsfStream(SsfStreamEvent::Updated(e)) => {
+                if let Some(u) = &e.endpoint_url {
+                    d("endpoint_url", u.clone());
+                }
+                d("events_requested", e.events_requested.join(" "));
+            }
             DomainEvent::Client(ClientEvent::Created(e)) => d("client_id", e.client_id.clone()),
             DomainEvent::Realm(RealmEvent::Created(e)) => d("name", e.name.clone()),
             DomainEvent::Role(RoleEvent::Created(e)) => d("name", e.name.clone()),
