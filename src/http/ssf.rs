@@ -279,16 +279,29 @@ async fn update(
     let meta =
         super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
     let cmd = SsfStreamCommand::Update { audience, update: Box::new(update) };
-    match state.hosts.execute::<SsfStream>(&r.stream_id, cmd, meta).await {
+    execute(&state, &realm, &r.stream_id, cmd, meta, StatusCode::OK).await
+}
+
+/// Runs a stream command and answers with the stream's configuration once the read models
+/// show it.
+async fn execute(
+    state: &AppState,
+    realm: &RealmView,
+    id: &str,
+    cmd: SsfStreamCommand,
+    meta: annals_events::Metadata,
+    status: StatusCode,
+) -> HttpResponse {
+    match state.hosts.execute::<SsfStream>(id, cmd, meta).await {
         Ok(done) => {
             let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
-            let view = state.read_models.read().ssf_streams.get(&r.stream_id).cloned();
+            let view = state.read_models.read().ssf_streams.get(id).cloned();
             match view {
-                Some(v) => HttpResponse::Ok().json(config(&state, &realm, &v)),
-                None => error(StatusCode::NOT_FOUND, "no such stream"),
+                Some(v) => HttpResponse::build(status).json(config(state, realm, &v)),
+                None => error(StatusCode::SERVICE_UNAVAILABLE, "recorded; read the stream again in a moment"),
             }
         }
-        Err(e) => command_failed(e, "a stream cannot be updated"),
+        Err(e) => command_failed(e, "a stream command failed"),
     }
 }
 
@@ -325,17 +338,7 @@ async fn create(
         at: 0,
     };
     let meta = super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience, realm: realm.id.clone() });
-    match state.hosts.execute::<SsfStream>(&id, SsfStreamCommand::Create(Box::new(created)), meta).await {
-        Ok(done) => {
-            let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
-            let view = state.read_models.read().ssf_streams.get(&id).cloned();
-            match view {
-                Some(v) => HttpResponse::Created().json(config(&state, &realm, &v)),
-                None => error(StatusCode::SERVICE_UNAVAILABLE, "the stream was created; read it again in a moment"),
-            }
-        }
-        Err(e) => command_failed(e, "a stream cannot be created"),
-    }
+    execute(&state, &realm, &id, SsfStreamCommand::Create(Box::new(created)), meta, StatusCode::CREATED).await
 }
 
 async fn read(
