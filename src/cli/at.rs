@@ -1,8 +1,7 @@
 //! `annals at TIME sessions|tokens [--realm R] [--user NAME]`: what was active at a moment,
 //! computed by folding the log up to that moment (nothing written after it counts).
 use super::activity::Activity;
-use super::evidence::first_at;
-use crate::store::{SharedStore, StoreError};
+use crate::store::{EventStore, SharedStore, StoreError};
 use annals_projections::Directory;
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
@@ -33,6 +32,20 @@ pub struct AtRequest {
     pub what: What,
     pub realm: Option<String>,
     pub user: Option<String>,
+}
+
+/// The first position recorded at or after `t` (positions are appended in time order), or
+/// one past the head.
+pub async fn first_at(store: &dyn EventStore, t: DateTime<Utc>) -> Result<u64, StoreError> {
+    let (mut lo, mut hi) = (1, store.head().await? + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match store.read_all(mid - 1, 1).await?.first() {
+            Some(e) if e.recorded_at < t => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// The log folded up to the last event recorded at or before `t`; that event's position.

@@ -1,16 +1,13 @@
 //! `annals evidence export` and `annals evidence verify`: one user's records over a time
 //! window as a bundle that proves them against signed checkpoints (format and checks in
 //! `annals_events::evidence`, so a verifier needs nothing of the server).
-use crate::audit::{Auditor, DirectoryNames};
 use crate::audit_checkpoints::{self, CheckpointError};
 use crate::audit_key::AuditKey;
-use crate::store::{EventStore, SharedStore, StoreError};
+use crate::store::{SharedStore, StoreError};
 use annals_events::evidence::{self, Subject};
 use annals_events::jws::PublicJwk;
 use annals_events::RecordedEvent;
 use chrono::{DateTime, Utc};
-
-const PAGE: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -19,17 +16,14 @@ pub enum EvidenceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("{0}")]
-    ReadModel(String),
-    #[error("no realm named {0:?}")]
-    UnknownRealm(String),
+    /// The records about the user cannot be gathered.
+    #[error(transparent)]
+    Find(#[from] super::timeline::TimelineError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     /// The log no longer matches a checkpoint: it was rewritten after signing.
     #[error("{0}")]
     Assemble(#[from] evidence::AssembleError),
-    #[error("--from {from} is after --to {to}")]
-    Window { from: DateTime<Utc>, to: DateTime<Utc> },
     #[error("{0}")]
     Keys(String),
     /// No checkpoint could be appended (nothing moved): the export cannot prove its records.
@@ -47,41 +41,15 @@ pub struct Exported {
     pub key_id: String,
 }
 
-/// The first position recorded at or after `t` (positions are appended in time order), or
-/// one past the head.
-pub async fn first_at(store: &dyn EventStore, t: DateTime<Utc>) -> Result<u64, StoreError> {
-    let (mut lo, mut hi) = (1, store.head().await? + 1);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match store.read_all(mid - 1, 1).await?.first() {
-            Some(e) if e.recorded_at < t => lo = mid + 1,
-            _ => hi = mid,
-        }
-    }
-    Ok(lo)
-}
-
 pub async fn export(
     store: &SharedStore,
     key: &AuditKey,
     req: &ExportRequest,
     now: DateTime<Utc>,
 ) -> Result<Exported, EvidenceError> {
-    if req.from > req.to {
-        return Err(EvidenceError::Window { from: req.from, to: req.to });
-    }
-    let dir = crate::readmodels::rebuild(store, |_| {}).await.map_err(|e| EvidenceError::ReadModel(e.to_string()))?;
-    let realm_id =
-        dir.realms.by_name(&req.realm).map(|r| r.id.clone()).ok_or(EvidenceError::UnknownRealm(req.realm.clone()))?;
-    crate::sqlmodels::catch_up(store).await.map_err(|e| EvidenceError::ReadModel(e.to_string()))?;
-    let found = crate::sqlmodels::users::by_username(&store.pool(), &realm_id, &req.user)
-        .await
-        .map_err(|e| EvidenceError::ReadModel(e.to_string()))?;
-    let (username, user_id) = match found {
-        Some(u) => (u.username.clone(), u.id.clone()),
-        None => (req.user.clone(), req.user.clone()),
-    };
-    let records = select(store, &dir, &realm_id, &user_id, req).await?;
+    let found = super::timeline::about_user(store, req).await?;
+    let (username, user_id) = (found.username, found.user_id);
+    let records: Vec<RecordedEvent> = found.entries.into_iter().map(|(e, _)| e).collect();
     let last = records.last().map_or(0, |e| e.position);
     cover(store, key, last, now).await?;
     let positions: Vec<u64> = records.iter().map(|e| e.position).collect();
@@ -91,46 +59,6 @@ pub async fn export(
     let bundle = evidence::assemble(subject, &records, &covering, key.signing(), now)?;
     // `covering` holds only the checkpoints some record needs.
     Ok(Exported { bundle, records: records.len(), checkpoints: covering.len(), key_id: key.public().kid.clone() })
-}
-
-/// Every event whose audit record names the user (and the client, if asked) in the window.
-async fn select(
-    store: &SharedStore,
-    dir: &annals_projections::Directory,
-    realm_id: &str,
-    user_id: &str,
-    req: &ExportRequest,
-) -> Result<Vec<RecordedEvent>, EvidenceError> {
-    let mut auditor = Auditor::default();
-    let names = DirectoryNames(dir);
-    // Nodes' clocks may disagree a little, so `recorded_at` is not strictly in position order:
-    // start and stop a margin beyond the window and filter by time.
-    let margin = chrono::Duration::minutes(5);
-    let mut after = first_at(&**store, req.from - margin).await?.saturating_sub(1);
-    let mut out = Vec::new();
-    loop {
-        let page = store.read_all(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        let done = page.len() < PAGE || last.recorded_at > req.to + margin;
-        let page: Vec<RecordedEvent> =
-            page.into_iter().filter(|e| req.from <= e.recorded_at && e.recorded_at <= req.to).collect();
-        let prepared = auditor.prepare(&**store, page, |m| m.realm.as_ref().is_none_or(|r| r == realm_id)).await?;
-        for p in prepared {
-            if p.realm_id() != Some(realm_id) {
-                continue;
-            }
-            let r = p.record(&names);
-            let client_matches = req.client.as_ref().is_none_or(|c| r.client_id.as_deref() == Some(c.as_str()));
-            if r.user_id.as_deref() == Some(user_id) && client_matches {
-                out.push(p.into_event());
-            }
-        }
-        if done {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// Appends checkpoints until one covers `position`.

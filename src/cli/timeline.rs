@@ -7,7 +7,7 @@
 //! streams' events in the window are read.
 use crate::audit::{Auditor, DirectoryNames};
 use crate::store::{SharedStore, StoreError};
-use annals_events::{StreamId, StreamType};
+use annals_events::{RecordedEvent, StreamId, StreamType};
 use annals_projections::audit::{AuditRecord, Outcome};
 use annals_projections::Directory;
 use chrono::{DateTime, Utc};
@@ -53,7 +53,18 @@ async fn user_streams(store: &SharedStore, realm_id: &str, user_id: &str) -> Res
     Ok(streams)
 }
 
-pub async fn gather(store: &SharedStore, req: &TimelineRequest) -> Result<Timeline, TimelineError> {
+/// One user's audit records in a window, with the events they are made of: what `timeline`
+/// shows and `evidence export` proves.
+pub struct AboutUser {
+    pub username: String,
+    pub user_id: String,
+    /// In log order.
+    pub entries: Vec<(RecordedEvent, AuditRecord)>,
+}
+
+/// Every event whose audit record names the user (and the client, if asked) in the window,
+/// found through the indexes: the same set a scan of the whole log finds (tested).
+pub async fn about_user(store: &SharedStore, req: &TimelineRequest) -> Result<AboutUser, TimelineError> {
     if req.from > req.to {
         return Err(TimelineError::Window { from: req.from, to: req.to });
     }
@@ -83,22 +94,29 @@ pub async fn gather(store: &SharedStore, req: &TimelineRequest) -> Result<Timeli
         .await
         .map_err(|e| TimelineError::Audit(e.to_string()))?;
     let names = DirectoryNames(&dir);
-    let records = prepared
-        .iter()
-        .filter(|p| p.realm_id() == Some(realm_id.as_str()))
-        .map(|p| p.record(&names))
+    let mut entries = Vec::new();
+    for p in prepared.into_iter().filter(|p| p.realm_id() == Some(realm_id.as_str())) {
+        let r = p.record(&names);
         // A stream about the user may also hold others' attempts (a wrong username first).
-        .filter(|r| r.user_id.as_deref() == Some(user_id.as_str()))
-        .filter(|r| req.client.as_ref().is_none_or(|c| r.client_id.as_deref() == Some(c.as_str())))
-        .collect();
+        let about = r.user_id.as_deref() == Some(user_id.as_str())
+            && req.client.as_ref().is_none_or(|c| r.client_id.as_deref() == Some(c.as_str()));
+        if about {
+            entries.push((p.into_event(), r));
+        }
+    }
+    Ok(AboutUser { username, user_id, entries })
+}
+
+pub async fn gather(store: &SharedStore, req: &TimelineRequest) -> Result<Timeline, TimelineError> {
+    let found = about_user(store, req).await?;
     Ok(Timeline {
         realm: req.realm.clone(),
-        username,
-        user_id,
+        username: found.username,
+        user_id: found.user_id,
         client: req.client.clone(),
         from: req.from,
         to: req.to,
-        records,
+        records: found.entries.into_iter().map(|(_, r)| r).collect(),
     })
 }
 
