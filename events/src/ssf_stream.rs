@@ -47,6 +47,16 @@ pub struct SsfStreamUpdated {
     pub at: i64,
 }
 
+/// The receiver asked for a verification event (SSF 1.0 §8.1.4): the stream delivers one
+/// SET carrying `state` back, so the receiver knows delivery works end to end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SsfStreamVerificationRequested {
+    #[serde(default)]
+    pub state: Option<String>,
+    pub at: i64,
+}
+
 /// The receiver (or an administrator) deleted the stream; nothing more is delivered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -59,6 +69,7 @@ event_enum! {
     SsfStreamEvent {
         Created(SsfStreamCreated) = "ssf_stream.created",
         Updated(SsfStreamUpdated) = "ssf_stream.updated",
+        VerificationRequested(SsfStreamVerificationRequested) = "ssf_stream.verification_requested",
         Deleted(SsfStreamDeleted) = "ssf_stream.deleted",
     }
 }

@@ -22,6 +22,11 @@ pub enum SsfStreamCommand {
         audience: String,
         update: Box<SsfStreamUpdated>,
     },
+    /// The receiver asks for a verification SET carrying `state`.
+    Verify {
+        audience: String,
+        state: Option<String>,
+    },
     /// Deletes the stream of this realm and audience (a receiver may delete only its own).
     Delete {
         realm_id: String,
@@ -83,6 +88,15 @@ impl Aggregate for SsfStream {
                 }
                 Ok(vec![SsfStreamUpdated { at: now.timestamp(), ..*update }.into()])
             }
+            SsfStreamCommand::Verify { audience, state } => {
+                if self.lifecycle != Lifecycle::Live || audience != self.audience {
+                    return Err(SsfStreamError::NotFound);
+                }
+                if state.as_ref().is_some_and(|s| s.len() > 256) {
+                    return Err(SsfStreamError::Invalid("state: at most 256 characters".into()));
+                }
+                Ok(vec![SsfStreamVerificationRequested { state, at: now.timestamp() }.into()])
+            }
             SsfStreamCommand::Delete { realm_id, audience } => {
                 let mine = self.realm_id == realm_id && audience.is_none_or(|a| a == self.audience);
                 if self.lifecycle != Lifecycle::Live || !mine {
@@ -101,7 +115,7 @@ impl Aggregate for SsfStream {
                 self.audience.clone_from(&c.audience);
                 self.method.clone_from(&c.method);
             }
-            SsfStreamEvent::Updated(_) => {}
+            SsfStreamEvent::Updated(_) | SsfStreamEvent::VerificationRequested(_) => {}
             SsfStreamEvent::Deleted(_) => self.lifecycle = Lifecycle::Deleted,
         }
         self
@@ -175,6 +189,16 @@ mod tests {
         assert_eq!(live.decide(theirs, now()), Err(SsfStreamError::NotFound));
         let no_url = SsfStreamCommand::Update { audience: "receiver".into(), update: Box::new(update(None)) };
         assert!(live.decide(no_url, now()).is_err(), "push keeps an endpoint");
+    }
+
+    #[test]
+    fn given_a_stream_when_its_receiver_asks_for_verification_then_the_state_is_recorded() {
+        let live = given::<SsfStream>(given::<SsfStream>(vec![]).decide(create(POLL, None), now()).unwrap());
+        let ask = |who: &str, state: &str| SsfStreamCommand::Verify { audience: who.into(), state: Some(state.into()) };
+        let events = live.decide(ask("receiver", "abc"), now()).unwrap();
+        assert!(matches!(&events[..], [SsfStreamEvent::VerificationRequested(v)] if v.state.as_deref() == Some("abc")));
+        assert_eq!(live.decide(ask("someone-else", "abc"), now()), Err(SsfStreamError::NotFound));
+        assert!(live.decide(ask("receiver", &"x".repeat(257)), now()).is_err());
     }
 
     #[test]

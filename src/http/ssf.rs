@@ -2,6 +2,7 @@
 //!
 //! - `GET /.well-known/ssf-configuration/realms/{realm}`: transmitter metadata;
 //! - `POST|GET|PATCH|PUT|DELETE /realms/{realm}/ssf/streams[?stream_id=ID]`: stream configuration;
+//! - `POST /realms/{realm}/ssf/verify`: a verification event through a stream;
 //! - `POST /realms/{realm}/ssf/poll/{stream_id}`: poll delivery (RFC 8936).
 //!
 //! A receiver is a client whose token holds `realm-management`'s `manage-events` role (or a
@@ -36,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(put))
                 .route(web::delete().to(delete)),
         )
+        .service(web::resource("/realms/{realm}/ssf/verify").route(web::post().to(verify)))
         .service(web::resource("/realms/{realm}/ssf/poll/{stream}").route(web::post().to(poll)));
 }
 
@@ -72,6 +74,7 @@ async fn metadata(state: web::Data<AppState>, name: web::Path<String>) -> HttpRe
         "jwks_uri": format!("{}/audit/certs", state.base_url),
         "delivery_methods_supported": [PUSH, POLL],
         "configuration_endpoint": format!("{iss}/ssf/streams"),
+        "verification_endpoint": format!("{iss}/ssf/verify"),
         "authorization_schemes": [{ "spec_urn": "urn:ietf:rfc:6749" }],
         "default_subjects": "ALL",
     }))
@@ -339,6 +342,41 @@ async fn create(
     };
     let meta = super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience, realm: realm.id.clone() });
     execute(&state, &realm, &id, SsfStreamCommand::Create(Box::new(created)), meta, StatusCode::CREATED).await
+}
+
+/// SSF 1.0 §8.1.4: the receiver asks for a verification event through its stream.
+#[derive(Deserialize)]
+struct VerifyRequest {
+    stream_id: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+async fn verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let r: VerifyRequest = match parse(&body) {
+        Ok(r) => r,
+        Err((status, why)) => return error(status, &why),
+    };
+    let mine = state.read_models.read().ssf_streams.get(&r.stream_id).is_some_and(|s| s.realm_id == realm.id);
+    if !mine {
+        return error(StatusCode::NOT_FOUND, "no such stream");
+    }
+    let meta =
+        super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
+    let cmd = SsfStreamCommand::Verify { audience, state: r.state };
+    match state.hosts.execute::<SsfStream>(&r.stream_id, cmd, meta).await {
+        Ok(_) => HttpResponse::NoContent().finish(),
+        Err(e) => command_failed(e, "a verification cannot be recorded"),
+    }
 }
 
 async fn read(

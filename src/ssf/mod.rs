@@ -13,6 +13,8 @@ use crate::audit::{Auditor, DirectoryNames};
 use crate::audit_key::AuditKey;
 use crate::readmodels::ReadModels;
 use crate::store::{SharedStore, StoreError};
+use annals_events::ssf_stream::SsfStreamEvent;
+use annals_events::DomainEvent;
 use annals_projections::ssf_streams::SsfStreamView;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -211,7 +213,19 @@ impl Transmitter {
                     by_user: r.auth_details.user_id.is_some() && r.auth_details.user_id == r.user_id,
                     time: r.time / 1000,
                 };
-                let Some(ev) = set::of(p.decoded(), &ctx).filter(|ev| wanted(ev.uri)) else { continue };
+                let ev = match p.decoded() {
+                    // A verification goes to the stream it was asked for, whatever it requested.
+                    DomainEvent::SsfStream(SsfStreamEvent::VerificationRequested(v)) => {
+                        if r.stream != format!("ssf_stream/{}", stream.id) {
+                            continue;
+                        }
+                        set::verification(&stream.id, v.state.as_deref())
+                    }
+                    decoded => match set::of(decoded, &ctx).filter(|ev| wanted(ev.uri)) {
+                        Some(ev) => ev,
+                        None => continue,
+                    },
+                };
                 // Unique per issuer (RFC 8417 §2.2): the event, for this stream.
                 let jti = format!("{}-{}", r.id, stream.id);
                 let claims = set::claims(&ev, &issuer, &stream.audience, &jti, iat, r.correlation_id.as_deref());

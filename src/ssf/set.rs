@@ -11,6 +11,18 @@ pub const CREDENTIAL_CHANGE: &str = "https://schemas.openid.net/secevent/caep/ev
 pub const ACCOUNT_DISABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
 pub const ACCOUNT_PURGED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-purged";
 
+/// The stream verification event (SSF 1.0 §8.1.4): always delivered, to its own stream only.
+pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+
+/// The verification SET of a stream: its subject is the stream.
+pub fn verification(stream_id: &str, state: Option<&str>) -> SecurityEvent {
+    let mut payload = json!({});
+    if let Some(s) = state {
+        payload["state"] = s.into();
+    }
+    SecurityEvent { uri: VERIFICATION, subject: json!({ "format": "opaque", "id": stream_id }), payload }
+}
+
 /// Every event type a stream can ask for (and is delivered only if it asks).
 pub const SUPPORTED: [&str; 4] = [SESSION_REVOKED, CREDENTIAL_CHANGE, ACCOUNT_DISABLED, ACCOUNT_PURGED];
 

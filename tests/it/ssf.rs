@@ -230,6 +230,26 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     assert_eq!(demo.http.post(&poll_url).bearer_auth(svc).json(&json!({})).send().await.unwrap().status(), 403);
     let mine: Value = demo.http.get(&streams).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(mine.as_array().unwrap().len(), 2, "ssf-rx's own two streams");
+    // a verification asked for the poll stream comes back through it, with its state
+    let verify_url = meta["verification_endpoint"].as_str().unwrap().to_string();
+    let asked = demo
+        .http
+        .post(&verify_url)
+        .bearer_auth(&token)
+        .json(&json!({ "stream_id": poll["stream_id"], "state": "check-42" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 204);
+    let v: Value = poll_once(json!({ "returnImmediately": true })).await.unwrap().json().await.unwrap();
+    let sets: Vec<String> = v["sets"].as_object().unwrap().values().map(|s| s.as_str().unwrap().to_string()).collect();
+    assert_eq!(sets.len(), 1, "{v}");
+    let claims = verify_with_pyjwt(&demo, &sets);
+    let verification = &claims[0]["events"]["https://schemas.openid.net/secevent/ssf/event-type/verification"];
+    assert_eq!(verification["state"], "check-42");
+    assert_eq!(claims[0]["sub_id"], json!({ "format": "opaque", "id": poll["stream_id"] }));
+    let acks: Vec<&String> = v["sets"].as_object().unwrap().keys().collect();
+    let _ = poll_once(json!({ "ack": acks, "returnImmediately": true })).await.unwrap();
     // the receiver changes its push stream (PATCH) and cannot turn the poll stream into push
     let push_id = push["stream_id"].as_str().unwrap();
     let patched = demo

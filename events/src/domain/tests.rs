@@ -310,6 +310,11 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             at: 2,
         })
         .into(),
+        crate::ssf_stream::SsfStreamEvent::from(crate::ssf_stream::SsfStreamVerificationRequested {
+            state: Some("s".into()),
+            at: 2,
+        })
+        .into(),
         crate::ssf_stream::SsfStreamEvent::from(crate::ssf_stream::SsfStreamDeleted { at: 2 }).into(),
     ]
 }

@@ -157,6 +157,7 @@ pub const TABLE: &[(&str, Class)] = &[
     // A receiver subscribing to, or leaving, the realm's Shared Signals.
     ("ssf_stream.created", annals(Success, Notice)),
     ("ssf_stream.updated", annals(Success, Notice)),
+    ("ssf_stream.verification_requested", annals(Success, Info)),
     ("ssf_stream.deleted", annals(Success, Notice)),
     ("user.created", admin(Create, "USER", Notice)),
     ("user.profile_changed", admin(Update, "USER", Notice)),
