@@ -103,6 +103,23 @@ async fn realm_and_receiver(
     Ok((realm, caller, audience))
 }
 
+/// The realm, the receiver and its JSON request body, or the answer refusing them.
+async fn receiver_request<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &str,
+    body: &[u8],
+) -> Result<(RealmView, String, T), HttpResponse> {
+    let (realm, _, audience) = realm_and_receiver(state, req, name).await?;
+    let parsed = parse(body).map_err(|(status, why)| error(status, &why))?;
+    Ok((realm, audience, parsed))
+}
+
+/// What a receiver's stream command is recorded with: the receiver as a client acting for itself.
+fn receiver_meta(req: &HttpRequest, realm: &RealmView, audience: &str) -> annals_events::Metadata {
+    super::oidc::metadata(req, &realm.id, Actor::Client { client_id: audience.to_string(), realm: realm.id.clone() })
+}
+
 /// A stream's configuration as SSF 1.0 §8.1.1 describes it.
 fn config(state: &AppState, realm: &RealmView, s: &SsfStreamView) -> Value {
     let iss = issuer(state, realm);
@@ -235,13 +252,9 @@ async fn update(
     body: web::Bytes,
     replace: bool,
 ) -> HttpResponse {
-    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
-        Ok(r) => r,
+    let (realm, audience, r): (_, _, UpdateRequest) = match receiver_request(&state, &req, &name, &body).await {
+        Ok(x) => x,
         Err(res) => return res,
-    };
-    let r: UpdateRequest = match parse(&body) {
-        Ok(r) => r,
-        Err((status, why)) => return error(status, &why),
     };
     let current = state.read_models.read().ssf_streams.get(&r.stream_id).cloned();
     let Some(current) = current.filter(|s| s.realm_id == realm.id && s.audience == audience) else {
@@ -279,8 +292,7 @@ async fn update(
         description: c.description,
         at: 0,
     };
-    let meta =
-        super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
+    let meta = receiver_meta(&req, &realm, &audience);
     let cmd = SsfStreamCommand::Update { audience, update: Box::new(update) };
     execute(&state, &realm, &r.stream_id, cmd, meta, StatusCode::OK).await
 }
@@ -314,13 +326,9 @@ async fn create(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
-        Ok(r) => r,
+    let (realm, audience, r): (_, _, CreateRequest) = match receiver_request(&state, &req, &name, &body).await {
+        Ok(x) => x,
         Err(res) => return res,
-    };
-    let r: CreateRequest = match parse(&body) {
-        Ok(r) => r,
-        Err((status, why)) => return error(status, &why),
     };
     if state.read_models.read().ssf_streams.of(&realm.id, &audience).len() >= STREAMS_PER_RECEIVER {
         return error(StatusCode::CONFLICT, "this receiver has as many streams as it may");
@@ -340,7 +348,7 @@ async fn create(
         description: c.description,
         at: 0,
     };
-    let meta = super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience, realm: realm.id.clone() });
+    let meta = receiver_meta(&req, &realm, &audience);
     execute(&state, &realm, &id, SsfStreamCommand::Create(Box::new(created)), meta, StatusCode::CREATED).await
 }
 
@@ -358,20 +366,15 @@ async fn verify(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (realm, _, audience) = match realm_and_receiver(&state, &req, &name).await {
-        Ok(r) => r,
+    let (realm, audience, r): (_, _, VerifyRequest) = match receiver_request(&state, &req, &name, &body).await {
+        Ok(x) => x,
         Err(res) => return res,
-    };
-    let r: VerifyRequest = match parse(&body) {
-        Ok(r) => r,
-        Err((status, why)) => return error(status, &why),
     };
     let mine = state.read_models.read().ssf_streams.get(&r.stream_id).is_some_and(|s| s.realm_id == realm.id);
     if !mine {
         return error(StatusCode::NOT_FOUND, "no such stream");
     }
-    let meta =
-        super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
+    let meta = receiver_meta(&req, &realm, &audience);
     let cmd = SsfStreamCommand::Verify { audience, state: r.state };
     match state.hosts.execute::<SsfStream>(&r.stream_id, cmd, meta).await {
         Ok(_) => HttpResponse::NoContent().finish(),
@@ -416,8 +419,7 @@ async fn delete(
     let Some(id) = query.get("stream_id").filter(|i| uuid::Uuid::parse_str(i).is_ok()) else {
         return error(StatusCode::BAD_REQUEST, "stream_id is required");
     };
-    let meta =
-        super::oidc::metadata(&req, &realm.id, Actor::Client { client_id: audience.clone(), realm: realm.id.clone() });
+    let meta = receiver_meta(&req, &realm, &audience);
     let cmd = SsfStreamCommand::Delete { realm_id: realm.id.clone(), audience: owner };
     match state.hosts.execute::<SsfStream>(id, cmd, meta).await {
         Ok(done) => {

@@ -396,16 +396,18 @@ async fn push(tx: Transmitter, http: reqwest::Client, stream: SsfStreamView) {
             if !tx.receiver_live(&stream) {
                 return Ok::<Step, SsfError>(Step::Idle);
             }
-            if !endpoint_allowed(&url, tx.private_endpoints).await {
-                tracing::error!(stream = %stream.id, "the push endpoint resolves to an address not allowed; not pushing");
-                return Ok(Step::Retry);
-            }
             let after = tx.checkpoint(&stream).await?;
             let (sets, read_to) = tx.pending(&stream, after, 100, true).await?;
             tx.skip_to(&stream, after, &sets, read_to).await?;
             if sets.is_empty() {
                 let head = *tx.store.watch_head().borrow();
                 return Ok(if read_to >= head { Step::Idle } else { Step::More });
+            }
+            // Resolved again before each push round (the name may point elsewhere by now), but
+            // not on idle rounds.
+            if !endpoint_allowed(&url, tx.private_endpoints).await {
+                tracing::error!(stream = %stream.id, "the push endpoint resolves to an address not allowed; not pushing");
+                return Ok(Step::Retry);
             }
             for p in sets {
                 let mut req = http
