@@ -538,6 +538,7 @@ async fn seed_sessions(database_url: &str, sessions: usize) -> serde_json::Value
             auth_time: now,
             idle_timeout: 36_000,
             max_lifespan: 36_000,
+            offline_from: None,
         })
         .into();
         let tokens: DomainEvent = SessionEvent::from(SessionTokensIssued {

@@ -31,6 +31,7 @@ fn session(user: &str, n: usize, meta: &Metadata) -> StreamAppend {
         auth_time: 1_800_000_000,
         idle_timeout: 1_800,
         max_lifespan: 36_000,
+        offline_from: None,
     })
     .into();
     let mut events = vec![NewEvent::new(&started, meta).expect("encodes")];

@@ -44,6 +44,10 @@ pub struct RealmSettings {
     pub sso_session_idle_timeout: u32,
     pub sso_session_max_lifespan: u32,
     pub offline_session_idle_timeout: u32,
+    /// Whether offline sessions also end `offline_session_max_lifespan` seconds after they
+    /// began (Keycloak's `offlineSessionMaxLifespanEnabled`, off by default).
+    pub offline_session_max_lifespan_enabled: bool,
+    pub offline_session_max_lifespan: u32,
     pub access_code_lifespan: u32,
     pub default_signature_algorithm: String,
     pub registration_allowed: bool,
@@ -65,6 +69,8 @@ impl Default for RealmSettings {
             sso_session_idle_timeout: 1800,
             sso_session_max_lifespan: 36000,
             offline_session_idle_timeout: 2_592_000,
+            offline_session_max_lifespan_enabled: false,
+            offline_session_max_lifespan: 5_184_000,
             access_code_lifespan: 60,
             default_signature_algorithm: "RS256".into(),
             registration_allowed: false,

@@ -15,6 +15,12 @@ pub struct SessionStarted {
     /// Limits taken from the realm when the session started (seconds).
     pub idle_timeout: i64,
     pub max_lifespan: i64,
+    /// Set for an offline session (scope `offline_access`): the SSO session it was issued
+    /// from. An offline session outlives that session's logout and ends only by its own idle
+    /// (and, where the realm enables one, max) lifetime, by revocation or by reuse of its
+    /// refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_from: Option<String>,
 }
 
 /// Tokens handed to a client in this session.

@@ -173,6 +173,7 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
             auth_time: t0,
             idle_timeout: 100,
             max_lifespan: 1000,
+            offline_from: None,
         });
         (StreamType::Session, id.to_string(), e.into())
     };
@@ -291,6 +292,7 @@ fn given_a_session_ending_when_a_client_registered_a_back_channel_url_then_a_del
         auth_time: 100,
         idle_timeout: 1000,
         max_lifespan: 10_000,
+        offline_from: None,
     }));
     let ended = ev(SessionEvent::from(SessionRevoked {
         reason: "refresh_token_reused".into(),

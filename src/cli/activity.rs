@@ -279,6 +279,7 @@ mod tests {
             auth_time: 1_000,
             idle_timeout: 1_800,
             max_lifespan: 36_000,
+            offline_from: None,
         })
         .into()
     }

@@ -26,6 +26,9 @@ pub struct Session {
     pub max_lifespan: i64,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
+    /// An offline session: the SSO session it was issued from.
+    #[serde(default)]
+    pub offline_from: Option<String>,
     /// Per client (internal id): what it holds now.
     pub clients: BTreeMap<String, ClientTokens>,
 }
@@ -112,6 +115,22 @@ impl Session {
     /// When the session ends at the latest if nothing happens: the earlier of idle and max.
     pub fn expires_at(&self) -> i64 {
         self.auth_time.saturating_add(self.max_lifespan).min(self.last_active.saturating_add(self.idle_timeout))
+    }
+
+    /// The start of an offline session issued from this one (scope `offline_access`): same
+    /// user, authentication and `auth_time`, the realm's offline lifetimes (`max_lifespan`
+    /// `None`: only idleness ends it, Keycloak's default).
+    pub fn offline_start(&self, from: &str, idle_timeout: i64, max_lifespan: Option<i64>) -> SessionStarted {
+        SessionStarted {
+            realm_id: self.realm_id.clone(),
+            user_id: self.user_id.clone(),
+            method: self.method.clone(),
+            acr: self.acr.clone(),
+            auth_time: self.auth_time,
+            idle_timeout,
+            max_lifespan: max_lifespan.unwrap_or(i64::MAX),
+            offline_from: Some(from.to_string()),
+        }
     }
 
     /// The clients that held tokens of this session.
@@ -208,6 +227,9 @@ impl Aggregate for Session {
             C::Logout { client } => match (self.lifecycle, &self.ended) {
                 (Lifecycle::New, _) => Err(SessionError::NotFound),
                 (_, Some(_)) => Ok(vec![]),
+                // Offline tokens exist to outlive the user's logout: only revocation (or reuse,
+                // or idleness) ends an offline session.
+                _ if self.offline_from.is_some() => Ok(vec![]),
                 _ => Ok(vec![SessionLoggedOut { client, clients: self.client_ids(), at }.into()]),
             },
             C::Revoke { reason } => match (self.lifecycle, &self.ended) {
@@ -230,6 +252,7 @@ impl Aggregate for Session {
                 self.last_active = s.auth_time;
                 self.idle_timeout = s.idle_timeout;
                 self.max_lifespan = s.max_lifespan;
+                self.offline_from = s.offline_from.clone();
             }
             SessionEvent::TokensIssued(t) => {
                 self.last_active = self.last_active.max(t.at);
@@ -275,6 +298,7 @@ mod tests {
             auth_time: t0(),
             idle_timeout: 1800,
             max_lifespan: 36000,
+            offline_from: None,
         }
         .into()
     }
@@ -404,5 +428,74 @@ mod tests {
         }
         assert!(r.earlier_access_tokens, "and every access token issued so far");
         assert!(crate::domain::fold(state, &events).clients["c"].refresh.is_empty());
+    }
+
+    fn offline(max: Option<i64>) -> Vec<SessionEvent> {
+        let online = given::<Session>(with_tokens());
+        let start = online.offline_start("online-1", 1000, max);
+        let mut history = vec![SessionEvent::from(start)];
+        let state = given::<Session>(history.clone());
+        history.extend(state.decide(SessionCommand::Issue(issue("off1")), now()).unwrap());
+        history
+    }
+
+    #[test]
+    fn given_an_offline_session_when_the_user_logs_out_then_it_lives_on() {
+        let state = given::<Session>(offline(None));
+        assert_eq!(state.offline_from.as_deref(), Some("online-1"));
+        assert_eq!(state.auth_time, t0(), "the authentication it carries is the SSO session's");
+        assert_eq!(state.decide(SessionCommand::Logout { client: None }, now()), Ok(vec![]));
+        let events =
+            state.decide(SessionCommand::Refresh { presented: "off1".into(), issue: issue("off2") }, now()).unwrap();
+        assert!(matches!(&events[..], [SessionEvent::TokensIssued(_)]));
+    }
+
+    #[test]
+    fn given_an_offline_session_when_only_idleness_limits_it_then_it_outlasts_the_sso_maximum() {
+        // Refreshed within each idle window, it outlives the SSO session's maximum (36,000 s).
+        let mut state = given::<Session>(offline(None));
+        let mut presented = "off1".to_string();
+        for step in 1..=60 {
+            let at = now() + chrono::Duration::seconds(step * 900);
+            let next = format!("off-{step}");
+            let events = state
+                .decide(SessionCommand::Refresh { presented: presented.clone(), issue: issue(&next) }, at)
+                .unwrap();
+            state = crate::domain::fold(state, &events);
+            presented = next;
+        }
+        assert!(state.alive(t0() + 60 * 900 + 500));
+        let idle = now() + chrono::Duration::seconds(60 * 900 + 1000);
+        assert_eq!(
+            state.decide(SessionCommand::Refresh { presented, issue: issue("late") }, idle),
+            Err(SessionError::Expired),
+            "idle past its window, it ends"
+        );
+    }
+
+    #[test]
+    fn given_an_offline_session_with_a_maximum_when_it_passes_then_refresh_fails() {
+        let state = given::<Session>(offline(Some(2000)));
+        let at = now() + chrono::Duration::seconds(900);
+        let events =
+            state.decide(SessionCommand::Refresh { presented: "off1".into(), issue: issue("off2") }, at).unwrap();
+        let state = crate::domain::fold(state, &events);
+        let at = now() + chrono::Duration::seconds(2000);
+        assert_eq!(
+            state.decide(SessionCommand::Refresh { presented: "off2".into(), issue: issue("off3") }, at),
+            Err(SessionError::Expired)
+        );
+    }
+
+    #[test]
+    fn given_an_offline_session_when_its_token_is_revoked_or_reused_then_it_ends() {
+        let state = given::<Session>(offline(None));
+        let revoke = SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "off1".into() };
+        let events = state.decide(revoke, now()).unwrap();
+        let state_after = crate::domain::fold(state.clone(), &events);
+        assert!(state_after.clients["c"].refresh.is_empty());
+        let events =
+            state.decide(SessionCommand::Refresh { presented: "stolen".into(), issue: issue("x") }, now()).unwrap();
+        assert!(matches!(&events[..], [SessionEvent::RefreshReused(_), SessionEvent::Revoked(_)]));
     }
 }

@@ -73,6 +73,8 @@ fn realm_rep(realm: &RealmView) -> RealmRep {
         sso_session_idle_timeout: Some(s.sso_session_idle_timeout),
         sso_session_max_lifespan: Some(s.sso_session_max_lifespan),
         offline_session_idle_timeout: Some(s.offline_session_idle_timeout),
+        offline_session_max_lifespan_enabled: Some(s.offline_session_max_lifespan_enabled),
+        offline_session_max_lifespan: Some(s.offline_session_max_lifespan),
         access_code_lifespan: Some(s.access_code_lifespan),
         default_signature_algorithm: Some(s.default_signature_algorithm.clone()),
         registration_allowed: Some(s.registration_allowed),

@@ -198,6 +198,10 @@ pub fn realm_settings(rep: &RealmRep) -> RealmSettings {
         sso_session_idle_timeout: rep.sso_session_idle_timeout.unwrap_or(d.sso_session_idle_timeout),
         sso_session_max_lifespan: rep.sso_session_max_lifespan.unwrap_or(d.sso_session_max_lifespan),
         offline_session_idle_timeout: rep.offline_session_idle_timeout.unwrap_or(d.offline_session_idle_timeout),
+        offline_session_max_lifespan_enabled: rep
+            .offline_session_max_lifespan_enabled
+            .unwrap_or(d.offline_session_max_lifespan_enabled),
+        offline_session_max_lifespan: rep.offline_session_max_lifespan.unwrap_or(d.offline_session_max_lifespan),
         access_code_lifespan: rep.access_code_lifespan.unwrap_or(d.access_code_lifespan),
         default_signature_algorithm: rep.default_signature_algorithm.clone().unwrap_or(d.default_signature_algorithm),
         registration_allowed: rep.registration_allowed.unwrap_or(d.registration_allowed),

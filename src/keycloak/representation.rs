@@ -36,6 +36,10 @@ pub struct RealmRep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_session_idle_timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_session_max_lifespan_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_session_max_lifespan: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_code_lifespan: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_signature_algorithm: Option<String>,

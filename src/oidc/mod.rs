@@ -1,6 +1,7 @@
 //! OpenID Connect and OAuth 2.0 as rules, independent of actix: what a request may ask for,
 //! which redirect URIs match, how clients authenticate, what tokens contain. `http::oidc`
 //! turns requests into calls here and the results into responses.
+pub mod acr;
 pub mod assertion;
 pub mod authorize;
 pub mod client_auth;

@@ -2,7 +2,7 @@
 //!
 //! Access tokens: `typ` header `JWT`, or `at+jwt` (RFC 9068) where the client sets
 //! `access.token.header.type.rfc9068`; claim `typ: Bearer`. ID tokens: claim `typ: ID`.
-//! Refresh tokens: claim `typ: Refresh`, audience the issuer, signed by the realm key too (a
+//! Refresh tokens: claim `typ: Refresh` (`Offline` for offline tokens), audience the issuer, signed by the realm key too (a
 //! relying party treats them as opaque). Every use checks the claim `typ`, so no kind of token
 //! passes for another.
 use crate::jwt::{JwtError, Signer};
@@ -246,8 +246,13 @@ pub fn id_claims(i: &Issuance<'_>, jti: &str, exp: i64, extras: IdExtras<'_>) ->
     Value::Object(c)
 }
 
-pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
-    let mut c = base(i, "Refresh", jti, exp);
+/// A refresh token's claims; `offline` names the offline session an offline token
+/// (Keycloak's `typ: Offline`) belongs to, which is its `sid`.
+pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64, offline: Option<&str>) -> Value {
+    let mut c = base(i, if offline.is_some() { "Offline" } else { "Refresh" }, jti, exp);
+    if let Some(sid) = offline {
+        c.insert("sid".into(), json!(sid));
+    }
     c.insert("aud".into(), json!(i.issuer));
     c.insert("scope".into(), json!(super::scope::to_string(i.scope)));
     Value::Object(c)

@@ -8,6 +8,7 @@ mod crash;
 mod evidence;
 mod http_sinks;
 mod incident;
+mod offline;
 mod oidc_certs;
 mod oidc_flow;
 mod read_models;

@@ -177,6 +177,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             auth_time: 1,
             idle_timeout: 1800,
             max_lifespan: 36000,
+            offline_from: None,
         })
         .into(),
         SessionEvent::from(SessionTokensIssued {

@@ -332,6 +332,10 @@ impl Said {
                 SessionEvent::Started(e) => {
                     d("auth_method", e.method.clone());
                     d("acr", e.acr.clone());
+                    if let Some(from) = &e.offline_from {
+                        // An offline session: the SSO session it was issued from.
+                        d("offline_from", from.clone());
+                    }
                 }
                 SessionEvent::TokensIssued(e) => {
                     client = Some(e.client.clone());

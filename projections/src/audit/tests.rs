@@ -180,6 +180,7 @@ fn a_refresh_is_refresh_token_and_a_reused_refresh_token_is_a_critical_error() {
                     auth_time: 0,
                     idle_timeout: 1800,
                     max_lifespan: 36000,
+                    offline_from: None,
                 })
                 .into(),
                 user_meta("198.51.100.1"),
@@ -206,6 +207,26 @@ fn a_refresh_is_refresh_token_and_a_reused_refresh_token_is_a_critical_error() {
     assert_eq!(out[3].severity, Severity::Critical);
     assert_eq!(out[3].session_id.as_deref(), Some("s1"));
     assert_eq!(out[3].ip_address.as_deref(), Some("198.51.100.66"));
+}
+
+#[test]
+fn an_offline_session_names_the_sso_session_it_came_from() {
+    // given an offline session started from SSO session s1
+    let started = SessionEvent::from(SessionStarted {
+        realm_id: "r1".into(),
+        user_id: "u1".into(),
+        method: "pwd".into(),
+        acr: "1".into(),
+        auth_time: 0,
+        idle_timeout: 2_592_000,
+        max_lifespan: i64::MAX,
+        offline_from: Some("s1".into()),
+    });
+    let out = records(StreamType::Session, "off1", vec![(started.into(), user_meta("198.51.100.1"))]);
+    // then its record says so, under its own session id
+    assert_eq!(out[0].details.get("offline_from").map(String::as_str), Some("s1"));
+    assert_eq!(out[0].session_id.as_deref(), Some("off1"));
+    assert_eq!(out[0].user_id.as_deref(), Some("u1"));
 }
 
 #[test]

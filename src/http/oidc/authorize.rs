@@ -500,6 +500,7 @@ pub async fn answer_consent(
             auth_time,
             idle_timeout: realm.settings.sso_session_idle_timeout as i64,
             max_lifespan: realm.settings.sso_session_max_lifespan as i64,
+            offline_from: None,
         };
         (started, sid.clone())
     });
@@ -553,10 +554,16 @@ async fn front_channel_tokens(
     };
     let done = state
         .hosts
-        .execute::<Session>(&session.id, SessionCommand::Issue(record), meta)
+        .execute_full::<Session>(&session.id, SessionCommand::Issue(record), meta)
         .await
         .map_err(|_| OAuthError::login_required("session is no longer active"))?;
-    let session = SessionRef { version: done.version, ..session.clone() };
+    let acr = crate::oidc::acr::reported(
+        &session.acr,
+        &done.state.acr,
+        started.acr_values.as_deref(),
+        &crate::oidc::acr::map_for(realm, &client),
+    );
+    let session = SessionRef { version: done.executed.version, acr, ..session.clone() };
     let subject = issue::subject(state, &realm.id, user_id).await?;
     let plan = issue::Plan {
         realm,
@@ -568,6 +575,7 @@ async fn front_channel_tokens(
         now,
         access_exp,
         refresh_exp: 0,
+        offline: None,
         nonce: started.nonce.as_deref(),
         code,
         at_hash: true,

@@ -69,7 +69,8 @@ pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Chec
         let expect =
             Expect { realm_id: &realm.id, issuer: &iss, typ: "JWT", audience: Some(&iss), now, allow_expired: false };
         let c: Value = jwt::verify_hmac(token, &refresh_key(state, realm), &expect).ok()?;
-        return (c.get("typ").and_then(Value::as_str) == Some("Refresh")).then_some(Checked::Refresh(c));
+        let refresh = matches!(c.get("typ").and_then(Value::as_str), Some("Refresh" | "Offline"));
+        return refresh.then_some(Checked::Refresh(c));
     }
     if let Some(claims) = state.verified_tokens.get(state, realm, token) {
         return Some(Checked::Access(claims));

@@ -8,7 +8,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 pub async fn openid_configuration(state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
-    let Some(_) = realm(&state, &name) else { return realm_not_found() };
+    let Some(realm) = realm(&state, &name) else { return realm_not_found() };
+    let realm_loa = crate::oidc::acr::loa_map(crate::oidc::acr::realm_attribute(&realm));
     let iss = issuer(&state.base_url, &name);
     let oidc = format!("{iss}/protocol/openid-connect");
     let algs = ["RS256", "ES256", "EdDSA"];
@@ -40,7 +41,7 @@ pub async fn openid_configuration(state: web::Data<AppState>, name: web::Path<St
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent"],
-        "acr_values_supported": ["1"],
+        "acr_values_supported": crate::oidc::acr::supported(&realm_loa),
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,
         "backchannel_logout_supported": true,

@@ -36,9 +36,10 @@ pub async fn introspect(
         if let Some(u) = m.get("preferred_username").cloned() {
             m.insert("username".into(), u);
         }
-        let kind = match checked {
+        let kind = match &checked {
             bearer::Checked::Access(_) => "Bearer",
-            bearer::Checked::Refresh(_) => "Refresh",
+            // Keycloak's kinds: `Refresh`, or `Offline` for an offline token.
+            bearer::Checked::Refresh(c) => c.get("typ").and_then(Value::as_str).unwrap_or("Refresh"),
         };
         m.insert("token_type".into(), json!(kind));
     }

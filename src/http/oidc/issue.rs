@@ -154,6 +154,8 @@ pub struct Plan<'a> {
     pub now: i64,
     pub access_exp: i64,
     pub refresh_exp: i64,
+    /// The refresh token is an offline token of this offline session.
+    pub offline: Option<String>,
     pub nonce: Option<&'a str>,
     /// A code returned beside an ID token (hybrid flow): its `c_hash`.
     pub code: Option<&'a str>,
@@ -214,7 +216,7 @@ pub fn sign(state: &AppState, plan: &Plan<'_>) -> Result<Signed, OAuthError> {
         out.id = Some(sign_with(state, realm_id, &alg, "JWT", &claims)?);
     }
     if let Some(jti) = &plan.ids.refresh {
-        let claims = tokens::refresh_claims(&i, jti, plan.refresh_exp);
+        let claims = tokens::refresh_claims(&i, jti, plan.refresh_exp, plan.offline.as_deref());
         out.refresh = Some(crate::jwt::sign_hmac(&refresh_key(state, plan.realm), &claims).map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             OAuthError::server_error("signing failed")

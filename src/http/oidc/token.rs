@@ -167,6 +167,8 @@ struct SessionIssue<'a> {
     ids: Option<Ids>,
     /// The request was answered from an existing session: `acr` 0, as Keycloak reports it.
     sso: bool,
+    /// The authorization request's `acr_values`.
+    acr_values: Option<&'a str>,
 }
 
 /// Records tokens in a live session and signs them.
@@ -184,12 +186,20 @@ async fn issue_in_session(
         id: it.granted.contains("openid").then(issue::token_id),
         refresh: Some(issue::token_id()),
     });
+    // A login asking `offline_access` gets an offline token: its refresh token starts an
+    // offline session of its own, so it is not recorded in the SSO session (whose logout it
+    // outlives). A refresh stays in the session its token names, online or offline.
+    let start_offline = it.presented_refresh.is_none() && it.granted.contains("offline_access");
+    if start_offline && !it.subject.realm_roles.iter().any(|r| r == "offline_access") {
+        // Keycloak's rule: offline tokens need the `offline_access` role.
+        return Err(OAuthError::invalid_scope("Offline tokens not allowed for the user or client"));
+    }
     let record = Issue {
         client: client.id.clone(),
         grant: it.grant.to_string(),
         access_token_id: ids.access.clone(),
         id_token_id: ids.id.clone(),
-        refresh_token_id: ids.refresh.clone(),
+        refresh_token_id: if start_offline { None } else { ids.refresh.clone() },
         scope: scope::to_string(it.granted),
         expires_at: access_exp,
     };
@@ -198,10 +208,11 @@ async fn issue_in_session(
         None => SessionCommand::Issue(record),
     };
     let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
-    let outcome = state.hosts.execute_full::<Session>(it.session_id, command, meta).await.map_err(|e| match e {
-        crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
-        other => command_failed(other),
-    })?;
+    let outcome =
+        state.hosts.execute_full::<Session>(it.session_id, command, meta.clone()).await.map_err(|e| match e {
+            crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
+            other => command_failed(other),
+        })?;
     if outcome.events.iter().any(|e| matches!(e, SessionEvent::RefreshReused(_))) {
         return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked").recorded());
     }
@@ -209,7 +220,17 @@ async fn issue_in_session(
     if s.realm_id != realm.id || s.user_id != it.subject.user.id {
         return Err(OAuthError::invalid_grant("Session not active"));
     }
-    let acr = if it.sso { "0".to_string() } else { s.acr.clone() };
+    let default = if it.sso { "0" } else { s.acr.as_str() };
+    let acr = crate::oidc::acr::reported(default, &s.acr, it.acr_values, &crate::oidc::acr::map_for(realm, client));
+    let (offline, refresh_exp) = match (&s.offline_from, start_offline) {
+        (Some(_), _) => (Some(it.session_id.to_string()), s.expires_at()),
+        (None, true) => {
+            let refresh_id = ids.refresh.clone().ok_or_else(|| OAuthError::server_error("no refresh token id"))?;
+            start_offline_session(state, realm, client, s, it.session_id, refresh_id, it.grant, it.granted, &meta)
+                .await?
+        }
+        (None, false) => (None, s.expires_at()),
+    };
     let plan = Plan {
         realm,
         client,
@@ -223,8 +244,9 @@ async fn issue_in_session(
         subject: Some(it.subject),
         ids,
         now,
-        // The refresh token lives as long as the session may without activity.
-        refresh_exp: s.expires_at(),
+        // The refresh token lives as long as its session may without activity.
+        refresh_exp,
+        offline,
         access_exp: access_exp.min(s.expires_at().max(now + 1)),
         nonce: it.nonce,
         code: None,
@@ -232,6 +254,50 @@ async fn issue_in_session(
     };
     let signed = issue::sign(state, &plan)?;
     Ok(issue::response(&plan, signed))
+}
+
+/// Starts an offline session from the SSO session `from` (state `online`), holding the
+/// offline token `refresh_id` as its first refresh chain. Returns its id and when the token
+/// expires.
+#[allow(clippy::too_many_arguments)]
+async fn start_offline_session(
+    state: &AppState,
+    realm: &RealmView,
+    client: &ClientView,
+    online: &Session,
+    from: &str,
+    refresh_id: String,
+    grant: &str,
+    granted: &std::collections::BTreeSet<String>,
+    meta: &annals_events::Metadata,
+) -> Result<(Option<String>, i64), OAuthError> {
+    let settings = &realm.settings;
+    let max = settings.offline_session_max_lifespan_enabled.then_some(settings.offline_session_max_lifespan as i64);
+    let started = online.offline_start(from, settings.offline_session_idle_timeout as i64, max);
+    let now = state.clock.now();
+    let first = Issue {
+        client: client.id.clone(),
+        grant: grant.to_string(),
+        access_token_id: None,
+        id_token_id: None,
+        refresh_token_id: Some(refresh_id),
+        scope: scope::to_string(granted),
+        expires_at: now.timestamp(),
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let commands = vec![SessionCommand::Start(started), SessionCommand::Issue(first)];
+    let append = crate::provision::create_with::<Session>(&id, commands, now, meta)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    state.store.append(append).await.map_err(|e| {
+        tracing::error!(error = %e, "offline session cannot be recorded");
+        OAuthError::temporarily_unavailable("try again")
+    })?;
+    let expires = now.timestamp().saturating_add(settings.offline_session_idle_timeout as i64);
+    let expires = match max {
+        Some(m) => expires.min(online.auth_time.saturating_add(m)),
+        None => expires,
+    };
+    Ok((Some(id), expires))
 }
 
 async fn authorization_code(
@@ -328,6 +394,7 @@ async fn authorization_code(
         nonce: started.nonce.as_deref(),
         ids: Some(ids),
         sso: method.as_deref() == Some("sso"),
+        acr_values: started.acr_values.as_deref(),
     };
     issue_in_session(state, req, realm, client, it).await
 }
@@ -349,7 +416,7 @@ async fn refresh(
         tracing::debug!(error = %e, "refresh token refused");
         OAuthError::invalid_grant("Invalid refresh token")
     })?;
-    if claims.typ != "Refresh" {
+    if claims.typ != "Refresh" && claims.typ != "Offline" {
         return Err(OAuthError::invalid_grant("Invalid refresh token: not a refresh token"));
     }
     if claims.azp != client.client_id {
@@ -367,6 +434,7 @@ async fn refresh(
         nonce: None,
         ids: None,
         sso: false,
+        acr_values: None,
     };
     issue_in_session(state, req, realm, client, it).await
 }
@@ -460,6 +528,7 @@ async fn password(
         auth_time: now.timestamp(),
         idle_timeout: realm.settings.sso_session_idle_timeout as i64,
         max_lifespan: realm.settings.sso_session_max_lifespan as i64,
+        offline_from: None,
     };
     let append = crate::provision::create::<Session>(&session_id, SessionCommand::Start(session), now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
@@ -473,6 +542,7 @@ async fn password(
         nonce: None,
         ids: None,
         sso: false,
+        acr_values: None,
     };
     issue_in_session(state, req, realm, client, it).await
 }
@@ -522,6 +592,7 @@ async fn client_credentials(
         now: now.timestamp(),
         access_exp,
         refresh_exp: 0,
+        offline: None,
         nonce: None,
         code: None,
         at_hash: false,

@@ -1,0 +1,199 @@
+//! Offline tokens (scope `offline_access`) and authentication context classes (`acr_values`)
+//! over HTTP: an offline session outlives the user's logout, rotates, dies by revocation or
+//! reuse, needs the `offline_access` role; a requested class is reported when the session's
+//! authentication satisfies it, in the requester's vocabulary.
+use crate::oidc_flow::{authorize, claims, query_of, Demo, Jar, CHALLENGE, RP, VERIFIER};
+use reqwest::header::{COOKIE, LOCATION};
+use serde_json::{json, Value};
+
+const WEB: (&str, &str) = ("web", "web-secret-0123456789");
+
+async fn offline_demo() -> Demo {
+    Demo::start_with(|realm| {
+        realm["users"].as_array_mut().unwrap().push(json!({
+            "username": "olivia",
+            "enabled": true,
+            "email": "olivia@example.org",
+            "credentials": [{ "type": "password", "value": "olivia-password" }],
+            "realmRoles": ["user", "offline_access"]
+        }));
+        realm["attributes"] = json!({ "acr.loa.map": "{\"silver\": 1, \"gold\": 2}" });
+    })
+    .await
+}
+
+/// Logs olivia in at `web` with `scope` and `acr_values`, returns the code.
+async fn olivia_code(demo: &Demo, jar: &mut Jar, scope: &str, acr: Option<&str>) -> String {
+    let mut params = vec![
+        ("client_id", "web"),
+        ("redirect_uri", RP),
+        ("response_type", "code"),
+        ("scope", scope),
+        ("state", "st"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    if let Some(a) = acr {
+        params.push(("acr_values", a));
+    }
+    let res = authorize(demo, jar, &params, Some(("olivia", "olivia-password"))).await;
+    assert_eq!(res.status(), 302);
+    query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone()
+}
+
+async fn redeem(demo: &Demo, code: &str) -> Value {
+    let form =
+        [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", RP), ("code_verifier", VERIFIER)];
+    let (status, t) = demo.token(WEB, &form).await;
+    assert_eq!(status, 200, "{t}");
+    t
+}
+
+async fn refresh(demo: &Demo, token: &str) -> (u16, Value) {
+    demo.token(WEB, &[("grant_type", "refresh_token"), ("refresh_token", token)]).await
+}
+
+fn text<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+#[actix_rt::test]
+async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocation() {
+    let demo = offline_demo().await;
+    let mut jar = Jar::default();
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t = redeem(&demo, &code).await;
+    let (at, id, offline) = (text(&t, "access_token"), text(&t, "id_token"), text(&t, "refresh_token"));
+    let oc = claims(offline);
+    assert_eq!(oc["typ"], "Offline", "{oc}");
+    assert!(text(&t, "scope").split(' ').any(|s| s == "offline_access"));
+    let online_sid = claims(at)["sid"].as_str().unwrap().to_string();
+    assert_ne!(oc["sid"].as_str(), Some(online_sid.as_str()), "an offline session of its own");
+    assert!(t["refresh_expires_in"].as_i64().unwrap() > 36_000, "the realm's offline idle time, not the SSO one");
+    let seen = demo.introspect(offline).await;
+    assert_eq!((seen["active"].as_bool(), seen["token_type"].as_str()), (Some(true), Some("Offline")));
+
+    // The user logs out: the SSO session and its tokens end, the offline token lives on.
+    let res = demo
+        .http
+        .get(demo.url("logout"))
+        .query(&[("id_token_hint", id)])
+        .header(COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "logged out without a redirect target");
+    assert_eq!(demo.introspect(at).await["active"], false);
+    assert_eq!(demo.introspect(offline).await["active"], true);
+
+    let (status, r1) = refresh(&demo, offline).await;
+    assert_eq!(status, 200, "{r1}");
+    let (at1, off1) = (text(&r1, "access_token"), text(&r1, "refresh_token"));
+    assert_eq!(claims(off1)["typ"], "Offline", "rotation keeps it offline");
+    assert_eq!(claims(at1)["sid"], oc["sid"], "tokens of the offline session name it");
+    assert_eq!(demo.introspect(at1).await["active"], true);
+    assert_eq!(demo.introspect(offline).await["active"], false, "rotated away");
+
+    // A logout hinted with an ID token of the offline session does not end it either.
+    let id1 = text(&r1, "id_token");
+    let res = demo.http.get(demo.url("logout")).query(&[("id_token_hint", id1)]).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(demo.introspect(off1).await["active"], true);
+
+    // The rotated-away token presented again: a copy exists, the offline session is revoked.
+    let (status, e) = refresh(&demo, offline).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    assert_eq!(demo.introspect(off1).await["active"], false);
+    assert_eq!(demo.introspect(at1).await["active"], false);
+    let (status, _) = refresh(&demo, off1).await;
+    assert_eq!(status, 400);
+
+    // A password grant gets one too; revoking it ends it.
+    let form = [
+        ("grant_type", "password"),
+        ("username", "olivia"),
+        ("password", "olivia-password"),
+        ("scope", "offline_access"),
+    ];
+    let (status, p) = demo.token(WEB, &form).await;
+    assert_eq!(status, 200, "{p}");
+    let off = text(&p, "refresh_token");
+    assert_eq!(claims(off)["typ"], "Offline");
+    let (status, _) = demo.post_as(WEB, "revoke", &[("token", off)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(demo.introspect(off).await["active"], false);
+    let (status, e) = refresh(&demo, off).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    // Another client cannot use or revoke it.
+    let (status, e) = demo.token(WEB, &form).await;
+    assert_eq!(status, 200, "{e}");
+    let off = text(&e, "refresh_token").to_string();
+    let other = ("other", "other-secret-0123456789");
+    let (status, e) = demo.token(other, &[("grant_type", "refresh_token"), ("refresh_token", &off)]).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(demo.introspect(&off).await["active"], true);
+
+    // Without the offline_access role: refused, and nothing is issued.
+    let form = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "alice-password"),
+        ("scope", "offline_access"),
+    ];
+    let (status, e) = demo.token(WEB, &form).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_scope")), "{e}");
+
+    // The log says which session each offline session came from, and never holds a token.
+    let events = demo.app.store.read_all(0, 100_000).await.unwrap();
+    let from: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event_type == "session.started")
+        .map(|e| serde_json::from_str::<Value>(&e.payload).unwrap())
+        .filter(|p| p.get("offline_from").is_some())
+        .collect();
+    assert_eq!(from.len(), 3, "{from:?}");
+    assert_eq!(from[0]["offline_from"], online_sid.as_str());
+    assert_eq!(from[0]["idle_timeout"], 2_592_000);
+    let all: String = events.iter().map(|e| e.payload.as_str()).collect();
+    for token in [offline, off1, &off] {
+        assert!(!all.contains(token), "a token in the log");
+    }
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn requested_classes_are_reported_when_the_session_satisfies_them() {
+    let demo = offline_demo().await;
+    let res = demo.http.get(format!("{}/.well-known/openid-configuration", demo.issuer())).send().await.unwrap();
+    let discovery: Value = res.json().await.unwrap();
+    assert_eq!(discovery["acr_values_supported"], json!(["0", "1", "silver"]), "gold is out of reach");
+
+    let mut jar = Jar::default();
+    let code = olivia_code(&demo, &mut jar, "openid", Some("gold silver")).await;
+    let t = redeem(&demo, &code).await;
+    assert_eq!(claims(text(&t, "id_token"))["acr"], "silver", "the first class the password satisfies");
+    assert_eq!(claims(text(&t, "access_token"))["acr"], "silver");
+
+    // Single sign-on: Keycloak's 0, unless the request asks a class the session reached.
+    let code = olivia_code(&demo, &mut jar, "openid", None).await;
+    assert_eq!(claims(text(&redeem(&demo, &code).await, "id_token"))["acr"], "0");
+    let code = olivia_code(&demo, &mut jar, "openid", Some("1")).await;
+    assert_eq!(claims(text(&redeem(&demo, &code).await, "id_token"))["acr"], "1");
+    let code = olivia_code(&demo, &mut jar, "openid", Some("gold")).await;
+    assert_eq!(claims(text(&redeem(&demo, &code).await, "id_token"))["acr"], "0", "not reached: what happened");
+
+    // The implicit flow reports the same way.
+    let params = [
+        ("client_id", "web"),
+        ("redirect_uri", RP),
+        ("response_type", "id_token"),
+        ("scope", "openid"),
+        ("nonce", "n"),
+        ("acr_values", "silver"),
+    ];
+    let res = authorize(&demo, &mut jar, &params, Some(("olivia", "olivia-password"))).await;
+    assert_eq!(res.status(), 302);
+    let reply = query_of(res.headers()[LOCATION].to_str().unwrap());
+    assert_eq!(claims(&reply["id_token"])["acr"], "silver");
+    demo.app.stop().await;
+}
