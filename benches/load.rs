@@ -539,6 +539,7 @@ async fn seed_sessions(database_url: &str, sessions: usize) -> serde_json::Value
             idle_timeout: 36_000,
             max_lifespan: 36_000,
             offline_from: None,
+            started_at: None,
         })
         .into();
         let tokens: DomainEvent = SessionEvent::from(SessionTokensIssued {

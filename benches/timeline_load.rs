@@ -32,6 +32,7 @@ fn session(user: &str, n: usize, meta: &Metadata) -> StreamAppend {
         idle_timeout: 1_800,
         max_lifespan: 36_000,
         offline_from: None,
+        started_at: None,
     })
     .into();
     let mut events = vec![NewEvent::new(&started, meta).expect("encodes")];

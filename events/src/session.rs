@@ -21,6 +21,11 @@ pub struct SessionStarted {
     /// refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_from: Option<String>,
+    /// When the session began, where that is not `auth_time`: an offline session begins when
+    /// it is issued, and its lifetimes count from then, while `auth_time` stays the time of
+    /// the authentication it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
 }
 
 /// Tokens handed to a client in this session.

@@ -42,6 +42,21 @@ impl RealmDirectory {
     }
 }
 
+/// A realm's settings, with what older events kept unmapped: Keycloak's offline session
+/// maximum was kept in `extra` (as Keycloak spelled it) before Annals acted on it, and an
+/// imported maximum must not be dropped because of when it was imported. Newer events carry it
+/// in the settings, and their `extra` never holds these keys.
+fn settings_of(settings: &RealmSettings, extra: &Map<String, Value>) -> RealmSettings {
+    let mut s = settings.clone();
+    if let Some(enabled) = extra.get("offlineSessionMaxLifespanEnabled").and_then(Value::as_bool) {
+        s.offline_session_max_lifespan_enabled = enabled;
+    }
+    if let Some(max) = extra.get("offlineSessionMaxLifespan").and_then(Value::as_u64) {
+        s.offline_session_max_lifespan = u32::try_from(max).unwrap_or(u32::MAX);
+    }
+    s
+}
+
 impl Projection for RealmDirectory {
     const NAME: &'static str = "realms";
 
@@ -58,14 +73,14 @@ impl Projection for RealmDirectory {
                     RealmView {
                         id: id.clone(),
                         name: c.name.clone(),
-                        settings: c.settings.clone(),
+                        settings: settings_of(&c.settings, &c.extra),
                         extra: c.extra.clone(),
                     },
                 );
             }
             RealmEvent::SettingsChanged(c) => {
                 if let Some(r) = self.by_id.get_mut(id) {
-                    r.settings = c.settings.clone();
+                    r.settings = settings_of(&c.settings, &c.extra);
                     r.extra = c.extra.clone();
                 }
             }

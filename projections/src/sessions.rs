@@ -15,6 +15,9 @@ pub struct SessionView {
     pub realm_id: String,
     pub user_id: String,
     pub auth_time: i64,
+    /// When the session began (lifetimes count from here; later than `auth_time` for an
+    /// offline session).
+    pub started_at: i64,
     pub last_active: i64,
     pub idle_timeout: i64,
     pub max_lifespan: i64,
@@ -24,11 +27,13 @@ pub struct SessionView {
     pub refresh: Vec<(String, String)>,
     /// By client: access tokens issued at a session version below this are revoked.
     pub cutoffs: Vec<(String, u64)>,
+    /// An offline session: the SSO session it was issued from.
+    pub offline_from: Option<String>,
 }
 
 impl SessionView {
     pub fn alive(&self, now: i64) -> bool {
-        now < self.auth_time.saturating_add(self.max_lifespan)
+        now < self.started_at.saturating_add(self.max_lifespan)
             && now < self.last_active.saturating_add(self.idle_timeout)
     }
 }
@@ -96,12 +101,14 @@ impl Projection for Sessions {
                         realm_id: s.realm_id.clone(),
                         user_id: s.user_id.clone(),
                         auth_time: s.auth_time,
-                        last_active: s.auth_time,
+                        started_at: s.started_at.unwrap_or(s.auth_time),
+                        last_active: s.started_at.unwrap_or(s.auth_time),
                         idle_timeout: s.idle_timeout,
                         max_lifespan: s.max_lifespan,
                         revoked: Vec::new(),
                         refresh: Vec::new(),
                         cutoffs: Vec::new(),
+                        offline_from: s.offline_from.clone(),
                     },
                 );
             }

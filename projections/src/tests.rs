@@ -174,6 +174,7 @@ fn given_sessions_when_they_end_or_tokens_are_revoked_then_lookups_reflect_it_an
             idle_timeout: 100,
             max_lifespan: 1000,
             offline_from: None,
+            started_at: None,
         });
         (StreamType::Session, id.to_string(), e.into())
     };
@@ -293,6 +294,7 @@ fn given_a_session_ending_when_a_client_registered_a_back_channel_url_then_a_del
         idle_timeout: 1000,
         max_lifespan: 10_000,
         offline_from: None,
+        started_at: None,
     }));
     let ended = ev(SessionEvent::from(SessionRevoked {
         reason: "refresh_token_reused".into(),
@@ -347,4 +349,21 @@ fn given_a_session_ending_when_a_client_registered_a_back_channel_url_then_a_del
     let mut gave_up = retried;
     gave_up.push((StreamType::LogoutDelivery, stream.as_str(), failed(2, None)));
     assert!(given(gave_up).logout_deliveries.is_empty(), "given up");
+}
+
+#[test]
+fn given_a_realm_imported_before_the_offline_maximum_was_mapped_when_folded_then_it_still_holds() {
+    // given a realm.created whose Keycloak offline maximum sits in `extra`, as older imports left it
+    let mut extra = serde_json::Map::new();
+    extra.insert("offlineSessionMaxLifespanEnabled".into(), serde_json::json!(true));
+    extra.insert("offlineSessionMaxLifespan".into(), serde_json::json!(86_400));
+    let created = RealmEvent::from(RealmCreated { name: "old".into(), settings: RealmSettings::default(), extra });
+    let d = given(vec![(StreamType::Realm, "r1", created.into()), (StreamType::Realm, "r2", realm("new"))]);
+    // then the settings act on it; a realm without it keeps Keycloak's defaults
+    let old = &d.realms.by_name("old").unwrap().settings;
+    assert!(old.offline_session_max_lifespan_enabled);
+    assert_eq!(old.offline_session_max_lifespan, 86_400);
+    let new = &d.realms.by_name("new").unwrap().settings;
+    assert!(!new.offline_session_max_lifespan_enabled);
+    assert_eq!(new.offline_session_max_lifespan, 5_184_000);
 }

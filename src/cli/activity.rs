@@ -22,9 +22,13 @@ pub struct SessionLife {
     pub user_id: String,
     pub method: String,
     pub auth_time: i64,
+    /// When the session began (an offline session: when it was issued).
+    pub started_at: i64,
     pub last_active: i64,
     pub idle_timeout: i64,
     pub max_lifespan: i64,
+    /// An offline session: the SSO session it came from.
+    pub offline_from: Option<String>,
     pub started_position: u64,
     pub ended: Option<Ended>,
 }
@@ -32,9 +36,9 @@ pub struct SessionLife {
 impl SessionLife {
     /// Alive at `t` (epoch seconds), as far as the events folded say.
     pub fn alive_at(&self, t: i64) -> bool {
-        self.auth_time <= t
+        self.started_at <= t
             && self.ended.as_ref().is_none_or(|e| e.at > t)
-            && t < self.auth_time.saturating_add(self.max_lifespan)
+            && t < self.started_at.saturating_add(self.max_lifespan)
             && t < self.last_active.saturating_add(self.idle_timeout)
     }
 }
@@ -123,9 +127,11 @@ impl Activity {
                         user_id: s.user_id.clone(),
                         method: s.method.clone(),
                         auth_time: s.auth_time,
-                        last_active: s.auth_time,
+                        started_at: s.started_at.unwrap_or(s.auth_time),
+                        last_active: s.started_at.unwrap_or(s.auth_time),
                         idle_timeout: s.idle_timeout,
                         max_lifespan: s.max_lifespan,
+                        offline_from: s.offline_from.clone(),
                         started_position: position,
                         ended: None,
                     },
@@ -280,6 +286,7 @@ mod tests {
             idle_timeout: 1_800,
             max_lifespan: 36_000,
             offline_from: None,
+            started_at: None,
         })
         .into()
     }

@@ -101,14 +101,15 @@ pub async fn report(store: &SharedStore, req: &AtRequest) -> Result<String, AtEr
                 .collect();
             let _ = writeln!(out, "{} active sessions", live.len());
             for s in live {
+                let offline = s.offline_from.as_ref().map(|f| format!(" offline_from={f}")).unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "session {} realm={} user={} method={} started={} last_active={} #{}",
+                    "session {} realm={} user={} method={} started={} last_active={}{offline} #{}",
                     s.id,
                     realm(&s.realm_id),
                     s.user_id,
                     s.method,
-                    time(s.auth_time),
+                    time(s.started_at),
                     time(s.last_active),
                     s.started_position
                 );

@@ -21,6 +21,10 @@ pub struct Session {
     pub method: String,
     pub acr: String,
     pub auth_time: i64,
+    /// When the session began; its lifetimes count from here (`auth_time` unless it is an
+    /// offline session).
+    #[serde(default)]
+    pub started_at: i64,
     pub last_active: i64,
     pub idle_timeout: i64,
     pub max_lifespan: i64,
@@ -108,19 +112,20 @@ impl Session {
     pub fn alive(&self, now: i64) -> bool {
         self.lifecycle == Lifecycle::Live
             && self.ended.is_none()
-            && now < self.auth_time.saturating_add(self.max_lifespan)
+            && now < self.started_at.saturating_add(self.max_lifespan)
             && now < self.last_active.saturating_add(self.idle_timeout)
     }
 
     /// When the session ends at the latest if nothing happens: the earlier of idle and max.
     pub fn expires_at(&self) -> i64 {
-        self.auth_time.saturating_add(self.max_lifespan).min(self.last_active.saturating_add(self.idle_timeout))
+        self.started_at.saturating_add(self.max_lifespan).min(self.last_active.saturating_add(self.idle_timeout))
     }
 
-    /// The start of an offline session issued from this one (scope `offline_access`): same
-    /// user, authentication and `auth_time`, the realm's offline lifetimes (`max_lifespan`
-    /// `None`: only idleness ends it, Keycloak's default).
-    pub fn offline_start(&self, from: &str, idle_timeout: i64, max_lifespan: Option<i64>) -> SessionStarted {
+    /// The start, at `now`, of an offline session issued from this one (scope
+    /// `offline_access`): same user, authentication and `auth_time`, the realm's offline
+    /// lifetimes counted from `now` (`max_lifespan` `None`: only idleness ends it, Keycloak's
+    /// default).
+    pub fn offline_start(&self, from: &str, now: i64, idle_timeout: i64, max_lifespan: Option<i64>) -> SessionStarted {
         SessionStarted {
             realm_id: self.realm_id.clone(),
             user_id: self.user_id.clone(),
@@ -130,6 +135,7 @@ impl Session {
             idle_timeout,
             max_lifespan: max_lifespan.unwrap_or(i64::MAX),
             offline_from: Some(from.to_string()),
+            started_at: Some(now),
         }
     }
 
@@ -249,7 +255,8 @@ impl Aggregate for Session {
                 self.method = s.method.clone();
                 self.acr = s.acr.clone();
                 self.auth_time = s.auth_time;
-                self.last_active = s.auth_time;
+                self.started_at = s.started_at.unwrap_or(s.auth_time);
+                self.last_active = self.started_at;
                 self.idle_timeout = s.idle_timeout;
                 self.max_lifespan = s.max_lifespan;
                 self.offline_from = s.offline_from.clone();
@@ -299,6 +306,7 @@ mod tests {
             idle_timeout: 1800,
             max_lifespan: 36000,
             offline_from: None,
+            started_at: None,
         }
         .into()
     }
@@ -432,7 +440,7 @@ mod tests {
 
     fn offline(max: Option<i64>) -> Vec<SessionEvent> {
         let online = given::<Session>(with_tokens());
-        let start = online.offline_start("online-1", 1000, max);
+        let start = online.offline_start("online-1", t0(), 1000, max);
         let mut history = vec![SessionEvent::from(start)];
         let state = given::<Session>(history.clone());
         history.extend(state.decide(SessionCommand::Issue(issue("off1")), now()).unwrap());
@@ -497,5 +505,19 @@ mod tests {
         let events =
             state.decide(SessionCommand::Refresh { presented: "stolen".into(), issue: issue("x") }, now()).unwrap();
         assert!(matches!(&events[..], [SessionEvent::RefreshReused(_), SessionEvent::Revoked(_)]));
+    }
+
+    #[test]
+    fn given_an_sso_session_older_than_the_offline_limits_when_an_offline_session_starts_then_they_count_from_its_start(
+    ) {
+        let online = given::<Session>(with_tokens());
+        let later = now() + chrono::Duration::seconds(5000);
+        let state =
+            given::<Session>(vec![online.offline_start("online-1", later.timestamp(), 1000, Some(2000)).into()]);
+        assert_eq!(state.auth_time, t0(), "the authentication's own time is kept for claims");
+        let events = state.decide(SessionCommand::Issue(issue("off1")), later).unwrap();
+        let state = crate::domain::fold(state, &events);
+        assert!(state.alive(later.timestamp() + 900));
+        assert_eq!(state.expires_at(), later.timestamp() + 1000);
     }
 }

@@ -94,7 +94,12 @@ fn realm_rep(realm: &RealmView) -> RealmRep {
         max_delta_time_seconds: Some(b.max_delta_time_seconds),
         // The realm's own `extra` never holds these (import consumes them), but strip them
         // anyway so an odd key cannot duplicate a list written from the read models.
-        extra: strip(&realm.extra, &["clients", "roles", "groups", "users"]),
+        // The offline maximum is mapped now; older realms' copies in `extra` are read into the
+        // settings (see the realms projection) and must not shadow them here.
+        extra: strip(
+            &realm.extra,
+            &["clients", "roles", "groups", "users", "offlineSessionMaxLifespanEnabled", "offlineSessionMaxLifespan"],
+        ),
         ..RealmRep::default()
     }
 }

@@ -42,5 +42,7 @@ impl OAuthError {
         request_not_supported,
         request_uri_not_supported,
         invalid_token,
+        // Keycloak's answer to offline tokens for a user or client not allowed them.
+        not_allowed,
     );
 }

@@ -94,10 +94,33 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!(demo.introspect(at1).await["active"], true);
     assert_eq!(demo.introspect(offline).await["active"], false, "rotated away");
 
-    // A logout hinted with an ID token of the offline session does not end it either.
-    let id1 = text(&r1, "id_token");
-    let res = demo.http.get(demo.url("logout")).query(&[("id_token_hint", id1)]).send().await.unwrap();
+    // A logout hinted with an ID token of the offline session ends the browser's SSO session
+    // (the one the offline session came from), never the offline session.
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t2 = redeem(&demo, &code).await;
+    let (sso_at, off2) = (text(&t2, "access_token").to_string(), text(&t2, "refresh_token").to_string());
+    let (status, r2) = refresh(&demo, &off2).await;
+    assert_eq!(status, 200, "{r2}");
+    let (id2, off2) = (text(&r2, "id_token"), text(&r2, "refresh_token"));
+    assert_ne!(claims(id2)["sid"], claims(&sso_at)["sid"]);
+    let res = demo
+        .http
+        .get(demo.url("logout"))
+        .query(&[("id_token_hint", id2)])
+        .header(COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
+    jar.take(&res);
+    assert!(!jar.header().contains("ANNALS_SESSION"), "the browser's SSO cookie is cleared");
+    assert_eq!(demo.introspect(&sso_at).await["active"], false, "the SSO session ended");
+    assert_eq!(demo.introspect(off2).await["active"], true, "the offline session did not");
+    let mut silent = crate::oidc_flow::code_request("web", RP);
+    silent.push(("prompt", "none"));
+    let res = demo.http.get(demo.url("auth")).query(&silent).header(COOKIE, jar.header()).send().await.unwrap();
+    let reply = query_of(res.headers()[LOCATION].to_str().unwrap());
+    assert_eq!(reply["error"], "login_required", "no SSO left in this browser");
     assert_eq!(demo.introspect(off1).await["active"], true);
 
     // The rotated-away token presented again: a copy exists, the offline session is revoked.
@@ -133,7 +156,7 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(demo.introspect(&off).await["active"], true);
 
-    // Without the offline_access role: refused, and nothing is issued.
+    // Without the offline_access role: refused as Keycloak refuses it, before any session.
     let form = [
         ("grant_type", "password"),
         ("username", "alice"),
@@ -141,7 +164,20 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
         ("scope", "offline_access"),
     ];
     let (status, e) = demo.token(WEB, &form).await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_scope")), "{e}");
+    assert_eq!((status, e["error"].as_str()), (400, Some("not_allowed")), "{e}");
+    let mut alice_jar = Jar::default();
+    let mut params = crate::oidc_flow::code_request("web", RP);
+    params[3] = ("scope", "openid offline_access");
+    let res = authorize(&demo, &mut alice_jar, &params, Some(("alice", "alice-password"))).await;
+    let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", RP),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, e) = demo.token(WEB, &form).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("not_allowed")), "{e}");
 
     // The log says which session each offline session came from, and never holds a token.
     let events = demo.app.store.read_all(0, 100_000).await.unwrap();
@@ -151,11 +187,13 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
         .map(|e| serde_json::from_str::<Value>(&e.payload).unwrap())
         .filter(|p| p.get("offline_from").is_some())
         .collect();
-    assert_eq!(from.len(), 3, "{from:?}");
+    assert_eq!(from.len(), 4, "{from:?}");
     assert_eq!(from[0]["offline_from"], online_sid.as_str());
     assert_eq!(from[0]["idle_timeout"], 2_592_000);
+    let refused = events.iter().any(|e| e.event_type == "auth_request.failed" && e.payload.contains("not_allowed"));
+    assert!(refused, "the refused password grant is on record");
     let all: String = events.iter().map(|e| e.payload.as_str()).collect();
-    for token in [offline, off1, &off] {
+    for token in [offline, off1, off2, &off] {
         assert!(!all.contains(token), "a token in the log");
     }
     demo.app.stop().await;
@@ -195,5 +233,73 @@ async fn requested_classes_are_reported_when_the_session_satisfies_them() {
     assert_eq!(res.status(), 302);
     let reply = query_of(res.headers()[LOCATION].to_str().unwrap());
     assert_eq!(claims(&reply["id_token"])["acr"], "silver");
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_replayed_code_revokes_the_offline_token_its_first_redemption_gave() {
+    let demo = offline_demo().await;
+    let mut jar = Jar::default();
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t = redeem(&demo, &code).await;
+    let offline = text(&t, "refresh_token");
+    let (status, r) = refresh(&demo, offline).await;
+    assert_eq!(status, 200, "{r}");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", RP),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, e) = demo.token(WEB, &form).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    for token in [text(&r, "refresh_token"), text(&r, "access_token")] {
+        assert_eq!(demo.introspect(token).await["active"], false, "{token}");
+    }
+    let (status, _) = refresh(&demo, text(&r, "refresh_token")).await;
+    assert_eq!(status, 400);
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn offline_lifetimes_count_from_the_offline_sessions_start_and_the_maximum_ends_it() {
+    let clock = annals::clock::ManualClock::at(chrono::Utc::now());
+    let shared: annals::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let demo = Demo::start_clocked(
+        |realm| {
+            realm["users"].as_array_mut().unwrap().push(json!({
+                "username": "olivia",
+                "enabled": true,
+                "credentials": [{ "type": "password", "value": "olivia-password" }],
+                "realmRoles": ["offline_access"]
+            }));
+            realm["ssoSessionIdleTimeout"] = json!(36_000);
+            realm["offlineSessionIdleTimeout"] = json!(3_600);
+            realm["offlineSessionMaxLifespanEnabled"] = json!(true);
+            realm["offlineSessionMaxLifespan"] = json!(7_200);
+        },
+        vec![],
+        |_| {},
+        shared,
+    )
+    .await;
+    let mut jar = Jar::default();
+    olivia_code(&demo, &mut jar, "openid", None).await;
+    // Three hours into the SSO session, longer than the offline maximum, an offline token.
+    clock.advance(chrono::Duration::seconds(10_800));
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t = redeem(&demo, &code).await;
+    assert_eq!(t["refresh_expires_in"], 3_600, "the idle time, counted from now");
+    let mut token = text(&t, "refresh_token").to_string();
+    for (wait, left) in [(3_000, 3_600), (3_000, 1_200)] {
+        clock.advance(chrono::Duration::seconds(wait));
+        let (status, r) = refresh(&demo, &token).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["refresh_expires_in"], left, "the earlier of idle and maximum");
+        token = text(&r, "refresh_token").to_string();
+    }
+    clock.advance(chrono::Duration::seconds(1_300));
+    let (status, e) = refresh(&demo, &token).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "past the maximum: {e}");
     demo.app.stop().await;
 }

@@ -53,6 +53,16 @@ impl Demo {
         others: Vec<Value>,
         configure: impl FnOnce(&mut annals::config::ServeConfig),
     ) -> Demo {
+        Demo::start_clocked(edit, others, configure, Arc::new(annals::clock::SystemClock)).await
+    }
+
+    /// As [`Demo::start_configured`], on a clock the test controls.
+    pub async fn start_clocked(
+        edit: impl FnOnce(&mut Value),
+        others: Vec<Value>,
+        configure: impl FnOnce(&mut annals::config::ServeConfig),
+        clock: annals::clock::SharedClock,
+    ) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let realms = tempfile::tempdir().unwrap();
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json");
@@ -65,7 +75,7 @@ impl Demo {
         let mut cfg = support::serve_config(dir.path(), None);
         cfg.import_realm = Some(realms.path().to_path_buf());
         configure(&mut cfg);
-        let app = support::spawn_app(cfg).await;
+        let app = support::spawn_app_with_clock(cfg, clock).await;
         let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
         Demo { app, http, _dirs: (dir, realms) }
     }

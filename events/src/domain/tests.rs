@@ -178,6 +178,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
             idle_timeout: 1800,
             max_lifespan: 36000,
             offline_from: None,
+            started_at: None,
         })
         .into(),
         SessionEvent::from(SessionTokensIssued {

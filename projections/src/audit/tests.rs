@@ -181,6 +181,7 @@ fn a_refresh_is_refresh_token_and_a_reused_refresh_token_is_a_critical_error() {
                     idle_timeout: 1800,
                     max_lifespan: 36000,
                     offline_from: None,
+                    started_at: None,
                 })
                 .into(),
                 user_meta("198.51.100.1"),
@@ -221,6 +222,7 @@ fn an_offline_session_names_the_sso_session_it_came_from() {
         idle_timeout: 2_592_000,
         max_lifespan: i64::MAX,
         offline_from: Some("s1".into()),
+        started_at: None,
     });
     let out = records(StreamType::Session, "off1", vec![(started.into(), user_meta("198.51.100.1"))]);
     // then its record says so, under its own session id

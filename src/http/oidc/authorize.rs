@@ -501,6 +501,7 @@ pub async fn answer_consent(
             idle_timeout: realm.settings.sso_session_idle_timeout as i64,
             max_lifespan: realm.settings.sso_session_max_lifespan as i64,
             offline_from: None,
+            started_at: None,
         };
         (started, sid.clone())
     });

@@ -84,6 +84,7 @@ pub async fn authenticate(
                 idle_timeout: realm.settings.sso_session_idle_timeout as i64,
                 max_lifespan: realm.settings.sso_session_max_lifespan as i64,
                 offline_from: None,
+                started_at: None,
             };
             let session = SessionRef { id: sid.clone(), auth_time: now, acr: "1".into(), version: 0 };
             complete(&state, &req, &realm, &ar_id, session, Some((started, sid)), "pwd", None).await

@@ -108,6 +108,12 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
         (None, None) => return confirmation(state, req, &realm, &p),
     };
     let mut frames = Vec::new();
+    let mut session = session;
+    // An ID token refreshed through an offline token names the offline session, which logout
+    // leaves alone: the user means the SSO session that offline session came from.
+    if let Some(from) = session.as_deref().and_then(|sid| offline_origin(state, sid)) {
+        session = Some(from);
+    }
     if let Some(sid) = &session {
         let actor = match &hint {
             Some(c) => Actor::User {
@@ -166,6 +172,12 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
         let _ = res.add_cookie(&cookies::clear_browser_state(&realm.name, secure));
     }
     res
+}
+
+/// The SSO session an offline session was issued from, when `sid` is one that is live.
+fn offline_origin(state: &AppState, sid: &str) -> Option<String> {
+    let dir = state.read_models.read();
+    dir.sessions.get(sid).and_then(|s| s.offline_from.clone())
 }
 
 /// "Do you want to log out?": a form bound to this browser, carrying the request on.

@@ -169,6 +169,8 @@ struct SessionIssue<'a> {
     sso: bool,
     /// The authorization request's `acr_values`.
     acr_values: Option<&'a str>,
+    /// The authorization request this login completes (names an offline session it starts).
+    request: Option<&'a str>,
 }
 
 /// Records tokens in a live session and signs them.
@@ -190,9 +192,8 @@ async fn issue_in_session(
     // offline session of its own, so it is not recorded in the SSO session (whose logout it
     // outlives). A refresh stays in the session its token names, online or offline.
     let start_offline = it.presented_refresh.is_none() && it.granted.contains("offline_access");
-    if start_offline && !it.subject.realm_roles.iter().any(|r| r == "offline_access") {
-        // Keycloak's rule: offline tokens need the `offline_access` role.
-        return Err(OAuthError::invalid_scope("Offline tokens not allowed for the user or client"));
+    if start_offline {
+        offline_allowed(it.subject)?;
     }
     let record = Issue {
         client: client.id.clone(),
@@ -225,9 +226,28 @@ async fn issue_in_session(
     let (offline, refresh_exp) = match (&s.offline_from, start_offline) {
         (Some(_), _) => (Some(it.session_id.to_string()), s.expires_at()),
         (None, true) => {
-            let refresh_id = ids.refresh.clone().ok_or_else(|| OAuthError::server_error("no refresh token id"))?;
-            start_offline_session(state, realm, client, s, it.session_id, refresh_id, it.grant, it.granted, &meta)
-                .await?
+            // Named after the authorization request, so a replay of its code finds it.
+            let id = it.request.map_or_else(issue::token_id, offline_session_id);
+            let first = Issue {
+                client: client.id.clone(),
+                grant: it.grant.to_string(),
+                access_token_id: None,
+                id_token_id: None,
+                refresh_token_id: ids.refresh.clone(),
+                scope: scope::to_string(it.granted),
+                expires_at: access_exp,
+            };
+            match start_offline_session(state, realm, s, (it.session_id, &id), first, &meta).await {
+                Ok(exp) => (Some(id), exp),
+                Err(e) => {
+                    // What the SSO session just recorded is never handed out: revoke it.
+                    let token_ids = [&ids.access, &ids.id].into_iter().flatten().cloned().collect();
+                    let reason = "offline_session_failed".into();
+                    let cmd = SessionCommand::RevokeTokens { client: client.id.clone(), token_ids, reason };
+                    let _ = state.hosts.execute::<Session>(it.session_id, cmd, meta).await;
+                    return Err(e);
+                }
+            }
         }
         (None, false) => (None, s.expires_at()),
     };
@@ -256,48 +276,52 @@ async fn issue_in_session(
     Ok(issue::response(&plan, signed))
 }
 
-/// Starts an offline session from the SSO session `from` (state `online`), holding the
-/// offline token `refresh_id` as its first refresh chain. Returns its id and when the token
-/// expires.
-#[allow(clippy::too_many_arguments)]
+/// Starts offline session `id` from the SSO session `from` (state `online`), holding `first`
+/// (the offline token) as its first refresh chain. Returns when that token expires.
 async fn start_offline_session(
     state: &AppState,
     realm: &RealmView,
-    client: &ClientView,
     online: &Session,
-    from: &str,
-    refresh_id: String,
-    grant: &str,
-    granted: &std::collections::BTreeSet<String>,
+    (from, id): (&str, &str),
+    first: Issue,
     meta: &annals_events::Metadata,
-) -> Result<(Option<String>, i64), OAuthError> {
+) -> Result<i64, OAuthError> {
     let settings = &realm.settings;
-    let max = settings.offline_session_max_lifespan_enabled.then_some(settings.offline_session_max_lifespan as i64);
-    let started = online.offline_start(from, settings.offline_session_idle_timeout as i64, max);
+    // Keycloak refuses lifetimes of zero; a realm carrying one gets a minute, not a dead token.
+    let idle = (settings.offline_session_idle_timeout as i64).max(60);
+    let max =
+        settings.offline_session_max_lifespan_enabled.then_some((settings.offline_session_max_lifespan as i64).max(60));
     let now = state.clock.now();
-    let first = Issue {
-        client: client.id.clone(),
-        grant: grant.to_string(),
-        access_token_id: None,
-        id_token_id: None,
-        refresh_token_id: Some(refresh_id),
-        scope: scope::to_string(granted),
-        expires_at: now.timestamp(),
-    };
-    let id = uuid::Uuid::now_v7().to_string();
+    let started = online.offline_start(from, now.timestamp(), idle, max);
     let commands = vec![SessionCommand::Start(started), SessionCommand::Issue(first)];
-    let append = crate::provision::create_with::<Session>(&id, commands, now, meta)
-        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let append = crate::provision::create_with::<Session>(id, commands, now, meta).map_err(|e| {
+        tracing::error!(error = %e, "offline session refused");
+        OAuthError::server_error("offline session cannot be started")
+    })?;
     state.store.append(append).await.map_err(|e| {
         tracing::error!(error = %e, "offline session cannot be recorded");
-        OAuthError::temporarily_unavailable("try again")
+        OAuthError::server_error("offline session cannot be recorded")
     })?;
-    let expires = now.timestamp().saturating_add(settings.offline_session_idle_timeout as i64);
-    let expires = match max {
-        Some(m) => expires.min(online.auth_time.saturating_add(m)),
-        None => expires,
-    };
-    Ok((Some(id), expires))
+    let expires = now.timestamp().saturating_add(idle);
+    Ok(max.map_or(expires, |m| expires.min(now.timestamp().saturating_add(m))))
+}
+
+/// The offline session a login started by authorization request `request` gets: derived
+/// from it, so a replayed code's handler can find and revoke it.
+pub fn offline_session_id(request: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("annals offline session\n{request}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
+/// Keycloak's rule: offline tokens only for users holding the `offline_access` role.
+fn offline_allowed(subject: &tokens::Subject) -> Result<(), OAuthError> {
+    match subject.realm_roles.iter().any(|r| r == "offline_access") {
+        true => Ok(()),
+        false => Err(OAuthError::not_allowed("Offline tokens not allowed for the user or client")),
+    }
 }
 
 async fn authorization_code(
@@ -365,6 +389,11 @@ async fn authorization_code(
             if let Ok(done) = state.hosts.execute::<Session>(&session_id, cmd, meta.clone()).await {
                 let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
             }
+            // An offline session the first redemption started ends too (none: nothing to do).
+            let cmd = SessionCommand::Revoke { reason: "code_replayed".into() };
+            if let Ok(done) = state.hosts.execute::<Session>(&offline_session_id(ar_id), cmd, meta.clone()).await {
+                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            }
             return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded());
         }
         Some(AuthRequestEvent::Failed(f)) => {
@@ -395,6 +424,7 @@ async fn authorization_code(
         ids: Some(ids),
         sso: method.as_deref() == Some("sso"),
         acr_values: started.acr_values.as_deref(),
+        request: Some(ar_id),
     };
     issue_in_session(state, req, realm, client, it).await
 }
@@ -425,6 +455,10 @@ async fn refresh(
     let narrowed = scope::narrow(params.get("scope").map(String::as_str), &claims.scope)?;
     let granted = scope::regrant(&narrowed, client);
     let subject = issue::subject(state, &realm.id, &claims.sub).await?;
+    if claims.typ == "Offline" {
+        // A user who lost the role since keeps no offline access (Keycloak checks it too).
+        offline_allowed(&subject).map_err(|_| OAuthError::invalid_grant("Offline tokens not allowed for the user"))?;
+    }
     let it = SessionIssue {
         session_id: &claims.sid,
         subject: &subject,
@@ -435,6 +469,7 @@ async fn refresh(
         ids: None,
         sso: false,
         acr_values: None,
+        request: None,
     };
     issue_in_session(state, req, realm, client, it).await
 }
@@ -481,7 +516,19 @@ async fn password(
     };
     let start = AuthRequestCommand::Start(Box::new(started));
     let checked = super::brute_force::login(state, req, realm, username, pw).await;
+    // Offline tokens asked of a user without the role: refused before the login is recorded
+    // as a success (the request's outcome is that refusal).
+    let refused_offline = match &checked {
+        Ok(ok) if granted.contains("offline_access") => {
+            offline_allowed(&*issue::subject(state, &realm.id, &ok.user.id).await?).err()
+        }
+        _ => None,
+    };
     let (actor, second, user_id) = match &checked {
+        Ok(ok) if refused_offline.is_some() => {
+            let error = "not_allowed: Offline tokens not allowed for the user or client".into();
+            (Actor::User { id: ok.user.id.clone(), realm: realm.id.clone() }, AuthRequestCommand::Fail { error }, None)
+        }
         Ok(ok) => {
             let sid = uuid::Uuid::new_v4().to_string();
             let cmd = AuthRequestCommand::Authenticate {
@@ -513,6 +560,9 @@ async fn password(
     let append = crate::provision::create_with::<AuthRequest>(&ar_id, vec![start, second.clone()], now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
+    if let Some(e) = refused_offline {
+        return Err(e.recorded());
+    }
     let Some(user_id) = user_id else {
         return Err(OAuthError::invalid_grant("Invalid user credentials").recorded());
     };
@@ -529,6 +579,7 @@ async fn password(
         idle_timeout: realm.settings.sso_session_idle_timeout as i64,
         max_lifespan: realm.settings.sso_session_max_lifespan as i64,
         offline_from: None,
+        started_at: None,
     };
     let append = crate::provision::create::<Session>(&session_id, SessionCommand::Start(session), now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
@@ -543,6 +594,7 @@ async fn password(
         ids: None,
         sso: false,
         acr_values: None,
+        request: Some(&ar_id),
     };
     issue_in_session(state, req, realm, client, it).await
 }

@@ -48,7 +48,11 @@ pub fn serve_config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig 
 
 /// Starts a real server (port 0) inside the current actix system.
 pub async fn spawn_app(cfg: ServeConfig) -> Running {
-    let clock: SharedClock = Arc::new(SystemClock);
+    spawn_app_with_clock(cfg, Arc::new(SystemClock)).await
+}
+
+/// As [`spawn_app`], on a clock the test controls.
+pub async fn spawn_app_with_clock(cfg: ServeConfig, clock: SharedClock) -> Running {
     server::start(cfg, clock).await.expect("server starts")
 }
 
