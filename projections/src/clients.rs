@@ -5,6 +5,7 @@ use annals_events::signing_key::SealedKey;
 use annals_events::{DomainEvent, RecordedEvent};
 use foldhash::HashMap;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientView {
@@ -20,22 +21,36 @@ pub struct ClientView {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClientDirectory {
-    by_id: HashMap<String, ClientView>,
+    /// Shared: a request takes the client it serves without copying its settings.
+    by_id: HashMap<String, Arc<ClientView>>,
     by_client_id: HashMap<(String, String), String>,
 }
 
 impl ClientDirectory {
     pub fn get(&self, id: &str) -> Option<&ClientView> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|c| &**c)
+    }
+
+    /// The client, shared (a request holds it past the read model's lock).
+    pub fn shared(&self, id: &str) -> Option<Arc<ClientView>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// As [`ClientDirectory::by_client_id`], shared.
+    pub fn shared_by_client_id(&self, realm_id: &str, client_id: &str) -> Option<Arc<ClientView>> {
+        self.by_client_id.get(&(realm_id.to_string(), client_id.to_string())).and_then(|id| self.by_id.get(id)).cloned()
     }
 
     /// The client a realm knows by this OAuth `client_id`.
     pub fn by_client_id(&self, realm_id: &str, client_id: &str) -> Option<&ClientView> {
-        self.by_client_id.get(&(realm_id.to_string(), client_id.to_string())).and_then(|id| self.by_id.get(id))
+        self.by_client_id
+            .get(&(realm_id.to_string(), client_id.to_string()))
+            .and_then(|id| self.by_id.get(id))
+            .map(|c| &**c)
     }
 
     pub fn in_realm<'a>(&'a self, realm_id: &'a str) -> impl Iterator<Item = &'a ClientView> + 'a {
-        self.by_id.values().filter(move |c| c.realm_id == realm_id)
+        self.by_id.values().map(|c| &**c).filter(move |c| c.realm_id == realm_id)
     }
 
     pub fn len(&self) -> usize {
@@ -60,7 +75,7 @@ impl Projection for ClientDirectory {
                 self.by_client_id.insert((c.realm_id.clone(), c.client_id.clone()), id.clone());
                 self.by_id.insert(
                     id.clone(),
-                    ClientView {
+                    Arc::new(ClientView {
                         id: id.clone(),
                         realm_id: c.realm_id.clone(),
                         client_id: c.client_id.clone(),
@@ -68,24 +83,24 @@ impl Projection for ClientDirectory {
                         secret: c.secret.clone(),
                         sealed_secret: c.sealed_secret.clone(),
                         extra: c.extra.clone(),
-                    },
+                    }),
                 );
             }
             ClientEvent::SettingsChanged(c) => {
-                if let Some(v) = self.by_id.get_mut(id) {
+                if let Some(v) = self.by_id.get_mut(id).map(Arc::make_mut) {
                     v.settings = c.settings.clone();
                     v.extra = c.extra.clone();
                 }
             }
             ClientEvent::SecretRotated(c) => {
-                if let Some(v) = self.by_id.get_mut(id) {
+                if let Some(v) = self.by_id.get_mut(id).map(Arc::make_mut) {
                     v.secret = Some(c.secret.clone());
                     v.sealed_secret = c.sealed_secret.clone();
                 }
             }
             ClientEvent::Deleted(_) => {
                 if let Some(v) = self.by_id.remove(id) {
-                    self.by_client_id.remove(&(v.realm_id, v.client_id));
+                    self.by_client_id.remove(&(v.realm_id.clone(), v.client_id.clone()));
                 }
             }
         }

@@ -4,6 +4,7 @@ use annals_events::realm::{RealmEvent, RealmSettings};
 use annals_events::{DomainEvent, RecordedEvent};
 use foldhash::HashMap;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RealmView {
@@ -15,22 +16,34 @@ pub struct RealmView {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RealmDirectory {
-    by_id: HashMap<String, RealmView>,
+    /// Shared: a request takes its realm (whose `extra` may hold a whole Keycloak export's
+    /// flows and components) without copying it.
+    by_id: HashMap<String, Arc<RealmView>>,
     by_name: HashMap<String, String>,
 }
 
 impl RealmDirectory {
     pub fn get(&self, id: &str) -> Option<&RealmView> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|r| &**r)
     }
 
     /// Realm names are case-sensitive in URLs, as in Keycloak.
     pub fn by_name(&self, name: &str) -> Option<&RealmView> {
+        self.shared_by_name(name).map(|r| &**r)
+    }
+
+    /// The realm, shared (a request holds it past the read model's lock).
+    pub fn shared_by_name(&self, name: &str) -> Option<&Arc<RealmView>> {
         self.by_name.get(name).and_then(|id| self.by_id.get(id))
     }
 
+    /// As [`RealmDirectory::get`], shared.
+    pub fn shared(&self, id: &str) -> Option<Arc<RealmView>> {
+        self.by_id.get(id).cloned()
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &RealmView> {
-        self.by_id.values()
+        self.by_id.values().map(|r| &**r)
     }
 
     pub fn len(&self) -> usize {
@@ -70,16 +83,16 @@ impl Projection for RealmDirectory {
                 self.by_name.insert(c.name.clone(), id.clone());
                 self.by_id.insert(
                     id.clone(),
-                    RealmView {
+                    Arc::new(RealmView {
                         id: id.clone(),
                         name: c.name.clone(),
                         settings: settings_of(&c.settings, &c.extra),
                         extra: c.extra.clone(),
-                    },
+                    }),
                 );
             }
             RealmEvent::SettingsChanged(c) => {
-                if let Some(r) = self.by_id.get_mut(id) {
+                if let Some(r) = self.by_id.get_mut(id).map(Arc::make_mut) {
                     r.settings = settings_of(&c.settings, &c.extra);
                     r.extra = c.extra.clone();
                 }

@@ -77,7 +77,7 @@ pub async fn caller_by_token(state: &AppState, token: &str, target: &RealmView) 
     let master = state.read_models.read().realms.by_name("master").filter(|r| r.settings.enabled).cloned();
     let candidates = std::iter::once(target.clone()).chain(master.filter(|m| m.id != target.id));
     for realm in candidates {
-        let Some(bearer::Checked::Access(claims)) = bearer::active(state, &realm, token) else { continue };
+        let Some(bearer::Checked::Access(claims)) = bearer::active(state, &realm, token).await else { continue };
         // The client the token was issued to must still exist and be enabled.
         let azp = claims.get("azp").and_then(Value::as_str)?;
         let client_enabled =

@@ -63,9 +63,9 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
         Err(m) => return state.pages.error(StatusCode::BAD_REQUEST, &shown, &format!("Invalid request: {m}.")),
     };
     let client =
-        params.get("client_id").and_then(|id| state.read_models.read().clients.by_client_id(&realm.id, id).cloned());
+        params.get("client_id").and_then(|id| state.read_models.read().clients.shared_by_client_id(&realm.id, id));
     let now = state.clock.now();
-    let started = match rules::validate(&params, client.as_ref(), now.timestamp(), LOGIN_LIFESPAN) {
+    let started = match rules::validate(&params, client.as_deref(), now.timestamp(), LOGIN_LIFESPAN) {
         Ok(s) => s,
         Err(Refusal::Page { reason, message }) => {
             // No client can be told (the redirect is not trusted): the log is where it shows.
@@ -533,7 +533,7 @@ async fn front_channel_tokens(
     want_token: bool,
     want_id: bool,
 ) -> Result<Vec<(&'static str, String)>, OAuthError> {
-    let client = state.read_models.read().clients.get(&started.client).cloned();
+    let client = state.read_models.read().clients.shared(&started.client);
     let client = client.ok_or_else(|| OAuthError::unauthorized_client("Client not found"))?;
     let granted = scope::grant(&started.scope, &client)?;
     let now = state.clock.now().timestamp();

@@ -89,7 +89,7 @@ enum Attempt {
 async fn deliver(state: &AppState, http: &reqwest::Client, id: &str, owed: Owed) -> Attempt {
     let (realm, client) = {
         let dir = state.read_models.read();
-        (dir.realms.get(&owed.realm_id).cloned(), dir.clients.get(&owed.client).cloned())
+        (dir.realms.shared(&owed.realm_id), dir.clients.shared(&owed.client))
     };
     let url = client.as_ref().and_then(|c| c.settings.attributes.get(URL_ATTRIBUTE)).map(|u| u.trim().to_string());
     let target = Target {

@@ -30,16 +30,34 @@ impl Checked {
 
 /// Verifies a token of this realm and returns its claims when it is active now; `None` for
 /// anything else (forged, expired, revoked, another kind, a dead session).
-pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
+pub async fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
     let checked = verified(state, realm, token)?;
+    if let Some(alive) = liveness(state, realm, &checked) {
+        return alive.then_some(checked);
+    }
+    // A session this node's read model does not know: it may have started a moment ago (a
+    // token is answered once its session is durable, not once every read model folded it),
+    // so a resource server introspecting a fresh token must not be told it is dead. Wait for
+    // the model to reach the durable head, then decide; at the head already, nothing waits.
+    let head = *state.store.watch_head().borrow();
+    if state.read_models.position() < head {
+        let _ = state.read_models.wait_for(head, std::time::Duration::from_secs(2)).await;
+    }
+    liveness(state, realm, &checked).unwrap_or(false).then_some(checked)
+}
+
+/// Whether a verified token's session or grant is alive and the token not revoked; `None`
+/// when the token names a session the read model does not hold (ended, or not folded yet).
+fn liveness(state: &AppState, realm: &RealmView, checked: &Checked) -> Option<bool> {
     let c = checked.claims();
-    let jti = c.get("jti")?.as_str()?;
+    let Some(jti) = c.get("jti").and_then(Value::as_str) else { return Some(false) };
     let now = state.clock.now().timestamp();
     let dir = state.read_models.read();
     let alive = match c.get("sid").and_then(Value::as_str) {
         Some(sid) => match dir.sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
+            None if dir.sessions.get(sid).is_none() => return None,
             None => false,
-            Some(s) => match &checked {
+            Some(s) => match checked {
                 Checked::Access(_) => {
                     let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
                     let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
@@ -57,7 +75,7 @@ pub fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<Checke
         // Client-credentials tokens have no session: only revocation ends them early.
         None => matches!(checked, Checked::Access(_)) && !dir.sessions.grant_revoked(jti),
     };
-    alive.then_some(checked)
+    Some(alive)
 }
 
 /// Verifies signature, issuer, expiry and kind, without asking whether it was revoked.

@@ -24,7 +24,7 @@ pub async fn introspect(
     let Some(token) = params.get("token") else {
         return oauth_error(&OAuthError::invalid_request("Missing parameter: token"));
     };
-    let Some(checked) = bearer::active(&state, &realm, token) else {
+    let Some(checked) = bearer::active(&state, &realm, token).await else {
         return json_no_store(json!({ "active": false }));
     };
     let mut out = checked.claims().clone();

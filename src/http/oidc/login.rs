@@ -27,13 +27,16 @@ pub struct Query {
 
 /// A login-actions form as posted: its realm, its authorization request and its fields, once
 /// the CSRF token shows it comes from the browser the form was shown to.
+/// A login form's realm, authorization request id and fields.
+type Posted = (std::sync::Arc<RealmView>, String, BTreeMap<String, String>);
+
 fn posted(
     state: &AppState,
     req: &HttpRequest,
     name: &str,
     query: Option<web::Query<Query>>,
     body: &[u8],
-) -> Result<(RealmView, String, BTreeMap<String, String>), Box<HttpResponse>> {
+) -> Result<Posted, Box<HttpResponse>> {
     let Some(realm) = realm(state, name) else {
         return Err(Box::new(state.pages.error(StatusCode::NOT_FOUND, "Annals", "Realm does not exist.")));
     };

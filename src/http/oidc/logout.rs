@@ -87,7 +87,7 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
         (Some(a), _) => Some(a),
         (None, b) => b.cloned(),
     };
-    let client = client_id.and_then(|id| state.read_models.read().clients.by_client_id(&realm.id, &id).cloned());
+    let client = client_id.and_then(|id| state.read_models.read().clients.shared_by_client_id(&realm.id, &id));
     let target = match p.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => match &client {

@@ -28,6 +28,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use annals_events::{Actor, Metadata};
 use annals_projections::realms::RealmView;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Largest form body accepted by the OAuth endpoints.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -91,8 +92,8 @@ pub(crate) fn realm_not_found() -> HttpResponse {
 }
 
 /// The realm named in the path, if it exists and is enabled.
-fn realm(state: &AppState, name: &str) -> Option<RealmView> {
-    state.read_models.read().realms.by_name(name).filter(|r| r.settings.enabled).cloned()
+fn realm(state: &AppState, name: &str) -> Option<Arc<RealmView>> {
+    state.read_models.read().realms.shared_by_name(name).filter(|r| r.settings.enabled).cloned()
 }
 
 fn no_store(mut res: HttpResponse) -> HttpResponse {
@@ -157,7 +158,7 @@ pub(crate) async fn client_request(
     name: &str,
     body: &[u8],
     endpoint: &'static str,
-) -> Result<(RealmView, BTreeMap<String, String>, annals_projections::clients::ClientView), HttpResponse> {
+) -> Result<(Arc<RealmView>, BTreeMap<String, String>, Arc<annals_projections::clients::ClientView>), HttpResponse> {
     let realm = realm(state, name).ok_or_else(realm_not_found)?;
     let params = form(req, body).map_err(|e| oauth_error(&e))?;
     match token::authenticated_client(state, req, &realm, &params).await {

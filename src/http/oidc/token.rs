@@ -26,6 +26,7 @@ use annals_events::Actor;
 use annals_projections::clients::ClientView;
 use annals_projections::realms::RealmView;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub async fn token(
     state: web::Data<AppState>,
@@ -50,7 +51,7 @@ pub async fn authenticated_client(
     req: &HttpRequest,
     realm: &RealmView,
     params: &BTreeMap<String, String>,
-) -> Result<ClientView, OAuthError> {
+) -> Result<Arc<ClientView>, OAuthError> {
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let presented = client_auth::presented(header, params)?;
     // An assertion may name the token endpoint (RFC 7523) or the issuer (Keycloak accepts
@@ -58,7 +59,7 @@ pub async fn authenticated_client(
     let iss = issuer(&state.base_url, &realm.name);
     let audiences = [format!("{iss}/protocol/openid-connect/token"), iss];
     // Copied out first: checking an assertion's signature must not hold the read models.
-    let client = state.read_models.read().clients.by_client_id(&realm.id, &presented.client_id).cloned();
+    let client = state.read_models.read().clients.shared_by_client_id(&realm.id, &presented.client_id);
     let fetched = match (&presented.method, client.as_ref()) {
         // Only for an enabled confidential client registered for signed assertions, and an
         // assertion shaped like one: nobody else makes the server fetch anything.
@@ -92,8 +93,8 @@ pub async fn authenticated_client(
         now: state.clock.now().timestamp(),
         fetched_keys: fetched.as_ref(),
     };
-    let (client, assertion) = client_auth::authenticate(&presented, client.as_ref(), &state.keys, &ctx)?;
-    let client = client.clone();
+    let (_, assertion) = client_auth::authenticate(&presented, client.as_deref(), &state.keys, &ctx)?;
+    let Some(client) = client else { return Err(OAuthError::invalid_client("Invalid client credentials")) };
     if let Some(a) = assertion {
         // Used once: the assertion's stream exists after its first use, on every node.
         let used = ClientAssertionUsed {

@@ -43,7 +43,7 @@ pub async fn userinfo(
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return refuse("", "Token not provided"),
     };
-    let Some(bearer::Checked::Access(claims)) = bearer::active(&state, &realm, token.trim()) else {
+    let Some(bearer::Checked::Access(claims)) = bearer::active(&state, &realm, token.trim()).await else {
         return refuse("invalid_token", "Token verification failed");
     };
     let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
@@ -54,7 +54,7 @@ pub async fn userinfo(
         Err(_) => return refuse("invalid_token", "User not found or disabled"),
     };
     let client = claims.get("azp").and_then(Value::as_str).unwrap_or_default();
-    let Some(client) = state.read_models.read().clients.by_client_id(&realm.id, client).cloned() else {
+    let Some(client) = state.read_models.read().clients.shared_by_client_id(&realm.id, client) else {
         return refuse("invalid_token", "Client not found");
     };
     let granted = scope::regrant(claims.get("scope").and_then(Value::as_str).unwrap_or(""), &client);
