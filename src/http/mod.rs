@@ -49,9 +49,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .configure(oidc::configure)
         .configure(audit::configure)
-        .configure(ssf::configure)
-        .configure(oidc::configure);
+        .configure(ssf::configure);
 }
 
 /// The request header carrying a caller's correlation id; echoed on the response.

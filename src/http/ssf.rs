@@ -28,17 +28,23 @@ const BODY_MAX: usize = 16 * 1024;
 const STREAMS_PER_RECEIVER: usize = 5;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/.well-known/ssf-configuration/realms/{realm}").route(web::get().to(metadata)))
+    cfg.service(web::resource("/.well-known/ssf-configuration/realms/{realm}").route(web::get().to(metadata)));
+}
+
+/// The receiver endpoints, inside the realm scope (`/realms/{realm}`, see `http::oidc`): a
+/// scope takes every path under its prefix, so they cannot be routes of their own beside it.
+pub fn configure_in_realm(scope: actix_web::Scope) -> actix_web::Scope {
+    scope
         .service(
-            web::resource("/realms/{realm}/ssf/streams")
+            web::resource("/ssf/streams")
                 .route(web::post().to(create))
                 .route(web::get().to(read))
                 .route(web::patch().to(patch))
                 .route(web::put().to(put))
                 .route(web::delete().to(delete)),
         )
-        .service(web::resource("/realms/{realm}/ssf/verify").route(web::post().to(verify)))
-        .service(web::resource("/realms/{realm}/ssf/poll/{stream}").route(web::post().to(poll)));
+        .service(web::resource("/ssf/verify").route(web::post().to(verify)))
+        .service(web::resource("/ssf/poll/{stream}").route(web::post().to(poll)))
 }
 
 fn error(status: StatusCode, description: &str) -> HttpResponse {
