@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod client_jwks;
 pub mod error;
+pub mod form;
 pub mod login;
 pub mod redirect;
 pub mod scope;

@@ -125,14 +125,23 @@ pub(crate) fn json_no_store(body: serde_json::Value) -> HttpResponse {
     no_store(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(body))
 }
 
+/// A successful JSON answer, already written, that must not be cached.
+pub(crate) fn json_bytes_no_store(body: Vec<u8>) -> HttpResponse {
+    no_store(
+        HttpResponse::Ok()
+            .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(body),
+    )
+}
+
 /// The form parameters of a POST body; a repeated parameter is refused (RFC 6749 §3.2).
 pub(crate) fn form(req: &HttpRequest, body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
     let ct = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request("Content-Type must be application/x-www-form-urlencoded"));
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    crate::oidc::authorize::params(pairs).map_err(OAuthError::invalid_request)
+    crate::oidc::authorize::params(crate::oidc::form::parse(body)).map_err(OAuthError::invalid_request)
 }
 
 /// Event metadata for a request: who (when known), from where, correlated with the request.
