@@ -87,7 +87,7 @@ pub async fn caller_by_token(state: &AppState, token: &str, target: &RealmView) 
         }
         let sub = claims.get("sub").and_then(Value::as_str)?;
         let subject = issue::subject(state, &realm.id, sub).await.ok()?;
-        return Some(Caller { realm, subject, claims });
+        return Some(Caller { realm, subject, claims: (*claims).clone() });
     }
     None
 }

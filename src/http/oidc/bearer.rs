@@ -16,14 +16,16 @@ use std::sync::{Arc, RwLock};
 
 /// What a token turned out to be.
 pub enum Checked {
-    Access(Value),
+    /// Shared with the cache of verified tokens (a copy per use was 2% of an introspection).
+    Access(Arc<Value>),
     Refresh(Value),
 }
 
 impl Checked {
     pub fn claims(&self) -> &Value {
         match self {
-            Checked::Access(c) | Checked::Refresh(c) => c,
+            Checked::Access(c) => c,
+            Checked::Refresh(c) => c,
         }
     }
 }
@@ -102,6 +104,7 @@ pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Chec
         };
         match claims {
             Ok(c) if c.get("typ").and_then(Value::as_str) == Some("Bearer") => {
+                let c = Arc::new(c);
                 state.verified_tokens.put(realm, token, &c);
                 return Some(Checked::Access(c));
             }
@@ -127,14 +130,14 @@ struct Verified {
     issuer: String,
     kid: String,
     exp: i64,
-    claims: Value,
+    claims: Arc<Value>,
 }
 
 /// Entries kept at most; the cache is emptied when full (a miss only costs a verification).
 const MAX_VERIFIED: usize = 100_000;
 
 impl VerifiedTokens {
-    fn get(&self, state: &AppState, realm: &RealmView, token: &str) -> Option<Value> {
+    fn get(&self, state: &AppState, realm: &RealmView, token: &str) -> Option<Arc<Value>> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         let v = cache.get(&key)?;
@@ -150,7 +153,7 @@ impl VerifiedTokens {
         published.then(|| v.claims.clone())
     }
 
-    fn put(&self, realm: &RealmView, token: &str, claims: &Value) {
+    fn put(&self, realm: &RealmView, token: &str, claims: &Arc<Value>) {
         let (Some(exp), Ok(header)) = (claims.get("exp").and_then(Value::as_i64), jsonwebtoken::decode_header(token))
         else {
             return;
