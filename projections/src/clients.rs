@@ -87,9 +87,18 @@ impl Projection for ClientDirectory {
                 );
             }
             ClientEvent::SettingsChanged(c) => {
-                if let Some(v) = self.by_id.get_mut(id).map(Arc::make_mut) {
-                    v.settings = c.settings.clone();
-                    v.extra = c.extra.clone();
+                // A new view rather than `make_mut`: a request holding the old one would make
+                // it copy the whole `extra` only to replace it.
+                if let Some(v) = self.by_id.get_mut(id) {
+                    *v = Arc::new(ClientView {
+                        id: v.id.clone(),
+                        realm_id: v.realm_id.clone(),
+                        client_id: v.client_id.clone(),
+                        settings: c.settings.clone(),
+                        secret: v.secret.clone(),
+                        sealed_secret: v.sealed_secret.clone(),
+                        extra: c.extra.clone(),
+                    });
                 }
             }
             ClientEvent::SecretRotated(c) => {

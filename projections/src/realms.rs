@@ -92,9 +92,15 @@ impl Projection for RealmDirectory {
                 );
             }
             RealmEvent::SettingsChanged(c) => {
-                if let Some(r) = self.by_id.get_mut(id).map(Arc::make_mut) {
-                    r.settings = settings_of(&c.settings, &c.extra);
-                    r.extra = c.extra.clone();
+                // A new view rather than `make_mut`: a request holding the old one would make
+                // it copy the whole `extra` only to replace it.
+                if let Some(r) = self.by_id.get_mut(id) {
+                    *r = Arc::new(RealmView {
+                        id: r.id.clone(),
+                        name: r.name.clone(),
+                        settings: settings_of(&c.settings, &c.extra),
+                        extra: c.extra.clone(),
+                    });
                 }
             }
             RealmEvent::Deleted(_) => {

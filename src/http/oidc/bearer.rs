@@ -39,14 +39,25 @@ pub async fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<
     }
     // A session this node's read model does not know: it may have started a moment ago (a
     // token is answered once its session is durable, not once every read model folded it),
-    // so a resource server introspecting a fresh token must not be told it is dead. Wait for
-    // the model to reach the durable head, then decide; at the head already, nothing waits.
+    // so a resource server introspecting a fresh token must not be told it is dead. For a
+    // token issued in the last few seconds, wait (briefly) for the model to reach this node's
+    // durable head, then decide. An older token's unknown session has ended: nothing waits,
+    // nor while the read model is stopped. (Another node's commit reaches this node's head
+    // with its NOTIFY, so right after issuance there a token can still read as inactive for
+    // the few milliseconds that takes.)
+    let issued = checked.claims().get("iat").and_then(Value::as_i64).unwrap_or(0);
+    let fresh = state.clock.now().timestamp() - issued <= FRESH_SECONDS;
     let head = *state.store.watch_head().borrow();
-    if state.read_models.position() < head {
-        let _ = state.read_models.wait_for(head, std::time::Duration::from_secs(2)).await;
+    if fresh && state.read_models.healthy() && state.read_models.position() < head {
+        let _ = state.read_models.wait_for(head, FRESH_WAIT).await;
     }
     liveness(state, realm, &checked).unwrap_or(false).then_some(checked)
 }
+
+/// How old a token may be for its unknown session to be worth waiting for.
+const FRESH_SECONDS: i64 = 5;
+/// The longest a request waits for the read model to fold a fresh token's session.
+const FRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Whether a verified token's session or grant is alive and the token not revoked; `None`
 /// when the token names a session the read model does not hold (ended, or not folded yet).

@@ -25,11 +25,11 @@ pub struct Query {
     ar: String,
 }
 
-/// A login-actions form as posted: its realm, its authorization request and its fields, once
-/// the CSRF token shows it comes from the browser the form was shown to.
 /// A login form's realm, authorization request id and fields.
 type Posted = (std::sync::Arc<RealmView>, String, BTreeMap<String, String>);
 
+/// A login-actions form as posted: its realm, its authorization request and its fields, once
+/// the CSRF token shows it comes from the browser the form was shown to.
 fn posted(
     state: &AppState,
     req: &HttpRequest,

@@ -36,8 +36,9 @@ const FORM_LIMIT: usize = 64 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let oidc = "/protocol/openid-connect";
     let form = || web::PayloadConfig::new(FORM_LIMIT);
-    // One scope for the realm segment, registered before any other pattern: it is the only
-    // pattern a realm request is matched against (actix tries routes in order, each pattern a
+    // One scope for the realm segment, registered before any other pattern (only the static
+    // health and metrics paths come first): it is the only pattern a realm request is matched
+    // against (actix tries routes in order, each pattern a
     // regular expression run by a backtracking-free but slow engine: five tried before it
     // cost 9% of an introspection), and the endpoints inside are plain strings.
     let realm = crate::http::ssf::configure_in_realm(
