@@ -53,6 +53,12 @@ async fn refresh(demo: &Demo, token: &str) -> (u16, Value) {
     demo.token(WEB, &[("grant_type", "refresh_token"), ("refresh_token", token)]).await
 }
 
+/// RP-initiated logout from this browser, hinted with `id_token`.
+async fn logout(demo: &Demo, jar: &Jar, id_token: &str) -> reqwest::Response {
+    let req = demo.http.get(demo.url("logout")).query(&[("id_token_hint", id_token)]);
+    req.header(COOKIE, jar.header()).send().await.unwrap()
+}
+
 fn text<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
@@ -74,14 +80,7 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!((seen["active"].as_bool(), seen["token_type"].as_str()), (Some(true), Some("Offline")));
 
     // The user logs out: the SSO session and its tokens end, the offline token lives on.
-    let res = demo
-        .http
-        .get(demo.url("logout"))
-        .query(&[("id_token_hint", id)])
-        .header(COOKIE, jar.header())
-        .send()
-        .await
-        .unwrap();
+    let res = logout(&demo, &jar, id).await;
     assert_eq!(res.status(), 200, "logged out without a redirect target");
     assert_eq!(demo.introspect(at).await["active"], false);
     assert_eq!(demo.introspect(offline).await["active"], true);
@@ -103,14 +102,7 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!(status, 200, "{r2}");
     let (id2, off2) = (text(&r2, "id_token"), text(&r2, "refresh_token"));
     assert_ne!(claims(id2)["sid"], claims(&sso_at)["sid"]);
-    let res = demo
-        .http
-        .get(demo.url("logout"))
-        .query(&[("id_token_hint", id2)])
-        .header(COOKIE, jar.header())
-        .send()
-        .await
-        .unwrap();
+    let res = logout(&demo, &jar, id2).await;
     assert_eq!(res.status(), 200);
     jar.take(&res);
     assert!(!jar.header().contains("ANNALS_SESSION"), "the browser's SSO cookie is cleared");
