@@ -146,6 +146,8 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     let other = ("other", "other-secret-0123456789");
     let (status, e) = demo.token(other, &[("grant_type", "refresh_token"), ("refresh_token", &off)]).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, e) = demo.post_as(other, "revoke", &[("token", &off)]).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("unauthorized_client")), "{e}");
     assert_eq!(demo.introspect(&off).await["active"], true);
 
     // Without the offline_access role: refused as Keycloak refuses it, before any session.
