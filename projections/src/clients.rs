@@ -23,7 +23,9 @@ pub struct ClientView {
 pub struct ClientDirectory {
     /// Shared: a request takes the client it serves without copying its settings.
     by_id: HashMap<String, Arc<ClientView>>,
-    by_client_id: HashMap<(String, String), String>,
+    /// Realm id, then OAuth `client_id`, to the client's id: nested so a lookup borrows its
+    /// keys (a tuple key cost two `String`s per request).
+    by_client_id: HashMap<String, HashMap<String, String>>,
 }
 
 impl ClientDirectory {
@@ -38,15 +40,16 @@ impl ClientDirectory {
 
     /// As [`ClientDirectory::by_client_id`], shared.
     pub fn shared_by_client_id(&self, realm_id: &str, client_id: &str) -> Option<Arc<ClientView>> {
-        self.by_client_id.get(&(realm_id.to_string(), client_id.to_string())).and_then(|id| self.by_id.get(id)).cloned()
+        self.id_of(realm_id, client_id).and_then(|id| self.by_id.get(id)).cloned()
+    }
+
+    fn id_of(&self, realm_id: &str, client_id: &str) -> Option<&String> {
+        self.by_client_id.get(realm_id).and_then(|m| m.get(client_id))
     }
 
     /// The client a realm knows by this OAuth `client_id`.
     pub fn by_client_id(&self, realm_id: &str, client_id: &str) -> Option<&ClientView> {
-        self.by_client_id
-            .get(&(realm_id.to_string(), client_id.to_string()))
-            .and_then(|id| self.by_id.get(id))
-            .map(|c| &**c)
+        self.id_of(realm_id, client_id).and_then(|id| self.by_id.get(id)).map(|c| &**c)
     }
 
     pub fn in_realm<'a>(&'a self, realm_id: &'a str) -> impl Iterator<Item = &'a ClientView> + 'a {
@@ -72,7 +75,7 @@ impl Projection for ClientDirectory {
         let id = &event.stream.id;
         match e {
             ClientEvent::Created(c) => {
-                self.by_client_id.insert((c.realm_id.clone(), c.client_id.clone()), id.clone());
+                self.by_client_id.entry(c.realm_id.clone()).or_default().insert(c.client_id.clone(), id.clone());
                 self.by_id.insert(
                     id.clone(),
                     Arc::new(ClientView {
@@ -109,7 +112,12 @@ impl Projection for ClientDirectory {
             }
             ClientEvent::Deleted(_) => {
                 if let Some(v) = self.by_id.remove(id) {
-                    self.by_client_id.remove(&(v.realm_id.clone(), v.client_id.clone()));
+                    if let Some(m) = self.by_client_id.get_mut(&v.realm_id) {
+                        m.remove(&v.client_id);
+                        if m.is_empty() {
+                            self.by_client_id.remove(&v.realm_id);
+                        }
+                    }
                 }
             }
         }

@@ -2,22 +2,32 @@
 //! them (`&`-separated pairs, empty ones skipped, name and value split at the first `=`, `+`
 //! a space, `%XX` a byte, invalid UTF-8 replaced), but without running the decoder over
 //! components that hold nothing to decode: a token endpoint's body is mostly a JWT or a code,
-//! plain ASCII, and decoding it byte by byte was 5% of an introspection.
+//! plain ASCII, and decoding it byte by byte was 5% of an introspection. The scans use
+//! `memchr` (vector instructions): a byte-by-byte look for `%` and `+` over a token was still
+//! 2% of one.
 
 /// The pairs of a form body, in order.
 pub fn parse(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.iter().position(|b| *b == b'=') {
+    let mut pairs = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if pair.is_empty() {
+            continue;
+        }
+        pairs.push(match memchr::memchr(b'=', pair) {
             Some(i) => (component(&pair[..i]), component(&pair[i + 1..])),
             None => (component(pair), String::new()),
-        })
-        .collect()
+        });
+    }
+    pairs
 }
 
 /// One name or value, decoded.
 fn component(raw: &[u8]) -> String {
-    if !raw.iter().any(|b| matches!(b, b'%' | b'+')) {
+    if memchr::memchr2(b'%', b'+', raw).is_none() {
         if let Ok(s) = std::str::from_utf8(raw) {
             return s.to_string();
         }
@@ -45,6 +55,8 @@ mod tests {
             b"no_equals&=empty_name&k==v=w&plus=a+b%2Bc",
             b"caf\xc3\xa9=\xc3\xa9t\xc3\xa9&bad=\xff\xfe&mixed=\xff%41",
             b"redirect_uri=https%3A%2F%2Frp.example%2Fcb%3Fx%3D1%26y%3D2",
+            b"&a=b&&c&",
+            b"=",
         ];
         for body in bodies {
             assert_eq!(parse(body), reference(body), "{:?}", String::from_utf8_lossy(body));

@@ -77,7 +77,8 @@ pub async fn caller_by_token(state: &AppState, token: &str, target: &RealmView) 
     let master = state.read_models.read().realms.by_name("master").filter(|r| r.settings.enabled).cloned();
     let candidates = std::iter::once(target.clone()).chain(master.filter(|m| m.id != target.id));
     for realm in candidates {
-        let Some(bearer::Checked::Access(claims)) = bearer::active(state, &realm, token).await else { continue };
+        let Some(bearer::Checked::Access(access)) = bearer::active(state, &realm, token).await else { continue };
+        let claims = &access.claims;
         // The client the token was issued to must still exist and be enabled.
         let azp = claims.get("azp").and_then(Value::as_str)?;
         let client_enabled =
@@ -87,7 +88,7 @@ pub async fn caller_by_token(state: &AppState, token: &str, target: &RealmView) 
         }
         let sub = claims.get("sub").and_then(Value::as_str)?;
         let subject = issue::subject(state, &realm.id, sub).await.ok()?;
-        return Some(Caller { realm, subject, claims: (*claims).clone() });
+        return Some(Caller { realm, subject, claims: claims.clone() });
     }
     None
 }

@@ -27,7 +27,17 @@ pub async fn introspect(
     let Some(checked) = bearer::active(&state, &realm, token).await else {
         return json_no_store(json!({ "active": false }));
     };
-    let claims = checked.claims();
+    match &checked {
+        bearer::Checked::Access(a) => json_bytes_no_store(a.introspection(|c| answer(c, "Bearer"))),
+        // Keycloak's kinds: `Refresh`, or `Offline` for an offline token.
+        bearer::Checked::Refresh(c) => {
+            json_bytes_no_store(answer(c, c.get("typ").and_then(Value::as_str).unwrap_or("Refresh")))
+        }
+    }
+}
+
+/// The active answer: the claims with RFC 7662's members.
+fn answer(claims: &Value, token_type: &str) -> Vec<u8> {
     let mut members = serde_json::Map::new();
     members.insert("active".into(), json!(true));
     if let Some(azp) = claims.get("azp") {
@@ -36,13 +46,8 @@ pub async fn introspect(
     if let Some(u) = claims.get("preferred_username") {
         members.insert("username".into(), u.clone());
     }
-    let kind = match &checked {
-        bearer::Checked::Access(_) => "Bearer",
-        // Keycloak's kinds: `Refresh`, or `Offline` for an offline token.
-        bearer::Checked::Refresh(c) => c.get("typ").and_then(Value::as_str).unwrap_or("Refresh"),
-    };
-    members.insert("token_type".into(), json!(kind));
-    json_bytes_no_store(with_members(claims, &members))
+    members.insert("token_type".into(), json!(token_type));
+    with_members(claims, &members)
 }
 
 /// The claims as a JSON object with RFC 7662's members added: written once, rather than the

@@ -127,12 +127,12 @@ pub(crate) fn json_no_store(body: serde_json::Value) -> HttpResponse {
 }
 
 /// A successful JSON answer, already written, that must not be cached.
-pub(crate) fn json_bytes_no_store(body: Vec<u8>) -> HttpResponse {
+pub(crate) fn json_bytes_no_store(body: impl Into<web::Bytes>) -> HttpResponse {
     no_store(
         HttpResponse::Ok()
             .insert_header(CacheControl(vec![CacheDirective::NoStore]))
             .content_type(actix_web::http::header::ContentType::json())
-            .body(body),
+            .body(body.into()),
     )
 }
 

@@ -43,9 +43,10 @@ pub async fn userinfo(
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return refuse("", "Token not provided"),
     };
-    let Some(bearer::Checked::Access(claims)) = bearer::active(&state, &realm, token.trim()).await else {
+    let Some(bearer::Checked::Access(access)) = bearer::active(&state, &realm, token.trim()).await else {
         return refuse("invalid_token", "Token verification failed");
     };
+    let claims = &access.claims;
     let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
         return refuse("invalid_token", "Token has no user");
     };
