@@ -6,9 +6,10 @@ use serde_json::Value;
 
 /// Writes `value` as canonical JSON. Independent of serde_json's `preserve_order` feature.
 pub fn to_canonical_string(value: &Value) -> String {
-    let mut out = String::with_capacity(128);
+    let mut out = Vec::with_capacity(256);
     write_value(value, &mut out);
-    out
+    // Only serde_json's output and ASCII punctuation were written: valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Serializes any serde value canonically.
@@ -16,40 +17,41 @@ pub fn canonical<T: serde::Serialize>(value: &T) -> Result<String, serde_json::E
     Ok(to_canonical_string(&serde_json::to_value(value)?))
 }
 
-fn write_value(value: &Value, out: &mut String) {
+fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort_unstable();
-            out.push('{');
+            out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_str(k, out);
-                out.push(':');
+                write_leaf(k, out);
+                out.push(b':');
                 write_value(&map[k], out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_value(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => write_str(s, out),
-        other => out.push_str(&other.to_string()),
+        leaf => write_leaf(leaf, out),
     }
 }
 
-fn write_str(s: &str, out: &mut String) {
-    // serde_json's string escaping is deterministic; reuse it rather than re-implement it.
-    out.push_str(&Value::String(s.to_string()).to_string());
+/// A string, number, boolean or null as serde_json writes it (its escaping and number format
+/// are deterministic), straight into the buffer: no copy of the value, no formatter. Writing
+/// into a `Vec` cannot fail, nor can these values (a `Value` number is always finite).
+fn write_leaf<T: serde::Serialize + ?Sized>(leaf: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, leaf);
 }
 
 #[cfg(test)]
@@ -70,5 +72,31 @@ mod tests {
         let v = json!({"z": 1.5, "é": "ünïcode", "n": -3, "t": true});
         let text = to_canonical_string(&v);
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
+    }
+
+    #[test]
+    fn given_every_kind_of_leaf_when_canonicalized_then_each_is_written_as_serde_json_writes_it() {
+        let leaves = json!([
+            "",
+            "tab\tquote\"back\\slash\u{1}",
+            "ünïcode 🙂",
+            "</script>",
+            0,
+            -0,
+            1.5,
+            -2.25e-10,
+            1e300,
+            u64::MAX,
+            i64::MIN,
+            true,
+            false,
+            null
+        ]);
+        let Value::Array(items) = &leaves else { unreachable!() };
+        for leaf in items {
+            assert_eq!(to_canonical_string(leaf), leaf.to_string(), "{leaf:?}");
+        }
+        assert_eq!(to_canonical_string(&leaves), leaves.to_string());
+        assert_eq!(to_canonical_string(&json!({"k\"ey": {}, "a": []})), r#"{"a":[],"k\"ey":{}}"#);
     }
 }
