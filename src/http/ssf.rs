@@ -21,6 +21,7 @@ use annals_projections::ssf_streams::SsfStreamView;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A stream configuration request is small; anything bigger is refused unread.
 const BODY_MAX: usize = 16 * 1024;
@@ -67,8 +68,8 @@ fn issuer(state: &AppState, realm: &RealmView) -> String {
     crate::oidc::issuer(&state.base_url, &realm.name)
 }
 
-fn realm(state: &AppState, name: &str) -> Option<RealmView> {
-    state.read_models.read().realms.by_name(name).filter(|r| r.settings.enabled).cloned()
+fn realm(state: &AppState, name: &str) -> Option<Arc<RealmView>> {
+    state.read_models.read().realms.shared_by_name(name).filter(|r| r.settings.enabled).cloned()
 }
 
 async fn metadata(state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
@@ -103,7 +104,7 @@ async fn realm_and_receiver(
     state: &AppState,
     req: &HttpRequest,
     name: &str,
-) -> Result<(RealmView, Caller, String), HttpResponse> {
+) -> Result<(Arc<RealmView>, Caller, String), HttpResponse> {
     let realm = realm(state, name).ok_or_else(|| error(StatusCode::NOT_FOUND, "Realm not found."))?;
     let (caller, audience) = receiver(state, req, &realm).await?;
     Ok((realm, caller, audience))
@@ -115,7 +116,7 @@ async fn receiver_request<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     name: &str,
     body: &[u8],
-) -> Result<(RealmView, String, T), HttpResponse> {
+) -> Result<(Arc<RealmView>, String, T), HttpResponse> {
     let (realm, _, audience) = realm_and_receiver(state, req, name).await?;
     let parsed = parse(body).map_err(|(status, why)| error(status, &why))?;
     Ok((realm, audience, parsed))

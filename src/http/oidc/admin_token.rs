@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// An authenticated caller.
 pub struct Caller {
     /// The realm that issued the token.
-    pub realm: RealmView,
+    pub realm: Arc<RealmView>,
     pub subject: Arc<Subject>,
     /// The token's claims (its roles count for tokens of other clients than the admin ones).
     claims: Value,
@@ -74,8 +74,12 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
 
 /// The caller behind `token`, checked as of now (a long-lived response checks it again).
 pub async fn caller_by_token(state: &AppState, token: &str, target: &RealmView) -> Option<Caller> {
-    let master = state.read_models.read().realms.by_name("master").filter(|r| r.settings.enabled).cloned();
-    let candidates = std::iter::once(target.clone()).chain(master.filter(|m| m.id != target.id));
+    let (target, master) = {
+        let dir = state.read_models.read();
+        let master = dir.realms.shared_by_name("master").filter(|r| r.settings.enabled && r.id != target.id).cloned();
+        (dir.realms.shared(&target.id).unwrap_or_else(|| Arc::new(target.clone())), master)
+    };
+    let candidates = std::iter::once(target).chain(master);
     for realm in candidates {
         let Some(bearer::Checked::Access(access)) = bearer::active(state, &realm, token).await else { continue };
         let claims = &access.claims;
