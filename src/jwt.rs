@@ -155,7 +155,7 @@ impl Signer {
 }
 
 /// Tokens longer than this are refused unread (ours are well under 4 KiB).
-const MAX_TOKEN: usize = 16 * 1024;
+pub const MAX_TOKEN: usize = 16 * 1024;
 
 /// What a token must be, besides correctly signed. Every field is required on purpose: a
 /// check a caller forgot is a hole.

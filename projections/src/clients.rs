@@ -113,7 +113,11 @@ impl Projection for ClientDirectory {
             ClientEvent::Deleted(_) => {
                 if let Some(v) = self.by_id.remove(id) {
                     if let Some(m) = self.by_client_id.get_mut(&v.realm_id) {
-                        m.remove(&v.client_id);
+                        // Only this client's mapping: a client re-created under the same
+                        // `client_id` keeps its own.
+                        if m.get(&v.client_id) == Some(id) {
+                            m.remove(&v.client_id);
+                        }
                         if m.is_empty() {
                             self.by_client_id.remove(&v.realm_id);
                         }

@@ -367,3 +367,35 @@ fn given_a_realm_imported_before_the_offline_maximum_was_mapped_when_folded_then
     assert!(!new.offline_session_max_lifespan_enabled);
     assert_eq!(new.offline_session_max_lifespan, 5_184_000);
 }
+
+#[test]
+fn given_a_client_id_reused_by_a_new_client_when_the_old_one_is_deleted_then_the_new_one_is_still_found() {
+    use annals_events::client::{ClientCreated, ClientDeleted, ClientEvent, ClientSettings};
+    let created = |realm: &str| {
+        ev(ClientEvent::from(ClientCreated {
+            realm_id: realm.into(),
+            client_id: "app".into(),
+            settings: ClientSettings::default(),
+            secret: None,
+            sealed_secret: None,
+            extra: Default::default(),
+        }))
+    };
+    let d = given(vec![
+        (StreamType::Realm, "r", realm("r")),
+        (StreamType::Realm, "r2", realm("r2")),
+        (StreamType::Client, "old", created("r")),
+        (StreamType::Client, "new", created("r")),
+        (StreamType::Client, "other-realm", created("r2")),
+        (StreamType::Client, "old", ev(ClientEvent::from(ClientDeleted {}))),
+    ]);
+    assert_eq!(d.clients.by_client_id("r", "app").map(|c| c.id.as_str()), Some("new"));
+    assert_eq!(d.clients.by_client_id("r2", "app").map(|c| c.id.as_str()), Some("other-realm"));
+    assert!(d.clients.by_client_id("r", "missing").is_none() && d.clients.by_client_id("r3", "app").is_none());
+    let d = given(vec![
+        (StreamType::Realm, "r", realm("r")),
+        (StreamType::Client, "only", created("r")),
+        (StreamType::Client, "only", ev(ClientEvent::from(ClientDeleted {}))),
+    ]);
+    assert!(d.clients.by_client_id("r", "app").is_none(), "the deleted client is gone");
+}

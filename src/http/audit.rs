@@ -141,7 +141,7 @@ async fn pull(
     name: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
-    let Some(realm) = state.read_models.read().realms.by_name(&name).cloned() else {
+    let Some(realm) = state.read_models.read().realms.shared_by_name(&name).cloned() else {
         return error(StatusCode::NOT_FOUND, "Realm not found.");
     };
     let Some(caller) = admin_token::caller(&state, &req, &realm).await else {
@@ -219,7 +219,7 @@ fn sse_event(position: u64, record: &[u8]) -> Bytes {
 /// The live tail: a task reads records as the durable head moves and queues them for the
 /// response; it ends when the client goes away, the caller's token stops passing, or the log
 /// cannot be read (an `error` event says which).
-fn tail(state: std::sync::Arc<AppState>, realm: RealmView, token: String, from: u64) -> HttpResponse {
+fn tail(state: std::sync::Arc<AppState>, realm: std::sync::Arc<RealmView>, token: String, from: u64) -> HttpResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAIL_QUEUE);
     // False when the client is gone or has read nothing for `STALLED`.
     let send = move |tx: tokio::sync::mpsc::Sender<Bytes>, b: Bytes| async move {

@@ -76,7 +76,8 @@ pub async fn observe(
     req.extensions_mut().insert(Correlation(correlation.clone()));
     let span = tracing::info_span!("http", %method, path = %req.path(), correlation_id = %correlation);
     let mut res = next.call(req).instrument(span.clone()).await?;
-    let route = route_of(res.request());
+    // Cheap once a resource matched: actix walks the ids it recorded while routing.
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status();
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&correlation) {
         res.headers_mut().insert(actix_web::http::header::HeaderName::from_static(CORRELATION_HEADER), v);
@@ -87,28 +88,6 @@ pub async fn observe(
         .observe(elapsed.as_secs_f64());
     span.in_scope(|| tracing::debug!(%route, status = status.as_u16(), micros = elapsed.as_micros() as u64, "request"));
     Ok(res)
-}
-
-/// The route pattern a request matched, the label of its latency. actix finds it by running
-/// the routing patterns again (a regular expression per scope, 1.5% of an introspection), so
-/// each worker remembers the answer for the paths it saw last; paths with ids in them churn
-/// through the table and are matched again, as before.
-fn route_of(req: &actix_web::HttpRequest) -> std::rc::Rc<str> {
-    const REMEMBERED: usize = 512;
-    thread_local! {
-        static ROUTES: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<str>>> = Default::default();
-    }
-    ROUTES.with_borrow_mut(|routes| {
-        if let Some(route) = routes.get(req.path()) {
-            return route.clone();
-        }
-        let route: std::rc::Rc<str> = req.match_pattern().as_deref().unwrap_or("unmatched").into();
-        if routes.len() >= REMEMBERED {
-            routes.clear();
-        }
-        routes.insert(req.path().to_string(), route.clone());
-        route
-    })
 }
 
 /// The request's correlation id, for handlers that turn requests into commands.

@@ -115,6 +115,9 @@ fn liveness(state: &AppState, realm: &RealmView, checked: &Checked) -> Option<bo
 pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
     let iss = issuer(&state.base_url, &realm.name);
     let now = state.clock.now();
+    if token.len() > jwt::MAX_TOKEN {
+        return None;
+    }
     // Only verified access tokens are cached, so a hit needs no header decoded.
     if let Some(claims) = state.verified_tokens.get(state, realm, &iss, token) {
         return Some(Checked::Access(claims));
@@ -166,6 +169,7 @@ struct Verified {
 }
 
 /// Entries kept at most; the cache is emptied when full (a miss only costs a verification).
+/// An entry holds the claims and, once introspected, its answer (about twice the claims).
 const MAX_VERIFIED: usize = 100_000;
 
 impl VerifiedTokens {
