@@ -339,6 +339,8 @@ async fn code_flow_with_pkce_issues_keycloak_shaped_tokens_and_refresh_rotates()
         (intro["active"].as_bool(), intro["client_id"].as_str(), intro["username"].as_str()),
         (Some(true), Some("web"), Some("alice"))
     );
+    assert_eq!(intro["token_type"].as_str(), Some("Bearer"));
+    assert_eq!(demo.introspect(at).await, intro, "the answer kept with the verified token is the first one");
 
     // Refresh rotates: the new refresh token works, the old one is dead...
     let (status, second) =

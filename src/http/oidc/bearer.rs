@@ -113,11 +113,11 @@ fn liveness(state: &AppState, realm: &RealmView, checked: &Checked) -> Option<bo
 
 /// Verifies signature, issuer, expiry and kind, without asking whether it was revoked.
 pub fn verified(state: &AppState, realm: &RealmView, token: &str) -> Option<Checked> {
-    let iss = issuer(&state.base_url, &realm.name);
-    let now = state.clock.now();
     if token.len() > jwt::MAX_TOKEN {
         return None;
     }
+    let iss = issuer(&state.base_url, &realm.name);
+    let now = state.clock.now();
     // Only verified access tokens are cached, so a hit needs no header decoded.
     if let Some(claims) = state.verified_tokens.get(state, realm, &iss, token) {
         return Some(Checked::Access(claims));
