@@ -247,11 +247,16 @@ pub fn id_claims(i: &Issuance<'_>, jti: &str, exp: i64, extras: IdExtras<'_>) ->
 }
 
 /// A refresh token's claims; `offline` names the offline session an offline token
-/// (Keycloak's `typ: Offline`) belongs to, which is its `sid`.
+/// (Keycloak's `typ: Offline`) belongs to, which is its `sid`. It carries the `acr` the login
+/// reported, so tokens refreshed from it report the same (Keycloak keeps it with the client
+/// session; the token is this server's own, so nobody else reads it).
 pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64, offline: Option<&str>) -> Value {
     let mut c = base(i, if offline.is_some() { "Offline" } else { "Refresh" }, jti, exp);
     if let Some(sid) = offline {
         c.insert("sid".into(), json!(sid));
+    }
+    if let Some(s) = i.session {
+        c.insert("acr".into(), json!(s.acr));
     }
     c.insert("aud".into(), json!(i.issuer));
     c.insert("scope".into(), json!(super::scope::to_string(i.scope)));
@@ -299,6 +304,9 @@ pub struct RefreshClaims {
     pub sid: String,
     pub sub: String,
     pub scope: String,
+    /// Absent from tokens issued before refresh tokens carried it.
+    #[serde(default)]
+    pub acr: Option<String>,
 }
 
 /// `at_hash` / `c_hash` (OIDC Core §3.3.2.11): the left half of the hash the signing

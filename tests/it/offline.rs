@@ -205,10 +205,30 @@ async fn requested_classes_are_reported_when_the_session_satisfies_them() {
     let t = redeem(&demo, &code).await;
     assert_eq!(claims(text(&t, "id_token"))["acr"], "silver", "the first class the password satisfies");
     assert_eq!(claims(text(&t, "access_token"))["acr"], "silver");
+    // A refresh reports what the login reported (Keycloak keeps it with the client session).
+    let (status, r) = refresh(&demo, text(&t, "refresh_token")).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (claims(text(&r, "id_token"))["acr"].clone(), claims(text(&r, "access_token"))["acr"].clone()),
+        ("silver".into(), "silver".into())
+    );
+    let (status, r) = refresh(&demo, text(&r, "refresh_token")).await;
+    assert_eq!(
+        (status, claims(text(&r, "id_token"))["acr"].clone()),
+        (200, "silver".into()),
+        "carried through rotation"
+    );
 
     // Single sign-on: Keycloak's 0, unless the request asks a class the session reached.
     let code = olivia_code(&demo, &mut jar, "openid", None).await;
-    assert_eq!(claims(text(&redeem(&demo, &code).await, "id_token"))["acr"], "0");
+    let t = redeem(&demo, &code).await;
+    assert_eq!(claims(text(&t, "id_token"))["acr"], "0");
+    let (status, r) = refresh(&demo, text(&t, "refresh_token")).await;
+    assert_eq!(
+        (status, claims(text(&r, "access_token"))["acr"].clone()),
+        (200, "0".into()),
+        "still no active authentication"
+    );
     let code = olivia_code(&demo, &mut jar, "openid", Some("1")).await;
     assert_eq!(claims(text(&redeem(&demo, &code).await, "id_token"))["acr"], "1");
     let code = olivia_code(&demo, &mut jar, "openid", Some("gold")).await;

@@ -170,6 +170,8 @@ struct SessionIssue<'a> {
     sso: bool,
     /// The authorization request's `acr_values`.
     acr_values: Option<&'a str>,
+    /// A refresh: the `acr` its token carried from the login.
+    carried_acr: Option<&'a str>,
     /// The authorization request this login completes (names an offline session it starts).
     request: Option<&'a str>,
 }
@@ -222,8 +224,13 @@ async fn issue_in_session(
     if s.realm_id != realm.id || s.user_id != it.subject.user.id {
         return Err(OAuthError::invalid_grant("Session not active"));
     }
-    let default = if it.sso { "0" } else { s.acr.as_str() };
-    let acr = crate::oidc::acr::reported(default, &s.acr, it.acr_values, &crate::oidc::acr::map_for(realm, client));
+    let acr = match it.carried_acr {
+        Some(carried) => carried.to_string(),
+        None => {
+            let default = if it.sso { "0" } else { s.acr.as_str() };
+            crate::oidc::acr::reported(default, &s.acr, it.acr_values, &crate::oidc::acr::map_for(realm, client))
+        }
+    };
     let (offline, refresh_exp) = match (&s.offline_from, start_offline) {
         (Some(_), _) => (Some(it.session_id.to_string()), s.expires_at()),
         (None, true) => {
@@ -425,6 +432,7 @@ async fn authorization_code(
         ids: Some(ids),
         sso: method.as_deref() == Some("sso"),
         acr_values: started.acr_values.as_deref(),
+        carried_acr: None,
         request: Some(ar_id),
     };
     issue_in_session(state, req, realm, client, it).await
@@ -470,6 +478,7 @@ async fn refresh(
         ids: None,
         sso: false,
         acr_values: None,
+        carried_acr: claims.acr.as_deref(),
         request: None,
     };
     issue_in_session(state, req, realm, client, it).await
@@ -595,6 +604,7 @@ async fn password(
         ids: None,
         sso: false,
         acr_values: None,
+        carried_acr: None,
         request: Some(&ar_id),
     };
     issue_in_session(state, req, realm, client, it).await
