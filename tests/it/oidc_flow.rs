@@ -1299,3 +1299,35 @@ async fn a_client_requiring_consent_gets_a_code_only_after_the_user_agrees_and_c
     assert_eq!(count("user.consent_granted"), 1);
     demo.app.stop().await;
 }
+
+/// A fresh token whose session this node's read model has not folded (another node's,
+/// before its NOTIFY arrives; here a stopped model) is judged from the session's stream in
+/// the log: active while the session lives, inactive once it ended, and only while fresh.
+#[actix_rt::test]
+async fn a_fresh_token_whose_session_the_read_model_lacks_is_judged_from_the_log() {
+    let clock = annals::clock::ManualClock::at(chrono::Utc::now());
+    let shared: annals::clock::SharedClock = Arc::new(clock.clone());
+    let demo = Demo::start_clocked(|_| {}, vec![], |_| {}, shared).await;
+    demo.app.read_models.stop();
+    let form = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password"), ("scope", "openid")];
+    let (status, t) = demo.token(("web", "web-secret-0123456789"), &form).await;
+    assert_eq!(status, 200, "{t}");
+    let (at, rt) = (t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap());
+    let sid = claims(at)["sid"].as_str().unwrap().to_string();
+    assert!(demo.app.read_models.read().sessions.get(&sid).is_none(), "the stopped model never saw it");
+    assert_eq!(demo.introspect(at).await["active"], true);
+    assert_eq!(demo.introspect(rt).await["active"], true);
+
+    let revoke = annals::domain::session::SessionCommand::Revoke { reason: "test".into() };
+    let meta = annals_events::Metadata::system("test");
+    demo.app.hosts.execute::<annals::domain::session::Session>(&sid, revoke, meta).await.unwrap();
+    assert_eq!(demo.introspect(at).await["active"], false, "the log says the session ended");
+    assert_eq!(demo.introspect(rt).await["active"], false);
+
+    // A token no longer fresh whose session the model does not hold is not looked up.
+    let (status, t) = demo.token(("web", "web-secret-0123456789"), &form).await;
+    assert_eq!(status, 200, "{t}");
+    clock.advance(chrono::Duration::seconds(6));
+    assert_eq!(demo.introspect(t["access_token"].as_str().unwrap()).await["active"], false);
+    demo.app.stop().await;
+}

@@ -7,9 +7,14 @@ use super::issue::refresh_key;
 use crate::http::AppState;
 use crate::jwt::{self, Expect};
 use crate::oidc::issuer;
+use crate::store::ReadUntil;
 use actix_web::web::Bytes;
+use annals_events::{StreamId, StreamType};
+use annals_projections::clients::ClientDirectory;
 use annals_projections::realms::RealmView;
+use annals_projections::sessions::Sessions;
 use annals_projections::signing_keys::KeyStatus;
+use annals_projections::Projection;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -61,17 +66,31 @@ pub async fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<
     // token is answered once its session is durable, not once every read model folded it),
     // so a resource server introspecting a fresh token must not be told it is dead. For a
     // token issued in the last few seconds, wait (briefly) for the model to reach this node's
-    // durable head, then decide. An older token's unknown session has ended: nothing waits,
-    // nor while the read model is stopped. (Another node's commit reaches this node's head
-    // with its NOTIFY, so right after issuance there a token can still read as inactive for
-    // the few milliseconds that takes.)
+    // durable head, then decide. An older token's unknown session has ended: nothing waits.
     let issued = checked.claims().get("iat").and_then(Value::as_i64).unwrap_or(0);
-    let fresh = state.clock.now().timestamp() - issued <= FRESH_SECONDS;
+    if state.clock.now().timestamp() - issued > FRESH_SECONDS {
+        return None;
+    }
     let head = *state.store.watch_head().borrow();
-    if fresh && state.read_models.healthy() && state.read_models.position() < head {
+    if state.read_models.healthy() && state.read_models.position() < head {
         let _ = state.read_models.wait_for(head, FRESH_WAIT).await;
     }
-    liveness(state, realm, &checked).unwrap_or(false).then_some(checked)
+    if let Some(alive) = liveness(state, realm, &checked) {
+        return alive.then_some(checked);
+    }
+    // Still unknown: a session another node started, whose commit has not reached this
+    // node's head yet (its NOTIFY is on the way), or a read model that is stopped. The token
+    // exists, so the node that issued it had made the session durable before answering: its
+    // stream is read from the database and judged on its own.
+    let sid = checked.claims().get("sid").and_then(Value::as_str)?;
+    let events = state.store.read_stream(&StreamId::new(StreamType::Session, sid), 0, ReadUntil::End).await.ok()?;
+    let mut sessions = Sessions::default();
+    for e in &events {
+        sessions.apply(e, &e.decode().ok()?);
+    }
+    let now = state.clock.now().timestamp();
+    let alive = judge(&sessions, &state.read_models.read().clients, realm, &checked, now);
+    alive.unwrap_or(false).then_some(checked)
 }
 
 /// How old a token may be for its unknown session to be worth waiting for.
@@ -82,31 +101,42 @@ const FRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Whether a verified token's session or grant is alive and the token not revoked; `None`
 /// when the token names a session the read model does not hold (ended, or not folded yet).
 fn liveness(state: &AppState, realm: &RealmView, checked: &Checked) -> Option<bool> {
-    let c = checked.claims();
-    let Some(jti) = c.get("jti").and_then(Value::as_str) else { return Some(false) };
     let now = state.clock.now().timestamp();
     let dir = state.read_models.read();
+    judge(&dir.sessions, &dir.clients, realm, checked, now)
+}
+
+/// [`liveness`] as these sessions and clients say.
+fn judge(
+    sessions: &Sessions,
+    clients: &ClientDirectory,
+    realm: &RealmView,
+    checked: &Checked,
+    now: i64,
+) -> Option<bool> {
+    let c = checked.claims();
+    let Some(jti) = c.get("jti").and_then(Value::as_str) else { return Some(false) };
     let alive = match c.get("sid").and_then(Value::as_str) {
-        Some(sid) => match dir.sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
-            None if dir.sessions.get(sid).is_none() => return None,
+        Some(sid) => match sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
+            None if sessions.get(sid).is_none() => return None,
             None => false,
             Some(s) => match checked {
                 Checked::Access(_) => {
                     let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
-                    let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
+                    let client = clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
                     // A token without `sv` predates every cutoff.
                     let version = c.get("sv").and_then(Value::as_u64).unwrap_or(0);
-                    !dir.sessions.token_revoked(s, jti, client, version)
+                    !sessions.token_revoked(s, jti, client, version)
                 }
                 Checked::Refresh(_) => {
                     let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
-                    let client = dir.clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
-                    dir.sessions.refresh_current(s, client, jti)
+                    let client = clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
+                    sessions.refresh_current(s, client, jti)
                 }
             },
         },
         // Client-credentials tokens have no session: only revocation ends them early.
-        None => matches!(checked, Checked::Access(_)) && !dir.sessions.grant_revoked(jti),
+        None => matches!(checked, Checked::Access(_)) && !sessions.grant_revoked(jti),
     };
     Some(alive)
 }
