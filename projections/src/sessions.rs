@@ -43,7 +43,15 @@ pub struct Sessions {
     live: HashMap<String, SessionView>,
     /// Revoked client-credentials tokens, by id, until their expiry.
     revoked_grants: HashMap<String, i64>,
+    /// Sessions logged out or revoked in the last [`ENDED_KEPT`] seconds, with the time they
+    /// ended: an ended session is then told apart from one not folded yet, which a reader
+    /// would look up in the log.
+    ended: HashMap<String, i64>,
 }
+
+/// How long an ended session is remembered as ended: longer than a token stays fresh enough
+/// for its unknown session to be looked up in the log (seconds, plus clock skew).
+pub const ENDED_KEPT: i64 = 60;
 
 impl Sessions {
     /// The session if it is alive at `now` (epoch seconds).
@@ -73,10 +81,16 @@ impl Sessions {
         self.revoked_grants.contains_key(token_id)
     }
 
+    /// Whether the session was logged out or revoked lately (see [`ENDED_KEPT`]).
+    pub fn ended(&self, id: &str) -> bool {
+        self.ended.contains_key(id)
+    }
+
     /// Forgets sessions past their lifetime and revocations of tokens past their expiry.
     pub fn sweep(&mut self, now: i64) {
         self.live.retain(|_, s| s.alive(now));
         self.revoked_grants.retain(|_, exp| *exp > now);
+        self.ended.retain(|_, at| *at + ENDED_KEPT > now);
     }
 
     pub fn len(&self) -> usize {
@@ -142,8 +156,10 @@ impl Projection for Sessions {
                     }
                 }
             }
-            DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_)) => {
-                self.live.remove(id);
+            DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_))
+                if self.live.remove(id).is_some() =>
+            {
+                self.ended.insert(id.clone(), event.recorded_at.timestamp());
             }
             DomainEvent::ClientGrant(ClientGrantEvent::Revoked(r)) => {
                 self.revoked_grants.insert(id.clone(), r.expires_at);

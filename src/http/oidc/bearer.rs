@@ -83,7 +83,19 @@ pub async fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<
     // exists, so the node that issued it had made the session durable before answering: its
     // stream is read from the database and judged on its own.
     let sid = checked.claims().get("sid").and_then(Value::as_str)?;
-    let events = state.store.read_stream(&StreamId::new(StreamType::Session, sid), 0, ReadUntil::End).await.ok()?;
+    let stream = StreamId::new(StreamType::Session, sid);
+    let events = match state.store.read_stream(&stream, 0, ReadUntil::Version(MAX_LOOKED_UP + 1)).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "session stream cannot be read; the token reads as inactive");
+            return None;
+        }
+    };
+    // A session just started elsewhere has a few events; a long one is one this node's model
+    // should hold (it is stopped or far behind): not worth reading whole on every request.
+    if events.len() as u64 > MAX_LOOKED_UP {
+        return None;
+    }
     let mut sessions = Sessions::default();
     for e in &events {
         sessions.apply(e, &e.decode().ok()?);
@@ -97,6 +109,8 @@ pub async fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<
 const FRESH_SECONDS: i64 = 5;
 /// The longest a request waits for the read model to fold a fresh token's session.
 const FRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// The most events of an unknown session read from the log to judge a fresh token.
+const MAX_LOOKED_UP: u64 = 1_000;
 
 /// Whether a verified token's session or grant is alive and the token not revoked; `None`
 /// when the token names a session the read model does not hold (ended, or not folded yet).
@@ -116,23 +130,21 @@ fn judge(
 ) -> Option<bool> {
     let c = checked.claims();
     let Some(jti) = c.get("jti").and_then(Value::as_str) else { return Some(false) };
+    // The client must still exist and be enabled (as Keycloak checks): a deleted or disabled
+    // client's tokens stop working.
+    let client = c.get("azp").and_then(Value::as_str).and_then(|azp| clients.by_client_id(&realm.id, azp));
+    let Some(client) = client.filter(|c| c.settings.enabled).map(|c| c.id.as_str()) else { return Some(false) };
     let alive = match c.get("sid").and_then(Value::as_str) {
         Some(sid) => match sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
-            None if sessions.get(sid).is_none() => return None,
+            None if sessions.get(sid).is_none() && !sessions.ended(sid) => return None,
             None => false,
             Some(s) => match checked {
                 Checked::Access(_) => {
-                    let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
-                    let client = clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
                     // A token without `sv` predates every cutoff.
                     let version = c.get("sv").and_then(Value::as_u64).unwrap_or(0);
                     !sessions.token_revoked(s, jti, client, version)
                 }
-                Checked::Refresh(_) => {
-                    let client = c.get("azp").and_then(Value::as_str).unwrap_or_default();
-                    let client = clients.by_client_id(&realm.id, client).map(|v| v.id.as_str()).unwrap_or_default();
-                    sessions.refresh_current(s, client, jti)
-                }
+                Checked::Refresh(_) => sessions.refresh_current(s, client, jti),
             },
         },
         // Client-credentials tokens have no session: only revocation ends them early.
@@ -233,5 +245,119 @@ impl VerifiedTokens {
         }
         let issuer = claims.claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
         cache.insert(key, Verified { realm_id: realm.id.clone(), issuer, kid, exp, claims: claims.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annals_events::client::{ClientCreated, ClientEvent, ClientSettings, ClientSettingsChanged};
+    use annals_events::session::{SessionEvent, SessionLoggedOut, SessionStarted};
+    use annals_events::{DomainEvent, RecordedEvent};
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn recorded(kind: StreamType, id: &str, at: i64, e: DomainEvent) -> (RecordedEvent, DomainEvent) {
+        let r = RecordedEvent {
+            event_id: uuid::Uuid::now_v7(),
+            stream: StreamId::new(kind, id),
+            version: 1,
+            position: 1,
+            recorded_at: chrono::DateTime::from_timestamp(at, 0).unwrap_or_default(),
+            event_type: e.event_type().into(),
+            schema_version: 1,
+            payload: String::new(),
+            metadata: String::new(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        (r, e)
+    }
+
+    fn started() -> DomainEvent {
+        DomainEvent::Session(SessionEvent::from(SessionStarted {
+            realm_id: "r".into(),
+            user_id: "u".into(),
+            method: "pwd".into(),
+            acr: "1".into(),
+            auth_time: NOW - 10,
+            idle_timeout: 1_800,
+            max_lifespan: 36_000,
+            offline_from: None,
+            started_at: None,
+        }))
+    }
+
+    fn client(enabled: bool) -> DomainEvent {
+        let settings = ClientSettings { enabled, ..Default::default() };
+        DomainEvent::Client(ClientEvent::from(ClientCreated {
+            realm_id: "r".into(),
+            client_id: "web".into(),
+            settings,
+            secret: None,
+            sealed_secret: None,
+            extra: Default::default(),
+        }))
+    }
+
+    fn realm() -> RealmView {
+        RealmView { id: "r".into(), name: "demo".into(), settings: Default::default(), extra: Default::default() }
+    }
+
+    fn access(sid: &str) -> Checked {
+        Checked::Access(AccessToken::new(json!({ "jti": "at-1", "azp": "web", "sid": sid, "sv": 1 })))
+    }
+
+    /// Sessions and clients folded from these events.
+    fn given(events: Vec<(StreamType, &str, i64, DomainEvent)>) -> (Sessions, ClientDirectory) {
+        let (mut sessions, mut clients) = (Sessions::default(), ClientDirectory::default());
+        for (kind, id, at, e) in events {
+            let (r, e) = recorded(kind, id, at, e);
+            sessions.apply(&r, &e);
+            clients.apply(&r, &e);
+        }
+        (sessions, clients)
+    }
+
+    #[test]
+    fn given_a_session_never_seen_when_its_token_is_judged_then_it_is_unknown() {
+        let (sessions, clients) = given(vec![(StreamType::Client, "c1", NOW, client(true))]);
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), None, "looked up in the log");
+    }
+
+    #[test]
+    fn given_a_session_logged_out_when_its_token_is_judged_then_it_is_dead_not_unknown() {
+        let logged_out =
+            DomainEvent::Session(SessionEvent::from(SessionLoggedOut { client: None, clients: vec![], at: NOW - 1 }));
+        let (mut sessions, clients) = given(vec![
+            (StreamType::Client, "c1", NOW - 20, client(true)),
+            (StreamType::Session, "s1", NOW - 10, started()),
+        ]);
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(true));
+        let (r, e) = recorded(StreamType::Session, "s1", NOW - 1, logged_out);
+        sessions.apply(&r, &e);
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(false), "no log lookup");
+        // Remembered a minute: by then no token of it is fresh.
+        sessions.sweep(NOW - 1 + annals_projections::sessions::ENDED_KEPT);
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), None);
+    }
+
+    #[test]
+    fn given_the_client_disabled_or_unknown_when_its_token_is_judged_then_it_is_dead() {
+        let disabled = DomainEvent::Client(ClientEvent::from(ClientSettingsChanged {
+            settings: ClientSettings { enabled: false, ..Default::default() },
+            extra: Default::default(),
+        }));
+        let (sessions, clients) = given(vec![
+            (StreamType::Client, "c1", NOW - 20, client(true)),
+            (StreamType::Session, "s1", NOW - 10, started()),
+            (StreamType::Client, "c1", NOW - 5, disabled),
+        ]);
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(false));
+        let (sessions, clients) = given(vec![(StreamType::Session, "s1", NOW - 10, started())]);
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(false), "no such client");
+        let grant = Checked::Access(AccessToken::new(json!({ "jti": "cc-1", "azp": "web" })));
+        assert_eq!(judge(&sessions, &clients, &realm(), &grant, NOW), Some(false), "nor its grants");
     }
 }
