@@ -159,7 +159,14 @@ impl Projection for Sessions {
             DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_))
                 if self.live.remove(id).is_some() =>
             {
-                self.ended.insert(id.clone(), event.recorded_at.timestamp());
+                let at = event.recorded_at.timestamp();
+                self.ended.insert(id.clone(), at);
+                // Folding a long log (a start, a rebuild) would keep every session that ever
+                // ended until the next sweep: as the map grows, the ones that ended more than
+                // ENDED_KEPT before this event go.
+                if self.ended.len() >= 1024 && self.ended.len().is_power_of_two() {
+                    self.ended.retain(|_, t| *t + ENDED_KEPT > at);
+                }
             }
             DomainEvent::ClientGrant(ClientGrantEvent::Revoked(r)) => {
                 self.revoked_grants.insert(id.clone(), r.expires_at);

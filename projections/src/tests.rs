@@ -399,3 +399,47 @@ fn given_a_client_id_reused_by_a_new_client_when_the_old_one_is_deleted_then_the
     ]);
     assert!(d.clients.by_client_id("r", "app").is_none(), "the deleted client is gone");
 }
+
+#[test]
+fn given_a_long_log_of_ended_sessions_when_folded_then_only_the_recent_ones_are_remembered_as_ended() {
+    use annals_events::session::*;
+    let mut d = Directory::default();
+    for i in 0..5_000i64 {
+        for (v, e) in [
+            (
+                1,
+                SessionEvent::from(SessionStarted {
+                    realm_id: "r".into(),
+                    user_id: "u".into(),
+                    method: "pwd".into(),
+                    acr: "1".into(),
+                    auth_time: 0,
+                    idle_timeout: 1_000_000_000,
+                    max_lifespan: 1_000_000_000,
+                    offline_from: None,
+                    started_at: None,
+                }),
+            ),
+            (2, SessionEvent::from(SessionLoggedOut { client: None, clients: vec![], at: i })),
+        ] {
+            let e: DomainEvent = e.into();
+            let r = RecordedEvent {
+                event_id: uuid::Uuid::now_v7(),
+                stream: StreamId::new(StreamType::Session, format!("s{i}")),
+                version: v,
+                position: (2 * i + v as i64) as u64,
+                recorded_at: DateTime::from_timestamp(1_800_000_000 + i, 0).unwrap_or_default(),
+                event_type: e.event_type().into(),
+                schema_version: 1,
+                payload: annals_events::canonical::to_canonical_string(&e.payload().unwrap_or_default()),
+                metadata: "{}".into(),
+                prev_hash: [0; 32],
+                hash: [0; 32],
+            };
+            d.fold(&r).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    assert!(d.sessions.ended("s4999") && d.sessions.ended("s4950"), "the last minute's");
+    assert!(!d.sessions.ended("s10"), "an hour before the end of the log");
+    assert!(d.sessions.get("s4999").is_none());
+}
