@@ -2,8 +2,9 @@
 //! authorization endpoint must know at once when a session ends or a token is revoked.
 //!
 //! Kept small on purpose (the budget is 2 KB per session; a view is a few hundred bytes):
-//! ended sessions are dropped, and so are sessions past their idle or max lifetime when
-//! [`Sessions::sweep`] runs; a token of a dropped session is refused through its `sid`.
+//! ended sessions are dropped (remembered only as ended, for [`ENDED_KEPT`] seconds), and so
+//! are sessions past their idle or max lifetime when [`Sessions::sweep`] runs; a token of a
+//! dropped session is refused through its `sid`.
 use crate::Projection;
 use annals_events::client_grant::ClientGrantEvent;
 use annals_events::session::SessionEvent;
@@ -47,7 +48,12 @@ pub struct Sessions {
     /// ended: an ended session is then told apart from one not folded yet, which a reader
     /// would look up in the log.
     ended: HashMap<String, i64>,
+    /// The size of `ended` at which folding purges it next.
+    purge_at: usize,
 }
+
+/// `ended` is never purged while folding below this size.
+const MIN_PURGE: usize = 1024;
 
 /// How long an ended session is remembered as ended: longer than a token stays fresh enough
 /// for its unknown session to be looked up in the log (seconds, plus clock skew).
@@ -156,16 +162,19 @@ impl Projection for Sessions {
                     }
                 }
             }
-            DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_))
-                if self.live.remove(id).is_some() =>
-            {
+            DomainEvent::Session(SessionEvent::LoggedOut(_) | SessionEvent::Revoked(_)) => {
+                // Whether or not the session was still held (a swept one may be logged out
+                // later): a model rebuilt without sweeps and one swept along agree.
+                self.live.remove(id);
                 let at = event.recorded_at.timestamp();
                 self.ended.insert(id.clone(), at);
                 // Folding a long log (a start, a rebuild) would keep every session that ever
-                // ended until the next sweep: as the map grows, the ones that ended more than
-                // ENDED_KEPT before this event go.
-                if self.ended.len() >= 1024 && self.ended.len().is_power_of_two() {
+                // ended until the next sweep: once the map doubles, the ones that ended more
+                // than ENDED_KEPT before this event go (amortised: the threshold follows what
+                // stays).
+                if self.ended.len() >= self.purge_at.max(MIN_PURGE) {
                     self.ended.retain(|_, t| *t + ENDED_KEPT > at);
+                    self.purge_at = 2 * self.ended.len();
                 }
             }
             DomainEvent::ClientGrant(ClientGrantEvent::Revoked(r)) => {

@@ -113,7 +113,8 @@ const FRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 const MAX_LOOKED_UP: u64 = 1_000;
 
 /// Whether a verified token's session or grant is alive and the token not revoked; `None`
-/// when the token names a session the read model does not hold (ended, or not folded yet).
+/// when the token names a session or client the read model does not hold (not folded yet,
+/// or a session that ended over a minute ago).
 fn liveness(state: &AppState, realm: &RealmView, checked: &Checked) -> Option<bool> {
     let now = state.clock.now().timestamp();
     let dir = state.read_models.read();
@@ -130,10 +131,15 @@ fn judge(
 ) -> Option<bool> {
     let c = checked.claims();
     let Some(jti) = c.get("jti").and_then(Value::as_str) else { return Some(false) };
-    // The client must still exist and be enabled (as Keycloak checks): a deleted or disabled
-    // client's tokens stop working.
-    let client = c.get("azp").and_then(Value::as_str).and_then(|azp| clients.by_client_id(&realm.id, azp));
-    let Some(client) = client.filter(|c| c.settings.enabled).map(|c| c.id.as_str()) else { return Some(false) };
+    // The client must be enabled (as Keycloak checks): a disabled client's tokens stop
+    // working. One the model does not hold is unknown like a session (created elsewhere a
+    // moment ago, or deleted: a fresh token is then looked up, an older one is refused).
+    let azp = c.get("azp").and_then(Value::as_str).unwrap_or_default();
+    let client = clients.by_client_id(&realm.id, azp)?;
+    if !client.settings.enabled {
+        return Some(false);
+    }
+    let client = client.id.as_str();
     let alive = match c.get("sid").and_then(Value::as_str) {
         Some(sid) => match sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
             None if sessions.get(sid).is_none() && !sessions.ended(sid) => return None,
@@ -344,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn given_the_client_disabled_or_unknown_when_its_token_is_judged_then_it_is_dead() {
+    fn given_the_client_disabled_or_unknown_when_its_token_is_judged_then_it_is_dead_or_unknown() {
         let disabled = DomainEvent::Client(ClientEvent::from(ClientSettingsChanged {
             settings: ClientSettings { enabled: false, ..Default::default() },
             extra: Default::default(),
@@ -356,8 +362,8 @@ mod tests {
         ]);
         assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(false));
         let (sessions, clients) = given(vec![(StreamType::Session, "s1", NOW - 10, started())]);
-        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(false), "no such client");
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), None, "no such client here: unknown");
         let grant = Checked::Access(AccessToken::new(json!({ "jti": "cc-1", "azp": "web" })));
-        assert_eq!(judge(&sessions, &clients, &realm(), &grant, NOW), Some(false), "nor its grants");
+        assert_eq!(judge(&sessions, &clients, &realm(), &grant, NOW), None, "nor its grants");
     }
 }
