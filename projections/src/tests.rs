@@ -12,22 +12,26 @@ use serde_json::json;
 fn given(events: Vec<(StreamType, &str, DomainEvent)>) -> Directory {
     let mut d = Directory::default();
     for (i, (kind, id, e)) in events.into_iter().enumerate() {
-        let r = RecordedEvent {
-            event_id: uuid::Uuid::now_v7(),
-            stream: StreamId::new(kind, id),
-            version: 1,
-            position: i as u64 + 1,
-            recorded_at: DateTime::from_timestamp(1_800_000_000 + i as i64, 0).unwrap_or_default(),
-            event_type: e.event_type().into(),
-            schema_version: 1,
-            payload: annals_events::canonical::to_canonical_string(&e.payload().unwrap_or_default()),
-            metadata: "{}".into(),
-            prev_hash: [0; 32],
-            hash: [0; 32],
-        };
-        d.fold(&r).unwrap_or_else(|e| panic!("{e}"));
+        d.fold(&recorded(StreamId::new(kind, id), 1, i as u64 + 1, i as i64, &e)).unwrap_or_else(|e| panic!("{e}"));
     }
     d
+}
+
+/// `e` as stored at `version` of `stream`, at `position`, `second` seconds into the log.
+fn recorded(stream: StreamId, version: u64, position: u64, second: i64, e: &DomainEvent) -> RecordedEvent {
+    RecordedEvent {
+        event_id: uuid::Uuid::now_v7(),
+        stream,
+        version,
+        position,
+        recorded_at: DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap_or_default(),
+        event_type: e.event_type().into(),
+        schema_version: 1,
+        payload: annals_events::canonical::to_canonical_string(&e.payload().unwrap_or_default()),
+        metadata: "{}".into(),
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    }
 }
 
 fn realm(name: &str) -> DomainEvent {
@@ -423,20 +427,8 @@ fn given_a_long_log_of_ended_sessions_when_folded_then_only_the_recent_ones_are_
             (2, SessionEvent::from(SessionLoggedOut { client: None, clients: vec![], at: i })),
         ] {
             let e: DomainEvent = e.into();
-            let r = RecordedEvent {
-                event_id: uuid::Uuid::now_v7(),
-                stream: StreamId::new(StreamType::Session, format!("s{i}")),
-                version: v,
-                position: (2 * i + v as i64) as u64,
-                recorded_at: DateTime::from_timestamp(1_800_000_000 + i, 0).unwrap_or_default(),
-                event_type: e.event_type().into(),
-                schema_version: 1,
-                payload: annals_events::canonical::to_canonical_string(&e.payload().unwrap_or_default()),
-                metadata: "{}".into(),
-                prev_hash: [0; 32],
-                hash: [0; 32],
-            };
-            d.fold(&r).unwrap_or_else(|e| panic!("{e}"));
+            let stream = StreamId::new(StreamType::Session, format!("s{i}"));
+            d.fold(&recorded(stream, v, 2 * i as u64 + v, i, &e)).unwrap_or_else(|e| panic!("{e}"));
         }
     }
     assert!(d.sessions.ended("s4999") && d.sessions.ended("s4950"), "the last minute's");
