@@ -42,8 +42,7 @@ async fn olivia_code(demo: &Demo, jar: &mut Jar, scope: &str, acr: Option<&str>)
 }
 
 async fn redeem(demo: &Demo, code: &str) -> Value {
-    let form =
-        [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", RP), ("code_verifier", VERIFIER)];
+    let form = code_grant(code);
     let (status, t) = demo.token(WEB, &form).await;
     assert_eq!(status, 200, "{t}");
     t
@@ -57,6 +56,16 @@ async fn refresh(demo: &Demo, token: &str) -> (u16, Value) {
 async fn logout(demo: &Demo, jar: &Jar, id_token: &str) -> reqwest::Response {
     let req = demo.http.get(demo.url("logout")).query(&[("id_token_hint", id_token)]);
     req.header(COOKIE, jar.header()).send().await.unwrap()
+}
+
+/// The redemption of `code` (PKCE with [`VERIFIER`]) at [`RP`].
+fn code_grant(code: &str) -> [(&str, &str); 4] {
+    [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", RP), ("code_verifier", VERIFIER)]
+}
+
+/// A password grant asking for an offline token.
+fn offline_password_grant<'a>(user: &'a str, password: &'a str) -> [(&'a str, &'a str); 4] {
+    [("grant_type", "password"), ("username", user), ("password", password), ("scope", "offline_access")]
 }
 
 fn text<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -124,12 +133,7 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!(status, 400);
 
     // A password grant gets one too; revoking it ends it.
-    let form = [
-        ("grant_type", "password"),
-        ("username", "olivia"),
-        ("password", "olivia-password"),
-        ("scope", "offline_access"),
-    ];
+    let form = offline_password_grant("olivia", "olivia-password");
     let (status, p) = demo.token(WEB, &form).await;
     assert_eq!(status, 200, "{p}");
     let off = text(&p, "refresh_token");
@@ -151,12 +155,7 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!(demo.introspect(&off).await["active"], true);
 
     // Without the offline_access role: refused as Keycloak refuses it, before any session.
-    let form = [
-        ("grant_type", "password"),
-        ("username", "alice"),
-        ("password", "alice-password"),
-        ("scope", "offline_access"),
-    ];
+    let form = offline_password_grant("alice", "alice-password");
     let (status, e) = demo.token(WEB, &form).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("not_allowed")), "{e}");
     let mut alice_jar = Jar::default();
@@ -164,12 +163,7 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     params[3] = ("scope", "openid offline_access");
     let res = authorize(&demo, &mut alice_jar, &params, Some(("alice", "alice-password"))).await;
     let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", RP),
-        ("code_verifier", VERIFIER),
-    ];
+    let form = code_grant(&code);
     let (status, e) = demo.token(WEB, &form).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("not_allowed")), "{e}");
 
@@ -259,12 +253,7 @@ async fn a_replayed_code_revokes_the_offline_token_its_first_redemption_gave() {
     let offline = text(&t, "refresh_token");
     let (status, r) = refresh(&demo, offline).await;
     assert_eq!(status, 200, "{r}");
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", RP),
-        ("code_verifier", VERIFIER),
-    ];
+    let form = code_grant(&code);
     let (status, e) = demo.token(WEB, &form).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
     for token in [text(&r, "refresh_token"), text(&r, "access_token")] {
