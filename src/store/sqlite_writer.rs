@@ -50,9 +50,12 @@ impl SqliteWriter {
         // no sync) and the writer syncs the WAL through `WalFlush` before it acknowledges:
         // acknowledged batches are on disk exactly as with `FULL`, but the sync of one batch
         // overlaps the statements of the next.
+        // The checkpointer starts the WAL over without truncating it (see `checkpoint_wal`);
+        // the first commit after a restart cuts a WAL that grew past 128 MiB (readers pinned
+        // it for long) back to that size, so the file never stays large.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA cache_size = -8192;",
+             PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 134217728;",
         )
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(16);
