@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PROFILE=${BENCH_PROFILE:-release}
 QUICK=${BENCH_QUICK:-0}
 OUT=${OUT:-benches/results-oidc.ndjson}
-if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; COLD=1000; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; COLD=40000; fi
+if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; COLD=1000; APPENDS=2000; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; COLD=40000; APPENDS=200000; fi
 if [ "$PROFILE" = release ]; then DIR=release; else DIR=debug; fi
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --profile "$([ "$DIR" = debug ] && echo dev || echo release)" --bins -q
 BIN=${CARGO_TARGET_DIR:-target}/$DIR
@@ -46,9 +46,15 @@ oidc() { # label flow client secret [connections]
 # Signing ceilings on one core, same run: RSA-2048 and ECDSA P-256 signatures per second.
 rsa_ceiling() { taskset -c 1 openssl speed -seconds "$SECS" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}'; }
 ec_ceiling() { taskset -c 1 openssl speed -seconds "$SECS" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $7}'; }
+# Durable appends on the server's core (the server idle meanwhile), in process and without
+# HTTP: one event per append, each a new stream, 64 writers (what a client-credentials grant
+# costs the store).
+append_ceiling() { local db="$TMP/append-$run.db"; taskset -c 0 "$BIN/annals-load" append --database-url "sqlite://$db" --writers 64 --events "$APPENDS" | sed "s/^{/{\"run\":$run,\"label\":\"append_ceiling\",/"; rm -f "$db" "$db-wal" "$db-shm"; }
 for run in $(seq "$RUNS"); do
   record "$(oidc cc_es256 client-credentials cc-es cc-es-secret)"
+  record "$(oidc cc_es256_64 client-credentials cc-es cc-es-secret 64)"
   record "$(oidc cc_rs256 client-credentials cc-rs cc-rs-secret)"
+  record "$(append_ceiling)"
   record "{\"run\":$run,\"label\":\"openssl_speed\",\"result\":{\"rsa2048_sign_per_s\":$(rsa_ceiling),\"ecdsap256_sign_per_s\":$(ec_ceiling)}}"
   record "$(oidc refresh_es256 refresh web web-secret)"
   record "$(oidc introspect_es256 introspect web web-secret)"
@@ -76,6 +82,12 @@ rsa, ec = med("openssl_speed", "rsa2048_sign_per_s"), med("openssl_speed", "ecds
 for label, what in (("cc_es256", "client_credentials ES256"), ("cc_rs256", "client_credentials RS256"), ("refresh_es256", "refresh (rotation, ES256)"), ("introspect_es256", "introspection, repeated token"), ("introspect_cold_es256", "introspection, first sight of each token")):
     print(f"{what}: {med(label, 'per_s'):,.0f}/s on one server core (p50 {med(label, 'p50_ms'):.2f} ms, p99 {med(label, 'p99_ms'):.2f} ms)")
 print(f"  signing ceilings on one core: RSA-2048 {rsa:,.0f}/s (RS256 issuance at {med('cc_rs256','per_s')/rsa:.0%} of it), ECDSA P-256 {ec:,.0f}/s")
+# What one ES256 grant cannot do without: one signature, one durable append, one HTTP round
+# trip (an introspection of a cached token is the cheapest authenticated request there is).
+appends, http = med("append_ceiling", "events_per_s"), med("introspect_es256", "per_s")
+floor = 1e6 / ec + 1e6 / appends + 1e6 / http
+print(f"client_credentials ES256 with 64 connections: {med('cc_es256_64', 'per_s'):,.0f}/s")
+print(f"  its parts on one core: signature {1e6/ec:.1f} us + durable append {1e6/appends:.1f} us ({appends:,.0f}/s, 64 writers) + HTTP round trip {1e6/http:.1f} us = {floor:.1f} us, at most {1e6/floor:,.0f}/s; measured at {med('cc_es256_64','per_s')*floor/1e6:.0%} of that")
 argon = med("argon2_ceiling", "hashes_per_s")
 print(f"login (authorize + credentials + code redemption): {med('login', 'per_s'):,.1f}/s; argon2id ceiling {argon:,.1f}/s on one core; ratio {med('login','per_s')/argon:.0%}")
 m = next(r for r in rows if r["label"] == "session_rss")["result"]
