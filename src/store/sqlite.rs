@@ -46,6 +46,9 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(sync)
         .busy_timeout(Duration::from_secs(10))
+        // Whichever connection makes the first commit after the WAL was started over (the
+        // writer, a SQL read model, a snapshot) cuts a file that grew past 128 MiB back to it.
+        .pragma("journal_size_limit", "134217728")
         // 2 MiB page cache per reading connection: reads are mostly sequential scans whose
         // pages are folded into memory once; the writer raises its own (index pages).
         .pragma("cache_size", "-2048")
@@ -341,13 +344,19 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// without bound (1.8 GB after 300,000 token events, seen here): past `WAL_RESTART_FRAMES`
 /// a RESTART checkpoint waits for the writer's current transaction, copies what is left and
 /// has the next commit write from the start of the file again, stalling appends for that
-/// moment (tens of milliseconds for 64 MiB). RESTART, not TRUNCATE: the file keeps its size,
-/// so later commits overwrite blocks it already has, and the flusher's `fdatasync` writes
-/// only those pages. In a file that grows, every sync also writes the inode (its size) and
-/// allocates blocks: a few percent of a client-credentials grant's CPU. The WAL file thus
-/// stays at about 64 MiB while the node runs; shutdown truncates it.
+/// moment (tens of milliseconds for 64 MiB, plus any wait for readers still on the WAL).
+/// RESTART, not TRUNCATE: the file keeps its size, so once it has reached it later commits
+/// overwrite blocks it already has and the flusher's `fdatasync` writes only those pages. In
+/// a file that grows, every sync also writes the inode (its size) and allocates blocks: a
+/// few percent of a client-credentials grant's CPU. The file stays at the size of its
+/// largest generation (64 MiB and what half a second adds; `journal_size_limit` cuts it back
+/// to 128 MiB when a generation grew past that); shutdown truncates it.
 async fn checkpoint_wal(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // The WAL's length when a RESTART last succeeded: the WAL starts over only at the next
+    // commit, and until then PASSIVE keeps reporting the same length; restarting again
+    // would take the locks for nothing.
+    let mut restarted_at = None;
     loop {
         tick.tick().await;
         // Columns: busy, frames in the WAL, frames checkpointed.
@@ -359,9 +368,12 @@ async fn checkpoint_wal(pool: SqlitePool) {
                 continue;
             }
         };
-        if frames > WAL_RESTART_FRAMES {
+        if frames > WAL_RESTART_FRAMES && restarted_at != Some(frames) {
             match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(RESTART)").fetch_one(&pool).await {
-                Ok((0, _, _)) => tracing::debug!(frames, "WAL started over"),
+                Ok((0, _, _)) => {
+                    restarted_at = Some(frames);
+                    tracing::debug!(frames, "WAL caught up; the next commit starts it over");
+                }
                 Ok(_) => tracing::debug!(frames, "WAL restart postponed: readers or the writer were busy"),
                 Err(e) => tracing::warn!(error = %e, "WAL restart failed; will retry"),
             }

@@ -52,7 +52,7 @@ impl SqliteWriter {
         // overlaps the statements of the next.
         // The checkpointer starts the WAL over without truncating it (see `checkpoint_wal`);
         // the first commit after a restart cuts a WAL that grew past 128 MiB (readers pinned
-        // it for long) back to that size, so the file never stays large.
+        // it for long) back to that size. The pools' connections set the same limit.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
              PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 134217728;",
