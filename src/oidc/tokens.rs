@@ -181,8 +181,14 @@ fn base(i: &Issuance<'_>, typ: &str, jti: &str, exp: i64) -> Map<String, Value> 
 }
 
 /// The claims of an access token.
+/// The private claim naming the client a token was issued to by its internal id. `azp`
+/// names it by `client_id`, which a client deleted and created again shares with its
+/// predecessor; this one does not, so the predecessor's tokens never pass as the successor's.
+pub const CLIENT_UUID: &str = "client_uuid";
+
 pub fn access_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
     let mut c = base(i, "Bearer", jti, exp);
+    c.insert(CLIENT_UUID.into(), json!(i.client.id));
     if let Some(s) = i.session {
         c.insert("auth_time".into(), json!(s.auth_time));
         c.insert("acr".into(), json!(s.acr));
@@ -252,6 +258,7 @@ pub fn id_claims(i: &Issuance<'_>, jti: &str, exp: i64, extras: IdExtras<'_>) ->
 /// session; the token is this server's own, so nobody else reads it).
 pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64, offline: Option<&str>) -> Value {
     let mut c = base(i, if offline.is_some() { "Offline" } else { "Refresh" }, jti, exp);
+    c.insert(CLIENT_UUID.into(), json!(i.client.id));
     if let Some(sid) = offline {
         c.insert("sid".into(), json!(sid));
     }
@@ -304,6 +311,9 @@ pub struct RefreshClaims {
     pub sid: String,
     pub sub: String,
     pub scope: String,
+    /// The client's internal id ([`CLIENT_UUID`]); absent from tokens issued before it was.
+    #[serde(default)]
+    pub client_uuid: Option<String>,
     /// Absent from tokens issued before refresh tokens carried it.
     #[serde(default)]
     pub acr: Option<String>,

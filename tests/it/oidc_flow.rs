@@ -1331,3 +1331,59 @@ async fn a_fresh_token_whose_session_the_read_model_lacks_is_judged_from_the_log
     assert_eq!(demo.introspect(t["access_token"].as_str().unwrap()).await["active"], false);
     demo.app.stop().await;
 }
+
+/// An admin deletes a client and creates another under the same `client_id` (re-imported
+/// with the same secret, say): the old client's tokens do not pass as the new one's.
+#[actix_rt::test]
+async fn tokens_of_a_deleted_client_do_not_pass_to_one_reusing_its_client_id() {
+    use annals::domain::client::{Client, ClientCommand};
+    let demo = Demo::start().await;
+    let web = ("web", "web-secret-0123456789");
+    let form = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password"), ("scope", "openid")];
+    let (status, old) = demo.token(web, &form).await;
+    assert_eq!(status, 200, "{old}");
+    let (at, rt) = (old["access_token"].as_str().unwrap(), old["refresh_token"].as_str().unwrap());
+    assert_eq!(demo.introspect(at).await["active"], true);
+
+    let sid = claims(at)["sid"].as_str().unwrap().to_string();
+    let meta = annals_events::Metadata::system("test");
+    let (realm_id, gone) = {
+        let models = demo.app.read_models.read();
+        let realm = models.realms.by_name("demo").unwrap().id.clone();
+        let client = models.clients.by_client_id(&realm, "web").unwrap().clone();
+        (realm, client)
+    };
+    demo.app.hosts.execute::<Client>(&gone.id, ClientCommand::Delete, meta.clone()).await.unwrap();
+    let successor = uuid::Uuid::now_v7().to_string();
+    let create = ClientCommand::Create {
+        realm_id: realm_id.clone(),
+        client_id: "web".into(),
+        settings: gone.settings.clone(),
+        secret: gone.secret.clone(),
+        sealed_secret: gone.sealed_secret.clone().map(Box::new),
+        extra: gone.extra.clone(),
+    };
+    demo.app.hosts.execute::<Client>(&successor, create, meta).await.unwrap();
+    let successor_seen =
+        || demo.app.read_models.read().clients.by_client_id(&realm_id, "web").is_some_and(|c| c.id == successor);
+    for _ in 0..200 {
+        if successor_seen() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(successor_seen(), "the read model never showed the new client");
+
+    assert_eq!(demo.introspect(at).await["active"], false, "the old client's access token");
+    assert_eq!(demo.introspect(rt).await["active"], false, "the old client's refresh token");
+    let (status, body) = demo.token(web, &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // Refused as another client's, not taken for a reused token of the new one (which would
+    // revoke the user's session).
+    let now = chrono::Utc::now().timestamp();
+    assert!(demo.app.read_models.read().sessions.alive(&sid, now).is_some(), "the session was revoked");
+    let (status, fresh) = demo.token(web, &form).await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(demo.introspect(fresh["access_token"].as_str().unwrap()).await["active"], true, "the new client's");
+    demo.app.stop().await;
+}

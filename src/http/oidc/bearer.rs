@@ -6,7 +6,7 @@
 use super::issue::refresh_key;
 use crate::http::AppState;
 use crate::jwt::{self, Expect};
-use crate::oidc::issuer;
+use crate::oidc::{issuer, tokens};
 use crate::store::ReadUntil;
 use actix_web::web::Bytes;
 use annals_events::{StreamId, StreamType};
@@ -137,6 +137,11 @@ fn judge(
     let azp = c.get("azp").and_then(Value::as_str).unwrap_or_default();
     let client = clients.by_client_id(&realm.id, azp)?;
     if !client.settings.enabled {
+        return Some(false);
+    }
+    // Issued to another client of this `client_id`, deleted since: not this one's token.
+    // (Tokens from before the claim existed carry none and are judged by `azp` alone.)
+    if c.get(tokens::CLIENT_UUID).and_then(Value::as_str).is_some_and(|u| u != client.id) {
         return Some(false);
     }
     let client = client.id.as_str();
@@ -365,5 +370,29 @@ mod tests {
         assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), None, "no such client here: unknown");
         let grant = Checked::Access(AccessToken::new(json!({ "jti": "cc-1", "azp": "web" })));
         assert_eq!(judge(&sessions, &clients, &realm(), &grant, NOW), None, "nor its grants");
+    }
+
+    #[test]
+    fn given_a_client_id_reused_after_deletion_when_a_token_of_the_old_client_is_judged_then_it_is_dead() {
+        let deleted = DomainEvent::Client(ClientEvent::from(annals_events::client::ClientDeleted {}));
+        let (sessions, clients) = given(vec![
+            (StreamType::Client, "c1", NOW - 100, client(true)),
+            (StreamType::Session, "s1", NOW - 90, started()),
+            (StreamType::Client, "c1", NOW - 50, deleted),
+            (StreamType::Client, "c2", NOW - 50, client(true)),
+        ]);
+        let session_token = |uuid: &str| {
+            Checked::Access(AccessToken::new(
+                json!({ "jti": "at-1", "azp": "web", "sid": "s1", "sv": 1, tokens::CLIENT_UUID: uuid }),
+            ))
+        };
+        let grant = |uuid: &str| {
+            Checked::Access(AccessToken::new(json!({ "jti": "cc-1", "azp": "web", tokens::CLIENT_UUID: uuid })))
+        };
+        assert_eq!(judge(&sessions, &clients, &realm(), &session_token("c1"), NOW), Some(false));
+        assert_eq!(judge(&sessions, &clients, &realm(), &grant("c1"), NOW), Some(false), "nor its grants");
+        assert_eq!(judge(&sessions, &clients, &realm(), &session_token("c2"), NOW), Some(true), "the new one's");
+        assert_eq!(judge(&sessions, &clients, &realm(), &grant("c2"), NOW), Some(true));
+        assert_eq!(judge(&sessions, &clients, &realm(), &access("s1"), NOW), Some(true), "older tokens name none");
     }
 }

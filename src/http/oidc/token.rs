@@ -458,7 +458,9 @@ async fn refresh(
     if claims.typ != "Refresh" && claims.typ != "Offline" {
         return Err(OAuthError::invalid_grant("Invalid refresh token: not a refresh token"));
     }
-    if claims.azp != client.client_id {
+    // By `client_id`, and by internal id where the token names it: a client deleted and
+    // created again under the same `client_id` does not inherit its predecessor's tokens.
+    if claims.azp != client.client_id || claims.client_uuid.as_deref().is_some_and(|u| u != client.id) {
         return Err(OAuthError::invalid_grant("Invalid refresh token: issued to another client"));
     }
     let narrowed = scope::narrow(params.get("scope").map(String::as_str), &claims.scope)?;
