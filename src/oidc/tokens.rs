@@ -180,12 +180,12 @@ fn base(i: &Issuance<'_>, typ: &str, jti: &str, exp: i64) -> Map<String, Value> 
     c
 }
 
-/// The claims of an access token.
 /// The private claim naming the client a token was issued to by its internal id. `azp`
 /// names it by `client_id`, which a client deleted and created again shares with its
 /// predecessor; this one does not, so the predecessor's tokens never pass as the successor's.
 pub const CLIENT_UUID: &str = "client_uuid";
 
+/// The claims of an access token.
 pub fn access_claims(i: &Issuance<'_>, jti: &str, exp: i64) -> Value {
     let mut c = base(i, "Bearer", jti, exp);
     c.insert(CLIENT_UUID.into(), json!(i.client.id));

@@ -48,7 +48,7 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .busy_timeout(Duration::from_secs(10))
         // Whichever connection makes the first commit after the WAL was started over (the
         // writer, a SQL read model, a snapshot) cuts a file that grew past 128 MiB back to it.
-        .pragma("journal_size_limit", "134217728")
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT)
         // 2 MiB page cache per reading connection: reads are mostly sequential scans whose
         // pages are folded into memory once; the writer raises its own (index pages).
         .pragma("cache_size", "-2048")
@@ -337,6 +337,10 @@ async fn follow_other_processes(
 
 /// WAL frames (pages) past which the checkpointer starts the WAL over: 16,384 pages of 4 KiB.
 const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// Bytes a WAL file started over keeps at most (`journal_size_limit`, 128 MiB), set on every
+/// connection of the store, the writer's included.
+pub(crate) const WAL_SIZE_LIMIT: &str = "134217728";
 
 /// Copies the WAL into the database file off the commit path. PASSIVE never blocks the writer
 /// or readers; a WAL that readers pin is caught up on a later round. But under a steady write

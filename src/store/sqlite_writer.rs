@@ -53,10 +53,11 @@ impl SqliteWriter {
         // The checkpointer starts the WAL over without truncating it (see `checkpoint_wal`);
         // the first commit after a restart cuts a WAL that grew past 128 MiB (readers pinned
         // it for long) back to that size. The pools' connections set the same limit.
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 134217728;",
-        )
+             PRAGMA cache_size = -8192; PRAGMA journal_size_limit = {};",
+            super::sqlite::WAL_SIZE_LIMIT
+        ))
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(16);
         Ok(SqliteWriter { conn, config })
