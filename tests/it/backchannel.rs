@@ -1,6 +1,7 @@
 //! Back-channel logout against a real HTTP receiver: signed logout tokens, retries with
 //! backoff after failures, every attempt in the log.
 use crate::oidc_flow::{alice_code, authorize, claims, header, query_of, redeem, verify_with_jwks, Demo, Jar};
+use crate::support::wait_until;
 use actix_web::{web, HttpResponse};
 use reqwest::header::{COOKIE, LOCATION};
 use serde_json::Value;
@@ -66,13 +67,6 @@ async fn bc_tokens(demo: &Demo, jar: &mut Jar) {
         )
         .await;
     assert_eq!(status, 200);
-}
-
-async fn wait_until(what: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !what() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[actix_rt::test]

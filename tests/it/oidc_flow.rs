@@ -1366,12 +1366,7 @@ async fn tokens_of_a_deleted_client_do_not_pass_to_one_reusing_its_client_id() {
     demo.app.hosts.execute::<Client>(&successor, create, meta).await.unwrap();
     let successor_seen =
         || demo.app.read_models.read().clients.by_client_id(&realm_id, "web").is_some_and(|c| c.id == successor);
-    for _ in 0..200 {
-        if successor_seen() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    support::wait_until(successor_seen).await;
     assert!(successor_seen(), "the read model never showed the new client");
 
     assert_eq!(demo.introspect(at).await["active"], false, "the old client's access token");

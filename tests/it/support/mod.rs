@@ -103,3 +103,11 @@ pub fn terminate(child: Option<std::process::Child>) {
         let _ = child.wait();
     }
 }
+
+/// Polls `what` until it holds or 15 s have passed (the caller asserts what it needed).
+pub async fn wait_until(what: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !what() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
