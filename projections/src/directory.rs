@@ -76,7 +76,9 @@ impl Directory {
     /// Back-channel logout deliveries for the clients of an ended session that registered a
     /// URL for it (as configured at this point of the log).
     fn owe_logout(&mut self, session_id: &str, clients: &[String], at: i64) {
-        let user_id = self.sessions.get(session_id).map(|s| s.user_id.clone());
+        let session = self.sessions.get(session_id);
+        let user_id = session.map(|s| s.user_id.clone());
+        let sid = session.and_then(|s| s.offline_from.clone());
         let owed: Vec<Owed> = clients
             .iter()
             .filter_map(|c| self.clients.get(c))
@@ -86,6 +88,7 @@ impl Directory {
                 session_id: session_id.to_string(),
                 client: c.id.clone(),
                 user_id: user_id.clone(),
+                sid: sid.clone(),
                 attempts: 0,
                 due_at_ms: at.saturating_mul(1000),
             })

@@ -17,6 +17,9 @@ pub struct Owed {
     pub client: String,
     /// The session's user, when the session was still known when it ended.
     pub user_id: Option<String>,
+    /// The `sid` the clients know the session by: an offline session's tokens name the SSO
+    /// session it came from (as Keycloak's do), so its logout token names that one too.
+    pub sid: Option<String>,
     /// Attempts made so far.
     pub attempts: u32,
     /// Epoch milliseconds when the next attempt is due.

@@ -37,7 +37,8 @@ fn ids(input: &str) -> Result<(String, Option<String>), TraceError> {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .ok_or(TraceError::Malformed)?;
         let jti = claims["jti"].as_str().ok_or(TraceError::Malformed)?.to_string();
-        return Ok((jti, claims["sid"].as_str().map(String::from)));
+        // An offline session's tokens are recorded there, not in the SSO session `sid` names.
+        return Ok((jti, crate::oidc::tokens::session_stream(&claims).map(String::from)));
     }
     let plain = !input.is_empty() && input.len() <= 256 && input.bytes().all(|b| b.is_ascii_graphic());
     if plain {

@@ -5,7 +5,7 @@
 //! issuance starts one, and each chain has one live head. Every refresh token is signed and
 //! names its session and client, so one that verifies but is no live head was rotated away
 //! already: presenting it again means a copy exists, and the whole session is revoked (RFC
-//! 9700 §4.14.2).
+//! 9700 §4.14.2). A head the client revoked itself is only refused.
 use super::{Aggregate, Lifecycle};
 use annals_events::session::*;
 use annals_events::StreamType;
@@ -41,10 +41,24 @@ pub struct Session {
 pub struct ClientTokens {
     /// The live head of each refresh chain, oldest first (at most [`MAX_CHAINS`]).
     pub refresh: Vec<String>,
+    /// Heads revoked since (the last [`MAX_CHAINS`]): presented again, they are refused, not
+    /// taken for a stolen copy. A client that revoked its token (RFC 7009) and then used it
+    /// (a refresh already in flight) must not end the session for every other client in it.
+    #[serde(default)]
+    pub revoked: Vec<String>,
 }
 
 /// Refresh chains one client may hold in one session; starting another drops the oldest.
 pub const MAX_CHAINS: usize = 16;
+
+impl ClientTokens {
+    /// Remembers `heads` as revoked, keeping the last [`MAX_CHAINS`].
+    fn revoke(&mut self, heads: Vec<String>) {
+        self.revoked.extend(heads);
+        let over = self.revoked.len().saturating_sub(MAX_CHAINS);
+        self.revoked.drain(..over);
+    }
+}
 
 /// Tokens about to be handed to a client.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +76,13 @@ pub struct Issue {
 pub enum SessionCommand {
     Start(SessionStarted),
     Issue(Issue),
+    /// An offline token for a client: starts the offline session with `started` if it is new,
+    /// else adds the token to it (Keycloak keeps one offline session per SSO session, shared
+    /// by every client that asked `offline_access` in it).
+    JoinOffline {
+        started: SessionStarted,
+        issue: Issue,
+    },
     /// Rotation: `presented` is the refresh token's id.
     Refresh {
         presented: String,
@@ -105,6 +126,8 @@ pub enum SessionError {
     Expired,
     #[error("refresh token is not this client's")]
     WrongClient,
+    #[error("refresh token was revoked")]
+    Revoked,
 }
 
 impl Session {
@@ -187,11 +210,27 @@ impl Aggregate for Session {
                 self.check_alive(at)?;
                 Ok(vec![issued(issue, None, at)])
             }
+            C::JoinOffline { started, issue } => match self.lifecycle {
+                Lifecycle::New => Ok(vec![started.into(), issued(issue, None, at)]),
+                _ => {
+                    self.check_alive(at)?;
+                    // Only the offline session of that same user's same SSO session.
+                    let same = (&self.realm_id, &self.user_id, &self.offline_from)
+                        == (&started.realm_id, &started.user_id, &started.offline_from);
+                    if !same {
+                        return Err(SessionError::AlreadyExists);
+                    }
+                    Ok(vec![issued(issue, None, at)])
+                }
+            },
             C::Refresh { presented, issue } => {
                 self.check_alive(at)?;
-                let live = self.clients.get(&issue.client).is_some_and(|c| c.refresh.contains(&presented));
-                if live {
+                let held = self.clients.get(&issue.client);
+                if held.is_some_and(|c| c.refresh.contains(&presented)) {
                     return Ok(vec![issued(issue, Some(presented), at)]);
+                }
+                if held.is_some_and(|c| c.revoked.contains(&presented)) {
+                    return Err(SessionError::Revoked);
                 }
                 Ok(vec![
                     SessionRefreshReused { client: issue.client, refresh_token_id: presented, at }.into(),
@@ -270,13 +309,17 @@ impl Aggregate for Session {
                 if let Some(new) = &t.refresh_token_id {
                     held.refresh.push(new.clone());
                     if held.refresh.len() > MAX_CHAINS {
-                        held.refresh.remove(0);
+                        // Dropped, not stolen: presented again it is refused like a revoked one.
+                        let oldest = held.refresh.remove(0);
+                        held.revoke(vec![oldest]);
                     }
                 }
             }
             SessionEvent::TokensRevoked(r) => {
                 if let Some(held) = self.clients.get_mut(&r.client) {
-                    held.refresh.retain(|id| !r.token_ids.contains(id));
+                    let (gone, live) = held.refresh.drain(..).partition(|id| r.token_ids.contains(id));
+                    held.refresh = live;
+                    held.revoke(gone);
                 }
             }
             SessionEvent::RefreshReused(_) => {}
@@ -505,6 +548,91 @@ mod tests {
         let events =
             state.decide(SessionCommand::Refresh { presented: "stolen".into(), issue: issue("x") }, now()).unwrap();
         assert!(matches!(&events[..], [SessionEvent::RefreshReused(_), SessionEvent::Revoked(_)]));
+    }
+
+    #[test]
+    fn given_a_revoked_refresh_token_when_presented_again_then_it_is_refused_and_the_session_lives() {
+        let state = given::<Session>(with_tokens());
+        let revoke = SessionCommand::RevokeRefresh { client: "c".into(), refresh_token_id: "rt1".into() };
+        let state = crate::domain::fold(state.clone(), &state.decide(revoke, now()).unwrap());
+        let again = SessionCommand::Refresh { presented: "rt1".into(), issue: issue("rt2") };
+        assert_eq!(state.decide(again, now()), Err(SessionError::Revoked));
+        let stolen = SessionCommand::Refresh { presented: "rt0".into(), issue: issue("rt3") };
+        let events = state.decide(stolen, now()).unwrap();
+        assert!(
+            matches!(&events[..], [SessionEvent::RefreshReused(_), SessionEvent::Revoked(_)]),
+            "a rotated-away one is still reuse"
+        );
+    }
+
+    #[test]
+    fn given_a_client_past_its_chain_limit_when_its_dropped_token_is_presented_then_it_is_refused_not_reuse() {
+        let mut state = given::<Session>(with_tokens());
+        for n in 0..MAX_CHAINS {
+            let events = state.decide(SessionCommand::Issue(issue(&format!("more-{n}"))), now()).unwrap();
+            state = crate::domain::fold(state, &events);
+        }
+        assert!(!state.clients["c"].refresh.contains(&"rt1".to_string()), "the oldest chain was dropped");
+        let again = SessionCommand::Refresh { presented: "rt1".into(), issue: issue("x") };
+        assert_eq!(state.decide(again, now()), Err(SessionError::Revoked));
+    }
+
+    #[test]
+    fn given_an_offline_session_when_another_users_session_tries_to_join_then_it_is_refused() {
+        let state = given::<Session>(offline(None));
+        let mut started = given::<Session>(with_tokens()).offline_start("online-1", t0(), 1000, None);
+        started.user_id = "mallory".into();
+        let join = SessionCommand::JoinOffline { started, issue: issue("off-m") };
+        assert_eq!(state.decide(join, now()), Err(SessionError::AlreadyExists));
+    }
+
+    #[test]
+    fn given_no_offline_session_when_a_client_joins_then_it_starts_holding_that_clients_token() {
+        let online = given::<Session>(with_tokens());
+        let join = SessionCommand::JoinOffline {
+            started: online.offline_start("online-1", t0(), 1000, None),
+            issue: issue("off1"),
+        };
+        let events = Session::default().decide(join, now()).unwrap();
+        assert!(
+            matches!(&events[..], [SessionEvent::Started(s), SessionEvent::TokensIssued(_)] if s.offline_from.as_deref() == Some("online-1"))
+        );
+        let state = given::<Session>(events);
+        assert_eq!(state.clients["c"].refresh, vec!["off1".to_string()]);
+    }
+
+    #[test]
+    fn given_a_live_offline_session_when_another_client_joins_then_both_hold_tokens_in_it() {
+        let state = given::<Session>(offline(None));
+        let online = given::<Session>(with_tokens());
+        let later = now() + chrono::Duration::seconds(600);
+        let mut other = issue("off-d");
+        other.client = "d".into();
+        let join = SessionCommand::JoinOffline {
+            started: online.offline_start("online-1", later.timestamp(), 1000, None),
+            issue: other,
+        };
+        let events = state.decide(join, later).unwrap();
+        assert!(matches!(&events[..], [SessionEvent::TokensIssued(_)]), "no second start: {events:?}");
+        let state = crate::domain::fold(state, &events);
+        assert_eq!(state.started_at, t0(), "its lifetimes still count from the first offline login");
+        assert_eq!(state.last_active, later.timestamp());
+        assert_eq!((state.clients["c"].refresh.len(), state.clients["d"].refresh.len()), (1, 1));
+    }
+
+    #[test]
+    fn given_an_ended_or_idle_offline_session_when_a_client_joins_then_it_is_refused() {
+        let online = given::<Session>(with_tokens());
+        let join = |at: i64| SessionCommand::JoinOffline {
+            started: online.offline_start("online-1", at, 1000, None),
+            issue: issue("off2"),
+        };
+        let state = given::<Session>(offline(None));
+        let idle = now() + chrono::Duration::seconds(1000);
+        assert_eq!(state.decide(join(idle.timestamp()), idle), Err(SessionError::Expired));
+        let events = state.decide(SessionCommand::Revoke { reason: "admin".into() }, now()).unwrap();
+        let revoked = crate::domain::fold(state, &events);
+        assert_eq!(revoked.decide(join(t0()), now()), Err(SessionError::Ended));
     }
 
     #[test]

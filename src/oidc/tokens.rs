@@ -93,6 +93,9 @@ pub struct SessionRef {
     /// The session stream's version at this issuance (claim `sv`): revocation cutoffs are
     /// versions, so "issued before" never depends on a clock.
     pub version: u64,
+    /// The offline session that recorded these tokens (claim [`OFFLINE_SESSION`]); `id` is
+    /// then the SSO session it came from, the `sid` Keycloak's offline tokens carry.
+    pub offline: Option<String>,
 }
 
 /// Everything tokens of one issuance share.
@@ -176,8 +179,23 @@ fn base(i: &Issuance<'_>, typ: &str, jti: &str, exp: i64) -> Map<String, Value> 
     c.insert("azp".into(), json!(i.client.client_id));
     if let Some(s) = i.session {
         c.insert("sid".into(), json!(s.id));
+        if let Some(offline) = &s.offline {
+            c.insert(OFFLINE_SESSION.into(), json!(offline));
+        }
     }
     c
+}
+
+/// The private claim naming the offline session a token was recorded in. Such a token's
+/// `sid` names the SSO session, as Keycloak's do (one offline session per SSO session, so
+/// an application sees the same `sid` before and after refreshing offline), and it lives
+/// and dies with the offline session, which outlives a logout.
+pub const OFFLINE_SESSION: &str = "osid";
+
+/// The session stream whose liveness decides a token's: its offline session, else `sid`.
+/// Offline tokens issued before the claim existed name their offline session as `sid`.
+pub fn session_stream(claims: &Value) -> Option<&str> {
+    claims.get(OFFLINE_SESSION).or_else(|| claims.get("sid")).and_then(Value::as_str)
 }
 
 /// The private claim naming the client a token was issued to by its internal id. `azp`
@@ -253,14 +271,14 @@ pub fn id_claims(i: &Issuance<'_>, jti: &str, exp: i64, extras: IdExtras<'_>) ->
 }
 
 /// A refresh token's claims; `offline` names the offline session an offline token
-/// (Keycloak's `typ: Offline`) belongs to, which is its `sid`. It carries the `acr` the login
+/// (Keycloak's `typ: Offline`) belongs to ([`OFFLINE_SESSION`]). It carries the `acr` the login
 /// reported, so tokens refreshed from it report the same (Keycloak keeps it with the client
 /// session; the token is this server's own, so nobody else reads it).
 pub fn refresh_claims(i: &Issuance<'_>, jti: &str, exp: i64, offline: Option<&str>) -> Value {
     let mut c = base(i, if offline.is_some() { "Offline" } else { "Refresh" }, jti, exp);
     c.insert(CLIENT_UUID.into(), json!(i.client.id));
-    if let Some(sid) = offline {
-        c.insert("sid".into(), json!(sid));
+    if let Some(offline) = offline {
+        c.insert(OFFLINE_SESSION.into(), json!(offline));
     }
     if let Some(s) = i.session {
         c.insert("acr".into(), json!(s.acr));
@@ -317,6 +335,16 @@ pub struct RefreshClaims {
     /// Absent from tokens issued before refresh tokens carried it.
     #[serde(default)]
     pub acr: Option<String>,
+    /// An offline token's offline session ([`OFFLINE_SESSION`]); absent from older ones.
+    #[serde(default)]
+    pub osid: Option<String>,
+}
+
+impl RefreshClaims {
+    /// The session the token rotates in: see [`session_stream`].
+    pub fn session_stream(&self) -> &str {
+        self.osid.as_deref().unwrap_or(&self.sid)
+    }
 }
 
 /// `at_hash` / `c_hash` (OIDC Core §3.3.2.11): the left half of the hash the signing
@@ -343,6 +371,21 @@ mod tests {
         assert_eq!(c["events"], json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
         assert!(c.get("nonce").is_none());
         assert!(logout_claims("i", "app", "s1", None, "j1", 0).get("sub").is_none());
+    }
+
+    #[test]
+    fn given_a_token_of_an_offline_session_when_judged_then_its_offline_session_decides() {
+        let offline = json!({ "sid": "sso-1", OFFLINE_SESSION: "off-1" });
+        assert_eq!(session_stream(&offline), Some("off-1"));
+        assert_eq!(session_stream(&json!({ "sid": "sso-1" })), Some("sso-1"), "an SSO session's token");
+        assert_eq!(session_stream(&json!({ "sid": "off-0" })), Some("off-0"), "an offline token from before the claim");
+        assert_eq!(session_stream(&json!({ "jti": "cc" })), None, "client credentials have no session");
+        let refresh = |c: Value| serde_json::from_value::<RefreshClaims>(c).unwrap();
+        let base = json!({ "jti": "j", "typ": "Offline", "azp": "web", "sid": "sso-1", "sub": "u", "scope": "" });
+        let mut with = base.clone();
+        with[OFFLINE_SESSION] = json!("off-1");
+        assert_eq!(refresh(with).session_stream(), "off-1");
+        assert_eq!(refresh(base).session_stream(), "sso-1");
     }
 
     #[test]

@@ -153,3 +153,45 @@ async fn a_delivery_owed_when_the_node_stops_is_made_by_the_next_node() {
     demo.app.stop().await;
     rp.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn an_offline_session_ended_by_reuse_is_announced_under_the_sid_its_tokens_carry() {
+    let (url, seen, rp) = receiver(Arc::new(AtomicUsize::new(0))).await;
+    let demo = Demo::start_with(|r| {
+        r["users"][0]["realmRoles"].as_array_mut().unwrap().push("offline_access".into());
+        r["clients"].as_array_mut().unwrap().push(serde_json::json!({
+            "clientId": "bc",
+            "secret": "bc-secret-0123456789",
+            "redirectUris": ["https://bc.example/cb"],
+            "attributes": { "backchannel.logout.url": url },
+        }));
+    })
+    .await;
+    let bc = ("bc", "bc-secret-0123456789");
+    let params = [
+        ("client_id", "bc"),
+        ("redirect_uri", "https://bc.example/cb"),
+        ("response_type", "code"),
+        ("scope", "openid offline_access"),
+    ];
+    let res = authorize(&demo, &mut Jar::default(), &params, Some(("alice", "alice-password"))).await;
+    let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
+    let redeem = [("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "https://bc.example/cb")];
+    let (status, t) = demo.token(bc, &redeem).await;
+    assert_eq!(status, 200, "{t}");
+    let sid = claims(t["id_token"].as_str().unwrap())["sid"].clone();
+    let offline = t["refresh_token"].as_str().unwrap();
+    let refresh = [("grant_type", "refresh_token"), ("refresh_token", offline)];
+    let (status, _) = demo.token(bc, &refresh).await;
+    assert_eq!(status, 200);
+    // The rotated-away offline token presented again: the offline session is revoked.
+    let (status, _) = demo.token(bc, &refresh).await;
+    assert_eq!(status, 400);
+    wait_until(|| !seen.lock().unwrap().is_empty()).await;
+    let token = seen.lock().unwrap()[0].1.clone();
+    let c = claims(&token);
+    assert_eq!(c["sid"], sid, "the SSO session's id, which bc's tokens carry, not the offline session's own");
+    assert_eq!(c["aud"], "bc");
+    demo.app.stop().await;
+    rp.stop(true).await;
+}

@@ -83,7 +83,8 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!(oc["typ"], "Offline", "{oc}");
     assert!(text(&t, "scope").split(' ').any(|s| s == "offline_access"));
     let online_sid = claims(at)["sid"].as_str().unwrap().to_string();
-    assert_ne!(oc["sid"].as_str(), Some(online_sid.as_str()), "an offline session of its own");
+    assert_eq!(oc["sid"].as_str(), Some(online_sid.as_str()), "named after the SSO session, as Keycloak's");
+    assert!(oc["osid"].as_str().is_some_and(|o| o != online_sid), "recorded in an offline session: {oc}");
     assert!(t["refresh_expires_in"].as_i64().unwrap() > 36_000, "the realm's offline idle time, not the SSO one");
     let seen = demo.introspect(offline).await;
     assert_eq!((seen["active"].as_bool(), seen["token_type"].as_str()), (Some(true), Some("Offline")));
@@ -98,19 +99,22 @@ async fn an_offline_token_outlives_logout_rotates_and_dies_by_reuse_or_revocatio
     assert_eq!(status, 200, "{r1}");
     let (at1, off1) = (text(&r1, "access_token"), text(&r1, "refresh_token"));
     assert_eq!(claims(off1)["typ"], "Offline", "rotation keeps it offline");
-    assert_eq!(claims(at1)["sid"], oc["sid"], "tokens of the offline session name it");
+    assert_eq!(claims(at1)["sid"], oc["sid"], "the login's sid, kept through refreshes");
+    assert_eq!(claims(at1)["osid"], oc["osid"], "and recorded in the offline session");
     assert_eq!(demo.introspect(at1).await["active"], true);
     assert_eq!(demo.introspect(offline).await["active"], false, "rotated away");
 
-    // A logout hinted with an ID token of the offline session ends the browser's SSO session
-    // (the one the offline session came from), never the offline session.
+    // A logout hinted with an ID token refreshed offline ends the browser's SSO session (the
+    // one the offline session came from), never the offline session.
     let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
     let t2 = redeem(&demo, &code).await;
     let (sso_at, off2) = (text(&t2, "access_token").to_string(), text(&t2, "refresh_token").to_string());
     let (status, r2) = refresh(&demo, &off2).await;
     assert_eq!(status, 200, "{r2}");
     let (id2, off2) = (text(&r2, "id_token"), text(&r2, "refresh_token"));
-    assert_ne!(claims(id2)["sid"], claims(&sso_at)["sid"]);
+    assert_eq!(claims(id2)["sid"], claims(&sso_at)["sid"], "a refreshed ID token keeps the login's sid");
+    assert!(claims(id2)["osid"].is_string(), "an ID token of the offline session");
+    assert_ne!(claims(id2)["osid"], oc["osid"], "a new SSO session, a new offline session");
     let res = logout(&demo, &jar, id2).await;
     assert_eq!(res.status(), 200);
     jar.take(&res);
@@ -244,6 +248,28 @@ async fn requested_classes_are_reported_when_the_session_satisfies_them() {
     demo.app.stop().await;
 }
 
+const OTHER: (&str, &str) = ("other", "other-secret-0123456789");
+const OTHER_RP: &str = "http://127.0.0.1/other";
+
+/// `other` signs olivia in from this browser's SSO session asking offline access; returns
+/// its tokens.
+async fn other_by_sso(demo: &Demo, jar: &mut Jar) -> Value {
+    let mut params = crate::oidc_flow::code_request("other", OTHER_RP);
+    params[3] = ("scope", "openid offline_access");
+    let res = authorize(demo, jar, &params, None).await;
+    assert_eq!(res.status(), 302, "answered from the SSO session");
+    let code = query_of(res.headers()[LOCATION].to_str().unwrap())["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", OTHER_RP),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, t) = demo.token(OTHER, &form).await;
+    assert_eq!(status, 200, "{t}");
+    t
+}
+
 #[actix_rt::test]
 async fn a_replayed_code_revokes_the_offline_token_its_first_redemption_gave() {
     let demo = offline_demo().await;
@@ -253,14 +279,80 @@ async fn a_replayed_code_revokes_the_offline_token_its_first_redemption_gave() {
     let offline = text(&t, "refresh_token");
     let (status, r) = refresh(&demo, offline).await;
     assert_eq!(status, 200, "{r}");
+    // Another client holds an offline token of the same (shared) offline session.
+    let o = other_by_sso(&demo, &mut jar).await;
+    let other_off = text(&o, "refresh_token");
+    assert_eq!(claims(other_off)["osid"], claims(offline)["osid"]);
     let form = code_grant(&code);
     let (status, e) = demo.token(WEB, &form).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
     for token in [text(&r, "refresh_token"), text(&r, "access_token")] {
         assert_eq!(demo.introspect(token).await["active"], false, "{token}");
     }
+    assert_eq!(demo.introspect(other_off).await["active"], true, "the other client's offline token is not touched");
     let (status, _) = refresh(&demo, text(&r, "refresh_token")).await;
     assert_eq!(status, 400);
+    demo.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_clients_of_one_sso_session_share_one_offline_session_named_by_its_sid() {
+    let demo = offline_demo().await;
+    let mut jar = Jar::default();
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t = redeem(&demo, &code).await;
+    let (web_id, web_off) = (text(&t, "id_token"), text(&t, "refresh_token"));
+    let sid = claims(web_id)["sid"].as_str().unwrap().to_string();
+    let osid = claims(web_off)["osid"].as_str().unwrap().to_string();
+    assert_eq!(claims(web_off)["sid"], sid.as_str());
+
+    // `other` joins by SSO: the same offline session, the same sid.
+    let o = other_by_sso(&demo, &mut jar).await;
+    let other_off = text(&o, "refresh_token");
+    assert_eq!(claims(other_off)["typ"], "Offline");
+    assert_eq!((claims(other_off)["sid"].as_str(), claims(other_off)["osid"].as_str()), (Some(&*sid), Some(&*osid)));
+
+    // web refreshes and then revokes its offline token: other's is not affected.
+    let (status, r) = refresh(&demo, web_off).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(claims(text(&r, "id_token"))["sid"], sid.as_str(), "a refreshed ID token keeps the login's sid");
+    let (web_at, web_off) = (text(&r, "access_token"), text(&r, "refresh_token"));
+    let (status, _) = demo.post_as(WEB, "revoke", &[("token", web_off)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(demo.introspect(web_off).await["active"], false);
+    assert_eq!(demo.introspect(web_at).await["active"], false, "its access tokens go with it");
+    assert_eq!(demo.introspect(other_off).await["active"], true);
+    // Presented again (a refresh already in flight): refused, not taken for a stolen copy,
+    // which would end the offline session for `other` too.
+    let (status, e) = refresh(&demo, web_off).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    assert_eq!(demo.introspect(other_off).await["active"], true);
+    let (status, o2) = demo.token(OTHER, &[("grant_type", "refresh_token"), ("refresh_token", other_off)]).await;
+    assert_eq!(status, 200, "{o2}");
+    let other_off2 = text(&o2, "refresh_token");
+
+    // other's rotated-away token presented again: the shared offline session is revoked.
+    let (status, e) = demo.token(OTHER, &[("grant_type", "refresh_token"), ("refresh_token", other_off)]).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    assert_eq!(demo.introspect(other_off2).await["active"], false);
+
+    // The next offline login in this SSO session gets an offline session of its own.
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t = redeem(&demo, &code).await;
+    let again = text(&t, "refresh_token");
+    assert_eq!(claims(again)["sid"], sid.as_str());
+    assert_ne!(claims(again)["osid"], osid.as_str(), "not the revoked one");
+    assert_eq!(demo.introspect(again).await["active"], true);
+    let (status, r) = refresh(&demo, again).await;
+    assert_eq!(status, 200, "{r}");
+
+    // The log: two offline sessions started from this SSO session, not three.
+    let events = demo.app.store.read_all(0, 100_000).await.unwrap();
+    let started = events
+        .iter()
+        .filter(|e| e.event_type == "session.started" && e.payload.contains(&format!("\"offline_from\":\"{sid}\"")))
+        .count();
+    assert_eq!(started, 2);
     demo.app.stop().await;
 }
 

@@ -134,7 +134,7 @@ fn sso_session(
         return None;
     }
     // acr 0: no active authentication in this request (Keycloak's value for SSO).
-    Some(SessionRef { id: sid, auth_time: s.auth_time, acr: "0".into(), version: 0 })
+    Some(SessionRef { id: sid, auth_time: s.auth_time, acr: "0".into(), version: 0, offline: None })
 }
 
 /// The login form for an authorization request, with this browser's CSRF token.
@@ -505,7 +505,7 @@ pub async fn answer_consent(
         };
         (started, sid.clone())
     });
-    let session = SessionRef { id: sid, auth_time, acr: acr.into(), version: 0 };
+    let session = SessionRef { id: sid, auth_time, acr: acr.into(), version: 0, offline: None };
     let done = Identified { session, new_session, user_id, secret, meta };
     finish(state, realm, ar_id, &started, done, None).await
 }

@@ -120,7 +120,7 @@ async fn deliver(state: &AppState, http: &reqwest::Client, id: &str, owed: Owed)
     let claims = tokens::logout_claims(
         &issuer(&state.base_url, &realm.name),
         &client.client_id,
-        &owed.session_id,
+        owed.sid.as_deref().unwrap_or(&owed.session_id),
         owed.user_id.as_deref(),
         &jti,
         now,

@@ -82,7 +82,7 @@ pub async fn active(state: &AppState, realm: &RealmView, token: &str) -> Option<
     // node's head yet (its NOTIFY is on the way), or a read model that is stopped. The token
     // exists, so the node that issued it had made the session durable before answering: its
     // stream is read from the database and judged on its own.
-    let sid = checked.claims().get("sid").and_then(Value::as_str)?;
+    let sid = tokens::session_stream(checked.claims())?;
     let stream = StreamId::new(StreamType::Session, sid);
     let events = match state.store.read_stream(&stream, 0, ReadUntil::Version(MAX_LOOKED_UP + 1)).await {
         Ok(events) => events,
@@ -145,7 +145,7 @@ fn judge(
         return Some(false);
     }
     let client = client.id.as_str();
-    let alive = match c.get("sid").and_then(Value::as_str) {
+    let alive = match tokens::session_stream(c) {
         Some(sid) => match sessions.alive(sid, now).filter(|s| s.realm_id == realm.id) {
             None if sessions.get(sid).is_none() && !sessions.ended(sid) => return None,
             None => false,

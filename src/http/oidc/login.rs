@@ -89,7 +89,7 @@ pub async fn authenticate(
                 offline_from: None,
                 started_at: None,
             };
-            let session = SessionRef { id: sid.clone(), auth_time: now, acr: "1".into(), version: 0 };
+            let session = SessionRef { id: sid.clone(), auth_time: now, acr: "1".into(), version: 0, offline: None };
             complete(&state, &req, &realm, &ar_id, session, Some((started, sid)), "pwd", None).await
         }
         Err(LoginError::Rejected { reason, user_id }) => {

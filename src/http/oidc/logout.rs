@@ -109,8 +109,9 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
     };
     let mut frames = Vec::new();
     let mut session = session;
-    // An ID token refreshed through an offline token names the offline session, which logout
-    // leaves alone: the user means the SSO session that offline session came from.
+    // An ID token refreshed through an offline token names the SSO session it came from as
+    // `sid`; one issued before that named the offline session, which logout leaves alone:
+    // the user means the SSO session that offline session came from.
     if let Some(from) = session.as_deref().and_then(|sid| offline_origin(state, sid)) {
         session = Some(from);
     }

@@ -34,7 +34,7 @@ pub async fn revoke(
     }
     let Some(jti) = text("jti") else { return HttpResponse::Ok().finish() };
     let meta = metadata(&req, &realm.id, client_actor(&realm.id, &client.client_id));
-    let done = match (text("sid"), &checked) {
+    let done = match (crate::oidc::tokens::session_stream(claims).map(str::to_string), &checked) {
         (Some(sid), bearer::Checked::Refresh(_)) => {
             let cmd = SessionCommand::RevokeRefresh { client: client.id.clone(), refresh_token_id: jti };
             state.hosts.execute::<Session>(&sid, cmd, meta).await.map(|d| d.position).map_err(|e| e.to_string())

@@ -10,7 +10,7 @@ use super::{client_actor, form, json_no_store, metadata, oauth_error, realm};
 use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, Redemption};
 use crate::domain::client_assertion::{self, ClientAssertion, ClientAssertionCommand};
 use crate::domain::client_grant::{ClientGrant, ClientGrantCommand};
-use crate::domain::session::{Issue, Session, SessionCommand};
+use crate::domain::session::{Issue, Session, SessionCommand, SessionError};
 use crate::http::AppState;
 use crate::jwt::{self, Expect};
 use crate::oidc::client_auth;
@@ -191,9 +191,9 @@ async fn issue_in_session(
         id: it.granted.contains("openid").then(issue::token_id),
         refresh: Some(issue::token_id()),
     });
-    // A login asking `offline_access` gets an offline token: its refresh token starts an
-    // offline session of its own, so it is not recorded in the SSO session (whose logout it
-    // outlives). A refresh stays in the session its token names, online or offline.
+    // A login asking `offline_access` gets an offline token: its refresh token is recorded in
+    // the SSO session's offline session (started by the first such login), not in the SSO
+    // session, whose logout it outlives. A refresh stays in the session its token names.
     let start_offline = it.presented_refresh.is_none() && it.granted.contains("offline_access");
     if start_offline {
         offline_allowed(it.subject)?;
@@ -214,6 +214,9 @@ async fn issue_in_session(
     let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
     let outcome =
         state.hosts.execute_full::<Session>(it.session_id, command, meta.clone()).await.map_err(|e| match e {
+            crate::actors::CommandError::Domain(SessionError::Revoked) => {
+                OAuthError::invalid_grant("Refresh token was revoked")
+            }
             crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
             other => command_failed(other),
         })?;
@@ -234,8 +237,6 @@ async fn issue_in_session(
     let (offline, refresh_exp) = match (&s.offline_from, start_offline) {
         (Some(_), _) => (Some(it.session_id.to_string()), s.expires_at()),
         (None, true) => {
-            // Named after the authorization request, so a replay of its code finds it.
-            let id = it.request.map_or_else(issue::token_id, offline_session_id);
             let first = Issue {
                 client: client.id.clone(),
                 grant: it.grant.to_string(),
@@ -245,8 +246,8 @@ async fn issue_in_session(
                 scope: scope::to_string(it.granted),
                 expires_at: access_exp,
             };
-            match start_offline_session(state, realm, s, (it.session_id, &id), first, &meta).await {
-                Ok(exp) => (Some(id), exp),
+            match join_offline_session(state, realm, s, (it.session_id, it.request), first, &meta).await {
+                Ok(joined) => (Some(joined.0), joined.1),
                 Err(e) => {
                     // What the SSO session just recorded is never handed out: revoke it.
                     let token_ids = [&ids.access, &ids.id].into_iter().flatten().cloned().collect();
@@ -263,11 +264,13 @@ async fn issue_in_session(
         realm,
         client,
         scope: it.granted,
+        // Tokens recorded in an offline session name the SSO session it came from as `sid`.
         session: Some(SessionRef {
-            id: it.session_id.to_string(),
+            id: s.offline_from.clone().unwrap_or_else(|| it.session_id.to_string()),
             auth_time: s.auth_time,
             acr,
             version: outcome.executed.version,
+            offline: s.offline_from.is_some().then(|| it.session_id.to_string()),
         }),
         subject: Some(it.subject),
         ids,
@@ -284,41 +287,55 @@ async fn issue_in_session(
     Ok(issue::response(&plan, signed))
 }
 
-/// Starts offline session `id` from the SSO session `from` (state `online`), holding `first`
-/// (the offline token) as its first refresh chain. Returns when that token expires.
-async fn start_offline_session(
+/// Records `first` (the offline token) in the offline session of SSO session `from` (state
+/// `online`), starting it if this is the first offline login there. Keycloak keeps one offline
+/// session per SSO session, shared by its clients; once that one has ended (revoked, idle),
+/// the login starts one of its own, named after its authorization request `request`. Returns
+/// the offline session and when the token expires.
+async fn join_offline_session(
     state: &AppState,
     realm: &RealmView,
     online: &Session,
-    (from, id): (&str, &str),
+    (from, request): (&str, Option<&str>),
     first: Issue,
     meta: &annals_events::Metadata,
-) -> Result<i64, OAuthError> {
+) -> Result<(String, i64), OAuthError> {
     let settings = &realm.settings;
     // Keycloak refuses lifetimes of zero; a realm carrying one gets a minute, not a dead token.
     let idle = (settings.offline_session_idle_timeout as i64).max(60);
     let max =
         settings.offline_session_max_lifespan_enabled.then_some((settings.offline_session_max_lifespan as i64).max(60));
-    let now = state.clock.now();
-    let started = online.offline_start(from, now.timestamp(), idle, max);
-    let commands = vec![SessionCommand::Start(started), SessionCommand::Issue(first)];
-    let append = crate::provision::create_with::<Session>(id, commands, now, meta).map_err(|e| {
-        tracing::error!(error = %e, "offline session refused");
-        OAuthError::server_error("offline session cannot be started")
-    })?;
-    state.store.append(append).await.map_err(|e| {
-        tracing::error!(error = %e, "offline session cannot be recorded");
-        OAuthError::server_error("offline session cannot be recorded")
-    })?;
-    let expires = now.timestamp().saturating_add(idle);
-    Ok(max.map_or(expires, |m| expires.min(now.timestamp().saturating_add(m))))
+    let started = online.offline_start(from, state.clock.now().timestamp(), idle, max);
+    let own = request.map_or_else(issue::token_id, offline_session_id);
+    for id in [shared_offline_session_id(from), own] {
+        let cmd = SessionCommand::JoinOffline { started: started.clone(), issue: first.clone() };
+        match state.hosts.execute_full::<Session>(&id, cmd, meta.clone()).await {
+            Ok(joined) => return Ok((id, joined.state.expires_at())),
+            // Ended or idle: try the next.
+            Err(crate::actors::CommandError::Domain(_)) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "offline session cannot be recorded");
+                return Err(OAuthError::server_error("offline session cannot be recorded"));
+            }
+        }
+    }
+    Err(OAuthError::server_error("offline session cannot be started"))
 }
 
-/// The offline session a login started by authorization request `request` gets: derived
-/// from it, so a replayed code's handler can find and revoke it.
+/// The offline session the clients of SSO session `sid` share.
+pub fn shared_offline_session_id(sid: &str) -> String {
+    derived_id("annals shared offline session", sid)
+}
+
+/// The offline session of the login by authorization request `request` (when the shared
+/// one had ended), so a replayed code's handler can find it.
 pub fn offline_session_id(request: &str) -> String {
+    derived_id("annals offline session", request)
+}
+
+fn derived_id(purpose: &str, of: &str) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("annals offline session\n{request}").as_bytes());
+    let digest = sha2::Sha256::digest(format!("{purpose}\n{of}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
@@ -397,10 +414,28 @@ async fn authorization_code(
             if let Ok(done) = state.hosts.execute::<Session>(&session_id, cmd, meta.clone()).await {
                 let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
             }
-            // An offline session the first redemption started ends too (none: nothing to do).
-            let cmd = SessionCommand::Revoke { reason: "code_replayed".into() };
-            if let Ok(done) = state.hosts.execute::<Session>(&offline_session_id(ar_id), cmd, meta.clone()).await {
-                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            // So does the offline token it gave: what the client holds in the SSO session's
+            // offline session (shared with other clients, which keep theirs), or the offline
+            // session of this login's own (none: nothing to do).
+            // Only a login that asked for one: the client's offline tokens of other logins
+            // are not in question.
+            let first = outcome.state.redeemed.clone().unwrap_or_default();
+            let offline = scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access"));
+            let revocations = [
+                (
+                    shared_offline_session_id(&session_id),
+                    SessionCommand::RevokeClient {
+                        client: started.client.clone(),
+                        also: first,
+                        reason: "code_replayed".into(),
+                    },
+                ),
+                (offline_session_id(ar_id), SessionCommand::Revoke { reason: "code_replayed".into() }),
+            ];
+            for (id, cmd) in revocations.into_iter().filter(|_| offline) {
+                if let Ok(done) = state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
+                    let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+                }
             }
             return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded());
         }
@@ -471,11 +506,11 @@ async fn refresh(
         offline_allowed(&subject).map_err(|_| OAuthError::invalid_grant("Offline tokens not allowed for the user"))?;
     }
     let it = SessionIssue {
-        session_id: &claims.sid,
+        session_id: claims.session_stream(),
         subject: &subject,
         grant: "refresh_token",
         granted: &granted,
-        presented_refresh: Some(claims.jti),
+        presented_refresh: Some(claims.jti.clone()),
         nonce: None,
         ids: None,
         sso: false,
