@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -127,6 +128,7 @@ impl SqliteStore {
             .await?;
         let head_now = head_position(&pool).await?;
         let head = Arc::new(watch::channel(head_now).0);
+        let restart_wal = Arc::new(AtomicBool::new(false));
         let config = WriterConfig {
             path: opts.get_filename().to_path_buf(),
             synchronous: match split_url(url)?.1 {
@@ -134,6 +136,7 @@ impl SqliteStore {
                 _ => "FULL",
             },
             busy_timeout: Duration::from_secs(10),
+            restart_wal: restart_wal.clone(),
         };
         let connect = move || async move { SqliteWriter::open(config) };
         let writer = Writer::spawn(connect, head.clone(), "sqlite").await?;
@@ -142,7 +145,7 @@ impl SqliteStore {
         let mut wal = db.into_os_string();
         wal.push("-wal");
         let poller = tokio::spawn(follow_other_processes(pool.clone(), head.clone(), wal.into(), writer.failed()));
-        let checkpointer = tokio::spawn(checkpoint_wal(pool.clone()));
+        let checkpointer = tokio::spawn(checkpoint_wal(pool.clone(), restart_wal));
         let runtime = tokio::runtime::Handle::current();
         Ok(SqliteStore { pool, snapshots, runtime, writer, head, poller, checkpointer })
     }
@@ -346,41 +349,26 @@ pub(crate) const WAL_SIZE_LIMIT: &str = "134217728";
 /// or readers; a WAL that readers pin is caught up on a later round. But under a steady write
 /// load the WAL is never caught up at the moment the writer could start it over, and it grows
 /// without bound (1.8 GB after 300,000 token events, seen here): past `WAL_RESTART_FRAMES`
-/// a RESTART checkpoint waits for the writer's current transaction, copies what is left and
-/// has the next commit write from the start of the file again, stalling appends for that
-/// moment (tens of milliseconds for 64 MiB, plus any wait for readers still on the WAL).
-/// RESTART, not TRUNCATE: the file keeps its size, so once it has reached it later commits
-/// overwrite blocks it already has and the flusher's `fdatasync` writes only those pages. In
-/// a file that grows, every sync also writes the inode (its size) and allocates blocks: a
-/// few percent of a client-credentials grant's CPU. The file stays at the size of its
-/// largest generation (64 MiB and what half a second adds; `journal_size_limit` cuts it back
-/// to 128 MiB when a generation grew past that); shutdown truncates it.
-async fn checkpoint_wal(pool: SqlitePool) {
+/// the writer, asked through `restart`, runs a RESTART checkpoint before its next batch: it
+/// copies what is left, waits for readers still on the WAL, and that batch writes from the
+/// start of the file again, stalling appends for that moment (tens of milliseconds for
+/// 64 MiB). RESTART, not TRUNCATE: the file keeps its size, so once it has reached it later
+/// commits overwrite blocks it already has and the flusher's `fdatasync` writes only those
+/// pages. In a file that grows, every sync also writes the inode (its size) and allocates
+/// blocks: a few percent of a client-credentials grant's CPU. The file stays at the size of
+/// its largest generation (64 MiB and what half a second adds; `journal_size_limit` cuts it
+/// back to 128 MiB when a generation grew past that); shutdown truncates it.
+async fn checkpoint_wal(pool: SqlitePool, restart: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    // The WAL's length when a RESTART last succeeded: the WAL starts over only at the next
-    // commit, and until then PASSIVE keeps reporting the same length; restarting again
-    // would take the locks for nothing.
-    let mut restarted_at = None;
     loop {
         tick.tick().await;
         // Columns: busy, frames in the WAL, frames checkpointed.
-        let frames = match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await
-        {
-            Ok((_, frames, _)) => frames,
-            Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                continue;
-            }
-        };
-        if frames > WAL_RESTART_FRAMES && restarted_at != Some(frames) {
-            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(RESTART)").fetch_one(&pool).await {
-                Ok((0, _, _)) => {
-                    restarted_at = Some(frames);
-                    tracing::debug!(frames, "WAL caught up; the next commit starts it over");
-                }
-                Ok(_) => tracing::debug!(frames, "WAL restart postponed: readers or the writer were busy"),
-                Err(e) => tracing::warn!(error = %e, "WAL restart failed; will retry"),
-            }
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+            // Idle after a restart, the WAL still reports its old length until the next
+            // commit; asking again then costs that commit a checkpoint with nothing to copy.
+            Ok((_, frames, _)) if frames > WAL_RESTART_FRAMES => restart.store(true, Ordering::Release),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
         }
     }
 }
