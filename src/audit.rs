@@ -60,6 +60,12 @@ impl Prepared {
         self.context.realm_id.as_deref().or(self.meta.realm.as_deref())
     }
 
+    /// The session as relying parties know it, from the `sid` of their tokens: an offline
+    /// session's tokens carry the SSO session it came from, never the offline stream's id.
+    pub fn token_sid(&self) -> Option<&str> {
+        self.context.offline_from.as_deref().or(self.context.session_id.as_deref())
+    }
+
     /// The event as decoded.
     pub fn decoded(&self) -> &DomainEvent {
         &self.decoded

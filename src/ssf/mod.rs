@@ -209,7 +209,9 @@ impl Transmitter {
                 let ctx = set::Context {
                     issuer: &issuer,
                     user_id: r.user_id.as_deref(),
-                    session_id: r.session_id.as_deref(),
+                    // Receivers know sessions by the `sid` of their tokens: an offline
+                    // session is named as its tokens name it, as back-channel logout does.
+                    session_id: p.token_sid(),
                     by_user: r.auth_details.user_id.is_some() && r.auth_details.user_id == r.user_id,
                     time: r.time / 1000,
                 };

@@ -281,3 +281,89 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     rx_handle.stop(false).await;
     demo.app.stop().await;
 }
+
+/// Relying parties know a session by the `sid` of their tokens. An offline token carries the
+/// SSO session it came from (its own stream is `osid`): when the offline session is revoked,
+/// the SET names that `sid`, as its back-channel logout token does.
+#[actix_rt::test]
+async fn an_offline_session_revoked_by_reuse_is_announced_under_the_sid_its_tokens_carry() {
+    let demo = Demo::start_with(|realm| {
+        with_receiver(realm);
+        realm["users"].as_array_mut().unwrap().push(json!({
+            "username": "olivia",
+            "enabled": true,
+            "credentials": [{ "type": "password", "value": "olivia-password" }],
+            "realmRoles": ["user", "offline_access"]
+        }));
+    })
+    .await;
+    let meta: Value = demo
+        .http
+        .get(format!("{}/.well-known/ssf-configuration/realms/demo", demo.app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = receiver_token(&demo).await;
+    let poll: Value = demo
+        .http
+        .post(meta["configuration_endpoint"].as_str().unwrap())
+        .bearer_auth(&token)
+        .json(&json!({ "delivery": { "method": "urn:ietf:rfc:8936" }, "events_requested": [SESSION_REVOKED] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let poll_url = poll["delivery"]["endpoint_url"].as_str().unwrap().to_string();
+
+    // given an offline token, refreshed once
+    let web = ("web", "web-secret-0123456789");
+    let login = [
+        ("grant_type", "password"),
+        ("username", "olivia"),
+        ("password", "olivia-password"),
+        ("scope", "openid offline_access"),
+    ];
+    let (status, t) = demo.token(web, &login).await;
+    assert_eq!(status, 200, "{t}");
+    let first = t["refresh_token"].as_str().unwrap().to_string();
+    let claims = crate::oidc_flow::claims(&first);
+    let (sid, osid) = (claims["sid"].as_str().unwrap().to_string(), claims["osid"].as_str().unwrap().to_string());
+    assert_ne!(sid, osid);
+    let again = [("grant_type", "refresh_token"), ("refresh_token", first.as_str())];
+    assert_eq!(demo.token(web, &again).await.0, 200);
+    // when the first is presented again: the offline session is revoked, the SSO one lives on
+    assert_eq!(demo.token(web, &again).await.0, 400);
+
+    // then the SET names the session by the sid the tokens carried
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sets = loop {
+        let v: Value = demo
+            .http
+            .post(&poll_url)
+            .bearer_auth(&token)
+            .json(&json!({ "returnImmediately": true }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sets: Vec<String> =
+            v["sets"].as_object().unwrap().values().map(|s| s.as_str().unwrap().to_string()).collect();
+        if !sets.is_empty() {
+            break sets;
+        }
+        assert!(Instant::now() < deadline, "no SET");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sets.len(), 1, "only the offline session ended");
+    let set = crate::oidc_flow::claims(&sets[0]);
+    assert_eq!(set["sub_id"]["session"]["id"].as_str(), Some(sid.as_str()), "{set}");
+    assert_eq!(set["events"][SESSION_REVOKED]["initiating_entity"], "policy");
+    demo.app.stop().await;
+}

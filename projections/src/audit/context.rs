@@ -15,6 +15,8 @@ pub struct StreamContext {
     pub client: Option<String>,
     pub user_id: Option<String>,
     pub session_id: Option<String>,
+    /// An offline session: the SSO session it came from, which its tokens name as `sid`.
+    pub offline_from: Option<String>,
     /// For streams about a source address (brute-force counting per address).
     pub address: Option<String>,
 }
@@ -73,6 +75,7 @@ impl StreamContext {
             DomainEvent::Session(SessionEvent::Started(e)) => {
                 self.realm_id = Some(e.realm_id.clone());
                 self.user_id = Some(e.user_id.clone());
+                self.offline_from.clone_from(&e.offline_from);
             }
             DomainEvent::ClientGrant(ClientGrantEvent::Issued(e)) => {
                 self.realm_id = Some(e.realm_id.clone());
@@ -131,6 +134,33 @@ mod tests {
         assert_eq!(ctx.client.as_deref(), Some("c-internal"));
         assert_eq!(ctx.user_id.as_deref(), Some("u1"));
         assert_eq!(ctx.session_id.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn an_offline_session_remembers_the_sso_session_its_tokens_name() {
+        use annals_events::session::{SessionRevoked, SessionStarted};
+        // given an offline session started from SSO session s1
+        let mut ctx = StreamContext::of(&StreamId::new(StreamType::Session, "off1"));
+        ctx.apply(&DomainEvent::Session(SessionEvent::Started(SessionStarted {
+            realm_id: "r1".into(),
+            user_id: "u1".into(),
+            method: "pwd".into(),
+            acr: "1".into(),
+            auth_time: 0,
+            idle_timeout: 60,
+            max_lifespan: 60,
+            offline_from: Some("s1".into()),
+            started_at: None,
+        })));
+        // when it is revoked
+        ctx.apply(&DomainEvent::Session(SessionEvent::Revoked(SessionRevoked {
+            reason: "refresh_token_reused".into(),
+            clients: vec![],
+            at: 1,
+        })));
+        // then it is still the session off1, started from s1
+        assert_eq!(ctx.session_id.as_deref(), Some("off1"));
+        assert_eq!(ctx.offline_from.as_deref(), Some("s1"));
     }
 
     #[test]
