@@ -292,6 +292,19 @@ async fn a_replayed_code_revokes_the_offline_token_its_first_redemption_gave() {
     assert_eq!(demo.introspect(other_off).await["active"], true, "the other client's offline token is not touched");
     let (status, _) = refresh(&demo, text(&r, "refresh_token")).await;
     assert_eq!(status, 400);
+
+    // Two concurrent redemptions of a new login's code (its SSO session's first offline
+    // token): the winner's offline token dies too, whichever revocation ran first.
+    for _ in 0..4 {
+        let mut jar = Jar::default();
+        let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+        let form = code_grant(&code);
+        let (a, b) = tokio::join!(demo.token(WEB, &form), demo.token(WEB, &form));
+        assert_eq!([a.0, b.0].iter().filter(|s| **s == 200).count(), 1, "{a:?} {b:?}");
+        let won = if a.0 == 200 { a.1 } else { b.1 };
+        let (status, _) = refresh(&demo, text(&won, "refresh_token")).await;
+        assert_eq!(status, 400, "an offline token of a replayed code");
+    }
     demo.app.stop().await;
 }
 

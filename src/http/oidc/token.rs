@@ -22,7 +22,7 @@ use annals_events::auth_request::{AuthRequestEvent, AuthRequestStarted};
 use annals_events::client_assertion::ClientAssertionUsed;
 use annals_events::client_grant::ClientGrantIssued;
 use annals_events::session::{SessionEvent, SessionStarted};
-use annals_events::Actor;
+use annals_events::{Actor, Metadata};
 use annals_projections::clients::ClientView;
 use annals_projections::realms::RealmView;
 use std::collections::BTreeMap;
@@ -403,40 +403,10 @@ async fn authorization_code(
     match outcome.events.first() {
         Some(AuthRequestEvent::CodeRedeemed(_)) => {}
         Some(AuthRequestEvent::CodeReplayed(_)) => {
-            // What the first redemption issued dies with the replay (RFC 6749 §4.1.2): all the
-            // client holds in the session, since its tokens may already have been refreshed.
-            let first = outcome.state.redeemed.clone().unwrap_or_default();
-            let cmd = SessionCommand::RevokeClient {
-                client: started.client.clone(),
-                also: first,
-                reason: "code_replayed".into(),
-            };
-            if let Ok(done) = state.hosts.execute::<Session>(&session_id, cmd, meta.clone()).await {
-                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
-            }
-            // So does the offline token it gave: what the client holds in the SSO session's
-            // offline session (shared with other clients, which keep theirs), or the offline
-            // session of this login's own (none: nothing to do).
-            // Only a login that asked for one: the client's offline tokens of other logins
-            // are not in question.
             let first = outcome.state.redeemed.clone().unwrap_or_default();
             let offline = scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access"));
-            let revocations = [
-                (
-                    shared_offline_session_id(&session_id),
-                    SessionCommand::RevokeClient {
-                        client: started.client.clone(),
-                        also: first,
-                        reason: "code_replayed".into(),
-                    },
-                ),
-                (offline_session_id(ar_id), SessionCommand::Revoke { reason: "code_replayed".into() }),
-            ];
-            for (id, cmd) in revocations.into_iter().filter(|_| offline) {
-                if let Ok(done) = state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
-                    let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
-                }
-            }
+            let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
+            revoke_code_grant(state, &gave, first, &meta).await;
             return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded());
         }
         Some(AuthRequestEvent::Failed(f)) => {
@@ -470,7 +440,61 @@ async fn authorization_code(
         carried_acr: None,
         request: Some(ar_id),
     };
-    issue_in_session(state, req, realm, client, it).await
+    let body = issue_in_session(state, req, realm, client, it).await?;
+    // A replay that raced this redemption may have revoked before these tokens were recorded,
+    // and missed them. Looked at again now: had it come first, its revocation comes after
+    // what was just recorded; if it came meanwhile, this one revokes them too. The answer
+    // stays a success, as when the replay comes later: two redemptions, exactly one success,
+    // and nothing it gave outlives the replay.
+    let after =
+        state.hosts.execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, meta.clone()).await.map_err(|e| {
+            match e {
+                crate::actors::CommandError::Domain(_) => invalid(),
+                other => command_failed(other),
+            }
+        })?;
+    if after.state.replayed {
+        let offline = granted.contains("offline_access");
+        let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
+        revoke_code_grant(state, &gave, token_ids, &meta).await;
+    }
+    Ok(body)
+}
+
+/// What one code redemption gave: tokens in an SSO session, and maybe an offline token.
+struct CodeGrant<'a> {
+    session_id: &'a str,
+    /// The authorization request (names an offline session of its own).
+    request: &'a str,
+    /// The client's internal id.
+    client: &'a str,
+    /// The login asked for an offline token.
+    offline: bool,
+}
+
+/// Revokes what a replayed code's first redemption gave (RFC 6749 §4.1.2): all the client
+/// holds in the SSO session (its tokens may already have been refreshed) and the ids chosen
+/// at redemption (`first`, should they be recorded later), and so the offline token: what
+/// the client holds in the SSO session's offline session (shared with other clients, which
+/// keep theirs) or the offline session of this login's own. Only a login that asked for one:
+/// the client's offline tokens of other logins are not in question. Waits until introspection
+/// sees each revocation.
+async fn revoke_code_grant(state: &AppState, gave: &CodeGrant<'_>, first: Vec<String>, meta: &Metadata) {
+    let revoke_client = |also: Vec<String>| SessionCommand::RevokeClient {
+        client: gave.client.to_string(),
+        also,
+        reason: "code_replayed".into(),
+    };
+    let mut revocations = vec![(gave.session_id.to_string(), revoke_client(first.clone()))];
+    if gave.offline {
+        revocations.push((shared_offline_session_id(gave.session_id), revoke_client(first)));
+        revocations.push((offline_session_id(gave.request), SessionCommand::Revoke { reason: "code_replayed".into() }));
+    }
+    for (id, cmd) in revocations {
+        if let Ok(done) = state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
+            let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+        }
+    }
 }
 
 async fn refresh(
