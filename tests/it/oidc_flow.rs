@@ -125,6 +125,11 @@ impl Demo {
         body
     }
 
+    /// A JSON document the server serves at `url` without authentication (metadata).
+    pub async fn get_json(&self, url: &str) -> Value {
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn post_as(&self, client: (&str, &str), path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let res = self.http.post(self.url(path)).basic_auth(client.0, Some(client.1)).form(form).send().await.unwrap();
         let status = res.status().as_u16();
@@ -254,15 +259,7 @@ async fn code_flow_with_pkce_issues_keycloak_shaped_tokens_and_refresh_rotates()
     let demo = Demo::start().await;
     let mut jar = Jar::default();
     // Discovery points at the endpoints this server serves.
-    let disc: Value = demo
-        .http
-        .get(format!("{}/.well-known/openid-configuration", demo.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let disc = demo.get_json(&format!("{}/.well-known/openid-configuration", demo.issuer())).await;
     assert_eq!(disc["issuer"], demo.issuer());
     assert_eq!(disc["token_endpoint"], demo.url("token"));
     assert_eq!(disc["authorization_response_iss_parameter_supported"], true);

@@ -99,15 +99,7 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     });
     let demo = Demo::start_with(with_receiver).await;
     let base = &demo.app.base_url;
-    let meta: Value = demo
-        .http
-        .get(format!("{base}/.well-known/ssf-configuration/realms/demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = demo.get_json(&format!("{base}/.well-known/ssf-configuration/realms/demo")).await;
     assert_eq!(meta["issuer"], demo.issuer());
     assert_eq!(meta["jwks_uri"], format!("{base}/audit/certs"));
     let streams = meta["configuration_endpoint"].as_str().unwrap().to_string();
@@ -297,15 +289,7 @@ async fn an_offline_session_revoked_by_reuse_is_announced_under_the_sid_its_toke
         }));
     })
     .await;
-    let meta: Value = demo
-        .http
-        .get(format!("{}/.well-known/ssf-configuration/realms/demo", demo.app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = demo.get_json(&format!("{}/.well-known/ssf-configuration/realms/demo", demo.app.base_url)).await;
     let token = receiver_token(&demo).await;
     let poll: Value = demo
         .http
