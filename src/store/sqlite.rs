@@ -50,6 +50,10 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         // Whichever connection makes the first commit after the WAL was started over (the
         // writer, a SQL read model, a snapshot) cuts a file that grew past 128 MiB back to it.
         .pragma("journal_size_limit", WAL_SIZE_LIMIT)
+        // The store's checkpointer copies the WAL (and has the writer start it over): a read
+        // model's or snapshot's commit checkpointing on its own would do that work on its
+        // caller's time, and hold the checkpoint lock a restart then finds busy.
+        .pragma("wal_autocheckpoint", "0")
         // 2 MiB page cache per reading connection: reads are mostly sequential scans whose
         // pages are folded into memory once; the writer raises its own (index pages).
         .pragma("cache_size", "-2048")

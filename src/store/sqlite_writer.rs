@@ -39,6 +39,34 @@ const RESTART_WAIT: Duration = Duration::from_millis(100);
 pub(crate) struct SqliteWriter {
     conn: Connection,
     config: WriterConfig,
+    backoff: RestartBackoff,
+}
+
+/// When a WAL restart may be tried again after one was postponed. A reader that stays on the
+/// WAL (a long scan) postpones every restart while it lasts, and each try holds appends for
+/// up to `RESTART_WAIT`: after a postponed one the writer waits 1 s, then twice as long after
+/// each further one, up to 30 s, before it tries again; a restart that goes through resets it.
+#[derive(Debug, Default)]
+struct RestartBackoff {
+    next: Option<(std::time::Instant, Duration)>,
+}
+
+impl RestartBackoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn due(&self, now: std::time::Instant) -> bool {
+        self.next.is_none_or(|(at, _)| now >= at)
+    }
+
+    fn postponed(&mut self, now: std::time::Instant) {
+        let wait = self.next.map_or(Self::FIRST, |(_, last)| (last * 2).min(Self::MAX));
+        self.next = Some((now + wait, wait));
+    }
+
+    fn succeeded(&mut self) {
+        self.next = None;
+    }
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -69,7 +97,7 @@ impl SqliteWriter {
         ))
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(16);
-        Ok(SqliteWriter { conn, config })
+        Ok(SqliteWriter { conn, config, backoff: RestartBackoff::default() })
     }
 
     /// Replaces an unusable connection (file replaced, I/O error) so the next batch can
@@ -166,7 +194,11 @@ impl SqliteWriter {
     /// connection polls for it through the busy handler, and under a steady load this writer
     /// takes it back microseconds after each COMMIT, so such a RESTART could miss every
     /// window for as long as the load lasted (seen: a WAL of 216 MB against a 64 MiB bound).
-    fn restart_wal(&self) {
+    fn restart_wal(&mut self) {
+        let now = std::time::Instant::now();
+        if !self.backoff.due(now) {
+            return;
+        }
         let run = |conn: &Connection| -> rusqlite::Result<(i64, i64)> {
             conn.busy_timeout(RESTART_WAIT)?;
             let answer = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get(0)?, r.get(1)?)));
@@ -174,9 +206,18 @@ impl SqliteWriter {
             answer
         };
         match run(&self.conn) {
-            Ok((0, frames)) => tracing::debug!(frames, "WAL caught up; this batch starts it over"),
-            Ok((_, frames)) => tracing::debug!(frames, "WAL restart postponed: readers were still on it"),
-            Err(e) => tracing::warn!(error = %e, "WAL restart failed; the checkpointer will ask again"),
+            Ok((0, frames)) => {
+                self.backoff.succeeded();
+                tracing::debug!(frames, "WAL caught up; this batch starts it over")
+            }
+            Ok((_, frames)) => {
+                self.backoff.postponed(now);
+                tracing::debug!(frames, "WAL restart postponed: readers were still on it")
+            }
+            Err(e) => {
+                self.backoff.postponed(now);
+                tracing::warn!(error = %e, "WAL restart failed; the checkpointer will ask again")
+            }
         }
     }
 }
@@ -415,6 +456,28 @@ mod tests {
         writer.shutdown().await;
     }
 
+    #[test]
+    fn given_restarts_postponed_when_asked_again_then_the_writer_waits_longer_each_time_and_resets_on_success() {
+        let t0 = std::time::Instant::now();
+        let mut b = RestartBackoff::default();
+        assert!(b.due(t0), "nothing postponed yet");
+        b.postponed(t0);
+        assert!(!b.due(t0 + Duration::from_millis(999)));
+        assert!(b.due(t0 + Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(1);
+        b.postponed(t1);
+        assert!(!b.due(t1 + Duration::from_millis(1999)), "twice as long after the second");
+        assert!(b.due(t1 + Duration::from_secs(2)));
+        let mut t = t1;
+        for _ in 0..10 {
+            b.postponed(t);
+            t += Duration::from_secs(60);
+        }
+        assert_eq!(b.next.map(|(_, wait)| wait), Some(RestartBackoff::MAX), "capped");
+        b.succeeded();
+        assert!(b.due(t0), "a restart that went through resets it");
+    }
+
     /// The WAL file's length: it grows while commits append, and keeps its length when a
     /// restart has them write from its start again.
     fn wal_len(db: &std::path::Path) -> u64 {
@@ -465,12 +528,18 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2), "appends waited {:?}", started.elapsed());
         assert!(wal_len(&path) > grown, "the WAL went on growing under the reader");
         reader.execute_batch("COMMIT").unwrap();
-        let other = Connection::open(&path).unwrap();
-        // Asked again once the reader has left, the restart goes through.
+        // Asked again at once, the writer does not try (it would hold appends again)...
+        let grown = wal_len(&path);
+        w.config.restart_wal.store(true, Ordering::Release);
+        commit_one(&mut w, "too-soon").await;
+        assert!(wal_len(&path) > grown, "backed off: the WAL still grows");
+        // ...but once the back-off has passed, with the reader gone, the restart goes through.
+        tokio::time::sleep(RestartBackoff::FIRST).await;
         w.config.restart_wal.store(true, Ordering::Release);
         commit_one(&mut w, "asked-again").await;
+        let other = Connection::open(&path).unwrap();
         assert!(wal_frames(&other) < 10);
-        assert_eq!(count(&path), 42);
+        assert_eq!(count(&path), 43);
     }
 
     #[tokio::test]
