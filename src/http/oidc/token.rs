@@ -406,7 +406,8 @@ async fn authorization_code(
             let first = outcome.state.redeemed.clone().unwrap_or_default();
             let offline = scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access"));
             let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
-            revoke_code_grant(state, &gave, first, &meta).await;
+            // The replay is refused either way; a revocation that failed has been logged.
+            let _ = revoke_code_grant(state, &gave, first, &meta).await;
             return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded());
         }
         Some(AuthRequestEvent::Failed(f)) => {
@@ -442,21 +443,27 @@ async fn authorization_code(
     };
     let body = issue_in_session(state, req, realm, client, it).await?;
     // A replay that raced this redemption may have revoked before these tokens were recorded,
-    // and missed them. Looked at again now: had it come first, its revocation comes after
-    // what was just recorded; if it came meanwhile, this one revokes them too. The answer
-    // stays a success, as when the replay comes later: two redemptions, exactly one success,
-    // and nothing it gave outlives the replay.
-    let after =
-        state.hosts.execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, meta.clone()).await.map_err(|e| {
-            match e {
-                crate::actors::CommandError::Domain(_) => invalid(),
-                other => command_failed(other),
-            }
-        })?;
-    if after.state.replayed {
+    // and missed them. The request's log is read again now (from the store: the replay may
+    // have been recorded by another node's actor): a replay not in it yet comes after what
+    // was just recorded and revokes it; one that is, this redemption answers by revoking them
+    // itself. The answer stays a success, as when the replay comes later (two redemptions,
+    // exactly one success, and nothing it gave outlives the replay), unless the revocation
+    // fails: tokens never handed out are harmless.
+    let stream = annals_events::StreamId::new(annals_events::StreamType::AuthRequest, ar_id);
+    let later =
+        state.store.read_stream(&stream, outcome.executed.version, crate::store::ReadUntil::End).await.map_err(
+            |e| {
+                tracing::error!(error = %e, "the authorization request cannot be read again");
+                OAuthError::temporarily_unavailable("try again")
+            },
+        )?;
+    let replayed = later
+        .iter()
+        .any(|e| matches!(e.decode(), Ok(annals_events::DomainEvent::AuthRequest(AuthRequestEvent::CodeReplayed(_)))));
+    if replayed {
         let offline = granted.contains("offline_access");
         let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
-        revoke_code_grant(state, &gave, token_ids, &meta).await;
+        revoke_code_grant(state, &gave, token_ids, &meta).await?;
     }
     Ok(body)
 }
@@ -478,8 +485,14 @@ struct CodeGrant<'a> {
 /// the client holds in the SSO session's offline session (shared with other clients, which
 /// keep theirs) or the offline session of this login's own. Only a login that asked for one:
 /// the client's offline tokens of other logins are not in question. Waits until introspection
-/// sees each revocation.
-async fn revoke_code_grant(state: &AppState, gave: &CodeGrant<'_>, first: Vec<String>, meta: &Metadata) {
+/// sees each revocation. A session that does not exist holds nothing to revoke; any other
+/// failure is an error (after trying every session).
+async fn revoke_code_grant(
+    state: &AppState,
+    gave: &CodeGrant<'_>,
+    first: Vec<String>,
+    meta: &Metadata,
+) -> Result<(), OAuthError> {
     let revoke_client = |also: Vec<String>| SessionCommand::RevokeClient {
         client: gave.client.to_string(),
         also,
@@ -490,11 +503,20 @@ async fn revoke_code_grant(state: &AppState, gave: &CodeGrant<'_>, first: Vec<St
         revocations.push((shared_offline_session_id(gave.session_id), revoke_client(first)));
         revocations.push((offline_session_id(gave.request), SessionCommand::Revoke { reason: "code_replayed".into() }));
     }
+    let mut failed = None;
     for (id, cmd) in revocations {
-        if let Ok(done) = state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
-            let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+        match state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
+            Ok(done) => {
+                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
+            }
+            Err(crate::actors::CommandError::Domain(SessionError::NotFound)) => {}
+            Err(e) => {
+                tracing::error!(session = %id, error = %e, "the tokens of a replayed code could not be revoked");
+                failed = Some(command_failed(e));
+            }
         }
     }
+    failed.map_or(Ok(()), Err)
 }
 
 async fn refresh(
