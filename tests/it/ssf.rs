@@ -274,6 +274,11 @@ async fn push_and_poll_streams_deliver_signed_caep_events_that_an_independent_li
     demo.app.stop().await;
 }
 
+/// POSTs `body` with the receiver's bearer `token`; the JSON answer.
+async fn post_json(demo: &Demo, url: &str, token: &str, body: &Value) -> Value {
+    demo.http.post(url).bearer_auth(token).json(body).send().await.unwrap().json().await.unwrap()
+}
+
 /// Relying parties know a session by the `sid` of their tokens. An offline token carries the
 /// SSO session it came from (its own stream is `osid`): when the offline session is revoked,
 /// the SET names that `sid`, as its back-channel logout token does.
@@ -291,17 +296,8 @@ async fn an_offline_session_revoked_by_reuse_is_announced_under_the_sid_its_toke
     .await;
     let meta = demo.get_json(&format!("{}/.well-known/ssf-configuration/realms/demo", demo.app.base_url)).await;
     let token = receiver_token(&demo).await;
-    let poll: Value = demo
-        .http
-        .post(meta["configuration_endpoint"].as_str().unwrap())
-        .bearer_auth(&token)
-        .json(&json!({ "delivery": { "method": "urn:ietf:rfc:8936" }, "events_requested": [SESSION_REVOKED] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let poll_stream = json!({ "delivery": { "method": "urn:ietf:rfc:8936" }, "events_requested": [SESSION_REVOKED] });
+    let poll = post_json(&demo, meta["configuration_endpoint"].as_str().unwrap(), &token, &poll_stream).await;
     let poll_url = poll["delivery"]["endpoint_url"].as_str().unwrap().to_string();
 
     // given an offline token, refreshed once
@@ -326,17 +322,7 @@ async fn an_offline_session_revoked_by_reuse_is_announced_under_the_sid_its_toke
     // then the SET names the session by the sid the tokens carried
     let deadline = Instant::now() + Duration::from_secs(20);
     let sets = loop {
-        let v: Value = demo
-            .http
-            .post(&poll_url)
-            .bearer_auth(&token)
-            .json(&json!({ "returnImmediately": true }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = post_json(&demo, &poll_url, &token, &json!({ "returnImmediately": true })).await;
         let sets: Vec<String> =
             v["sets"].as_object().unwrap().values().map(|s| s.as_str().unwrap().to_string()).collect();
         if !sets.is_empty() {
