@@ -151,6 +151,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
     });
     let state_for_workers = state.clone();
     let server = HttpServer::new(move || {
+        crate::actors::host_on_this_thread();
         App::new()
             .app_data(web::Data::new(state.clone()))
             .wrap(middleware::from_fn(http::observe))

@@ -6,7 +6,7 @@ use crate::metrics;
 use crate::store::{ExpectedVersion, SharedStore, Snapshot, StoreError, StreamAppend};
 use actix::prelude::*;
 use annals_events::{Metadata, NewEvent, RecordedEvent, StreamId};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -20,6 +20,9 @@ pub struct Execute<A: Aggregate> {
     pub command: A::Command,
     pub metadata: Metadata,
     pub reply: oneshot::Sender<Result<Outcome<A>, CommandError<A::Error>>>,
+    /// Set once the actor has taken the command up. A reply dropped after that may follow an
+    /// append (the actor's thread stopped mid-command): the caller must not run it again.
+    pub taken: Arc<AtomicBool>,
 }
 
 impl<A: Aggregate> Message for Execute<A> {
@@ -254,6 +257,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
 
     fn handle(&mut self, msg: Execute<A>, ctx: &mut Context<Self>) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
+        msg.taken.store(true, Ordering::Release);
         self.last_used = Instant::now();
         if let Some(e) = &self.broken {
             let _ = msg.reply.send(Err(CommandError::Corrupt(e.clone())));

@@ -3,13 +3,20 @@
 //! Activation loads the latest snapshot and the tail; commands are handled one at a time
 //! (`ctx.wait` holds the mailbox while a decision is appended); the append carries the
 //! expected version and, on conflict, the actor reloads and decides once more. Idle actors
-//! passivate. Actors are spread over one arbiter per core; mailboxes are bounded and a full
-//! one answers `Busy` instead of queueing without limit.
+//! passivate. Mailboxes are bounded and a full one answers `Busy` instead of queueing
+//! without limit.
+//!
+//! Where an actor runs: one activated by an HTTP worker runs on that worker's thread (see
+//! [`host_on_this_thread`]), so the request that uses it most (a session's refresh, an
+//! authorization request's login) reaches it without waking another thread; commands from
+//! other threads still reach it by address. One activated elsewhere (deliveries, the CLI)
+//! runs on one of the hosts' arbiters, one per core. An actor whose thread stops mid-command
+//! leaves its caller `Unavailable`, never a second run of a command that may have appended.
 mod host;
 mod registry;
 
 pub use host::{AggregateActor, Drain, Execute};
-pub use registry::{Hosts, HostsConfig};
+pub use registry::{host_on_this_thread, Hosts, HostsConfig};
 
 use crate::store::StoreError;
 

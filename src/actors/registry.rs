@@ -16,6 +16,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+thread_local! {
+    static HOST_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Actors this thread activates from now on run on this thread's event loop (an actix-web
+/// worker's: the requests on it then reach their actors without a thread hop, which was a
+/// tenth of a refresh's cost). The thread must run an actix event loop for as long as
+/// such actors are used.
+pub fn host_on_this_thread() {
+    HOST_HERE.set(true);
+}
+
 #[derive(Clone, Debug)]
 pub struct HostsConfig {
     /// One arbiter (thread with its own event loop) per core by default.
@@ -126,7 +138,8 @@ impl Hosts {
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::KIND, id);
         // Two tries: an actor may passivate between lookup and send, or drop a queued message
-        // while stopping. Neither executed the command (the reply is sent only after it ran).
+        // while stopping. Neither executed the command (`taken` tells a dropped reply of one
+        // that ran).
         for _ in 0..2 {
             if self.inner.closing.load(Ordering::Acquire) {
                 return Err(CommandError::Unavailable);
@@ -138,10 +151,16 @@ impl Hosts {
                 return Err(CommandError::Busy);
             }
             let (reply, rx) = oneshot::channel();
-            match addr.try_send(Execute::<A> { command: command.clone(), metadata: metadata.clone(), reply }) {
+            let taken = Arc::new(AtomicBool::new(false));
+            let execute =
+                Execute::<A> { command: command.clone(), metadata: metadata.clone(), reply, taken: taken.clone() };
+            match addr.try_send(execute) {
                 Ok(()) => match rx.await {
                     Ok(result) => return result,
-                    Err(_) => continue,
+                    // Dropped unread: nothing ran, another actor may take it.
+                    Err(_) if !taken.load(Ordering::Acquire) => continue,
+                    // Dropped mid-command (its thread stopped): it may have appended.
+                    Err(_) => return Err(CommandError::Unavailable),
                 },
                 Err(SendError::Full(_)) => {
                     queued.fetch_sub(1, Ordering::AcqRel);
@@ -205,8 +224,6 @@ impl Hosts {
                 }
             }
         });
-        let slot = self.inner.hasher.hash_one(stream) as usize % self.inner.arbiters.len();
-        let arbiter = &self.inner.arbiters[slot];
         let (store, clock, idle, s, q) = (
             self.inner.store.clone(),
             self.inner.clock.clone(),
@@ -214,9 +231,13 @@ impl Hosts {
             stream.clone(),
             queued.clone(),
         );
-        let addr = AggregateActor::<A>::start_in_arbiter(&arbiter.handle(), move |_| {
-            AggregateActor::new(s, store, clock, idle, q, on_stop)
-        });
+        let actor = move |_: &mut Context<AggregateActor<A>>| AggregateActor::new(s, store, clock, idle, q, on_stop);
+        let addr = if HOST_HERE.get() {
+            AggregateActor::<A>::create(actor)
+        } else {
+            let slot = self.inner.hasher.hash_one(stream) as usize % self.inner.arbiters.len();
+            AggregateActor::<A>::start_in_arbiter(&self.inner.arbiters[slot].handle(), actor)
+        };
         actors.insert(
             stream.clone(),
             Entry { token, queued: queued.clone(), addr: Box::new(addr.clone()), drain: addr.clone().recipient() },

@@ -200,3 +200,113 @@ async fn two_nodes_on_one_database_lose_no_update() {
     ha.shutdown().await;
     hb.shutdown().await;
 }
+
+/// A real store whose next append commits and then keeps its caller waiting until released:
+/// the moment between an actor's append and its reply.
+struct HoldingStore {
+    inner: SharedStore,
+    hold_next: std::sync::atomic::AtomicBool,
+    appended: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl store::EventStore for HoldingStore {
+    async fn append_all(&self, appends: Vec<store::StreamAppend>) -> Result<Vec<store::Appended>, store::StoreError> {
+        let out = self.inner.append_all(appends).await;
+        if self.hold_next.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.appended.notify_one();
+            self.release.notified().await;
+        }
+        out
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after: u64,
+        until: ReadUntil,
+    ) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_stream(stream, after, until).await
+    }
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn head(&self) -> Result<u64, store::StoreError> {
+        self.inner.head().await
+    }
+    async fn streams_naming_user(&self, user_id: &str) -> Result<Vec<StreamId>, store::StoreError> {
+        self.inner.streams_naming_user(user_id).await
+    }
+    async fn read_streams_between(
+        &self,
+        streams: &[StreamId],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_streams_between(streams, from, to).await
+    }
+    async fn read_directory(&self) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_directory().await
+    }
+    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.watch_head()
+    }
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<store::Snapshot>, store::StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+    async fn save_snapshot(&self, snapshot: store::Snapshot) -> Result<(), store::StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn pool(&self) -> store::DbPool {
+        self.inner.pool()
+    }
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
+}
+
+/// Actors activated on an HTTP worker live on that worker's thread. When that thread stops
+/// while a command is between its append and its reply, the caller learns the outcome is
+/// unknown; it must not run the command a second time on a new actor.
+#[actix_rt::test]
+async fn a_command_cut_off_after_its_append_is_not_run_again() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = Arc::new(HoldingStore {
+        inner,
+        hold_next: Default::default(),
+        appended: Default::default(),
+        release: Default::default(),
+    });
+    let store: SharedStore = holding.clone();
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    // Given the user's actor activated on a thread of its own (as on an HTTP worker).
+    let worker = actix_rt::Arbiter::new();
+    let (activated, started) = tokio::sync::oneshot::channel();
+    let on_worker = h.clone();
+    worker.spawn(async move {
+        annals::actors::host_on_this_thread();
+        let created = on_worker.execute::<User>("u1", create_user("ada"), meta()).await;
+        let _ = activated.send(created.map(|e| e.version));
+    });
+    assert_eq!(started.await.unwrap().unwrap(), 1);
+    // When a command has appended and that thread stops before the reply.
+    holding.hold_next.store(true, std::sync::atomic::Ordering::Release);
+    let password = UserCommand::SetPassword {
+        hash: annals_events::user::PasswordHash::Phc { phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into() },
+        temporary: false,
+    };
+    let caller = h.clone();
+    let pending = tokio::spawn(async move { caller.execute::<User>("u1", password, meta()).await });
+    holding.appended.notified().await;
+    worker.stop();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), pending).await.expect("answered").unwrap();
+    holding.release.notify_waiters();
+    // Then the caller hears the host is unavailable, and the password was set once.
+    assert!(matches!(outcome, Err(CommandError::Unavailable)), "{outcome:?}");
+    let events = store.read_stream(&StreamId::new(StreamType::User, "u1"), 0, ReadUntil::End).await.unwrap();
+    assert_eq!(events.len(), 2, "created, then the password set once");
+    h.shutdown().await;
+}
