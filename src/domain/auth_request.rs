@@ -29,6 +29,9 @@ pub struct AuthRequest {
     pub consent: Option<Vec<String>>,
     /// Tokens of the redemption, kept so a replay can revoke them.
     pub redeemed: Option<Vec<String>>,
+    /// Whether the redemption gave an offline token (unknown for one recorded before this was).
+    #[serde(default)]
+    pub redeemed_offline: Option<bool>,
     pub replayed: bool,
     /// The error that ended the request without a code.
     pub failed: Option<String>,
@@ -80,6 +83,8 @@ pub struct Redemption {
     pub code_verifier: Option<String>,
     /// Ids of the tokens the redemption will issue.
     pub token_ids: Vec<String>,
+    /// The tokens include an offline token.
+    pub offline: bool,
 }
 
 /// Errors of auth request commands. All of them mean "this request cannot go on": the
@@ -228,7 +233,8 @@ impl Aggregate for AuthRequest {
                     return Ok(vec![AuthRequestFailed { error: format!("invalid_grant: {reason}"), at }.into()]);
                 }
                 let session_id = self.session_id.clone().unwrap_or_default();
-                Ok(vec![AuthRequestCodeRedeemed { session_id, token_ids: r.token_ids, at }.into()])
+                let offline = Some(r.offline);
+                Ok(vec![AuthRequestCodeRedeemed { session_id, token_ids: r.token_ids, at, offline }.into()])
             }
             _ if self.completed() => Err(E::Completed),
             _ if at >= req.expires_at => Err(E::Expired),
@@ -279,7 +285,10 @@ impl Aggregate for AuthRequest {
                 self.failed = Some("access_denied".into());
             }
             AuthRequestEvent::CodeIssued(c) => self.code = Some((c.code_hash.clone(), c.expires_at)),
-            AuthRequestEvent::CodeRedeemed(r) => self.redeemed = Some(r.token_ids.clone()),
+            AuthRequestEvent::CodeRedeemed(r) => {
+                self.redeemed = Some(r.token_ids.clone());
+                self.redeemed_offline = r.offline;
+            }
             AuthRequestEvent::CodeReplayed(_) => self.replayed = true,
             AuthRequestEvent::Failed(f) => self.failed = Some(f.error.clone()),
         }
@@ -340,6 +349,7 @@ mod tests {
             redirect_uri: Some("https://app/cb".into()),
             code_verifier: verifier.map(str::to_string),
             token_ids: vec!["at1".into(), "rt1".into()],
+            offline: true,
         })
     }
 
@@ -376,6 +386,7 @@ mod tests {
         let replay = state.decide(redeem(Some(VERIFIER)), now()).unwrap();
         assert!(matches!(&replay[..], [AuthRequestEvent::CodeReplayed(_)]));
         assert_eq!(state.redeemed.as_deref(), Some(&["at1".to_string(), "rt1".to_string()][..]));
+        assert_eq!(state.redeemed_offline, Some(true), "the replay revokes the offline token too");
         history.extend(replay);
         assert_eq!(
             given::<AuthRequest>(history).decide(redeem(Some(VERIFIER)), now()),

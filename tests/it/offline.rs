@@ -308,6 +308,43 @@ async fn a_replayed_code_revokes_the_offline_token_its_first_redemption_gave() {
     demo.app.stop().await;
 }
 
+/// The redemption records that it gave an offline token: a replay revokes it even after the
+/// client may no longer be granted `offline_access` (its scopes changed in between).
+#[actix_rt::test]
+async fn a_replayed_code_revokes_its_offline_token_after_the_clients_scopes_changed() {
+    use annals::domain::client::{Client, ClientCommand};
+    let demo = offline_demo().await;
+    let mut jar = Jar::default();
+    let code = olivia_code(&demo, &mut jar, "openid offline_access", None).await;
+    let t = redeem(&demo, &code).await;
+    let offline = text(&t, "refresh_token");
+    assert_eq!(claims(offline)["typ"], "Offline");
+
+    let (realm_id, web) = {
+        let models = demo.app.read_models.read();
+        let realm = models.realms.by_name("demo").unwrap().id.clone();
+        (realm.clone(), models.clients.by_client_id(&realm, "web").unwrap().clone())
+    };
+    let mut settings = web.settings.clone();
+    settings.optional_client_scopes = vec!["address".into(), "phone".into()];
+    let change = ClientCommand::ChangeSettings { settings, extra: web.extra.clone() };
+    let meta = annals_events::Metadata::system("test");
+    demo.app.hosts.execute::<Client>(&web.id, change, meta).await.unwrap();
+    let narrowed = || {
+        let models = demo.app.read_models.read();
+        models.clients.by_client_id(&realm_id, "web").is_some_and(|c| !c.settings.optional_client_scopes.is_empty())
+    };
+    crate::support::wait_until(narrowed).await;
+    assert!(narrowed(), "the read model never showed the client's new scopes");
+
+    let (status, e) = demo.token(WEB, &code_grant(&code)).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    assert_eq!(demo.introspect(offline).await["active"], false, "the offline token of the replayed code");
+    let (status, _) = refresh(&demo, offline).await;
+    assert_eq!(status, 400);
+    demo.app.stop().await;
+}
+
 #[actix_rt::test]
 async fn the_clients_of_one_sso_session_share_one_offline_session_named_by_its_sid() {
     let demo = offline_demo().await;

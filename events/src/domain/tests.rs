@@ -165,8 +165,13 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         AuthRequestEvent::from(AuthRequestConsentGranted { scopes: vec!["email".into()], at: 1 }).into(),
         AuthRequestEvent::from(AuthRequestConsentDenied { at: 1 }).into(),
         AuthRequestEvent::from(AuthRequestCodeIssued { code_hash: "ab".repeat(32), expires_at: 2, at: 1 }).into(),
-        AuthRequestEvent::from(AuthRequestCodeRedeemed { session_id: "s".into(), token_ids: vec!["t".into()], at: 1 })
-            .into(),
+        AuthRequestEvent::from(AuthRequestCodeRedeemed {
+            session_id: "s".into(),
+            token_ids: vec!["t".into()],
+            at: 1,
+            offline: Some(true),
+        })
+        .into(),
         AuthRequestEvent::from(AuthRequestCodeReplayed { at: 1 }).into(),
         AuthRequestEvent::from(AuthRequestFailed { error: "login_required".into(), at: 1 }).into(),
         SessionEvent::from(SessionStarted {

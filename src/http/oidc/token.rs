@@ -382,6 +382,13 @@ async fn authorization_code(
         Some(u) => Some(issue::subject(state, &realm.id, u).await?),
         None => None,
     };
+    // The request's scopes never change; what the client may be granted is fixed now and
+    // recorded with the redemption (whether it gives an offline token), so a replay revokes
+    // what was given even if the client's scopes change meanwhile. A refusal is answered only
+    // after the code is spent: a replay must still be recorded (and revoke) when the client's
+    // scopes no longer allow the request's.
+    let requested = peek.state.request.as_ref().map(|r| r.scope.as_str()).unwrap_or_default();
+    let granted = scope::grant(requested, client);
     let token_ids = vec![issue::token_id(), issue::token_id(), issue::token_id()];
     let redeem = Redemption {
         code_hash: code_hash(secret),
@@ -389,6 +396,7 @@ async fn authorization_code(
         redirect_uri: params.get("redirect_uri").cloned(),
         code_verifier: params.get("code_verifier").cloned(),
         token_ids: token_ids.clone(),
+        offline: granted.as_ref().is_ok_and(|g| g.contains("offline_access")),
     };
     let outcome = state
         .hosts
@@ -404,7 +412,11 @@ async fn authorization_code(
         Some(AuthRequestEvent::CodeRedeemed(_)) => {}
         Some(AuthRequestEvent::CodeReplayed(_)) => {
             let first = outcome.state.redeemed.clone().unwrap_or_default();
-            let offline = scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access"));
+            // A redemption recorded before this was: judged by the client's scopes now.
+            let offline = outcome
+                .state
+                .redeemed_offline
+                .unwrap_or_else(|| scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access")));
             let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
             // The replay is refused either way; a revocation that failed has been logged.
             let _ = revoke_code_grant(state, &gave, first, &meta).await;
@@ -421,7 +433,7 @@ async fn authorization_code(
         return Err(invalid());
     }
     let method = outcome.state.method.clone();
-    let granted = scope::grant(&started.scope, client)?;
+    let granted = granted?;
     // The ids recorded at redemption are the ones issued, so a replay revokes exactly them.
     let ids = Ids {
         access: Some(token_ids[0].clone()),
