@@ -198,9 +198,16 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
 }
 
 impl Running {
-    /// Graceful stop: stop accepting, finish in-flight requests, drain actor mailboxes,
-    /// commit queued appends.
+    /// Graceful stop: finish the commands under way and drain actor mailboxes (later
+    /// commands answer `Unavailable`), stop accepting and finish in-flight requests, commit
+    /// queued appends.
     pub async fn stop(self) {
+        // The hosts first, while the HTTP workers still run: actors activated by a request live
+        // on its worker's thread, and a worker stops once its own connections are done, maybe
+        // while another worker's request waits on one of its actors. A command cut off there
+        // after its append (a refresh rotated, never answered) would leave the client holding
+        // a rotated-away token, which its retry would present as a reuse.
+        self.hosts.shutdown().await;
         self.handle.stop(true).await;
         let _ = self.server.await;
         self.sweeper.abort();
@@ -211,7 +218,6 @@ impl Running {
         // Nothing more is refused: what the window counted so far is summarized now.
         self.rejections.1.close().await;
         self.sinks.stop();
-        self.hosts.shutdown().await;
         self.read_models.stop();
         self.sql_models.stop();
         self.store.shutdown().await;

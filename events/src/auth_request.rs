@@ -106,9 +106,9 @@ pub struct AuthRequestCodeRedeemed {
     pub session_id: String,
     pub token_ids: Vec<String>,
     pub at: i64,
-    /// Whether the tokens include an offline token (scope `offline_access`), so a replay
-    /// revokes it whatever the client's scopes are by then. Absent in logs written before it
-    /// was recorded.
+    /// Whether the redemption was granted `offline_access` (its tokens include an offline
+    /// token unless issuing them failed), so a replay revokes the offline token whatever the
+    /// client's scopes are by then. Absent in logs written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<bool>,
 }

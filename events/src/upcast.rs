@@ -1,7 +1,10 @@
 //! Schema versions and upcasters.
 //!
-//! A payload's shape never changes in place: a new shape gets a new schema version and an
-//! upcaster that turns version N into N+1. Stored events are never rewritten; they are upcast
+//! A payload's shape never changes in place, except by a new optional member that older
+//! payloads lack (read as absent; a node of the previous release ignores it, so a rolling
+//! upgrade can mix them; `SessionStarted.started_at` and `AuthRequestCodeRedeemed.offline`
+//! came so). Any other new shape gets a new schema version and an upcaster that turns version
+//! N into N+1. Stored events are never rewritten; they are upcast
 //! when read. The current version of a type is 1 + the number of upcasters registered for it.
 use serde_json::Value;
 use std::fmt;

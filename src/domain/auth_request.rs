@@ -29,7 +29,8 @@ pub struct AuthRequest {
     pub consent: Option<Vec<String>>,
     /// Tokens of the redemption, kept so a replay can revoke them.
     pub redeemed: Option<Vec<String>>,
-    /// Whether the redemption gave an offline token (unknown for one recorded before this was).
+    /// Whether the redemption was granted `offline_access` (unknown for one recorded before
+    /// this was).
     #[serde(default)]
     pub redeemed_offline: Option<bool>,
     pub replayed: bool,
@@ -83,7 +84,7 @@ pub struct Redemption {
     pub code_verifier: Option<String>,
     /// Ids of the tokens the redemption will issue.
     pub token_ids: Vec<String>,
-    /// The tokens include an offline token.
+    /// The redemption is granted `offline_access` (its tokens include an offline token).
     pub offline: bool,
 }
 
