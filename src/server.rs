@@ -76,6 +76,7 @@ pub struct Running {
     rejections: (tokio::task::JoinHandle<()>, Arc<crate::rejections::Rejections>),
     ssf_push: tokio::task::JoinHandle<()>,
     sinks: crate::sinks::Sinks,
+    requests: Arc<crate::http::drain::RequestGate>,
 }
 
 /// Starts a node. Must run inside an actix `System`.
@@ -138,6 +139,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         rejections: crate::rejections::Rejections::new(store.clone(), clock.clone(), cfg.rejection_window),
         ssf_private_endpoints: cfg.ssf_private_endpoints,
         ssf_acks: Default::default(),
+        requests: Default::default(),
     };
     let rejections = (state.rejections.spawn(), state.rejections.clone());
     let ssf_push = crate::ssf::spawn_push(crate::ssf::Transmitter {
@@ -150,6 +152,7 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         private_endpoints: cfg.ssf_private_endpoints,
     });
     let state_for_workers = state.clone();
+    let requests = state.requests.clone();
     let server = HttpServer::new(move || {
         crate::actors::host_on_this_thread();
         App::new()
@@ -194,19 +197,26 @@ pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, Serv
         rejections,
         ssf_push,
         sinks,
+        requests,
     })
 }
 
 impl Running {
-    /// Graceful stop: finish the commands under way and drain actor mailboxes (later
-    /// commands answer `Unavailable`), stop accepting and finish in-flight requests, commit
-    /// queued appends.
+    /// Graceful stop: stop accepting, refuse new requests and finish the ones under way,
+    /// drain actor mailboxes, stop the HTTP workers, commit queued appends.
     pub async fn stop(self) {
-        // The hosts first, while the HTTP workers still run: actors activated by a request live
-        // on its worker's thread, and a worker stops once its own connections are done, maybe
-        // while another worker's request waits on one of its actors. A command cut off there
-        // after its append (a refresh rotated, never answered) would leave the client holding
-        // a rotated-away token, which its retry would present as a reuse.
+        // Requests and hosts are drained while the HTTP workers still run: actors activated by
+        // a request live on its worker's thread, and a worker stops once its own connections
+        // are done, maybe while another worker's request waits on one of its actors. A command
+        // cut off there after its append (a refresh rotated, never answered) would leave the
+        // client holding a rotated-away token, which its retry would present as a reuse. The
+        // requests before the hosts: one under way may need a second command (a redemption's
+        // tokens), which a closed host would refuse after the first had spent the code.
+        self.handle.pause().await;
+        let left = self.requests.close(std::time::Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(requests = left, "stopping with requests still under way");
+        }
         self.hosts.shutdown().await;
         self.handle.stop(true).await;
         let _ = self.server.await;

@@ -65,7 +65,8 @@ struct Inner {
     actors: Mutex<HashMap<StreamId, Entry>>,
     closing: AtomicBool,
     /// Commands between the closing check and their reply; shutdown waits for zero so no
-    /// command that may have appended is cut off.
+    /// command that may have appended is cut off. With `closing`, SeqCst: each side writes one
+    /// and reads the other, and weaker orderings would let both read the old value.
     inflight: AtomicUsize,
     idle: tokio::sync::Notify,
     tokens: AtomicU64,
@@ -122,9 +123,9 @@ impl Hosts {
         command: A::Command,
         metadata: Metadata,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
-        self.inner.inflight.fetch_add(1, Ordering::AcqRel);
+        self.inner.inflight.fetch_add(1, Ordering::SeqCst);
         let out = self.execute_once::<A>(id, command, metadata).await;
-        if self.inner.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.inner.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.inner.idle.notify_waiters();
         }
         out
@@ -141,7 +142,7 @@ impl Hosts {
         // while stopping. Neither executed the command (`taken` tells a dropped reply of one
         // that ran).
         for _ in 0..2 {
-            if self.inner.closing.load(Ordering::Acquire) {
+            if self.inner.closing.load(Ordering::SeqCst) {
                 return Err(CommandError::Unavailable);
             }
             let (addr, queued, token) = self.addr::<A>(&stream);
@@ -189,9 +190,9 @@ impl Hosts {
 
     /// Refuses new commands, waits until every queued command has been handled, stops arbiters.
     pub async fn shutdown(&self) {
-        self.inner.closing.store(true, Ordering::Release);
+        self.inner.closing.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.inner.inflight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        while self.inner.inflight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             let _ = tokio::time::timeout(Duration::from_millis(50), self.inner.idle.notified()).await;
         }
         let drains: Vec<Recipient<Drain>> = self.inner.actors().values().map(|e| e.drain.clone()).collect();

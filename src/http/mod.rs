@@ -1,5 +1,6 @@
 //! The HTTP layer: the only place that knows actix-web types.
 mod audit;
+pub mod drain;
 mod health;
 mod oidc;
 mod ssf;
@@ -10,7 +11,7 @@ pub mod pages;
 use crate::actors::Hosts;
 use crate::readmodels::ReadModels;
 use crate::store::SharedStore;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub ssf_private_endpoints: bool,
     /// Poll acknowledgements not yet covered by a stream's checkpoint (node-local).
     pub ssf_acks: std::sync::Arc<crate::ssf::Acks>,
+    /// Requests under way; closed when the node stops.
+    pub requests: std::sync::Arc<drain::RequestGate>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -60,11 +63,23 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// Gives every request a tracing span with a correlation id (the caller's, when it sent a
 /// well-formed one, else a new UUIDv7), echoes it, and records latency by route pattern
 /// (never by raw path: ids would explode metric cardinality).
-pub async fn observe(
+pub async fn observe<B: MessageBody>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     let started = Instant::now();
+    // Counted while under way; refused once the node is stopping (see `drain`).
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let _admitted = match state.as_ref().map(|s| s.requests.admit()) {
+        Some(None) => {
+            let refusal = actix_web::HttpResponse::ServiceUnavailable()
+                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+                .insert_header((actix_web::http::header::CONNECTION, "close"))
+                .body("stopping");
+            return Ok(req.into_response(refusal).map_into_right_body());
+        }
+        admitted => admitted.flatten(),
+    };
     let method = req.method().clone();
     let correlation = req
         .headers()
@@ -87,7 +102,7 @@ pub async fn observe(
         .with_label_values(&[method.as_str(), &route, status.as_str()])
         .observe(elapsed.as_secs_f64());
     span.in_scope(|| tracing::debug!(%route, status = status.as_u16(), micros = elapsed.as_micros() as u64, "request"));
-    Ok(res)
+    Ok(res.map_into_left_body())
 }
 
 /// The request's correlation id, for handlers that turn requests into commands.

@@ -1389,3 +1389,27 @@ async fn tokens_of_a_deleted_client_do_not_pass_to_one_reusing_its_client_id() {
     assert_eq!(demo.introspect(fresh["access_token"].as_str().unwrap()).await["active"], true, "the new client's");
     demo.app.stop().await;
 }
+
+/// A login under way when the node stops finishes, with every command it needs after the
+/// password check (its session and tokens): the node stops taking requests first, lets those
+/// under way finish, and only then drains its actors.
+#[actix_rt::test]
+async fn a_login_under_way_when_the_node_stops_gets_its_tokens() {
+    let Demo { app, http, _dirs } = Demo::start().await;
+    let url = format!("{}/realms/demo/protocol/openid-connect/token", app.base_url);
+    let form = [("grant_type", "password"), ("username", "alice"), ("password", "alice-password"), ("scope", "openid")];
+    // Connected already (kept alive), as a client of a running node is.
+    let ready = http.get(format!("{}/health/ready", app.base_url)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let login = http.post(&url).basic_auth("web", Some("web-secret-0123456789")).form(&form).send();
+    let stop = async {
+        // The password check (argon2id) is under way by then.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        app.stop().await;
+    };
+    let (answer, ()) = tokio::join!(login, stop);
+    let answer = answer.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert!(body["access_token"].is_string() && body["refresh_token"].is_string(), "{body}");
+}
