@@ -60,7 +60,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The request header carrying a caller's correlation id; echoed on the response.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
-/// Gives every request a tracing span with a correlation id (the caller's, when it sent a
+/// Counts every request in the node's request gate (a stopping node refuses new ones, see
+/// `drain`), gives it a tracing span with a correlation id (the caller's, when it sent a
 /// well-formed one, else a new UUIDv7), echoes it, and records latency by route pattern
 /// (never by raw path: ids would explode metric cardinality).
 pub async fn observe<B: MessageBody>(
