@@ -19,6 +19,9 @@ pub(crate) const SNAPSHOT_EVERY: u64 = 100;
 pub struct Execute<A: Aggregate> {
     pub command: A::Command,
     pub metadata: Metadata,
+    /// Appends to other, new streams that commit in the same transaction as the command's
+    /// events, or not at all (the session a login starts, with the request's code).
+    pub along: Vec<StreamAppend>,
     pub reply: oneshot::Sender<Result<Outcome<A>, CommandError<A::Error>>>,
     /// Set once the actor has taken the command up. A reply dropped after that may follow an
     /// append (the actor's thread stopped mid-command): the caller must not run it again.
@@ -200,8 +203,7 @@ async fn decide_and_append<A: Aggregate>(
     stream: StreamId,
     mut state: A,
     mut version: u64,
-    command: A::Command,
-    metadata: Metadata,
+    (command, metadata, along): (A::Command, Metadata, Vec<StreamAppend>),
 ) -> Attempt<A> {
     for attempt in 0..2 {
         let events = match state.decide(command.clone(), clock.now()) {
@@ -209,7 +211,12 @@ async fn decide_and_append<A: Aggregate>(
             Err(e) => return Attempt { state, version, result: Err(CommandError::Domain(e)) },
         };
         if events.is_empty() {
-            let executed = Executed { events: 0, version, position: 0 };
+            // Nothing of this stream changes; what comes along still commits, on its own.
+            let position = match along_alone(&store, &along).await {
+                Ok(p) => p,
+                Err(e) => return Attempt { state, version, result: Err(e) },
+            };
+            let executed = Executed { events: 0, version, position };
             return Attempt { state: state.clone(), version, result: Ok(Outcome { executed, events, state }) };
         }
         let new: Result<Vec<NewEvent>, _> =
@@ -219,7 +226,16 @@ async fn decide_and_append<A: Aggregate>(
             Err(e) => return Attempt { state, version, result: Err(CommandError::Corrupt(e.to_string())) },
         };
         let append = StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: new };
-        match store.append(append).await {
+        let appended = if along.is_empty() {
+            store.append(append).await
+        } else {
+            let all = std::iter::once(append).chain(along.iter().cloned()).collect();
+            store.append_all(all).await.and_then(|mut done| match done.is_empty() {
+                true => Err(StoreError::Closed),
+                false => Ok(done.swap_remove(0)),
+            })
+        };
+        match appended {
             Ok(done) => {
                 let executed =
                     Executed { events: events.len(), version: done.last_version, position: done.last_position };
@@ -229,6 +245,10 @@ async fn decide_and_append<A: Aggregate>(
                     version: done.last_version,
                     result: Ok(Outcome { executed, events, state }),
                 };
+            }
+            // A stream that comes along exists already: catching up on this one cannot help.
+            Err(StoreError::Conflict { stream: other, .. }) if other != stream => {
+                return Attempt { state, version, result: Err(CommandError::Conflict) }
             }
             Err(StoreError::Conflict { .. }) if attempt == 0 => {
                 // Another node (or a pre-actor writer) moved the stream: catch up, decide again.
@@ -252,6 +272,22 @@ async fn decide_and_append<A: Aggregate>(
     Attempt { state, version, result: Err(CommandError::Conflict) }
 }
 
+/// Commits the appends that come along with a command that changed nothing of its own
+/// stream: the position of the last event, 0 when there are none.
+async fn along_alone<E: std::error::Error + 'static>(
+    store: &SharedStore,
+    along: &[StreamAppend],
+) -> Result<u64, CommandError<E>> {
+    if along.is_empty() {
+        return Ok(0);
+    }
+    match store.append_all(along.to_vec()).await {
+        Ok(done) => Ok(done.last().map_or(0, |d| d.last_position)),
+        Err(StoreError::Conflict { .. }) => Err(CommandError::Conflict),
+        Err(e) => Err(CommandError::Store(e)),
+    }
+}
+
 impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
     type Result = ();
 
@@ -273,8 +309,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             self.stream.clone(),
             self.state.clone(),
             self.version,
-            msg.command,
-            msg.metadata,
+            (msg.command, msg.metadata, msg.along),
         );
         let reply = msg.reply;
         // `wait` holds the mailbox: the next command sees this one's result.

@@ -4,7 +4,7 @@ use super::{CommandError, Executed, Outcome};
 use crate::clock::SharedClock;
 use crate::domain::Aggregate;
 use crate::metrics;
-use crate::store::SharedStore;
+use crate::store::{ExpectedVersion, SharedStore, StreamAppend};
 use actix::dev::SendError;
 use actix::prelude::*;
 use annals_events::{Metadata, StreamId};
@@ -123,8 +123,24 @@ impl Hosts {
         command: A::Command,
         metadata: Metadata,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        self.execute_with::<A>(id, command, metadata, Vec::new()).await
+    }
+
+    /// As [`Hosts::execute_full`], with appends to new streams that commit in the same
+    /// transaction as the command's events or not at all: a refused command leaves none of
+    /// them, and a crash cannot keep one without the other. Each must expect its stream not to
+    /// exist (another aggregate's creation, decided by that aggregate): the actors of those
+    /// streams are not involved.
+    pub async fn execute_with<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+        along: Vec<StreamAppend>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        debug_assert!(along.iter().all(|a| a.expected == ExpectedVersion::Exact(0)));
         self.inner.inflight.fetch_add(1, Ordering::SeqCst);
-        let out = self.execute_once::<A>(id, command, metadata).await;
+        let out = self.execute_once::<A>(id, command, metadata, along).await;
         if self.inner.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.inner.idle.notify_waiters();
         }
@@ -136,6 +152,7 @@ impl Hosts {
         id: &str,
         command: A::Command,
         metadata: Metadata,
+        along: Vec<StreamAppend>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::KIND, id);
         // Two tries: an actor may passivate between lookup and send, or drop a queued message
@@ -153,8 +170,13 @@ impl Hosts {
             }
             let (reply, rx) = oneshot::channel();
             let taken = Arc::new(AtomicBool::new(false));
-            let execute =
-                Execute::<A> { command: command.clone(), metadata: metadata.clone(), reply, taken: taken.clone() };
+            let execute = Execute::<A> {
+                command: command.clone(),
+                metadata: metadata.clone(),
+                along: along.clone(),
+                reply,
+                taken: taken.clone(),
+            };
             match addr.try_send(execute) {
                 Ok(()) => match rx.await {
                     Ok(result) => return result,

@@ -123,11 +123,20 @@ impl SqliteStore {
         }
         // Every reading connection is opened up front: opening one (file, WAL index, pragmas) takes
         // milliseconds that the first requests after start would otherwise pay.
-        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(4).connect_with(opts.clone()).await?;
+        // No test before each acquire: a connection to a local file does not go stale, and
+        // sqlx's test is a round trip to the connection's thread (two context switches) that
+        // doubled the cost of every read.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(4)
+            .test_before_acquire(false)
+            .connect_with(opts.clone())
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let snapshots = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
             .await?;
         let head_now = head_position(&pool).await?;

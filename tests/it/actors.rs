@@ -310,3 +310,46 @@ async fn a_command_cut_off_after_its_append_is_not_run_again() {
     assert_eq!(events.len(), 2, "created, then the password set once");
     h.shutdown().await;
 }
+
+/// Appends that come along with a command commit in its transaction, or not at all.
+#[actix_rt::test]
+async fn appends_along_with_a_command_commit_with_it_or_not_at_all() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    let realm = |name: &str| {
+        annals::provision::create::<Realm>(
+            name,
+            RealmCommand::Create { name: name.into(), settings: RealmSettings::default(), extra: Default::default() },
+            chrono::Utc::now(),
+            &meta(),
+        )
+        .unwrap()
+    };
+    let events = |kind: StreamType, id: &'static str| {
+        let store = store.clone();
+        async move { store.read_stream(&StreamId::new(kind, id), 0, ReadUntil::End).await.unwrap() }
+    };
+
+    // Given a command that succeeds, when a new stream comes along, then both commit at once.
+    let done = h.execute_with::<User>("u1", create_user("alice"), meta(), vec![realm("acme")]).await.unwrap();
+    let (user, acme) = (events(StreamType::User, "u1").await, events(StreamType::Realm, "acme").await);
+    assert_eq!((user.len(), acme.len()), (1, 1));
+    assert_eq!(done.executed.position, user[0].position);
+    assert_eq!(acme[0].position, user[0].position + 1, "one transaction: consecutive positions");
+
+    // Given a command the aggregate refuses, then what came along is not appended either.
+    let refused = h.execute_with::<User>("u1", create_user("alice"), meta(), vec![realm("beta")]).await;
+    assert!(matches!(refused, Err(CommandError::Domain(_))), "{refused:?}");
+    assert!(events(StreamType::Realm, "beta").await.is_empty());
+
+    // Given a stream that comes along but exists already, then the command's events are not
+    // appended either, and the command reports a conflict.
+    let clash = h.execute_with::<User>("u2", create_user("bob"), meta(), vec![realm("acme")]).await;
+    assert!(matches!(clash, Err(CommandError::Conflict)), "{clash:?}");
+    assert!(events(StreamType::User, "u2").await.is_empty());
+    assert_eq!(events(StreamType::Realm, "acme").await.len(), 1);
+    assert_eq!(store.head().await.unwrap(), 2);
+
+    // The actor is not left behind by the refused transaction: its next command succeeds.
+    h.execute::<User>("u2", create_user("bob"), meta()).await.unwrap();
+}

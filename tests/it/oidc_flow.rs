@@ -550,6 +550,11 @@ async fn direct_grants_client_credentials_and_revocation() {
         .await;
     assert_eq!(status, 200, "{t}");
     assert!(t["id_token"].is_string() && t["refresh_token"].is_string());
+    // The grant's session starts in the transaction that records the login.
+    let events = demo.app.store.read_all(0, 10_000).await.unwrap();
+    let at = |t: &str| events.iter().rev().find(|e| e.event_type == t).map(|e| (e.position, e.recorded_at)).unwrap();
+    let (login, session) = (at("auth_request.authenticated"), at("session.started"));
+    assert_eq!(session, (login.0 + 1, login.1));
     for (user, pw) in [("alice", "nope"), ("nobody", "x"), ("mallory", "mallory-password")] {
         let (status, err) = demo.token(web, &[("grant_type", "password"), ("username", user), ("password", pw)]).await;
         assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{user}");
@@ -685,6 +690,11 @@ async fn implicit_and_hybrid_responses_carry_hashes_and_every_step_is_in_the_log
     ] {
         assert!(types.contains(&t), "{t} missing");
     }
+    // The password login's session starts in the transaction that records its code (one
+    // batch, one timestamp): a code never names a session the log lacks.
+    let first = |t: &str| events.iter().find(|e| e.event_type == t).map(|e| (e.position, e.recorded_at)).unwrap();
+    let (code_at, session_at) = (first("auth_request.code_issued"), first("session.started"));
+    assert_eq!(session_at, (code_at.0 + 1, code_at.1));
     let all: String = events.iter().map(|e| format!("{}{}", e.payload, e.metadata)).collect();
     let code_secret = f["code"].split_once('.').unwrap().1;
     for secret in ["alice-password", f["access_token"].as_str(), code_secret, f["id_token"].as_str()] {
@@ -1304,6 +1314,12 @@ async fn a_client_requiring_consent_gets_a_code_only_after_the_user_agrees_and_c
     assert_eq!(count("auth_request.consent_denied"), 1);
     assert_eq!(count("auth_request.consent_granted"), 1);
     assert_eq!(count("user.consent_granted"), 1);
+    // Each login's session starts with its code, in one transaction; a refusal starts none.
+    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.event_type == "session.started") {
+        let before = &events[i - 1];
+        assert!(matches!(before.event_type.as_str(), "auth_request.code_issued" | "auth_request.consent_granted"));
+        assert_eq!(before.recorded_at, e.recorded_at, "{} and {} in one batch", before.event_type, e.event_type);
+    }
     demo.app.stop().await;
 }
 

@@ -241,19 +241,49 @@ pub async fn complete(
         code: consent.is_none().then(|| (code_hash(&secret), now + code_lifespan(realm))),
         consent: consent.clone(),
     };
+    // The session (when new) starts only once the user agrees: a refusal leaves none.
+    let along = match consent {
+        None => match session_start(state, realm, new_session, &meta) {
+            Ok(a) => a,
+            Err(res) => return *res,
+        },
+        Some(_) => Vec::new(),
+    };
     // The code is offered before the request's response type is known here; the aggregate
     // records it only when the request asked for one.
-    let outcome = match state.hosts.execute_full::<AuthRequest>(ar_id, cmd, meta.clone()).await {
+    let outcome = match state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
         Ok(o) => o,
         Err(e) => return step_failed(state, realm, e),
     };
     let Some(started) = outcome.state.request.as_deref().cloned() else { return timed_out(state, realm) };
     if let Some(scopes) = consent {
-        // The session (when new) starts only once the user agrees: a refusal leaves none.
         return consent_page(state, req, realm, ar_id, &started, &scopes);
     }
-    let done = Identified { session, new_session, user_id, secret, meta };
+    let done = Identified { session, user_id, secret };
     finish(state, realm, ar_id, &started, done, cookie).await
+}
+
+/// The start of a password login's session, as an append that commits with the request's
+/// code: a code never names a session the log lacks, and the login costs one durable commit
+/// less. Empty for an SSO login (its session exists).
+fn session_start(
+    state: &AppState,
+    realm: &RealmView,
+    new_session: Option<(SessionStarted, String)>,
+    meta: &annals_events::Metadata,
+) -> Result<Vec<crate::store::StreamAppend>, Box<HttpResponse>> {
+    let Some((new, sid)) = new_session else { return Ok(Vec::new()) };
+    match crate::provision::create::<Session>(&sid, SessionCommand::Start(new), state.clock.now(), meta) {
+        Ok(a) => Ok(vec![a]),
+        Err(e) => {
+            tracing::error!(error = %e, "session cannot be recorded");
+            Err(Box::new(state.pages.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &display(realm),
+                "Please try again in a moment.",
+            )))
+        }
+    }
 }
 
 fn code_lifespan(realm: &RealmView) -> i64 {
@@ -356,15 +386,12 @@ fn consent_page(
 /// Who the finished request identified, and the code's secret (its hash is recorded).
 pub struct Identified {
     pub session: SessionRef,
-    /// A session to start (a password login), with its id.
-    pub new_session: Option<(SessionStarted, String)>,
     pub user_id: String,
     pub secret: String,
-    pub meta: annals_events::Metadata,
 }
 
-/// The request has its code recorded: starts the session when it is new, issues the
-/// front-channel tokens the response type asks for, and answers the client.
+/// The request has its code recorded (and a new session with it): issues the front-channel
+/// tokens the response type asks for, and answers the client.
 async fn finish(
     state: &AppState,
     realm: &RealmView,
@@ -373,19 +400,8 @@ async fn finish(
     done: Identified,
     cookie: Option<Cookie<'static>>,
 ) -> HttpResponse {
-    let Identified { session, new_session, user_id, secret, meta } = done;
+    let Identified { session, user_id, secret } = done;
     let reply = rules::reply_of(started);
-    if let Some((new, sid)) = new_session {
-        let append = crate::provision::create::<Session>(&sid, SessionCommand::Start(new), state.clock.now(), &meta);
-        let done = match append {
-            Ok(a) => state.store.append(a).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = done {
-            tracing::error!(error = %e, "session cannot be recorded");
-            return reply_error(state, realm, &reply, &OAuthError::temporarily_unavailable("try again"));
-        }
-    }
     let (want_code, want_token, want_id) = rules::parts(&started.response_type);
     let mut params: Vec<(&str, String)> = Vec::new();
     let code = want_code.then(|| format!("{ar_id}.{secret}"));
@@ -479,19 +495,9 @@ pub async fn answer_consent(
             );
         }
     }
-    let secret = random_token(32);
-    let code = accept.then(|| (code_hash(&secret), now + code_lifespan(realm)));
-    let cmd = AuthRequestCommand::Consent { realm_id: realm.id.clone(), granted: accept, code };
-    if let Err(e) = state.hosts.execute::<AuthRequest>(ar_id, cmd, meta.clone()).await {
-        return step_failed(state, realm, e);
-    }
-    if !accept {
-        let e = OAuthError::access_denied("User denied consent");
-        return reply_error(state, realm, &rules::reply_of(&started), &e);
-    }
-    // A password login's session starts now; an SSO session exists already.
+    // A password login's session starts with the code; an SSO session exists already.
     let acr = if fresh { "1" } else { "0" };
-    let new_session = fresh.then(|| {
+    let new_session = (accept && fresh).then(|| {
         let started = SessionStarted {
             realm_id: realm.id.clone(),
             user_id: user_id.clone(),
@@ -505,8 +511,22 @@ pub async fn answer_consent(
         };
         (started, sid.clone())
     });
+    let along = match session_start(state, realm, new_session, &meta) {
+        Ok(a) => a,
+        Err(res) => return *res,
+    };
+    let secret = random_token(32);
+    let code = accept.then(|| (code_hash(&secret), now + code_lifespan(realm)));
+    let cmd = AuthRequestCommand::Consent { realm_id: realm.id.clone(), granted: accept, code };
+    if let Err(e) = state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
+        return step_failed(state, realm, e);
+    }
+    if !accept {
+        let e = OAuthError::access_denied("User denied consent");
+        return reply_error(state, realm, &rules::reply_of(&started), &e);
+    }
     let session = SessionRef { id: sid, auth_time, acr: acr.into(), version: 0, offline: None };
-    let done = Identified { session, new_session, user_id, secret, meta };
+    let done = Identified { session, user_id, secret };
     finish(state, realm, ar_id, &started, done, None).await
 }
 

@@ -664,31 +664,38 @@ async fn password(
     let meta = metadata(req, &realm.id, actor);
     let append = crate::provision::create_with::<AuthRequest>(&ar_id, vec![start, second.clone()], now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
+    // A successful login's session starts in the same transaction as the request's outcome.
+    let session_id = match (&second, &user_id) {
+        (AuthRequestCommand::Authenticate { session_id, .. }, Some(user_id)) => {
+            let session = SessionStarted {
+                realm_id: realm.id.clone(),
+                user_id: user_id.clone(),
+                method: "pwd".into(),
+                acr: "1".into(),
+                auth_time: now.timestamp(),
+                idle_timeout: realm.settings.sso_session_idle_timeout as i64,
+                max_lifespan: realm.settings.sso_session_max_lifespan as i64,
+                offline_from: None,
+                started_at: None,
+            };
+            Some((session_id.clone(), session))
+        }
+        _ => None,
+    };
+    let mut appends = vec![append];
+    if let Some((sid, started)) = &session_id {
+        let start = crate::provision::create::<Session>(sid, SessionCommand::Start(started.clone()), now, &meta)
+            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+        appends.push(start);
+    }
+    state.store.append_all(appends).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
     if let Some(e) = refused_offline {
         return Err(e.recorded());
     }
-    let Some(user_id) = user_id else {
+    let (Some(user_id), Some((session_id, _))) = (user_id, session_id) else {
         return Err(OAuthError::invalid_grant("Invalid user credentials").recorded());
     };
-    let AuthRequestCommand::Authenticate { session_id, .. } = second else {
-        return Err(OAuthError::server_error("login outcome lost"));
-    };
     let subject = issue::subject(state, &realm.id, &user_id).await?;
-    let session = SessionStarted {
-        realm_id: realm.id.clone(),
-        user_id: user_id.clone(),
-        method: "pwd".into(),
-        acr: "1".into(),
-        auth_time: now.timestamp(),
-        idle_timeout: realm.settings.sso_session_idle_timeout as i64,
-        max_lifespan: realm.settings.sso_session_max_lifespan as i64,
-        offline_from: None,
-        started_at: None,
-    };
-    let append = crate::provision::create::<Session>(&session_id, SessionCommand::Start(session), now, &meta)
-        .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    state.store.append(append).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
     let it = SessionIssue {
         session_id: &session_id,
         subject: &subject,
