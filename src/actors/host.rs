@@ -3,7 +3,7 @@ use super::{CommandError, Executed, Outcome};
 use crate::clock::SharedClock;
 use crate::domain::{fold, Aggregate};
 use crate::metrics;
-use crate::store::{ExpectedVersion, SharedStore, Snapshot, StoreError, StreamAppend};
+use crate::store::{Appended, ExpectedVersion, SharedStore, Snapshot, StoreError, StreamAppend};
 use actix::prelude::*;
 use annals_events::{Metadata, NewEvent, RecordedEvent, StreamId};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -211,7 +211,8 @@ async fn decide_and_append<A: Aggregate>(
             Err(e) => return Attempt { state, version, result: Err(CommandError::Domain(e)) },
         };
         if events.is_empty() {
-            // Nothing of this stream changes; what comes along still commits, on its own.
+            // Nothing of this stream changes; what comes along still commits, on its own (no
+            // caller relies on this: every command given appends to carry decides events).
             let position = match along_alone(&store, &along).await {
                 Ok(p) => p,
                 Err(e) => return Attempt { state, version, result: Err(e) },
@@ -230,9 +231,14 @@ async fn decide_and_append<A: Aggregate>(
             store.append(append).await
         } else {
             let all = std::iter::once(append).chain(along.iter().cloned()).collect();
-            store.append_all(all).await.and_then(|mut done| match done.is_empty() {
-                true => Err(StoreError::Closed),
-                false => Ok(done.swap_remove(0)),
+            store.append_all(all).await.and_then(|mut done| {
+                // The transaction's last position: the events that came along follow the
+                // command's, and a caller waiting for read models must see them too.
+                let last = done.iter().map(|d| d.last_position).max().unwrap_or(0);
+                match done.is_empty() {
+                    true => Err(StoreError::Closed),
+                    false => Ok(Appended { last_position: last, ..done.swap_remove(0) }),
+                }
             })
         };
         match appended {

@@ -664,9 +664,17 @@ async fn password(
     let meta = metadata(req, &realm.id, actor);
     let append = crate::provision::create_with::<AuthRequest>(&ar_id, vec![start, second.clone()], now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    // The subject is resolved before anything is recorded: a user disabled meanwhile (or a
+    // directory that fails) still leaves the login's outcome in the log, but no session.
+    let subject = match (&second, &user_id) {
+        (AuthRequestCommand::Authenticate { .. }, Some(user_id)) => {
+            Some(issue::subject(state, &realm.id, user_id).await)
+        }
+        _ => None,
+    };
     // A successful login's session starts in the same transaction as the request's outcome.
-    let session_id = match (&second, &user_id) {
-        (AuthRequestCommand::Authenticate { session_id, .. }, Some(user_id)) => {
+    let session_id = match (&second, &user_id, &subject) {
+        (AuthRequestCommand::Authenticate { session_id, .. }, Some(user_id), Some(Ok(_))) => {
             let session = SessionStarted {
                 realm_id: realm.id.clone(),
                 user_id: user_id.clone(),
@@ -692,10 +700,13 @@ async fn password(
     if let Some(e) = refused_offline {
         return Err(e.recorded());
     }
-    let (Some(user_id), Some((session_id, _))) = (user_id, session_id) else {
-        return Err(OAuthError::invalid_grant("Invalid user credentials").recorded());
+    let subject = match subject {
+        Some(found) => found?,
+        None => return Err(OAuthError::invalid_grant("Invalid user credentials").recorded()),
     };
-    let subject = issue::subject(state, &realm.id, &user_id).await?;
+    let Some((session_id, _)) = session_id else {
+        return Err(OAuthError::server_error("login outcome lost"));
+    };
     let it = SessionIssue {
         session_id: &session_id,
         subject: &subject,
