@@ -212,7 +212,9 @@ impl Running {
         // client holding a rotated-away token, which its retry would present as a reuse. The
         // requests before the hosts: one under way may need a second command (a redemption's
         // tokens), which a closed host would refuse after the first had spent the code.
-        self.handle.pause().await;
+        // Connections are still accepted meanwhile: a new one gets the gate's 503 (Retry-After,
+        // Connection: close), which tells its client the request was not run, where a
+        // connection left in the accept queue would be reset with the request unanswered.
         let left = self.requests.close(std::time::Duration::from_secs(10)).await;
         if left > 0 {
             tracing::warn!(requests = left, "stopping with requests still under way");

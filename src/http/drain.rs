@@ -1,7 +1,8 @@
 //! Requests under way, and the gate a stopping node closes on new ones.
 //!
-//! A graceful stop closes the gate first: new requests (on connections kept alive) get 503
-//! with `Connection: close` and `Retry-After`, and the ones under way finish while every actor
+//! A graceful stop closes the gate first: new requests (on connections kept alive or new ones,
+//! which are still accepted) get 503 with `Connection: close` and `Retry-After`, telling their
+//! clients nothing ran, and the ones under way finish while every actor
 //! they need still runs. Only then are the actor hosts drained and the HTTP workers stopped:
 //! actors live on the worker that activated them, and a request whose second command (a
 //! session's tokens after a code's redemption) met a closed host would have spent the code

@@ -73,9 +73,11 @@ pub async fn observe<B: MessageBody>(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let _admitted = match state.as_ref().map(|s| s.requests.admit()) {
         Some(None) => {
+            // `force_close`, not a `Connection` header: actix writes that header from the
+            // response's connection type and drops one set by hand.
             let refusal = actix_web::HttpResponse::ServiceUnavailable()
                 .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
-                .insert_header((actix_web::http::header::CONNECTION, "close"))
+                .force_close()
                 .body("stopping");
             return Ok(req.into_response(refusal).map_into_right_body());
         }

@@ -1429,3 +1429,49 @@ async fn a_login_under_way_when_the_node_stops_gets_its_tokens() {
     let body: Value = answer.json().await.unwrap();
     assert!(body["access_token"].is_string() && body["refresh_token"].is_string(), "{body}");
 }
+
+/// While a node stops, a client that connects anew is told to retry (503, Retry-After) rather
+/// than left with a connection reset and no way to know whether its request ran.
+#[actix_rt::test]
+async fn a_new_connection_while_the_node_stops_is_answered_retry_later() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Demo { app, http, _dirs } = Demo::start().await;
+    let base = app.base_url.clone();
+    let addr = base.trim_start_matches("http://").to_string();
+    let ready = format!("{base}/health/ready");
+    assert_eq!(http.get(&ready).send().await.unwrap().status(), 200, "a connection kept alive");
+    // A request under way (its body still arriving) holds the drain open.
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = "grant_type=client_credentials";
+    let head = format!(
+        "POST /realms/demo/protocol/openid-connect/token HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\ngrant_type=",
+        body.len()
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(app.stop());
+    // The stop has begun once the kept-alive connection is refused.
+    let mut refused = false;
+    for _ in 0..100 {
+        if http.get(&ready).send().await.unwrap().status() == 503 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the gate closes");
+    // Then a client connecting anew.
+    let fresh = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().unwrap();
+    let answer = fresh.get(&ready).send().await.expect("a stopping node answers new connections");
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    assert_eq!(answer.headers()["connection"], "close");
+    // The request under way still gets its own answer (no client authentication: 401), then
+    // the node stops.
+    held.write_all(&body.as_bytes()["grant_type=".len()..]).await.unwrap();
+    let mut reply = vec![0u8; 12];
+    held.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 401");
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopping).await.unwrap().unwrap();
+}
