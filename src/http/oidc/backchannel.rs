@@ -106,6 +106,11 @@ async fn deliver(state: &AppState, http: &reqwest::Client, id: &str, owed: Owed)
     match state.hosts.execute_full::<LogoutDelivery>(id, LogoutDeliveryCommand::Check, meta.clone()).await {
         Ok(o) if o.state.finished || o.state.attempts != owed.attempts => return Attempt::Stale,
         Ok(_) => {}
+        // The node is stopping: the delivery stays owed, for this node's next start or another.
+        Err(crate::actors::CommandError::Unavailable) => {
+            tracing::debug!(delivery = id, "back-channel logout left for later: the node is stopping");
+            return Attempt::NotRecorded;
+        }
         Err(e) => {
             tracing::error!(error = %e, delivery = id, "back-channel logout state cannot be read");
             return Attempt::NotRecorded;
@@ -162,6 +167,12 @@ async fn record(state: &AppState, id: &str, cmd: LogoutDeliveryCommand, meta: Me
     match state.hosts.execute::<LogoutDelivery>(id, cmd, meta).await {
         Ok(done) if done.events == 0 => Attempt::Stale,
         Ok(done) => Attempt::Recorded(done.position),
+        Err(crate::actors::CommandError::Unavailable) => {
+            // Stopping: sent maybe, owed still; the next attempt repeats it, which only ends
+            // again a session the receiver has already ended.
+            tracing::warn!(delivery = id, "back-channel logout outcome not recorded: the node is stopping");
+            Attempt::NotRecorded
+        }
         Err(e) => {
             // Not recorded: the delivery stays owed and is tried again on a later tick.
             tracing::error!(error = %e, delivery = id, "back-channel logout outcome cannot be recorded");
