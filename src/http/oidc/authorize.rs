@@ -497,20 +497,7 @@ pub async fn answer_consent(
     }
     // A password login's session starts with the code; an SSO session exists already.
     let acr = if fresh { "1" } else { "0" };
-    let new_session = (accept && fresh).then(|| {
-        let started = SessionStarted {
-            realm_id: realm.id.clone(),
-            user_id: user_id.clone(),
-            method: "pwd".into(),
-            acr: acr.into(),
-            auth_time,
-            idle_timeout: realm.settings.sso_session_idle_timeout as i64,
-            max_lifespan: realm.settings.sso_session_max_lifespan as i64,
-            offline_from: None,
-            started_at: None,
-        };
-        (started, sid.clone())
-    });
+    let new_session = (accept && fresh).then(|| (super::password_session(realm, &user_id, auth_time), sid.clone()));
     let along = match session_start(state, realm, new_session, &meta) {
         Ok(a) => a,
         Err(res) => return *res,

@@ -14,7 +14,6 @@ use crate::oidc::login::LoginError;
 use crate::oidc::tokens::SessionRef;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use annals_events::session::SessionStarted;
 use annals_events::Actor;
 use annals_projections::realms::RealmView;
 use serde::Deserialize;
@@ -78,17 +77,7 @@ pub async fn authenticate(
             }
             let now = state.clock.now().timestamp();
             let sid = uuid::Uuid::new_v4().to_string();
-            let started = SessionStarted {
-                realm_id: realm.id.clone(),
-                user_id: user.id.clone(),
-                method: "pwd".into(),
-                acr: "1".into(),
-                auth_time: now,
-                idle_timeout: realm.settings.sso_session_idle_timeout as i64,
-                max_lifespan: realm.settings.sso_session_max_lifespan as i64,
-                offline_from: None,
-                started_at: None,
-            };
+            let started = super::password_session(&realm, &user.id, now);
             let session = SessionRef { id: sid.clone(), auth_time: now, acr: "1".into(), version: 0, offline: None };
             complete(&state, &req, &realm, &ar_id, session, Some((started, sid)), "pwd", None).await
         }

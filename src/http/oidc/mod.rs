@@ -95,6 +95,21 @@ pub(crate) fn realm_not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({ "error": "Realm does not exist" }))
 }
 
+/// The session a password login starts: method `pwd`, level 1, the realm's SSO lifetimes.
+fn password_session(realm: &RealmView, user_id: &str, auth_time: i64) -> annals_events::session::SessionStarted {
+    annals_events::session::SessionStarted {
+        realm_id: realm.id.clone(),
+        user_id: user_id.to_string(),
+        method: "pwd".into(),
+        acr: "1".into(),
+        auth_time,
+        idle_timeout: realm.settings.sso_session_idle_timeout as i64,
+        max_lifespan: realm.settings.sso_session_max_lifespan as i64,
+        offline_from: None,
+        started_at: None,
+    }
+}
+
 /// The realm named in the path, if it exists and is enabled.
 fn realm(state: &AppState, name: &str) -> Option<Arc<RealmView>> {
     state.read_models.read().realms.shared_by_name(name).filter(|r| r.settings.enabled).cloned()

@@ -21,7 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use annals_events::auth_request::{AuthRequestEvent, AuthRequestStarted};
 use annals_events::client_assertion::ClientAssertionUsed;
 use annals_events::client_grant::ClientGrantIssued;
-use annals_events::session::{SessionEvent, SessionStarted};
+use annals_events::session::SessionEvent;
 use annals_events::{Actor, Metadata};
 use annals_projections::clients::ClientView;
 use annals_projections::realms::RealmView;
@@ -675,17 +675,7 @@ async fn password(
     // A successful login's session starts in the same transaction as the request's outcome.
     let session_id = match (&second, &user_id, &subject) {
         (AuthRequestCommand::Authenticate { session_id, .. }, Some(user_id), Some(Ok(_))) => {
-            let session = SessionStarted {
-                realm_id: realm.id.clone(),
-                user_id: user_id.clone(),
-                method: "pwd".into(),
-                acr: "1".into(),
-                auth_time: now.timestamp(),
-                idle_timeout: realm.settings.sso_session_idle_timeout as i64,
-                max_lifespan: realm.settings.sso_session_max_lifespan as i64,
-                offline_from: None,
-                started_at: None,
-            };
+            let session = super::password_session(realm, user_id, now.timestamp());
             Some((session_id.clone(), session))
         }
         _ => None,
