@@ -22,7 +22,6 @@ use openssl::sign::{Signer as OsslSigner, Verifier};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -64,17 +63,18 @@ fn algorithm(name: &str) -> Result<Algorithm, JwtError> {
     }
 }
 
-/// One realm key, opened, ready to sign. Signing goes through OpenSSL with the key parsed
-/// once (jsonwebtoken's ring backend re-parses the DER, and for EC recomputes the public
-/// point, on every signature: half the cost of an ES256 token).
+/// One realm key, opened, ready to sign, with the key parsed once (jsonwebtoken's ring
+/// backend re-parses the DER, and for EC recomputes the public point, on every signature:
+/// half the cost of an ES256 token). RSA and EdDSA sign through OpenSSL.
 pub struct Signer {
     kid: String,
     alg: Algorithm,
     key: PKey<Private>,
-    /// The same key as an `EC_KEY` for ES256: `ECDSA_do_sign` over a digest we compute skips
-    /// the provider lookups `EVP_DigestSignInit` makes for every signature (a fifth of an
-    /// ES256 signature's cost) and the DER encoding of the result.
-    ec: Option<EcKey<Private>>,
+    /// The same key as ring's P-256 key pair for ES256. ring signs straight into `r || s`
+    /// and skips what OpenSSL 3 does around `ECDSA_do_sign` for each signature (its DRBG
+    /// behind a lock, the generic bignum layer): a P-256 signature costs 22 µs there against
+    /// 24.5 µs through `ECDSA_do_sign` on the benchmark machine, and more under load.
+    ec: Option<ring::signature::EcdsaKeyPair>,
     /// `{"alg":..,"kid":..,"typ":` already encoded once per signer.
     header_prefix: String,
 }
@@ -87,13 +87,6 @@ fn alg_name(alg: Algorithm) -> &'static str {
     }
 }
 
-/// P-256 signatures travel as `r || s`, 32 bytes each (RFC 7518 §3.4).
-fn ecdsa_raw(sig: &EcdsaSig) -> Result<Vec<u8>, JwtError> {
-    let mut out = sig.r().to_vec_padded(32)?;
-    out.extend(sig.s().to_vec_padded(32)?);
-    Ok(out)
-}
-
 fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.len() != 64 {
         return None;
@@ -103,12 +96,27 @@ fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
     EcdsaSig::from_private_components(r, s).ok()?.to_der().ok()
 }
 
+/// An OpenSSL P-256 private key as ring's key pair (the scalar and the uncompressed point;
+/// ring checks that they belong together).
+fn ring_p256(ec: &EcKey<Private>) -> Result<ring::signature::EcdsaKeyPair, JwtError> {
+    let mut ctx = openssl::bn::BigNumContext::new()?;
+    let point = ec.public_key().to_bytes(ec.group(), openssl::ec::PointConversionForm::UNCOMPRESSED, &mut ctx)?;
+    let scalar = ec.private_key().to_vec_padded(32)?;
+    ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &scalar,
+        &point,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| JwtError::Stored(format!("P-256 key refused: {e}")))
+}
+
 impl Signer {
     pub fn open(view: &KeyView, keys: &ServerKeys) -> Result<Self, JwtError> {
         let alg = algorithm(&view.algorithm)?;
         let pkcs8 = keys.open(&view.private_key)?;
         let key = PKey::private_key_from_pkcs8(&pkcs8)?;
-        let ec = if alg == Algorithm::ES256 { Some(key.ec_key()?) } else { None };
+        let ec = if alg == Algorithm::ES256 { Some(ring_p256(&key.ec_key()?)?) } else { None };
         let header_prefix = format!(
             "{{\"alg\":\"{}\",\"kid\":{},\"typ\":",
             alg_name(alg),
@@ -144,7 +152,10 @@ impl Signer {
             }
             Algorithm::ES256 => {
                 let ec = self.ec.as_ref().ok_or_else(|| JwtError::Stored("ES256 key without its EC half".into()))?;
-                ecdsa_raw(&EcdsaSig::sign(&sha2::Sha256::digest(out.as_bytes()), ec)?)?
+                ec.sign(&ring::rand::SystemRandom::new(), out.as_bytes())
+                    .map_err(|_| JwtError::Stored("ES256 signing failed".into()))?
+                    .as_ref()
+                    .to_vec()
             }
             _ => OsslSigner::new_without_digest(&self.key)?.sign_oneshot_to_vec(out.as_bytes())?,
         };
