@@ -98,6 +98,15 @@ enum Scenario {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Tokens signed per second on one thread by the server's own signer (`jwt::Signer`, a
+    /// realm key of `alg`): what a signature costs the server, which `openssl speed` does
+    /// not tell for ES256 (the server signs those with ring).
+    Sign {
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Sessions as the log holds them after logins, for the memory figure.
     SeedSessions {
         #[arg(long)]
@@ -485,6 +494,10 @@ async fn run(args: Args) -> serde_json::Value {
             .await
             .expect("hashing");
             json!({"scenario": "argon2_ceiling", "result": {"hashes_per_s": per_s, "threads": threads}})
+        }
+        Scenario::Sign { alg, seconds } => {
+            let per_s = oidc_load::signing_ceiling(&alg, Duration::from_secs_f64(seconds));
+            json!({"scenario": "signing_ceiling", "result": {"alg": alg, "tokens_per_s": per_s}})
         }
         Scenario::SeedSessions { database_url, sessions } => seed_sessions(&database_url, sessions).await,
         Scenario::Timeline { database_url, events, sessions, runs } => {

@@ -178,6 +178,44 @@ pub fn argon2_ceiling(threads: usize, duration: Duration) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Access tokens signed per second on this thread by the server's signer with a new realm key
+/// of `alg`; the claims are those of a client-credentials token.
+pub fn signing_ceiling(alg: &str, duration: Duration) -> f64 {
+    let keys = annals::secrets::ServerKeys::from_master_key(
+        &base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
+    )
+    .expect("server keys");
+    let g = annals::keys::generate(alg).expect("key");
+    let view = annals_projections::signing_keys::KeyView {
+        kid: g.kid,
+        realm_id: "bench".into(),
+        algorithm: g.algorithm,
+        public_jwk: g.public_jwk,
+        private_key: keys.seal(&g.private_pkcs8).expect("seal"),
+        created_at: chrono::Utc::now(),
+        position: 1,
+        status: annals_projections::signing_keys::KeyStatus::Active,
+    };
+    let signer = annals::jwt::Signer::open(&view, &keys).expect("signer");
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "exp": now + 300, "iat": now, "jti": uuid::Uuid::now_v7().to_string(),
+        "iss": "http://127.0.0.1:8080/realms/bench", "aud": "account",
+        "sub": uuid::Uuid::now_v7().to_string(), "typ": "Bearer", "azp": "cc-es",
+        "scope": "profile email", "clientHost": "127.0.0.1", "preferred_username": "service-account-cc-es",
+        "realm_access": {"roles": ["offline_access", "uma_authorization"]},
+    });
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        for _ in 0..32 {
+            std::hint::black_box(signer.sign("at+jwt", &claims).expect("sign"));
+        }
+        n += 32;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Which OpenID flow to drive.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Flow {
