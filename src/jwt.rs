@@ -551,6 +551,50 @@ mod tests {
     }
 
     #[test]
+    fn given_a_forged_or_altered_refresh_token_when_verified_then_it_is_refused() {
+        let (key, other_key) = ([1u8; 64], [2u8; 64]);
+        let token = sign_hmac(&key, &claims(60)).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let got: Value = verify_hmac(&token, &key, &expect()).unwrap();
+        assert_eq!(got["sub"], "u1");
+
+        // Another realm's key (each realm has its own), or any other key.
+        assert!(matches!(verify_hmac::<Value>(&token, &other_key, &expect()), Err(JwtError::Invalid(_))));
+        // A payload changed after signing, kept with the original signature.
+        let mut altered: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        altered["sub"] = json!("admin");
+        let altered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(altered.to_string()), parts[2]);
+        assert!(matches!(verify_hmac::<Value>(&altered, &key, &expect()), Err(JwtError::Invalid(_))));
+        // alg none; HS256 under the same key (a weaker MAC is still not this one); a realm's
+        // ES256 token, which anyone holding the published key could check but never mint.
+        let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        for forged in [format!("{none}.{}.", parts[1]), format!("{none}.{}.{}", parts[1], parts[2])] {
+            assert!(matches!(verify_hmac::<Value>(&forged, &key, &expect()), Err(JwtError::Refused(_))));
+        }
+        let mut hs256 = Header::new(Algorithm::HS256);
+        hs256.typ = Some("JWT".into());
+        let weaker = jsonwebtoken::encode(&hs256, &claims(60), &EncodingKey::from_secret(&key)).unwrap();
+        assert!(matches!(verify_hmac::<Value>(&weaker, &key, &expect()), Err(JwtError::Refused(_))));
+        let keys = server_keys();
+        let es = Signer::open(&given_a_key("ES256", &keys), &keys).unwrap().sign("JWT", &claims(60)).unwrap();
+        assert!(matches!(verify_hmac::<Value>(&es, &key, &expect()), Err(JwtError::Refused(_))));
+        // The right key, but a token of another type, expired, or for another issuer.
+        assert!(matches!(
+            verify_hmac::<Value>(&token, &key, &Expect { typ: "at+jwt", ..expect() }),
+            Err(JwtError::Refused(_))
+        ));
+        let expired = sign_hmac(&key, &claims(-10)).unwrap();
+        assert!(matches!(verify_hmac::<Value>(&expired, &key, &expect()), Err(JwtError::Claims(_))));
+        let elsewhere = sign_hmac(&key, &json!({"iss": "https://evil", "aud": "app", "exp": 4102444800i64})).unwrap();
+        assert!(matches!(verify_hmac::<Value>(&elsewhere, &key, &expect()), Err(JwtError::Claims(_))));
+        // Garbage and oversized input.
+        let huge = format!("{}.{}.{}", parts[0], "A".repeat(MAX_TOKEN), parts[2]);
+        for junk in ["", "a.b", "a.b.c", "....", &huge] {
+            assert!(verify_hmac::<Value>(junk, &key, &expect()).is_err(), "{junk:.20}");
+        }
+    }
+
+    #[test]
     fn given_registered_claims_when_verified_then_each_is_enforced_exactly() {
         let keys = server_keys();
         let view = given_a_key("ES256", &keys);
