@@ -10,7 +10,7 @@ use annals_projections::signing_keys::KeyView;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::Algorithm;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::ecdsa::EcdsaSig;
@@ -33,16 +33,11 @@ pub enum JwtError {
     Sealed(#[from] SecretsError),
     #[error("the private key is malformed: {0}")]
     Key(#[from] openssl::error::ErrorStack),
-    #[error("signing failed: {0}")]
-    Sign(jsonwebtoken::errors::Error),
     /// The token is not a well-formed JWS, names no known key, or uses another algorithm
     /// than its key's; no signature was checked.
     #[error("token refused: {0}")]
     Refused(String),
-    /// The signature does not verify (HS512 tokens).
-    #[error("token invalid: {0}")]
-    Invalid(jsonwebtoken::errors::Error),
-    /// The signature does not verify (tokens signed with a realm key).
+    /// The signature (or HS512 MAC) does not verify.
     #[error("token invalid: bad signature")]
     BadSignature,
     /// Signed by the right key, but the claims are not what this use requires (issuer,
@@ -251,32 +246,69 @@ pub fn verify<'k, T: DeserializeOwned>(
     serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
 }
 
+/// The header of every token [`sign_hmac`] makes, encoded once (the members in the order
+/// jsonwebtoken wrote them, so tokens look the same as before).
+fn hs512_header() -> &'static str {
+    static HEADER: OnceLock<String> = OnceLock::new();
+    HEADER.get_or_init(|| URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS512"}"#))
+}
+
 /// Signs with HS512 under a key only this server holds. Refresh tokens use it (as Keycloak's
 /// do): a resource server that trusts the realm's published keys can never mistake one for an
-/// access token, and nobody else can mint one.
+/// access token, and nobody else can mint one. ring's HMAC directly: jsonwebtoken's own
+/// encoding and decoding of the same took about 7% of a refresh.
 pub fn sign_hmac<T: Serialize>(key: &[u8], claims: &T) -> Result<String, JwtError> {
-    let mut header = Header::new(Algorithm::HS512);
-    header.typ = Some("JWT".into());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).map_err(JwtError::Sign)
+    let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Stored(e.to_string()))?;
+    let mut out = String::with_capacity(hs512_header().len() + payload.len() * 4 / 3 + 90);
+    out.push_str(hs512_header());
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), out.as_bytes());
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut out);
+    Ok(out)
 }
 
 /// Verifies a token made by [`sign_hmac`] with `key`; `expect.realm_id` is not consulted (the
-/// key is the realm's own).
+/// key is the realm's own). The header is checked before the MAC, the MAC (in constant time)
+/// before anything of the payload is read.
 pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect<'_>) -> Result<T, JwtError> {
+    #[derive(serde::Deserialize)]
+    struct Hs512Header {
+        alg: String,
+        #[serde(default)]
+        typ: Option<String>,
+    }
     if token.len() > MAX_TOKEN {
         return Err(refused("token too long"));
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| refused("malformed header"))?;
-    if header.alg != Algorithm::HS512 {
+    let mut parts = token.split('.');
+    let (Some(raw_header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(refused("malformed token"));
+    };
+    let header: Hs512Header = URL_SAFE_NO_PAD
+        .decode(raw_header)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| refused("malformed header"))?;
+    if header.alg != "HS512" {
         return Err(refused("algorithm is not HS512"));
     }
     let typ = header.typ.unwrap_or_default().to_ascii_lowercase();
     if typ != expect.typ.to_ascii_lowercase() {
         return Err(refused("wrong token type"));
     }
-    let claims: Value = jsonwebtoken::decode(token, &DecodingKey::from_secret(key), &signature_only(Algorithm::HS512))
-        .map(|d| d.claims)
-        .map_err(JwtError::Invalid)?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| refused("malformed signature"))?;
+    let input = &token[..raw_header.len() + 1 + payload.len()];
+    ring::hmac::verify(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), input.as_bytes(), &sig)
+        .map_err(|_| JwtError::BadSignature)?;
+    let claims: Value = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(Value::is_object)
+        .ok_or_else(|| JwtError::Claims("claims are not a JSON object".into()))?;
     check_claims(&claims, expect)?;
     serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
 }
@@ -383,17 +415,6 @@ fn signature_ok(view: &KeyView, input: &[u8], sig: &[u8]) -> Result<bool, JwtErr
     Ok(ok)
 }
 
-/// jsonwebtoken checks the signature only; [`check_claims`] checks the claims, exactly (the
-/// crate skips `iss` and `aud` when a token leaves them out, and reads the system clock).
-fn signature_only(alg: Algorithm) -> Validation {
-    let mut v = Validation::new(alg);
-    v.required_spec_claims.clear();
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v
-}
-
 fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), JwtError> {
     let bad = |reason: &str| JwtError::Claims(reason.to_string());
     if claims.get("iss").and_then(Value::as_str) != Some(expect.issuer) {
@@ -434,6 +455,7 @@ mod tests {
     use annals_projections::signing_keys::KeyStatus;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use jsonwebtoken::{EncodingKey, Header};
     use serde_json::{json, Value};
 
     fn server_keys() -> ServerKeys {
@@ -551,6 +573,23 @@ mod tests {
     }
 
     #[test]
+    fn given_a_refresh_token_signed_by_jsonwebtoken_as_before_when_verified_then_it_still_verifies() {
+        // Refresh tokens handed out by earlier releases (jsonwebtoken's HS512) outlive an
+        // upgrade; and a token made now is one jsonwebtoken accepts too.
+        let key = [3u8; 64];
+        let mut header = Header::new(Algorithm::HS512);
+        header.typ = Some("JWT".into());
+        let before = jsonwebtoken::encode(&header, &claims(60), &EncodingKey::from_secret(&key)).unwrap();
+        assert_eq!(verify_hmac::<Value>(&before, &key, &expect()).unwrap()["sub"], "u1");
+        let now = sign_hmac(&key, &claims(60)).unwrap();
+        assert_eq!(now.split('.').next(), before.split('.').next(), "the same header");
+        let mut v = jsonwebtoken::Validation::new(Algorithm::HS512);
+        v.validate_aud = false;
+        let decoded = jsonwebtoken::decode::<Value>(&now, &jsonwebtoken::DecodingKey::from_secret(&key), &v).unwrap();
+        assert_eq!(decoded.claims["sub"], "u1");
+    }
+
+    #[test]
     fn given_a_forged_or_altered_refresh_token_when_verified_then_it_is_refused() {
         let (key, other_key) = ([1u8; 64], [2u8; 64]);
         let token = sign_hmac(&key, &claims(60)).unwrap();
@@ -559,12 +598,12 @@ mod tests {
         assert_eq!(got["sub"], "u1");
 
         // Another realm's key (each realm has its own), or any other key.
-        assert!(matches!(verify_hmac::<Value>(&token, &other_key, &expect()), Err(JwtError::Invalid(_))));
+        assert!(matches!(verify_hmac::<Value>(&token, &other_key, &expect()), Err(JwtError::BadSignature)));
         // A payload changed after signing, kept with the original signature.
         let mut altered: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         altered["sub"] = json!("admin");
         let altered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(altered.to_string()), parts[2]);
-        assert!(matches!(verify_hmac::<Value>(&altered, &key, &expect()), Err(JwtError::Invalid(_))));
+        assert!(matches!(verify_hmac::<Value>(&altered, &key, &expect()), Err(JwtError::BadSignature)));
         // alg none; HS256 under the same key (a weaker MAC is still not this one); a realm's
         // ES256 token, which anyone holding the published key could check but never mint.
         let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
