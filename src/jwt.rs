@@ -200,11 +200,8 @@ pub fn verify<'k, T: DeserializeOwned>(
     // Header members jsonwebtoken does not model: `crit` must be understood (RFC 7515), and
     // we understand none; keys named by URL or embedded in the token are never used.
     let raw_header = token.split('.').next().unwrap_or_default();
-    let raw_header: serde_json::Map<String, Value> = URL_SAFE_NO_PAD
-        .decode(raw_header)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| refused("malformed header"))?;
+    let raw_header: serde_json::Map<String, Value> =
+        json_segment(raw_header).ok_or_else(|| refused("malformed header"))?;
     if ["crit", "jku", "jwk", "x5u", "x5c"].iter().any(|m| raw_header.contains_key(*m)) {
         return Err(refused("unsupported header member"));
     }
@@ -234,14 +231,30 @@ pub fn verify<'k, T: DeserializeOwned>(
         return Err(JwtError::BadSignature);
     }
     let payload = input.split_once('.').map(|(_, p)| p).ok_or_else(|| refused("malformed token"))?;
-    let claims: Value = URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| JwtError::Claims("claims are not a JSON object".into()))?;
-    if !claims.is_object() {
-        return Err(JwtError::Claims("claims are not a JSON object".into()));
+    checked_claims(payload, expect)
+}
+
+/// The JSON in one base64url segment of a compact JWS (its header or its claims); `None` if
+/// the segment is not that.
+pub fn json_segment<T: DeserializeOwned>(segment: &str) -> Option<T> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).ok()?).ok()
+}
+
+/// A compact JWS's header, payload and signature segments; `None` unless there are exactly
+/// three.
+pub fn compact_parts(token: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) => Some((h, p, s)),
+        _ => None,
     }
+}
+
+/// The claims segment of a token whose signature verified: a JSON object that meets `expect`.
+fn checked_claims<T: DeserializeOwned>(payload: &str, expect: &Expect<'_>) -> Result<T, JwtError> {
+    let claims: Value = json_segment(payload)
+        .filter(Value::is_object)
+        .ok_or_else(|| JwtError::Claims("claims are not a JSON object".into()))?;
     check_claims(&claims, expect)?;
     serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
 }
@@ -282,16 +295,8 @@ pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect
     if token.len() > MAX_TOKEN {
         return Err(refused("token too long"));
     }
-    let mut parts = token.split('.');
-    let (Some(raw_header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(refused("malformed token"));
-    };
-    let header: Hs512Header = URL_SAFE_NO_PAD
-        .decode(raw_header)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| refused("malformed header"))?;
+    let (raw_header, payload, sig) = compact_parts(token).ok_or_else(|| refused("malformed token"))?;
+    let header: Hs512Header = json_segment(raw_header).ok_or_else(|| refused("malformed header"))?;
     if header.alg != "HS512" {
         return Err(refused("algorithm is not HS512"));
     }
@@ -303,14 +308,7 @@ pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect
     let input = &token[..raw_header.len() + 1 + payload.len()];
     ring::hmac::verify(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), input.as_bytes(), &sig)
         .map_err(|_| JwtError::BadSignature)?;
-    let claims: Value = URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(Value::is_object)
-        .ok_or_else(|| JwtError::Claims("claims are not a JSON object".into()))?;
-    check_claims(&claims, expect)?;
-    serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
+    checked_claims(payload, expect)
 }
 
 /// Published halves as OpenSSL keys, by `kid`, each kept with the JWK it came from (a `kid`

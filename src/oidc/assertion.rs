@@ -147,15 +147,8 @@ pub fn verify(
     if assertion.len() > 16 * 1024 {
         return Err(bad("client assertion too long"));
     }
-    let mut parts = assertion.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(bad("malformed client assertion"));
-    };
-    let header: Value = URL_SAFE_NO_PAD
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| bad("malformed client assertion"))?;
+    let (h, p, s) = crate::jwt::compact_parts(assertion).ok_or_else(|| bad("malformed client assertion"))?;
+    let header: Value = crate::jwt::json_segment(h).ok_or_else(|| bad("malformed client assertion"))?;
     if ["crit", "jku", "jwk", "x5u", "x5c"].iter().any(|m| header.get(*m).is_some()) {
         return Err(bad("unsupported client assertion header"));
     }
@@ -200,11 +193,7 @@ pub fn verify(
     if !signed {
         return Err(bad("client assertion signature invalid"));
     }
-    let claims: Value = URL_SAFE_NO_PAD
-        .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| bad("malformed client assertion claims"))?;
+    let claims: Value = crate::jwt::json_segment(p).ok_or_else(|| bad("malformed client assertion claims"))?;
     let text = |k: &str| claims.get(k).and_then(Value::as_str);
     if text("iss") != Some(client.client_id.as_str()) || text("sub") != Some(client.client_id.as_str()) {
         return Err(bad("client assertion iss and sub must be the client_id"));
