@@ -48,6 +48,17 @@ pub fn create_with<A: Aggregate>(
     now: DateTime<Utc>,
     metadata: &Metadata,
 ) -> Result<StreamAppend, ProvisionError> {
+    create_seeded::<A>(id, commands, now, metadata).map(|(append, _)| append)
+}
+
+/// As [`create_with`], with the state the stream will have once the append commits (for
+/// `Hosts::remember`).
+pub fn create_seeded<A: Aggregate>(
+    id: &str,
+    commands: Vec<A::Command>,
+    now: DateTime<Utc>,
+    metadata: &Metadata,
+) -> Result<(StreamAppend, A), ProvisionError> {
     let mut state = A::default();
     let mut events = Vec::new();
     for command in commands {
@@ -57,7 +68,7 @@ pub fn create_with<A: Aggregate>(
         events.extend(decided);
     }
     let events = events.into_iter().map(|e| NewEvent::new(&e.into(), metadata)).collect::<Result<Vec<_>, _>>()?;
-    Ok(StreamAppend { stream: StreamId::new(A::KIND, id), expected: ExpectedVersion::Exact(0), events })
+    Ok((StreamAppend { stream: StreamId::new(A::KIND, id), expected: ExpectedVersion::Exact(0), events }, state))
 }
 
 pub fn create<A: Aggregate>(

@@ -53,6 +53,8 @@ pub struct AggregateActor<A: Aggregate> {
     broken: Option<String>,
     /// Loading failed for a transient reason; queued commands are answered `Unavailable`.
     unavailable: bool,
+    /// Started from a state this node recorded itself (see `Hosts::remember`): no load.
+    seeded: bool,
 }
 
 impl<A: Aggregate> AggregateActor<A> {
@@ -63,12 +65,17 @@ impl<A: Aggregate> AggregateActor<A> {
         idle: Duration,
         queued: Arc<AtomicUsize>,
         on_stop: Box<dyn FnOnce() + Send>,
+        seed: Option<(A, u64)>,
     ) -> Self {
+        let seeded = seed.is_some();
+        let (state, version) = seed.unwrap_or_default();
         AggregateActor {
             stream,
-            state: A::default(),
-            version: 0,
-            snapshot_version: 0,
+            state,
+            version,
+            // A seeded stream's last snapshot is unknown: the next one comes after
+            // `SNAPSHOT_EVERY` more events, as if one had just been taken.
+            snapshot_version: version,
             store,
             clock,
             idle,
@@ -77,7 +84,18 @@ impl<A: Aggregate> AggregateActor<A> {
             on_stop: Some(on_stop),
             broken: None,
             unavailable: false,
+            seeded,
         }
+    }
+
+    /// Stops the actor once it has had no command for `idle` (the next one reactivates it).
+    fn schedule_idle_check(&self, ctx: &mut Context<Self>) {
+        let tick = (self.idle / 2).max(Duration::from_millis(10));
+        ctx.run_interval(tick, |act, ctx| {
+            if act.last_used.elapsed() >= act.idle {
+                ctx.stop();
+            }
+        });
     }
 }
 
@@ -151,6 +169,10 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
         // must not park senders in between.
         ctx.set_mailbox_capacity(usize::MAX >> 2);
         metrics::ACTORS_LIVE.with_label_values(&[A::KIND.as_str()]).inc();
+        self.schedule_idle_check(ctx);
+        if self.seeded {
+            return;
+        }
         let store = self.store.clone();
         let stream = self.stream.clone();
         ctx.wait(async move { load::<A>(&store, &stream).await }.into_actor(self).map(|res, act, ctx| match res {
@@ -169,12 +191,6 @@ impl<A: Aggregate> Actor for AggregateActor<A> {
                 ctx.stop();
             }
         }));
-        let tick = (self.idle / 2).max(Duration::from_millis(10));
-        ctx.run_interval(tick, |act, ctx| {
-            if act.last_used.elapsed() >= act.idle {
-                ctx.stop();
-            }
-        });
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

@@ -1,6 +1,7 @@
 //! Aggregate hosting: one actix actor per live aggregate instance.
 //!
-//! Activation loads the latest snapshot and the tail; commands are handled one at a time
+//! Activation loads the latest snapshot and the tail (or starts from the state the node
+//! remembered when it created the stream itself, see [`Hosts::remember`]); commands are handled one at a time
 //! (`ctx.wait` holds the mailbox while a decision is appended); the append carries the
 //! expected version and, on conflict, the actor reloads and decides once more. Idle actors
 //! passivate. Mailboxes are bounded and a full one answers `Busy` instead of queueing

@@ -9,11 +9,11 @@ use actix::dev::SendError;
 use actix::prelude::*;
 use annals_events::{Metadata, StreamId};
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 thread_local! {
@@ -57,12 +57,61 @@ struct Entry {
     drain: Recipient<Drain>,
 }
 
+/// States of streams this node has just created, for their first activation here (see
+/// [`Hosts::remember`]).
+#[derive(Default)]
+struct Seeds {
+    states: HashMap<StreamId, Seed>,
+    /// Oldest first: the first to go when the map is full.
+    order: VecDeque<StreamId>,
+}
+
+struct Seed {
+    state: Box<dyn Any + Send>,
+    version: u64,
+    at: Instant,
+}
+
+impl Seeds {
+    /// Enough for every authorization request and session a busy node starts between a
+    /// browser's two requests; a few hundred bytes each.
+    const CAPACITY: usize = 4096;
+    /// A seed is a shortcut for the next request of a flow, not a cache: older ones are
+    /// dropped unused, and their stream loads from the store as any other.
+    const MAX_AGE: Duration = Duration::from_secs(600);
+
+    fn put(&mut self, stream: StreamId, seed: Seed) {
+        while self.order.len() >= Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.states.remove(&old);
+            }
+        }
+        if self.states.insert(stream.clone(), seed).is_none() {
+            self.order.push_back(stream);
+        }
+    }
+
+    /// Removes the stream's seed; returns it if it is of this aggregate and young enough.
+    fn take<A: Aggregate>(&mut self, stream: &StreamId) -> Option<(A, u64)> {
+        let seed = self.states.remove(stream)?;
+        self.order.retain(|s| s != stream);
+        if seed.at.elapsed() > Self::MAX_AGE {
+            return None;
+        }
+        let state = seed.state.downcast::<A>().ok()?;
+        Some((*state, seed.version))
+    }
+}
+
 struct Inner {
     store: SharedStore,
     clock: SharedClock,
     config: HostsConfig,
     arbiters: Vec<Arbiter>,
     actors: Mutex<HashMap<StreamId, Entry>>,
+    /// Taken only while `actors` is held, so a seed and a live actor of one stream never
+    /// both count.
+    seeds: Mutex<Seeds>,
     closing: AtomicBool,
     /// Commands between the closing check and their reply; shutdown waits for zero so no
     /// command that may have appended is cut off. With `closing`, SeqCst: each side writes one
@@ -97,6 +146,7 @@ impl Hosts {
                 config,
                 arbiters,
                 actors: Mutex::new(HashMap::new()),
+                seeds: Mutex::new(Seeds::default()),
                 closing: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
@@ -205,6 +255,23 @@ impl Hosts {
         Err(CommandError::Unavailable)
     }
 
+    /// Remembers the state of a stream this node has just created (appended at `version`,
+    /// outside any actor: an authorization request, a session started with a login), so that
+    /// the actor the flow's next request activates starts from it instead of reading the
+    /// snapshot and the stream back (two queries a login saved for each). A wrong seed costs
+    /// no correctness: the actor's first append expects `version`, and a stream that moved on
+    /// meanwhile makes it conflict, catch up from the store and decide again. Ignored when the
+    /// stream's actor is live here already (it knows better).
+    pub fn remember<A: Aggregate>(&self, id: &str, state: A, version: u64) {
+        let stream = StreamId::new(A::KIND, id);
+        let actors = self.inner.actors();
+        if actors.contains_key(&stream) {
+            return;
+        }
+        let seed = Seed { state: Box::new(state), version, at: Instant::now() };
+        self.inner.seeds.lock().unwrap_or_else(|p| p.into_inner()).put(stream, seed);
+    }
+
     /// Actors currently activated.
     pub fn live(&self) -> usize {
         self.inner.actors().len()
@@ -235,6 +302,8 @@ impl Hosts {
                 }
             }
         }
+        // Taken whether or not it is used: a seed outlives no actor of its stream.
+        let seed = self.inner.seeds.lock().unwrap_or_else(|p| p.into_inner()).take::<A>(stream);
         let queued = Arc::new(AtomicUsize::new(0));
         let token = self.inner.tokens.fetch_add(1, Ordering::Relaxed);
         let weak = Arc::downgrade(&self.inner);
@@ -254,7 +323,8 @@ impl Hosts {
             stream.clone(),
             queued.clone(),
         );
-        let actor = move |_: &mut Context<AggregateActor<A>>| AggregateActor::new(s, store, clock, idle, q, on_stop);
+        let actor =
+            move |_: &mut Context<AggregateActor<A>>| AggregateActor::new(s, store, clock, idle, q, on_stop, seed);
         let addr = if HOST_HERE.get() {
             AggregateActor::<A>::create(actor)
         } else {

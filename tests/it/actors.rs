@@ -161,6 +161,59 @@ async fn long_streams_are_snapshotted_and_load_the_same_state() {
     assert_eq!(full.roles.len(), 150);
 }
 
+/// A stream this node has just created (outside any actor) is remembered: the actor its
+/// next command activates starts from that state instead of reading the stream back, once.
+#[actix_rt::test]
+async fn a_remembered_stream_starts_its_actor_from_the_remembered_state_once() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_millis(100), 64);
+    let named = RealmSettings { display_name: Some("Acme".into()), ..RealmSettings::default() };
+    let rename = || RealmCommand::ChangeSettings { settings: named.clone(), extra: Default::default() };
+    let create =
+        RealmCommand::Create { name: "acme".into(), settings: RealmSettings::default(), extra: Default::default() };
+    let (append, created) =
+        annals::provision::create_seeded::<Realm>("acme", vec![create], chrono::Utc::now(), &meta()).unwrap();
+    let done = store.append(append).await.unwrap();
+    // Given the store holds the realm unnamed, and the node remembers it named (a state only
+    // the seed has, to tell where the actor's state came from).
+    h.remember::<Realm>("acme", Realm { settings: named.clone(), ..created.clone() }, done.last_version);
+    // When it is named, the actor decides against the remembered state: nothing to change.
+    let first = h.execute::<Realm>("acme", rename(), meta()).await.unwrap();
+    assert_eq!((first.events, first.version), (0, 1));
+    // A state remembered while the actor is live is ignored, and no seed outlives the actor:
+    // activated again, it reads the stream, unnamed, and names it.
+    h.remember::<Realm>("acme", Realm { settings: named.clone(), ..created }, done.last_version);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.live(), 0, "idle actor passivated");
+    let again = h.execute::<Realm>("acme", rename(), meta()).await.unwrap();
+    assert_eq!((again.events, again.version), (1, 2));
+    h.shutdown().await;
+}
+
+/// A remembered state that another node has moved on from loses no update: the seeded
+/// actor's append expects the remembered version, conflicts, catches up and decides again.
+#[actix_rt::test]
+async fn a_stale_remembered_state_loses_no_update() {
+    let (store, _dir) = support::sqlite_store().await;
+    let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&store, Duration::from_secs(60), 64));
+    let (append, created) =
+        annals::provision::create_seeded::<User>("u1", vec![create_user("ada")], chrono::Utc::now(), &meta()).unwrap();
+    let done = store.append(append).await.unwrap();
+    a.remember::<User>("u1", created, done.last_version);
+    // Given another node granted a role after the state was remembered,
+    b.execute::<User>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta()).await.unwrap();
+    // when this node grants another and grants the first again,
+    let granted = a.execute_full::<User>("u1", UserCommand::GrantRole { role_id: "r2".into() }, meta()).await.unwrap();
+    let again = a.execute::<User>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta()).await.unwrap();
+    // then both grants stand, each once, in order.
+    assert_eq!(granted.executed.version, 3);
+    assert!(granted.state.roles.contains("r1") && granted.state.roles.contains("r2"));
+    assert_eq!((again.events, again.version), (0, 3));
+    assert_eq!(store.read_stream(&StreamId::new(StreamType::User, "u1"), 0, ReadUntil::End).await.unwrap().len(), 3);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Two nodes on one PostgreSQL database send commands to the same aggregate. Each node's
 /// actor holds a stale version whenever the other node wrote; the conflict is retried and no
 /// update is lost.

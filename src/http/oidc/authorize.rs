@@ -85,22 +85,26 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
     };
     let ar_id = uuid::Uuid::now_v7().to_string();
     let meta = metadata(req, &realm.id, client_actor(&realm.id, &started.client_id));
-    let start = crate::provision::create::<AuthRequest>(
+    let start = crate::provision::create_seeded::<AuthRequest>(
         &ar_id,
-        AuthRequestCommand::Start(Box::new(started.clone())),
+        vec![AuthRequestCommand::Start(Box::new(started.clone()))],
         now,
         &meta,
     );
-    let appended = match start {
-        Ok(append) => state.store.append(append).await,
+    let (append, seed) = match start {
+        Ok(created) => created,
         Err(e) => {
             tracing::error!(error = %e, "authorization request cannot be recorded");
             return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, &shown, "The request cannot be recorded.");
         }
     };
-    if let Err(e) = appended {
-        tracing::error!(error = %e, "authorization request cannot be recorded");
-        return state.pages.error(StatusCode::SERVICE_UNAVAILABLE, &shown, "Please try again in a moment.");
+    match state.store.append(append).await {
+        // The login that follows finds the request's actor without reading it back.
+        Ok(done) => state.hosts.remember::<AuthRequest>(&ar_id, seed, done.last_version),
+        Err(e) => {
+            tracing::error!(error = %e, "authorization request cannot be recorded");
+            return state.pages.error(StatusCode::SERVICE_UNAVAILABLE, &shown, "Please try again in a moment.");
+        }
     }
     let reply = rules::reply_of(&started);
     let prompt = |p: &str| started.prompt.iter().any(|x| x == p);
@@ -242,19 +246,23 @@ pub async fn complete(
         consent: consent.clone(),
     };
     // The session (when new) starts only once the user agrees: a refusal leaves none.
-    let along = match consent {
+    let starting = match consent {
         None => match session_start(state, realm, new_session, &meta) {
             Ok(a) => a,
             Err(res) => return *res,
         },
-        Some(_) => Vec::new(),
+        Some(_) => None,
     };
+    let (along, seed) = starting.map_or((Vec::new(), None), |(a, seed)| (vec![a], Some(seed)));
     // The code is offered before the request's response type is known here; the aggregate
     // records it only when the request asked for one.
     let outcome = match state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
         Ok(o) => o,
         Err(e) => return step_failed(state, realm, e),
     };
+    if let Some((sid, session, version)) = seed {
+        state.hosts.remember::<Session>(&sid, session, version);
+    }
     let Some(started) = outcome.state.request.as_deref().cloned() else { return timed_out(state, realm) };
     if let Some(scopes) = consent {
         return consent_page(state, req, realm, ar_id, &started, &scopes);
@@ -263,18 +271,26 @@ pub async fn complete(
     finish(state, realm, ar_id, &started, done, cookie).await
 }
 
+/// What a new session's start appends, with the session's id, state and version once that
+/// commits (for `Hosts::remember`).
+type SessionStart = (crate::store::StreamAppend, (String, Session, u64));
+
 /// The start of a password login's session, as an append that commits with the request's
 /// code: a code never names a session the log lacks, and the login costs one durable commit
-/// less. Empty for an SSO login (its session exists).
+/// less. None for an SSO login (its session exists).
 fn session_start(
     state: &AppState,
     realm: &RealmView,
     new_session: Option<(SessionStarted, String)>,
     meta: &annals_events::Metadata,
-) -> Result<Vec<crate::store::StreamAppend>, Box<HttpResponse>> {
-    let Some((new, sid)) = new_session else { return Ok(Vec::new()) };
-    match crate::provision::create::<Session>(&sid, SessionCommand::Start(new), state.clock.now(), meta) {
-        Ok(a) => Ok(vec![a]),
+) -> Result<Option<SessionStart>, Box<HttpResponse>> {
+    let Some((new, sid)) = new_session else { return Ok(None) };
+    let start = vec![SessionCommand::Start(new)];
+    match crate::provision::create_seeded::<Session>(&sid, start, state.clock.now(), meta) {
+        Ok((a, session)) => {
+            let version = a.events.len() as u64;
+            Ok(Some((a, (sid, session, version))))
+        }
         Err(e) => {
             tracing::error!(error = %e, "session cannot be recorded");
             Err(Box::new(state.pages.error(
@@ -498,8 +514,8 @@ pub async fn answer_consent(
     // A password login's session starts with the code; an SSO session exists already.
     let acr = if fresh { "1" } else { "0" };
     let new_session = (accept && fresh).then(|| (super::password_session(realm, &user_id, auth_time), sid.clone()));
-    let along = match session_start(state, realm, new_session, &meta) {
-        Ok(a) => a,
+    let (along, seed) = match session_start(state, realm, new_session, &meta) {
+        Ok(a) => a.map_or((Vec::new(), None), |(a, seed)| (vec![a], Some(seed))),
         Err(res) => return *res,
     };
     let secret = random_token(32);
@@ -507,6 +523,9 @@ pub async fn answer_consent(
     let cmd = AuthRequestCommand::Consent { realm_id: realm.id.clone(), granted: accept, code };
     if let Err(e) = state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
         return step_failed(state, realm, e);
+    }
+    if let Some((sid, session, version)) = seed {
+        state.hosts.remember::<Session>(&sid, session, version);
     }
     if !accept {
         let e = OAuthError::access_denied("User denied consent");

@@ -681,12 +681,19 @@ async fn password(
         _ => None,
     };
     let mut appends = vec![append];
+    let mut seed = None;
     if let Some((sid, started)) = &session_id {
-        let start = crate::provision::create::<Session>(sid, SessionCommand::Start(started.clone()), now, &meta)
+        let start = vec![SessionCommand::Start(started.clone())];
+        let (start, session) = crate::provision::create_seeded::<Session>(sid, start, now, &meta)
             .map_err(|e| OAuthError::server_error(e.to_string()))?;
+        seed = Some((start.events.len() as u64, session));
         appends.push(start);
     }
     state.store.append_all(appends).await.map_err(|_| OAuthError::temporarily_unavailable("try again"))?;
+    if let (Some((sid, _)), Some((version, session))) = (&session_id, seed) {
+        // The tokens below are recorded by the session's actor: it starts from this state.
+        state.hosts.remember::<Session>(sid, session, version);
+    }
     if let Some(e) = refused_offline {
         return Err(e.recorded());
     }
