@@ -892,6 +892,46 @@ async fn a_role_change_or_a_disabled_account_shows_in_the_next_token() {
     demo.app.stop().await;
 }
 
+/// Logins read the user from the subject cache once it holds them: a new password, a disabled
+/// or a disabled account must still count from the next login on, not after a while.
+#[actix_rt::test]
+async fn a_changed_password_or_a_disabled_account_counts_at_the_next_login() {
+    use annals::domain::user::{User, UserCommand};
+    let demo = Demo::start().await;
+    let web = ("web", "web-secret-0123456789");
+    let login = |user: &'static str, pw: &'static str| {
+        let demo = &demo;
+        async move { demo.token(web, &[("grant_type", "password"), ("username", user), ("password", pw)]).await }
+    };
+    // Twice: the second login is answered from the cache.
+    for _ in 0..2 {
+        assert_eq!(login("alice", "alice-password").await.0, 200);
+    }
+    let realm = demo.app.read_models.read().realms.by_name("demo").unwrap().id.clone();
+    let alice = annals::sqlmodels::users::by_username(&demo.app.store.pool(), &realm, "alice").await.unwrap().unwrap();
+    let meta = annals_events::Metadata::system("test");
+    let settle = |p: u64| {
+        let (models, sql) = (demo.app.read_models.clone(), demo.app.sql_models.clone());
+        async move {
+            models.wait_for(p, std::time::Duration::from_secs(5)).await.unwrap();
+            assert!(sql.wait_for(p, std::time::Duration::from_secs(5)).await);
+        }
+    };
+    let hash = annals::credentials::password::hash_password("alice-new-password").unwrap();
+    let cmd = UserCommand::SetPassword { hash, temporary: false };
+    settle(demo.app.hosts.execute::<User>(&alice.id, cmd, meta.clone()).await.unwrap().position).await;
+    let (status, err) = login("alice", "alice-password").await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "the old password no longer works");
+    assert_eq!(login("alice", "alice-new-password").await.0, 200);
+
+    let disabled = annals_events::user::UserProfile { enabled: false, ..alice.profile };
+    let cmd = UserCommand::ChangeProfile { profile: disabled };
+    settle(demo.app.hosts.execute::<User>(&alice.id, cmd, meta).await.unwrap().position).await;
+    let (status, err) = login("alice", "alice-new-password").await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "a disabled account cannot log in");
+    demo.app.stop().await;
+}
+
 #[actix_rt::test]
 async fn private_key_jwt_authenticates_once_per_assertion_and_refuses_the_attacks() {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};

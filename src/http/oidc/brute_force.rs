@@ -10,7 +10,7 @@
 use super::metadata;
 use crate::domain::login_failures::{address_key, user_key, LoginFailures, LoginFailuresCommand};
 use crate::http::AppState;
-use crate::oidc::login::{find_user, verify_user, LoggedIn, LoginError};
+use crate::oidc::login::{verify_user, LoggedIn, LoginError};
 use actix_web::HttpRequest;
 use annals_events::Actor;
 use annals_projections::realms::RealmView;
@@ -78,7 +78,7 @@ pub async fn login(
     username: &str,
     pw: &str,
 ) -> Result<LoggedIn, LoginError> {
-    let user = find_user(&state.store.pool(), realm, username).await?;
+    let user = super::issue::login_user(state, realm, username).await?;
     let key = match (&user, realm.settings.brute_force.enabled) {
         (Some(u), true) => user_key(&realm.id, &u.id),
         _ => return checked(state, req, realm, user, pw).await,

@@ -2,11 +2,13 @@
 //! model and the role graph), signing with the realm's keys, and the token response.
 use crate::actors::CommandError;
 use crate::http::AppState;
+use crate::oidc::login::{find_user, LoginError};
 use crate::oidc::tokens::{self, IdExtras, Issuance, SessionRef, Subject};
 use crate::oidc::OAuthError;
 use crate::sqlmodels::users;
 use annals_projections::clients::ClientView;
 use annals_projections::realms::RealmView;
+use annals_projections::users::UserView;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -83,6 +85,9 @@ struct SubjectsInner {
     stamp: u64,
     users: HashMap<(String, String), (Instant, Arc<Subject>)>,
     service_accounts: HashMap<String, (Instant, Option<Arc<Subject>>)>,
+    /// Users found by the name a login gave (realm, name), with their credentials: a password
+    /// change, like any user event, empties the cache. Names that found nobody are not kept.
+    logins: HashMap<(String, String), (Instant, UserView)>,
 }
 
 /// How long a cached subject is trusted without any event invalidating it.
@@ -93,9 +98,10 @@ const MAX_SUBJECTS: usize = 100_000;
 
 impl SubjectsInner {
     fn at(&mut self, stamp: u64) -> &mut Self {
-        if self.stamp != stamp || self.users.len() + self.service_accounts.len() >= MAX_SUBJECTS {
+        if self.stamp != stamp || self.users.len() + self.service_accounts.len() + self.logins.len() >= MAX_SUBJECTS {
             self.users.clear();
             self.service_accounts.clear();
+            self.logins.clear();
             self.stamp = stamp;
         }
         self
@@ -248,6 +254,26 @@ pub fn response(plan: &Plan<'_>, signed: Signed) -> Value {
     }
     body.insert("scope".into(), json!(crate::oidc::scope::to_string(plan.scope)));
     Value::Object(body)
+}
+
+/// The user a login names (by username, or by email where the realm allows it); cached like
+/// every subject, so a steady stream of logins reads each user once.
+pub async fn login_user(state: &AppState, realm: &RealmView, name: &str) -> Result<Option<UserView>, LoginError> {
+    let key = (realm.id.clone(), name.to_string());
+    let changed_at = state.read_models.read().subjects_changed_at;
+    if let Some((at, user)) = state.subjects.lock().at(changed_at).logins.get(&key) {
+        if at.elapsed() < SUBJECT_TTL {
+            return Ok(Some(user.clone()));
+        }
+    }
+    let sql_position = state.sql_models.position();
+    let found = find_user(&state.store.pool(), realm, name).await?;
+    if let Some(user) = &found {
+        if sql_position >= changed_at && cacheable(state) {
+            state.subjects.lock().at(changed_at).logins.insert(key, (Instant::now(), user.clone()));
+        }
+    }
+    Ok(found)
 }
 
 /// The client's service-account user (Keycloak names it `service-account-{clientId}`), if it
