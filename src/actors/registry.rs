@@ -62,14 +62,18 @@ struct Entry {
 #[derive(Default)]
 struct Seeds {
     states: HashMap<StreamId, Seed>,
-    /// Oldest first: the first to go when the map is full.
-    order: VecDeque<StreamId>,
+    /// Oldest first, with the number each was put under: the first to go when full. A seed
+    /// taken leaves its entry here (removing it would scan the queue); evicting that entry
+    /// later removes nothing, nor a newer seed of the same stream (another number).
+    order: VecDeque<(StreamId, u64)>,
+    next: u64,
 }
 
 struct Seed {
     state: Box<dyn Any + Send>,
     version: u64,
     at: Instant,
+    number: u64,
 }
 
 impl Seeds {
@@ -80,21 +84,23 @@ impl Seeds {
     /// dropped unused, and their stream loads from the store as any other.
     const MAX_AGE: Duration = Duration::from_secs(600);
 
-    fn put(&mut self, stream: StreamId, seed: Seed) {
+    fn put(&mut self, stream: StreamId, state: Box<dyn Any + Send>, version: u64) {
         while self.order.len() >= Self::CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.states.remove(&old);
+            if let Some((old, number)) = self.order.pop_front() {
+                if self.states.get(&old).is_some_and(|s| s.number == number) {
+                    self.states.remove(&old);
+                }
             }
         }
-        if self.states.insert(stream.clone(), seed).is_none() {
-            self.order.push_back(stream);
-        }
+        let number = self.next;
+        self.next += 1;
+        self.states.insert(stream.clone(), Seed { state, version, at: Instant::now(), number });
+        self.order.push_back((stream, number));
     }
 
     /// Removes the stream's seed; returns it if it is of this aggregate and young enough.
     fn take<A: Aggregate>(&mut self, stream: &StreamId) -> Option<(A, u64)> {
         let seed = self.states.remove(stream)?;
-        self.order.retain(|s| s != stream);
         if seed.at.elapsed() > Self::MAX_AGE {
             return None;
         }
@@ -268,8 +274,7 @@ impl Hosts {
         if actors.contains_key(&stream) {
             return;
         }
-        let seed = Seed { state: Box::new(state), version, at: Instant::now() };
-        self.inner.seeds.lock().unwrap_or_else(|p| p.into_inner()).put(stream, seed);
+        self.inner.seeds.lock().unwrap_or_else(|p| p.into_inner()).put(stream, Box::new(state), version);
     }
 
     /// Actors currently activated.
@@ -336,5 +341,60 @@ impl Hosts {
             Entry { token, queued: queued.clone(), addr: Box::new(addr.clone()), drain: addr.clone().recipient() },
         );
         (addr, queued, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::realm::Realm;
+    use crate::domain::user::User;
+    use annals_events::StreamType;
+
+    fn stream(id: &str) -> StreamId {
+        StreamId::new(StreamType::User, id)
+    }
+
+    fn user(name: &str) -> Box<dyn Any + Send> {
+        Box::new(User { username: name.into(), ..User::default() })
+    }
+
+    #[test]
+    fn given_a_seed_when_taken_twice_then_only_the_first_has_it() {
+        let mut seeds = Seeds::default();
+        seeds.put(stream("u1"), user("ada"), 1);
+        let (state, version) = seeds.take::<User>(&stream("u1")).unwrap();
+        assert_eq!((state.username.as_str(), version), ("ada", 1));
+        assert!(seeds.take::<User>(&stream("u1")).is_none());
+    }
+
+    #[test]
+    fn given_a_seed_of_another_aggregate_when_taken_then_nothing_and_it_is_gone() {
+        let mut seeds = Seeds::default();
+        seeds.put(stream("u1"), user("ada"), 1);
+        assert!(seeds.take::<Realm>(&stream("u1")).is_none());
+        assert!(seeds.take::<User>(&stream("u1")).is_none());
+    }
+
+    #[test]
+    fn given_a_full_map_when_one_more_is_put_then_the_oldest_goes_but_not_a_newer_seed_of_its_stream() {
+        let mut seeds = Seeds::default();
+        seeds.put(stream("first"), user("old"), 1);
+        // Taken and put again: its first entry in the queue is stale.
+        seeds.take::<User>(&stream("first")).unwrap();
+        seeds.put(stream("first"), user("new"), 2);
+        for i in 0..Seeds::CAPACITY - 2 {
+            seeds.put(stream(&format!("s{i}")), user("x"), 1);
+        }
+        // The queue is full: the stale entry goes first, and takes nothing with it.
+        seeds.put(stream("last"), user("x"), 1);
+        assert_eq!(seeds.take::<User>(&stream("first")).map(|(u, v)| (u.username, v)), Some(("new".into(), 2)));
+        // Then the entry of the new seed (taken just now: nothing), then the oldest other.
+        seeds.put(stream("later"), user("x"), 1);
+        assert!(seeds.states.contains_key(&stream("s0")));
+        seeds.put(stream("later still"), user("x"), 1);
+        assert!(seeds.take::<User>(&stream("s0")).is_none());
+        assert!(seeds.take::<User>(&stream("s1")).is_some());
+        assert!(seeds.states.len() <= Seeds::CAPACITY);
     }
 }

@@ -246,23 +246,20 @@ pub async fn complete(
         consent: consent.clone(),
     };
     // The session (when new) starts only once the user agrees: a refusal leaves none.
-    let starting = match consent {
+    let (along, seed) = match consent {
         None => match session_start(state, realm, new_session, &meta) {
             Ok(a) => a,
             Err(res) => return *res,
         },
-        Some(_) => None,
+        Some(_) => Default::default(),
     };
-    let (along, seed) = starting.map_or((Vec::new(), None), |(a, seed)| (vec![a], Some(seed)));
     // The code is offered before the request's response type is known here; the aggregate
     // records it only when the request asked for one.
     let outcome = match state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
         Ok(o) => o,
         Err(e) => return step_failed(state, realm, e),
     };
-    if let Some((sid, session, version)) = seed {
-        state.hosts.remember::<Session>(&sid, session, version);
-    }
+    remember_session(state, seed);
     let Some(started) = outcome.state.request.as_deref().cloned() else { return timed_out(state, realm) };
     if let Some(scopes) = consent {
         return consent_page(state, req, realm, ar_id, &started, &scopes);
@@ -271,25 +268,24 @@ pub async fn complete(
     finish(state, realm, ar_id, &started, done, cookie).await
 }
 
-/// What a new session's start appends, with the session's id, state and version once that
-/// commits (for `Hosts::remember`).
-type SessionStart = (crate::store::StreamAppend, (String, Session, u64));
+/// A new session: its id, and its state and version once its start commits.
+type SessionSeed = Option<(String, Session, u64)>;
 
 /// The start of a password login's session, as an append that commits with the request's
 /// code: a code never names a session the log lacks, and the login costs one durable commit
-/// less. None for an SSO login (its session exists).
+/// less. Nothing for an SSO login (its session exists).
 fn session_start(
     state: &AppState,
     realm: &RealmView,
     new_session: Option<(SessionStarted, String)>,
     meta: &annals_events::Metadata,
-) -> Result<Option<SessionStart>, Box<HttpResponse>> {
-    let Some((new, sid)) = new_session else { return Ok(None) };
+) -> Result<(Vec<crate::store::StreamAppend>, SessionSeed), Box<HttpResponse>> {
+    let Some((new, sid)) = new_session else { return Ok(Default::default()) };
     let start = vec![SessionCommand::Start(new)];
     match crate::provision::create_seeded::<Session>(&sid, start, state.clock.now(), meta) {
         Ok((a, session)) => {
             let version = a.events.len() as u64;
-            Ok(Some((a, (sid, session, version))))
+            Ok((vec![a], Some((sid, session, version))))
         }
         Err(e) => {
             tracing::error!(error = %e, "session cannot be recorded");
@@ -299,6 +295,14 @@ fn session_start(
                 "Please try again in a moment.",
             )))
         }
+    }
+}
+
+/// Once a new session's start has committed: the code's redemption then finds its actor
+/// without reading it back.
+fn remember_session(state: &AppState, seed: SessionSeed) {
+    if let Some((sid, session, version)) = seed {
+        state.hosts.remember::<Session>(&sid, session, version);
     }
 }
 
@@ -515,7 +519,7 @@ pub async fn answer_consent(
     let acr = if fresh { "1" } else { "0" };
     let new_session = (accept && fresh).then(|| (super::password_session(realm, &user_id, auth_time), sid.clone()));
     let (along, seed) = match session_start(state, realm, new_session, &meta) {
-        Ok(a) => a.map_or((Vec::new(), None), |(a, seed)| (vec![a], Some(seed))),
+        Ok(a) => a,
         Err(res) => return *res,
     };
     let secret = random_token(32);
@@ -524,9 +528,7 @@ pub async fn answer_consent(
     if let Err(e) = state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
         return step_failed(state, realm, e);
     }
-    if let Some((sid, session, version)) = seed {
-        state.hosts.remember::<Session>(&sid, session, version);
-    }
+    remember_session(state, seed);
     if !accept {
         let e = OAuthError::access_denied("User denied consent");
         return reply_error(state, realm, &rules::reply_of(&started), &e);
