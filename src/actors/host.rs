@@ -1,5 +1,5 @@
 //! The actor that hosts one aggregate instance.
-use super::{CommandError, Executed, Outcome};
+use super::{CommandError, Decided, Executed, Outcome};
 use crate::clock::SharedClock;
 use crate::domain::{fold, Aggregate};
 use crate::metrics;
@@ -9,7 +9,7 @@ use annals_events::{Metadata, NewEvent, RecordedEvent, StreamId};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Take a snapshot when this many events were appended since the last one.
 pub(crate) const SNAPSHOT_EVERY: u64 = 100;
@@ -23,6 +23,9 @@ pub struct Execute<A: Aggregate> {
     /// events, or not at all (the session a login starts, with the request's code).
     pub along: Vec<StreamAppend>,
     pub reply: oneshot::Sender<Result<Outcome<A>, CommandError<A::Error>>>,
+    /// Told what the command decided as soon as its events go to the store, before they are
+    /// durable (the first decision only; see `Hosts::execute_prepared`).
+    pub preview: Option<mpsc::Sender<Decided<A>>>,
     /// Set once the actor has taken the command up. A reply dropped after that may follow an
     /// append (the actor's thread stopped mid-command): the caller must not run it again.
     pub taken: Arc<AtomicBool>,
@@ -220,6 +223,7 @@ async fn decide_and_append<A: Aggregate>(
     mut state: A,
     mut version: u64,
     (command, metadata, along): (A::Command, Metadata, Vec<StreamAppend>),
+    mut preview: Option<mpsc::Sender<Decided<A>>>,
 ) -> Attempt<A> {
     for attempt in 0..2 {
         let events = match state.decide(command.clone(), clock.now()) {
@@ -234,7 +238,8 @@ async fn decide_and_append<A: Aggregate>(
                 Err(e) => return Attempt { state, version, result: Err(e) },
             };
             let executed = Executed { events: 0, version, position };
-            return Attempt { state: state.clone(), version, result: Ok(Outcome { executed, events, state }) };
+            let outcome = Outcome { executed, events, state: state.clone(), redecided: attempt > 0 };
+            return Attempt { state, version, result: Ok(outcome) };
         }
         let new: Result<Vec<NewEvent>, _> =
             events.iter().map(|e| NewEvent::new(&e.clone().into(), &metadata)).collect();
@@ -243,6 +248,14 @@ async fn decide_and_append<A: Aggregate>(
             Err(e) => return Attempt { state, version, result: Err(CommandError::Corrupt(e.to_string())) },
         };
         let append = StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: new };
+        // The caller prepares its answer while the events commit; `redecided` tells it
+        // whether that answer still holds.
+        let previewed = preview.take().map(|tx| {
+            let after = fold(state.clone(), &events);
+            let version = version + events.len() as u64;
+            let _ = tx.try_send(Decided { events: events.clone(), state: after.clone(), version });
+            after
+        });
         let appended = if along.is_empty() {
             store.append(append).await
         } else {
@@ -261,12 +274,9 @@ async fn decide_and_append<A: Aggregate>(
             Ok(done) => {
                 let executed =
                     Executed { events: events.len(), version: done.last_version, position: done.last_position };
-                let state = fold(state, &events);
-                return Attempt {
-                    state: state.clone(),
-                    version: done.last_version,
-                    result: Ok(Outcome { executed, events, state }),
-                };
+                let after = previewed.unwrap_or_else(|| fold(state, &events));
+                let outcome = Outcome { executed, events, state: after.clone(), redecided: attempt > 0 };
+                return Attempt { state: after, version: done.last_version, result: Ok(outcome) };
             }
             // A stream that comes along exists already: catching up on this one cannot help.
             Err(StoreError::Conflict { stream: other, .. }) if other != stream => {
@@ -332,6 +342,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             self.state.clone(),
             self.version,
             (msg.command, msg.metadata, msg.along),
+            msg.preview,
         );
         let reply = msg.reply;
         // `wait` holds the mailbox: the next command sees this one's result.

@@ -39,6 +39,20 @@ pub struct Outcome<A: crate::domain::Aggregate> {
     pub executed: Executed,
     pub events: Vec<A::Event>,
     pub state: A,
+    /// The first decision conflicted with another writer and the command was decided again
+    /// after catching up: what was previewed of the first (see [`Decided`]) does not hold.
+    pub redecided: bool,
+}
+
+/// What a command decided, sent before its events are durable (see
+/// [`Hosts::execute_prepared`]): the events, the state after them and the stream's version
+/// once they commit. Nothing of it may leave the node until the command's outcome says the
+/// events committed, undecided again.
+#[derive(Clone, Debug)]
+pub struct Decided<A: crate::domain::Aggregate> {
+    pub events: Vec<A::Event>,
+    pub state: A,
+    pub version: u64,
 }
 
 /// Errors of hosted commands. The HTTP layer answers `Domain` by the variant's meaning,

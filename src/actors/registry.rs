@@ -1,6 +1,6 @@
 //! Finds or starts the actor for a stream, on the arbiter its id hashes to.
 use super::host::{AggregateActor, Drain, Execute};
-use super::{CommandError, Executed, Outcome};
+use super::{CommandError, Decided, Executed, Outcome};
 use crate::clock::SharedClock;
 use crate::domain::Aggregate;
 use crate::metrics;
@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 thread_local! {
     static HOST_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -194,9 +194,46 @@ impl Hosts {
         metadata: Metadata,
         along: Vec<StreamAppend>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        self.execute_tracked::<A>(id, command, metadata, along, None).await
+    }
+
+    /// As [`Hosts::execute_full`], running `prepare` on what the command decided while its
+    /// events commit, and returning what it made only if that decision is the one that
+    /// committed (`None` if the command decided nothing, failed, or was decided again after a
+    /// conflict: the caller then prepares from the outcome). For work that the answer needs
+    /// and that may be thrown away, such as signing tokens: done before the commit, the
+    /// answers of one committed batch leave together instead of one signature apart.
+    pub async fn execute_prepared<A: Aggregate, T>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+        prepare: impl FnOnce(&Decided<A>) -> T,
+    ) -> Result<(Outcome<A>, Option<T>), CommandError<A::Error>> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let execution = self.execute_tracked::<A>(id, command, metadata, Vec::new(), Some(tx));
+        tokio::pin!(execution);
+        let prepared = tokio::select! {
+            biased;
+            out = &mut execution => return out.map(|o| (o, None)),
+            decided = rx.recv() => decided.map(|d| prepare(&d)),
+        };
+        let outcome = execution.await?;
+        let prepared = if outcome.redecided { None } else { prepared };
+        Ok((outcome, prepared))
+    }
+
+    async fn execute_tracked<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+        along: Vec<StreamAppend>,
+        preview: Option<mpsc::Sender<Decided<A>>>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
         debug_assert!(along.iter().all(|a| a.expected == ExpectedVersion::Exact(0)));
         self.inner.inflight.fetch_add(1, Ordering::SeqCst);
-        let out = self.execute_once::<A>(id, command, metadata, along).await;
+        let out = self.execute_once::<A>(id, command, metadata, along, preview).await;
         if self.inner.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.inner.idle.notify_waiters();
         }
@@ -209,6 +246,7 @@ impl Hosts {
         command: A::Command,
         metadata: Metadata,
         along: Vec<StreamAppend>,
+        preview: Option<mpsc::Sender<Decided<A>>>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::KIND, id);
         // Two tries: an actor may passivate between lookup and send, or drop a queued message
@@ -230,6 +268,7 @@ impl Hosts {
                 command: command.clone(),
                 metadata: metadata.clone(),
                 along: along.clone(),
+                preview: preview.clone(),
                 reply,
                 taken: taken.clone(),
             };

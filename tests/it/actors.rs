@@ -214,6 +214,68 @@ async fn a_stale_remembered_state_loses_no_update() {
     b.shutdown().await;
 }
 
+#[actix_rt::test]
+async fn what_a_command_decided_is_prepared_while_it_commits_and_kept_once_it_has() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given a live user, when a role grant is prepared from its decision,
+    let prepare = |d: &annals::actors::Decided<User>| (d.version, d.state.roles.clone(), d.events.len());
+    let (outcome, prepared) = h
+        .execute_prepared::<User, _>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta(), prepare)
+        .await
+        .unwrap();
+    // then what was prepared is the committed decision: its version, state and events.
+    let (version, roles, events) = prepared.expect("prepared from the committed decision");
+    assert_eq!((version, events), (outcome.executed.version, outcome.events.len()));
+    assert_eq!((version, roles), (2, outcome.state.roles.clone()));
+    assert!(!outcome.redecided);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn nothing_prepared_is_kept_for_a_refused_command_or_one_that_changed_nothing() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    h.execute::<User>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta()).await.unwrap();
+    let called = std::sync::atomic::AtomicUsize::new(0);
+    let prepare = |_: &annals::actors::Decided<User>| called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // Given a user, when creating it again is prepared, then it is refused and nothing was prepared;
+    let refused = h.execute_prepared::<User, _>("u1", create_user("ada"), meta(), prepare).await;
+    assert!(matches!(refused, Err(CommandError::Domain(_))), "{refused:?}");
+    // when a role it holds is granted again, nothing is recorded and nothing prepared.
+    let prepare = |_: &annals::actors::Decided<User>| called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let again = h.execute_prepared::<User, _>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta(), prepare);
+    let (outcome, prepared) = again.await.unwrap();
+    assert_eq!((outcome.executed.events, prepared), (0, None));
+    assert_eq!(called.load(std::sync::atomic::Ordering::SeqCst), 0);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn what_was_prepared_from_a_decision_that_lost_a_conflict_is_not_kept() {
+    let (store, _dir) = support::sqlite_store().await;
+    let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&store, Duration::from_secs(60), 64));
+    a.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given another node granted a role after this node's actor last saw the user,
+    b.execute::<User>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta()).await.unwrap();
+    // when this node prepares from its grant of another,
+    let prepare = |d: &annals::actors::Decided<User>| (d.version, d.state.roles.clone());
+    let (outcome, prepared) = a
+        .execute_prepared::<User, _>("u1", UserCommand::GrantRole { role_id: "r2".into() }, meta(), prepare)
+        .await
+        .unwrap();
+    // then the stale decision's preparation (version 2, without r1) is dropped: the command was
+    // decided again on the caught-up state, which holds both grants.
+    assert!(outcome.redecided);
+    assert_eq!(prepared, None);
+    assert_eq!(outcome.executed.version, 3);
+    assert!(outcome.state.roles.contains("r1") && outcome.state.roles.contains("r2"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Two nodes on one PostgreSQL database send commands to the same aggregate. Each node's
 /// actor holds a stale version whenever the other node wrote; the conflict is retried and no
 /// update is lost.

@@ -143,7 +143,7 @@ pub fn command_failed<E: std::error::Error>(e: CommandError<E>) -> OAuthError {
 }
 
 /// Which tokens to sign, with the ids already recorded for them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Ids {
     pub access: Option<String>,
     pub id: Option<String>,

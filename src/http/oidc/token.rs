@@ -186,7 +186,7 @@ async fn issue_in_session(
 ) -> Result<serde_json::Value, OAuthError> {
     let now = state.clock.now().timestamp();
     let access_exp = now + tokens::access_lifespan(realm, client);
-    let ids = it.ids.unwrap_or_else(|| Ids {
+    let ids = it.ids.clone().unwrap_or_else(|| Ids {
         access: Some(issue::token_id()),
         id: it.granted.contains("openid").then(issue::token_id),
         refresh: Some(issue::token_id()),
@@ -207,84 +207,137 @@ async fn issue_in_session(
         scope: scope::to_string(it.granted),
         expires_at: access_exp,
     };
-    let command = match it.presented_refresh {
-        Some(presented) => SessionCommand::Refresh { presented, issue: record },
+    let command = match &it.presented_refresh {
+        Some(presented) => SessionCommand::Refresh { presented: presented.clone(), issue: record },
         None => SessionCommand::Issue(record),
     };
     let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
-    let outcome =
-        state.hosts.execute_full::<Session>(it.session_id, command, meta.clone()).await.map_err(|e| match e {
-            crate::actors::CommandError::Domain(SessionError::Revoked) => {
-                OAuthError::invalid_grant("Refresh token was revoked")
-            }
-            crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
-            other => command_failed(other),
-        })?;
-    if outcome.events.iter().any(|e| matches!(e, SessionEvent::RefreshReused(_))) {
-        return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked").recorded());
-    }
-    let s = &outcome.state;
-    if s.realm_id != realm.id || s.user_id != it.subject.user.id {
-        return Err(OAuthError::invalid_grant("Session not active"));
-    }
-    let acr = match it.carried_acr {
-        Some(carried) => carried.to_string(),
-        None => {
-            let default = if it.sso { "0" } else { s.acr.as_str() };
-            crate::oidc::acr::reported(default, &s.acr, it.acr_values, &crate::oidc::acr::map_for(realm, client))
-        }
+    let minted = Minting { state, realm, client, it: &it, now, access_exp };
+    // The tokens are signed while the session's event commits (when nothing else has to be
+    // recorded first), and handed out only once it has: see ARCHITECTURE.md, "Signed while
+    // the grant commits".
+    let prepare = |d: &crate::actors::Decided<Session>| -> Option<Result<(Plan<'_>, issue::Signed), OAuthError>> {
+        let offline = match (&d.state.offline_from, start_offline) {
+            (Some(_), _) => Some(it.session_id.to_string()),
+            (None, false) => None,
+            (None, true) => return None,
+        };
+        minted.valid(&d.events, &d.state).ok()?;
+        Some(minted.sign(&d.state, d.version, ids.clone(), (offline, d.state.expires_at())))
     };
-    let (offline, refresh_exp) = match (&s.offline_from, start_offline) {
-        (Some(_), _) => (Some(it.session_id.to_string()), s.expires_at()),
-        (None, true) => {
-            let first = Issue {
-                client: client.id.clone(),
-                grant: it.grant.to_string(),
-                access_token_id: None,
-                id_token_id: None,
-                refresh_token_id: ids.refresh.clone(),
-                scope: scope::to_string(it.granted),
-                expires_at: access_exp,
-            };
-            match join_offline_session(state, realm, s, (it.session_id, it.request), first, &meta).await {
-                Ok(joined) => (Some(joined.0), joined.1),
-                Err(e) => {
-                    // What the SSO session just recorded is never handed out: revoke it.
-                    let token_ids = [&ids.access, &ids.id].into_iter().flatten().cloned().collect();
-                    let reason = "offline_session_failed".into();
-                    let cmd = SessionCommand::RevokeTokens { client: client.id.clone(), token_ids, reason };
-                    let _ = state.hosts.execute::<Session>(it.session_id, cmd, meta).await;
-                    return Err(e);
+    let (outcome, prepared) =
+        state.hosts.execute_prepared::<Session, _>(it.session_id, command, meta.clone(), prepare).await.map_err(
+            |e| match e {
+                crate::actors::CommandError::Domain(SessionError::Revoked) => {
+                    OAuthError::invalid_grant("Refresh token was revoked")
                 }
-            }
+                crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
+                other => command_failed(other),
+            },
+        )?;
+    minted.valid(&outcome.events, &outcome.state)?;
+    let s = &outcome.state;
+    let (plan, signed) = match prepared.flatten() {
+        Some(done) => done?,
+        None => {
+            let offline = match (&s.offline_from, start_offline) {
+                (Some(_), _) => (Some(it.session_id.to_string()), s.expires_at()),
+                (None, true) => {
+                    let first = Issue {
+                        client: client.id.clone(),
+                        grant: it.grant.to_string(),
+                        access_token_id: None,
+                        id_token_id: None,
+                        refresh_token_id: ids.refresh.clone(),
+                        scope: scope::to_string(it.granted),
+                        expires_at: access_exp,
+                    };
+                    match join_offline_session(state, realm, s, (it.session_id, it.request), first, &meta).await {
+                        Ok(joined) => (Some(joined.0), joined.1),
+                        Err(e) => {
+                            // What the SSO session just recorded is never handed out: revoke it.
+                            let token_ids = [&ids.access, &ids.id].into_iter().flatten().cloned().collect();
+                            let reason = "offline_session_failed".into();
+                            let cmd = SessionCommand::RevokeTokens { client: client.id.clone(), token_ids, reason };
+                            let _ = state.hosts.execute::<Session>(it.session_id, cmd, meta).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                (None, false) => (None, s.expires_at()),
+            };
+            minted.sign(s, outcome.executed.version, ids, offline)?
         }
-        (None, false) => (None, s.expires_at()),
     };
-    let plan = Plan {
-        realm,
-        client,
-        scope: it.granted,
-        // Tokens recorded in an offline session name the SSO session it came from as `sid`.
-        session: Some(SessionRef {
-            id: s.offline_from.clone().unwrap_or_else(|| it.session_id.to_string()),
-            auth_time: s.auth_time,
-            acr,
-            version: outcome.executed.version,
-            offline: s.offline_from.is_some().then(|| it.session_id.to_string()),
-        }),
-        subject: Some(it.subject),
-        ids,
-        now,
-        // The refresh token lives as long as its session may without activity.
-        refresh_exp,
-        offline,
-        access_exp: access_exp.min(s.expires_at().max(now + 1)),
-        nonce: it.nonce,
-        code: None,
-        at_hash: false,
-    };
-    let signed = issue::sign(state, &plan)?;
     Ok(issue::response(&plan, signed))
+}
+
+/// What the tokens of one session issuance are made from, besides the session itself.
+struct Minting<'a> {
+    state: &'a AppState,
+    realm: &'a RealmView,
+    client: &'a ClientView,
+    it: &'a SessionIssue<'a>,
+    now: i64,
+    access_exp: i64,
+}
+
+impl<'a> Minting<'a> {
+    /// Whether the session, as the command left it, may have these tokens.
+    fn valid(&self, events: &[SessionEvent], s: &Session) -> Result<(), OAuthError> {
+        if events.iter().any(|e| matches!(e, SessionEvent::RefreshReused(_))) {
+            return Err(OAuthError::invalid_grant("Refresh token was already used: the session is revoked").recorded());
+        }
+        if s.realm_id != self.realm.id || s.user_id != self.it.subject.user.id {
+            return Err(OAuthError::invalid_grant("Session not active"));
+        }
+        Ok(())
+    }
+
+    /// Signs the tokens recorded in session `s` (at stream version `version`); `offline` names
+    /// the offline session their refresh token belongs to, with when that token expires.
+    fn sign(
+        &self,
+        s: &Session,
+        version: u64,
+        ids: Ids,
+        (offline, refresh_exp): (Option<String>, i64),
+    ) -> Result<(Plan<'a>, issue::Signed), OAuthError> {
+        let (it, now) = (self.it, self.now);
+        let acr = match it.carried_acr {
+            Some(carried) => carried.to_string(),
+            None => {
+                let default = if it.sso { "0" } else { s.acr.as_str() };
+                let map = crate::oidc::acr::map_for(self.realm, self.client);
+                crate::oidc::acr::reported(default, &s.acr, it.acr_values, &map)
+            }
+        };
+        let plan = Plan {
+            realm: self.realm,
+            client: self.client,
+            scope: it.granted,
+            // Tokens recorded in an offline session name the SSO session it came from as `sid`.
+            session: Some(SessionRef {
+                id: s.offline_from.clone().unwrap_or_else(|| it.session_id.to_string()),
+                auth_time: s.auth_time,
+                acr,
+                version,
+                offline: s.offline_from.is_some().then(|| it.session_id.to_string()),
+            }),
+            subject: Some(it.subject),
+            ids,
+            now,
+            // The refresh token lives as long as its session may without activity.
+            refresh_exp,
+            offline,
+            access_exp: self.access_exp.min(s.expires_at().max(now + 1)),
+            nonce: it.nonce,
+            code: None,
+            at_hash: false,
+        };
+        let signed = issue::sign(self.state, &plan)?;
+        Ok((plan, signed))
+    }
 }
 
 /// Records `first` (the offline token) in the offline session of SSO session `from` (state
@@ -751,10 +804,6 @@ async fn client_credentials(
     let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
     let append = crate::provision::create::<ClientGrant>(&jti, ClientGrantCommand::Issue(issued), now, &meta)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    state.store.append(append).await.map_err(|e| {
-        tracing::error!(error = %e, "client grant cannot be recorded");
-        OAuthError::temporarily_unavailable("try again")
-    })?;
     let plan = Plan {
         realm,
         client,
@@ -770,6 +819,13 @@ async fn client_credentials(
         code: None,
         at_hash: false,
     };
+    // Signed before the grant is recorded, handed out only after: the responses of one
+    // committed batch then leave back to back (ARCHITECTURE.md, "Signed while the grant
+    // commits").
     let signed = issue::sign(state, &plan)?;
+    state.store.append(append).await.map_err(|e| {
+        tracing::error!(error = %e, "client grant cannot be recorded");
+        OAuthError::temporarily_unavailable("try again")
+    })?;
     Ok(issue::response(&plan, signed))
 }
