@@ -214,22 +214,55 @@ async fn a_stale_remembered_state_loses_no_update() {
     b.shutdown().await;
 }
 
+/// Prepares from a role grant on `u1` through `h`, whose store holds the grant's append
+/// (committed, or refused as a conflict) until the preparation has run: so it always runs while
+/// the command is under way, however the threads are scheduled. Returns what the command did
+/// and what was kept of the preparation (the version and roles it saw).
+async fn prepare_during_a_held_append(
+    h: &Hosts,
+    holding: &HoldingStore,
+    role: &str,
+) -> (annals::actors::Outcome<User>, Option<(u64, std::collections::BTreeSet<String>)>) {
+    holding.hold_next.store(true, std::sync::atomic::Ordering::Release);
+    let prepared = Arc::new(tokio::sync::Notify::new());
+    let (h2, seen, role) = (h.clone(), prepared.clone(), role.to_string());
+    let command = actix_rt::spawn(async move {
+        let prepare = |d: &annals::actors::Decided<User>| {
+            seen.notify_one();
+            (d.version, d.state.roles.clone())
+        };
+        h2.execute_prepared::<User, _>("u1", UserCommand::GrantRole { role_id: role }, meta(), prepare).await
+    });
+    let within = |what| async move { tokio::time::timeout(Duration::from_secs(10), what).await };
+    within(holding.appended.notified()).await.expect("the grant reached the store");
+    within(prepared.notified()).await.expect("the preparation ran while the grant's append was held");
+    holding.release.notify_one();
+    command.await.unwrap().unwrap()
+}
+
+fn holding_store(inner: SharedStore) -> Arc<HoldingStore> {
+    Arc::new(HoldingStore {
+        inner,
+        hold_next: Default::default(),
+        appended: Default::default(),
+        release: Default::default(),
+    })
+}
+
 #[actix_rt::test]
 async fn what_a_command_decided_is_prepared_while_it_commits_and_kept_once_it_has() {
-    let (store, _dir) = support::sqlite_store().await;
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = holding_store(inner);
+    let store: SharedStore = holding.clone();
     let h = hosts(&store, Duration::from_secs(60), 64);
     h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
-    // Given a live user, when a role grant is prepared from its decision,
-    let prepare = |d: &annals::actors::Decided<User>| (d.version, d.state.roles.clone(), d.events.len());
-    let (outcome, prepared) = h
-        .execute_prepared::<User, _>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta(), prepare)
-        .await
-        .unwrap();
-    // then what was prepared is the committed decision: its version, state and events.
-    let (version, roles, events) = prepared.expect("prepared from the committed decision");
-    assert_eq!((version, events), (outcome.executed.version, outcome.events.len()));
-    assert_eq!((version, roles), (2, outcome.state.roles.clone()));
+    // Given a live user, when a role grant is prepared from its decision while it commits,
+    let (outcome, prepared) = prepare_during_a_held_append(&h, &holding, "r1").await;
+    // then what was prepared is kept: the committed decision's version and state.
     assert!(!outcome.redecided);
+    let (version, roles) = prepared.expect("prepared from the committed decision");
+    assert_eq!((version, &roles), (outcome.executed.version, &outcome.state.roles));
+    assert_eq!((version, roles.len()), (2, 1));
     h.shutdown().await;
 }
 
@@ -255,17 +288,16 @@ async fn nothing_prepared_is_kept_for_a_refused_command_or_one_that_changed_noth
 
 #[actix_rt::test]
 async fn what_was_prepared_from_a_decision_that_lost_a_conflict_is_not_kept() {
-    let (store, _dir) = support::sqlite_store().await;
-    let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&store, Duration::from_secs(60), 64));
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = holding_store(inner.clone());
+    let store: SharedStore = holding.clone();
+    let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&inner, Duration::from_secs(60), 64));
     a.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
     // Given another node granted a role after this node's actor last saw the user,
     b.execute::<User>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta()).await.unwrap();
-    // when this node prepares from its grant of another,
-    let prepare = |d: &annals::actors::Decided<User>| (d.version, d.state.roles.clone());
-    let (outcome, prepared) = a
-        .execute_prepared::<User, _>("u1", UserCommand::GrantRole { role_id: "r2".into() }, meta(), prepare)
-        .await
-        .unwrap();
+    // when this node prepares from its grant of another (its append refused as a conflict,
+    // held until the preparation ran),
+    let (outcome, prepared) = prepare_during_a_held_append(&a, &holding, "r2").await;
     // then the stale decision's preparation (version 2, without r1) is dropped: the command was
     // decided again on the caught-up state, which holds both grants.
     assert!(outcome.redecided);
