@@ -270,13 +270,13 @@ fn hs512_header() -> &'static str {
 /// do): a resource server that trusts the realm's published keys can never mistake one for an
 /// access token, and nobody else can mint one. ring's HMAC directly: jsonwebtoken's own
 /// encoding and decoding of the same took about 7% of a refresh.
-pub fn sign_hmac<T: Serialize>(key: &[u8], claims: &T) -> Result<String, JwtError> {
+pub fn sign_hmac<T: Serialize>(key: &ring::hmac::Key, claims: &T) -> Result<String, JwtError> {
     let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Stored(e.to_string()))?;
     let mut out = String::with_capacity(hs512_header().len() + payload.len() * 4 / 3 + 90);
     out.push_str(hs512_header());
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), out.as_bytes());
+    let tag = ring::hmac::sign(key, out.as_bytes());
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut out);
     Ok(out)
@@ -285,7 +285,11 @@ pub fn sign_hmac<T: Serialize>(key: &[u8], claims: &T) -> Result<String, JwtErro
 /// Verifies a token made by [`sign_hmac`] with `key`; `expect.realm_id` is not consulted (the
 /// key is the realm's own). The header is checked before the MAC, the MAC (in constant time)
 /// before anything of the payload is read.
-pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect<'_>) -> Result<T, JwtError> {
+pub fn verify_hmac<T: DeserializeOwned>(
+    token: &str,
+    key: &ring::hmac::Key,
+    expect: &Expect<'_>,
+) -> Result<T, JwtError> {
     #[derive(serde::Deserialize)]
     struct Hs512Header {
         alg: String,
@@ -306,8 +310,7 @@ pub fn verify_hmac<T: DeserializeOwned>(token: &str, key: &[u8], expect: &Expect
     }
     let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| refused("malformed signature"))?;
     let input = &token[..raw_header.len() + 1 + payload.len()];
-    ring::hmac::verify(&ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key), input.as_bytes(), &sig)
-        .map_err(|_| JwtError::BadSignature)?;
+    ring::hmac::verify(key, input.as_bytes(), &sig).map_err(|_| JwtError::BadSignature)?;
     checked_claims(payload, expect)
 }
 
@@ -570,26 +573,33 @@ mod tests {
         }
     }
 
+    fn hmac(secret: &[u8]) -> ring::hmac::Key {
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA512, secret)
+    }
+
     #[test]
     fn given_a_refresh_token_signed_by_jsonwebtoken_as_before_when_verified_then_it_still_verifies() {
         // Refresh tokens handed out by earlier releases (jsonwebtoken's HS512) outlive an
         // upgrade; and a token made now is one jsonwebtoken accepts too.
-        let key = [3u8; 64];
+        let secret = [3u8; 64];
+        let key = hmac(&secret);
         let mut header = Header::new(Algorithm::HS512);
         header.typ = Some("JWT".into());
-        let before = jsonwebtoken::encode(&header, &claims(60), &EncodingKey::from_secret(&key)).unwrap();
+        let before = jsonwebtoken::encode(&header, &claims(60), &EncodingKey::from_secret(&secret)).unwrap();
         assert_eq!(verify_hmac::<Value>(&before, &key, &expect()).unwrap()["sub"], "u1");
         let now = sign_hmac(&key, &claims(60)).unwrap();
         assert_eq!(now.split('.').next(), before.split('.').next(), "the same header");
         let mut v = jsonwebtoken::Validation::new(Algorithm::HS512);
         v.validate_aud = false;
-        let decoded = jsonwebtoken::decode::<Value>(&now, &jsonwebtoken::DecodingKey::from_secret(&key), &v).unwrap();
+        let decoded =
+            jsonwebtoken::decode::<Value>(&now, &jsonwebtoken::DecodingKey::from_secret(&secret), &v).unwrap();
         assert_eq!(decoded.claims["sub"], "u1");
     }
 
     #[test]
     fn given_a_forged_or_altered_refresh_token_when_verified_then_it_is_refused() {
-        let (key, other_key) = ([1u8; 64], [2u8; 64]);
+        let secret = [1u8; 64];
+        let (key, other_key) = (hmac(&secret), hmac(&[2u8; 64]));
         let token = sign_hmac(&key, &claims(60)).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let got: Value = verify_hmac(&token, &key, &expect()).unwrap();
@@ -610,7 +620,7 @@ mod tests {
         }
         let mut hs256 = Header::new(Algorithm::HS256);
         hs256.typ = Some("JWT".into());
-        let weaker = jsonwebtoken::encode(&hs256, &claims(60), &EncodingKey::from_secret(&key)).unwrap();
+        let weaker = jsonwebtoken::encode(&hs256, &claims(60), &EncodingKey::from_secret(&secret)).unwrap();
         assert!(matches!(verify_hmac::<Value>(&weaker, &key, &expect()), Err(JwtError::Refused(_))));
         let keys = server_keys();
         let es = Signer::open(&given_a_key("ES256", &keys), &keys).unwrap().sign("JWT", &claims(60)).unwrap();

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The realm's refresh-token key (HS512, never published; see `jwt::sign_hmac`).
-pub fn refresh_key(state: &AppState, realm: &RealmView) -> [u8; 64] {
-    state.keys.derive(&format!("refresh-token\n{}", realm.id))
+pub fn refresh_key(state: &AppState, realm: &RealmView) -> ring::hmac::Key {
+    state.signers.refresh_key(&realm.id)
 }
 
 /// A new token id (`jti`). Time-ordered (UUIDv7): a client-credentials grant's stream is
