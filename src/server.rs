@@ -81,9 +81,20 @@ pub struct Running {
 
 /// Starts a node. Must run inside an actix `System`.
 pub async fn start(cfg: ServeConfig, clock: SharedClock) -> Result<Running, ServerError> {
+    start_wrapped(cfg, clock, |store| store).await
+}
+
+/// As [`start`], with every part of the node using the store that `wrap` makes of the one the
+/// configuration opens: a layer that observes or delays appends (tests hold one open to act
+/// inside it).
+pub async fn start_wrapped(
+    cfg: ServeConfig,
+    clock: SharedClock,
+    wrap: impl FnOnce(SharedStore) -> SharedStore,
+) -> Result<Running, ServerError> {
     let dir = &cfg.store.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| ServerError::DataDir(dir.display().to_string(), e))?;
-    let store = store::open(&cfg.store.database_url).await?;
+    let store = wrap(store::open(&cfg.store.database_url).await?);
     let keys = Arc::new(server_keys(dir)?);
     let audit_key = Arc::new(crate::audit_key::AuditKey::load(cfg.audit_key.as_deref(), &keys)?);
     let read_models = ReadModels::start(store.clone()).await?;

@@ -1,5 +1,5 @@
 //! Aggregates hosted as actors, against real stores.
-use crate::support::{self, pg::TestDb};
+use crate::support::{self, holding::HoldingStore, pg::TestDb};
 use annals::actors::{CommandError, Hosts, HostsConfig};
 use annals::clock::{SharedClock, SystemClock};
 use annals::domain::realm::{RealmCommand, RealmError};
@@ -223,7 +223,7 @@ async fn prepare_during_a_held_append(
     holding: &HoldingStore,
     role: &str,
 ) -> (annals::actors::Outcome<User>, Option<(u64, std::collections::BTreeSet<String>)>) {
-    holding.hold_next.store(true, std::sync::atomic::Ordering::Release);
+    holding.hold_next();
     let prepared = Arc::new(tokio::sync::Notify::new());
     let (h2, seen, role) = (h.clone(), prepared.clone(), role.to_string());
     let command = actix_rt::spawn(async move {
@@ -240,19 +240,10 @@ async fn prepare_during_a_held_append(
     command.await.unwrap().unwrap()
 }
 
-fn holding_store(inner: SharedStore) -> Arc<HoldingStore> {
-    Arc::new(HoldingStore {
-        inner,
-        hold_next: Default::default(),
-        appended: Default::default(),
-        release: Default::default(),
-    })
-}
-
 #[actix_rt::test]
 async fn what_a_command_decided_is_prepared_while_it_commits_and_kept_once_it_has() {
     let (inner, _dir) = support::sqlite_store().await;
-    let holding = holding_store(inner);
+    let holding = HoldingStore::new(inner);
     let store: SharedStore = holding.clone();
     let h = hosts(&store, Duration::from_secs(60), 64);
     h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
@@ -289,7 +280,7 @@ async fn nothing_prepared_is_kept_for_a_refused_command_or_one_that_changed_noth
 #[actix_rt::test]
 async fn what_was_prepared_from_a_decision_that_lost_a_conflict_is_not_kept() {
     let (inner, _dir) = support::sqlite_store().await;
-    let holding = holding_store(inner.clone());
+    let holding = HoldingStore::new(inner.clone());
     let store: SharedStore = holding.clone();
     let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&inner, Duration::from_secs(60), 64));
     a.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
@@ -348,85 +339,13 @@ async fn two_nodes_on_one_database_lose_no_update() {
     hb.shutdown().await;
 }
 
-/// A real store whose next append commits and then keeps its caller waiting until released:
-/// the moment between an actor's append and its reply.
-struct HoldingStore {
-    inner: SharedStore,
-    hold_next: std::sync::atomic::AtomicBool,
-    appended: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-}
-
-#[async_trait::async_trait]
-impl store::EventStore for HoldingStore {
-    async fn append_all(&self, appends: Vec<store::StreamAppend>) -> Result<Vec<store::Appended>, store::StoreError> {
-        let out = self.inner.append_all(appends).await;
-        if self.hold_next.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            self.appended.notify_one();
-            self.release.notified().await;
-        }
-        out
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        after: u64,
-        until: ReadUntil,
-    ) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
-        self.inner.read_stream(stream, after, until).await
-    }
-    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-    async fn head(&self) -> Result<u64, store::StoreError> {
-        self.inner.head().await
-    }
-    async fn streams_naming_user(&self, user_id: &str) -> Result<Vec<StreamId>, store::StoreError> {
-        self.inner.streams_naming_user(user_id).await
-    }
-    async fn read_streams_between(
-        &self,
-        streams: &[StreamId],
-        from: chrono::DateTime<chrono::Utc>,
-        to: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
-        self.inner.read_streams_between(streams, from, to).await
-    }
-    async fn read_directory(&self) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
-        self.inner.read_directory().await
-    }
-    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.watch_head()
-    }
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<store::Snapshot>, store::StoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-    async fn save_snapshot(&self, snapshot: store::Snapshot) -> Result<(), store::StoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn pool(&self) -> store::DbPool {
-        self.inner.pool()
-    }
-    async fn shutdown(&self) {
-        self.inner.shutdown().await
-    }
-}
-
 /// Actors activated on an HTTP worker live on that worker's thread. When that thread stops
 /// while a command is between its append and its reply, the caller learns the outcome is
 /// unknown; it must not run the command a second time on a new actor.
 #[actix_rt::test]
 async fn a_command_cut_off_after_its_append_is_not_run_again() {
     let (inner, _dir) = support::sqlite_store().await;
-    let holding = Arc::new(HoldingStore {
-        inner,
-        hold_next: Default::default(),
-        appended: Default::default(),
-        release: Default::default(),
-    });
+    let holding = HoldingStore::new(inner);
     let store: SharedStore = holding.clone();
     let h = hosts(&store, Duration::from_secs(60), 64);
     // Given the user's actor activated on a thread of its own (as on an HTTP worker).
@@ -440,7 +359,7 @@ async fn a_command_cut_off_after_its_append_is_not_run_again() {
     });
     assert_eq!(started.await.unwrap().unwrap(), 1);
     // When a command has appended and that thread stops before the reply.
-    holding.hold_next.store(true, std::sync::atomic::Ordering::Release);
+    holding.hold_next();
     let password = UserCommand::SetPassword {
         hash: annals_events::user::PasswordHash::Phc { phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into() },
         temporary: false,

@@ -4,6 +4,7 @@ mod audit;
 mod backchannel;
 mod cli;
 mod clients;
+mod code_race;
 mod crash;
 mod evidence;
 mod http_sinks;

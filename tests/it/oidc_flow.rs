@@ -63,6 +63,21 @@ impl Demo {
         configure: impl FnOnce(&mut annals::config::ServeConfig),
         clock: annals::clock::SharedClock,
     ) -> Demo {
+        Demo::start_full(edit, others, configure, clock, |store| store).await
+    }
+
+    /// The demo realm on a node whose store is the one `wrap` makes of its own.
+    pub async fn start_wrapped(wrap: impl FnOnce(annals::store::SharedStore) -> annals::store::SharedStore) -> Demo {
+        Demo::start_full(|_| {}, vec![], |_| {}, Arc::new(annals::clock::SystemClock), wrap).await
+    }
+
+    async fn start_full(
+        edit: impl FnOnce(&mut Value),
+        others: Vec<Value>,
+        configure: impl FnOnce(&mut annals::config::ServeConfig),
+        clock: annals::clock::SharedClock,
+        wrap: impl FnOnce(annals::store::SharedStore) -> annals::store::SharedStore,
+    ) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let realms = tempfile::tempdir().unwrap();
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-realm.json");
@@ -75,7 +90,7 @@ impl Demo {
         let mut cfg = support::serve_config(dir.path(), None);
         cfg.import_realm = Some(realms.path().to_path_buf());
         configure(&mut cfg);
-        let app = support::spawn_app_with_clock(cfg, clock).await;
+        let app = support::spawn_app_wrapped(cfg, clock, wrap).await;
         let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
         Demo { app, http, _dirs: (dir, realms) }
     }

@@ -1,4 +1,5 @@
 //! Shared test support: real databases with random names, and a running server.
+pub mod holding;
 pub mod nats;
 pub mod pg;
 pub mod rsyslog;
@@ -54,6 +55,15 @@ pub async fn spawn_app(cfg: ServeConfig) -> Running {
 /// As [`spawn_app`], on a clock the test controls.
 pub async fn spawn_app_with_clock(cfg: ServeConfig, clock: SharedClock) -> Running {
     server::start(cfg, clock).await.expect("server starts")
+}
+
+/// As [`spawn_app_with_clock`], the node using the store `wrap` makes of its own.
+pub async fn spawn_app_wrapped(
+    cfg: ServeConfig,
+    clock: SharedClock,
+    wrap: impl FnOnce(SharedStore) -> SharedStore,
+) -> Running {
+    server::start_wrapped(cfg, clock, wrap).await.expect("server starts")
 }
 
 pub fn http() -> reqwest::Client {

@@ -1,0 +1,117 @@
+//! A real store whose chosen append commits and then keeps its caller waiting until released:
+//! the moment between an append and its reply, held open so a test can act inside it.
+use annals::store::{self, ReadUntil, SharedStore};
+use annals_events::StreamId;
+use std::sync::{Arc, Mutex};
+
+/// Which append to hold.
+enum Hold {
+    Off,
+    /// The next one, whatever it writes.
+    Next,
+    /// The next one that writes an event of this type.
+    Carrying(&'static str),
+}
+
+pub struct HoldingStore {
+    inner: SharedStore,
+    hold: Mutex<Hold>,
+    /// Notified once the held append has committed.
+    pub appended: tokio::sync::Notify,
+    /// Notify to let the held append's caller go on.
+    pub release: tokio::sync::Notify,
+}
+
+impl HoldingStore {
+    pub fn new(inner: SharedStore) -> Arc<HoldingStore> {
+        Arc::new(HoldingStore {
+            inner,
+            hold: Mutex::new(Hold::Off),
+            appended: Default::default(),
+            release: Default::default(),
+        })
+    }
+
+    /// Holds the next append.
+    pub fn hold_next(&self) {
+        *self.hold.lock().unwrap() = Hold::Next;
+    }
+
+    /// Holds the next append that writes an event of type `event_type`.
+    pub fn hold_next_carrying(&self, event_type: &'static str) {
+        *self.hold.lock().unwrap() = Hold::Carrying(event_type);
+    }
+
+    /// Whether `appends` is the one to hold; disarms the hold when it is.
+    fn take(&self, appends: &[store::StreamAppend]) -> bool {
+        let mut hold = self.hold.lock().unwrap();
+        let hit = match &*hold {
+            Hold::Off => false,
+            Hold::Next => true,
+            Hold::Carrying(t) => appends.iter().flat_map(|a| &a.events).any(|e| e.event_type == *t),
+        };
+        if hit {
+            *hold = Hold::Off;
+        }
+        hit
+    }
+}
+
+#[async_trait::async_trait]
+impl store::EventStore for HoldingStore {
+    async fn append_all(&self, appends: Vec<store::StreamAppend>) -> Result<Vec<store::Appended>, store::StoreError> {
+        let held = self.take(&appends);
+        let out = self.inner.append_all(appends).await;
+        if held {
+            self.appended.notify_one();
+            self.release.notified().await;
+        }
+        out
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after: u64,
+        until: ReadUntil,
+    ) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_stream(stream, after, until).await
+    }
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn head(&self) -> Result<u64, store::StoreError> {
+        self.inner.head().await
+    }
+    async fn streams_naming_user(&self, user_id: &str) -> Result<Vec<StreamId>, store::StoreError> {
+        self.inner.streams_naming_user(user_id).await
+    }
+    async fn read_streams_between(
+        &self,
+        streams: &[StreamId],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_streams_between(streams, from, to).await
+    }
+    async fn read_directory(&self) -> Result<Vec<annals_events::RecordedEvent>, store::StoreError> {
+        self.inner.read_directory().await
+    }
+    fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.watch_head()
+    }
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<store::Snapshot>, store::StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+    async fn save_snapshot(&self, snapshot: store::Snapshot) -> Result<(), store::StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn pool(&self) -> store::DbPool {
+        self.inner.pool()
+    }
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
+}
