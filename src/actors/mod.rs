@@ -47,7 +47,7 @@ pub struct Outcome<A: crate::domain::Aggregate> {
 /// What a command decided, sent before its events are durable (see
 /// [`Hosts::execute_prepared`]): the events, the state after them and the stream's version
 /// once they commit. Nothing of it may leave the node until the command's outcome says the
-/// events committed, undecided again.
+/// events committed as decided here (not decided again after a conflict).
 #[derive(Clone, Debug)]
 pub struct Decided<A: crate::domain::Aggregate> {
     pub events: Vec<A::Event>,
