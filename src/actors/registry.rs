@@ -119,13 +119,34 @@ struct Inner {
     /// both count.
     seeds: Mutex<Seeds>,
     closing: AtomicBool,
-    /// Commands between the closing check and their reply; shutdown waits for zero so no
-    /// command that may have appended is cut off. With `closing`, SeqCst: each side writes one
+    /// Commands between the closing check and their reply, while their caller waits (see
+    /// `InFlight`); shutdown waits for zero so no command that may have appended is cut off. With `closing`, SeqCst: each side writes one
     /// and reads the other, and weaker orderings would let both read the old value.
     inflight: AtomicUsize,
     idle: tokio::sync::Notify,
     tokens: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
+}
+
+/// One command counted in `Inner::inflight` for as long as its caller waits, however the wait
+/// ends: a caller dropped mid-command (its client went away and actix dropped the request)
+/// would otherwise stay counted, and shutdown would wait out its deadline for it. The command
+/// itself still runs to its end in its actor, ahead of the `Drain` shutdown sends.
+struct InFlight<'a>(&'a Inner);
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a Inner) -> Self {
+        inner.inflight.fetch_add(1, Ordering::SeqCst);
+        InFlight(inner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// The aggregate hosts of this node. Cheap to clone.
@@ -232,12 +253,8 @@ impl Hosts {
         preview: Option<mpsc::Sender<Decided<A>>>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
         debug_assert!(along.iter().all(|a| a.expected == ExpectedVersion::Exact(0)));
-        self.inner.inflight.fetch_add(1, Ordering::SeqCst);
-        let out = self.execute_once::<A>(id, command, metadata, along, preview).await;
-        if self.inner.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.inner.idle.notify_waiters();
-        }
-        out
+        let _counted = InFlight::enter(&self.inner);
+        self.execute_once::<A>(id, command, metadata, along, preview).await
     }
 
     async fn execute_once<A: Aggregate>(

@@ -339,6 +339,30 @@ async fn two_nodes_on_one_database_lose_no_update() {
     hb.shutdown().await;
 }
 
+/// A caller that stops waiting mid-command (its client went away and the request was dropped)
+/// leaves nothing counted as in flight: shutdown does not wait out its deadline for it.
+#[actix_rt::test]
+async fn a_caller_dropped_mid_command_does_not_hold_up_shutdown() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = HoldingStore::new(inner);
+    let store: SharedStore = holding.clone();
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given a command whose append is held, and its caller dropped meanwhile.
+    holding.hold_next();
+    let command = h.execute::<User>("u1", UserCommand::GrantRole { role_id: "r1".into() }, meta());
+    tokio::select! {
+        _ = command => panic!("answered while its append was held"),
+        _ = holding.appended.notified() => {}
+    }
+    holding.release.notify_one();
+    // When the node shuts down, then it does not wait for the dropped caller (the deadline is 30 s).
+    tokio::time::timeout(Duration::from_secs(10), h.shutdown()).await.expect("shutdown waits for no dropped caller");
+    // And the command itself ran to the end: its event is in the log.
+    let events = store.read_stream(&StreamId::new(StreamType::User, "u1"), 0, ReadUntil::End).await.unwrap();
+    assert_eq!(events.len(), 2, "created, then the role granted");
+}
+
 /// Actors activated on an HTTP worker live on that worker's thread. When that thread stops
 /// while a command is between its append and its reply, the caller learns the outcome is
 /// unknown; it must not run the command a second time on a new actor.
