@@ -9,7 +9,6 @@ use crate::sqlmodels::users;
 use annals_projections::clients::ClientView;
 use annals_projections::realms::RealmView;
 use annals_projections::users::UserView;
-use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -178,7 +177,13 @@ pub struct Signed {
     pub refresh: Option<String>,
 }
 
-pub fn sign_with(state: &AppState, realm_id: &str, alg: &str, typ: &str, claims: &Value) -> Result<String, OAuthError> {
+pub fn sign_with<T: serde::Serialize>(
+    state: &AppState,
+    realm_id: &str,
+    alg: &str,
+    typ: &str,
+    claims: &T,
+) -> Result<String, OAuthError> {
     let signer = {
         let dir = state.read_models.read();
         state.signers.for_realm(&dir.signing_keys, realm_id, alg)
@@ -232,28 +237,40 @@ pub fn sign(state: &AppState, plan: &Plan<'_>) -> Result<Signed, OAuthError> {
 }
 
 /// The token endpoint's success body (RFC 6749 §5.1, with Keycloak's extra members).
-pub fn response(plan: &Plan<'_>, signed: Signed) -> Value {
-    let mut body = Map::new();
-    if let Some(a) = signed.access {
-        body.insert("access_token".into(), json!(a));
-        body.insert("expires_in".into(), json!(plan.access_exp - plan.now));
-        body.insert("token_type".into(), json!("Bearer"));
+#[derive(Debug, serde::Serialize)]
+pub struct TokenResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    /// 0 when no refresh token is issued, as Keycloak answers.
+    refresh_expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(rename = "not-before-policy")]
+    not_before_policy: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_state: Option<String>,
+    scope: String,
+}
+
+pub fn response(plan: &Plan<'_>, signed: Signed) -> TokenResponse {
+    let issued_access = signed.access.is_some();
+    TokenResponse {
+        expires_in: Some(plan.access_exp - plan.now).filter(|_| issued_access),
+        token_type: Some("Bearer").filter(|_| issued_access),
+        access_token: signed.access,
+        refresh_expires_in: if signed.refresh.is_some() { plan.refresh_exp - plan.now } else { 0 },
+        refresh_token: signed.refresh,
+        id_token: signed.id,
+        not_before_policy: 0,
+        session_state: plan.session.as_ref().map(|s| s.id.clone()),
+        scope: crate::oidc::scope::to_string(plan.scope),
     }
-    if let Some(r) = signed.refresh {
-        body.insert("refresh_token".into(), json!(r));
-        body.insert("refresh_expires_in".into(), json!(plan.refresh_exp - plan.now));
-    } else {
-        body.insert("refresh_expires_in".into(), json!(0));
-    }
-    if let Some(i) = signed.id {
-        body.insert("id_token".into(), json!(i));
-    }
-    body.insert("not-before-policy".into(), json!(0));
-    if let Some(s) = &plan.session {
-        body.insert("session_state".into(), json!(s.id));
-    }
-    body.insert("scope".into(), json!(crate::oidc::scope::to_string(plan.scope)));
-    Value::Object(body)
 }
 
 /// The user a login names (by username, or by email where the realm allows it); cached like

@@ -137,7 +137,7 @@ pub(crate) fn oauth_error(e: &OAuthError) -> HttpResponse {
 }
 
 /// A successful JSON answer that must not be cached (tokens, introspection).
-pub(crate) fn json_no_store(body: serde_json::Value) -> HttpResponse {
+pub(crate) fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
     no_store(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(body))
 }
 

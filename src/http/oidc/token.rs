@@ -132,7 +132,7 @@ async fn grant(
     req: &HttpRequest,
     realm: &RealmView,
     body: &[u8],
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<issue::TokenResponse, OAuthError> {
     let params = form(req, body)?;
     let grant_type = params
         .get("grant_type")
@@ -183,7 +183,7 @@ async fn issue_in_session(
     realm: &RealmView,
     client: &ClientView,
     it: SessionIssue<'_>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<issue::TokenResponse, OAuthError> {
     let now = state.clock.now().timestamp();
     let access_exp = now + tokens::access_lifespan(realm, client);
     let ids = it.ids.clone().unwrap_or_else(|| Ids {
@@ -408,7 +408,7 @@ async fn authorization_code(
     realm: &RealmView,
     client: &ClientView,
     params: &BTreeMap<String, String>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<issue::TokenResponse, OAuthError> {
     let code = required(params, "code")?;
     let invalid = || OAuthError::invalid_grant("Code not valid");
     let (ar_id, secret) = code.split_once('.').ok_or_else(invalid)?;
@@ -590,7 +590,7 @@ async fn refresh(
     realm: &RealmView,
     client: &ClientView,
     params: &BTreeMap<String, String>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<issue::TokenResponse, OAuthError> {
     let token = required(params, "refresh_token")?;
     let iss = issuer(&state.base_url, &realm.name);
     let now = state.clock.now();
@@ -638,7 +638,7 @@ async fn password(
     realm: &RealmView,
     client: &ClientView,
     params: &BTreeMap<String, String>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<issue::TokenResponse, OAuthError> {
     if !client.settings.direct_access_grants_enabled {
         return Err(OAuthError::unauthorized_client("Client not allowed for direct access grants"));
     }
@@ -779,7 +779,7 @@ async fn client_credentials(
     realm: &RealmView,
     client: &ClientView,
     params: &BTreeMap<String, String>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<issue::TokenResponse, OAuthError> {
     if client.settings.public_client {
         return Err(OAuthError::unauthorized_client("Public client not allowed to retrieve service account"));
     }

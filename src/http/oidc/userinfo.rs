@@ -63,8 +63,12 @@ pub async fn userinfo(
     if !granted.contains("openid") {
         return refuse("insufficient_scope", "Token lacks the openid scope");
     }
-    let mut out = serde_json::Map::new();
-    out.insert("sub".into(), json!(sub));
-    crate::oidc::tokens::user_claims(&mut out, &subject, &granted);
-    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(Value::Object(out))
+    #[derive(serde::Serialize)]
+    struct UserInfo<'a> {
+        sub: &'a str,
+        #[serde(flatten)]
+        claims: crate::oidc::tokens::UserClaims<'a>,
+    }
+    let out = UserInfo { sub, claims: crate::oidc::tokens::UserClaims::new(&subject, &granted) };
+    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(out)
 }
