@@ -29,11 +29,14 @@ async fn redeem_at(http: reqwest::Client, token_url: String, code: String) -> (u
 #[actix_rt::test]
 async fn a_replay_on_another_node_revokes_what_the_first_redemption_records_after_it() {
     let mut held = None;
-    let demo = Demo::start_wrapped(|inner| {
-        let h = HoldingStore::new(inner);
-        held = Some(h.clone());
-        h
-    })
+    let demo = Demo::start_wrapped(
+        |_| {},
+        |inner| {
+            let h = HoldingStore::new(inner);
+            held = Some(h.clone());
+            h
+        },
+    )
     .await;
     let holding = held.unwrap();
     let b = support::spawn_app(support::serve_config(demo.data_dir(), None)).await;

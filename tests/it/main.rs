@@ -9,6 +9,7 @@ mod crash;
 mod evidence;
 mod http_sinks;
 mod incident;
+mod login_race;
 mod offline;
 mod oidc_certs;
 mod oidc_flow;

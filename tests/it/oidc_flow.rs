@@ -66,9 +66,13 @@ impl Demo {
         Demo::start_full(edit, others, configure, clock, |store| store).await
     }
 
-    /// The demo realm on a node whose store is the one `wrap` makes of its own.
-    pub async fn start_wrapped(wrap: impl FnOnce(annals::store::SharedStore) -> annals::store::SharedStore) -> Demo {
-        Demo::start_full(|_| {}, vec![], |_| {}, Arc::new(annals::clock::SystemClock), wrap).await
+    /// The demo realm (changed by `edit`) on a node whose store is the one `wrap` makes of its
+    /// own.
+    pub async fn start_wrapped(
+        edit: impl FnOnce(&mut Value),
+        wrap: impl FnOnce(annals::store::SharedStore) -> annals::store::SharedStore,
+    ) -> Demo {
+        Demo::start_full(edit, vec![], |_| {}, Arc::new(annals::clock::SystemClock), wrap).await
     }
 
     async fn start_full(
