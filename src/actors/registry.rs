@@ -120,8 +120,9 @@ struct Inner {
     seeds: Mutex<Seeds>,
     closing: AtomicBool,
     /// Commands between the closing check and their reply, while their caller waits (see
-    /// `InFlight`); shutdown waits for zero so no command that may have appended is cut off. With `closing`, SeqCst: each side writes one
-    /// and reads the other, and weaker orderings would let both read the old value.
+    /// `InFlight`); shutdown waits for zero so no command that may have appended is cut off.
+    /// With `closing`, SeqCst: each side writes one and reads the other, and weaker orderings
+    /// would let both read the old value.
     inflight: AtomicUsize,
     idle: tokio::sync::Notify,
     tokens: AtomicU64,
