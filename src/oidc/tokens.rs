@@ -180,10 +180,13 @@ impl<'a> UserClaims<'a> {
     pub fn new(s: &'a Subject, scope: &BTreeSet<String>) -> Self {
         let p = &s.user.profile;
         let (profile, email) = (scope.contains("profile"), scope.contains("email"));
-        let name =
-            [p.first_name.as_deref(), p.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        // Joined only where the scope grants it (tokens of other scopes skip the allocation).
+        let name = profile
+            .then(|| [p.first_name.as_deref(), p.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>())
+            .map(|parts| parts.join(" "))
+            .filter(|n| !n.is_empty());
         UserClaims {
-            name: Some(name).filter(|n| profile && !n.is_empty()),
+            name,
             preferred_username: Some(s.user.username.as_str()).filter(|_| profile),
             given_name: p.first_name.as_deref().filter(|_| profile),
             family_name: p.last_name.as_deref().filter(|_| profile),
@@ -194,7 +197,7 @@ impl<'a> UserClaims<'a> {
 }
 
 // Claims are typed structs serialized straight into the token, not maps built first: a map
-// allocated every key and value again, which took about 2% of a refresh.
+// allocated every key and value again (refreshes/s rose 4.8% without them, benches/README.md).
 
 /// The claims every token of an issuance carries.
 #[derive(serde::Serialize)]
