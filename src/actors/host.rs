@@ -1,5 +1,5 @@
 //! The actor that hosts one aggregate instance.
-use super::{CommandError, Decided, Executed, Outcome};
+use super::{CommandError, Decided, Executed, Held, Outcome, Settle};
 use crate::clock::SharedClock;
 use crate::domain::{fold, Aggregate};
 use crate::metrics;
@@ -23,12 +23,34 @@ pub struct Execute<A: Aggregate> {
     /// events, or not at all (the session a login starts, with the request's code).
     pub along: Vec<StreamAppend>,
     pub reply: oneshot::Sender<Result<Outcome<A>, CommandError<A::Error>>>,
-    /// Told what the command decided as soon as its events go to the store, before they are
-    /// durable (the first decision only; see `Hosts::execute_prepared`).
-    pub preview: Option<mpsc::Sender<Decided<A>>>,
+    /// Who is told of the decision before it is durable, or takes it to commit elsewhere.
+    pub handoff: Handoff<A>,
     /// Set once the actor has taken the command up. A reply dropped after that may follow an
     /// append (the actor's thread stopped mid-command): the caller must not run it again.
     pub taken: Arc<AtomicBool>,
+}
+
+/// Where a command's decision goes besides the store.
+pub struct Handoff<A: Aggregate> {
+    /// Told what the command decided as soon as its events go to the store, before they are
+    /// durable (the first decision only; see `Hosts::execute_prepared`).
+    pub preview: Option<mpsc::Sender<Decided<A>>>,
+    /// Handed what the command decided instead of appending it, for the caller to commit with
+    /// another actor's command; the actor holds its mailbox until told how that went (see
+    /// `Hosts::hold`).
+    pub hold: Option<mpsc::Sender<Held<A>>>,
+}
+
+impl<A: Aggregate> Default for Handoff<A> {
+    fn default() -> Self {
+        Handoff { preview: None, hold: None }
+    }
+}
+
+impl<A: Aggregate> Clone for Handoff<A> {
+    fn clone(&self) -> Self {
+        Handoff { preview: self.preview.clone(), hold: self.hold.clone() }
+    }
 }
 
 impl<A: Aggregate> Message for Execute<A> {
@@ -223,7 +245,7 @@ async fn decide_and_append<A: Aggregate>(
     mut state: A,
     mut version: u64,
     (command, metadata, along): (A::Command, Metadata, Vec<StreamAppend>),
-    mut preview: Option<mpsc::Sender<Decided<A>>>,
+    mut handoff: Handoff<A>,
 ) -> Attempt<A> {
     for attempt in 0..2 {
         let events = match state.decide(command.clone(), clock.now()) {
@@ -250,12 +272,28 @@ async fn decide_and_append<A: Aggregate>(
         let append = StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: new };
         // The caller prepares its answer while the events commit; `redecided` tells it
         // whether that answer still holds.
-        let previewed = preview.take().map(|tx| {
+        let previewed = handoff.preview.take().map(|tx| {
             let after = fold(state.clone(), &events);
             let version = version + events.len() as u64;
             let _ = tx.try_send(Decided { events: events.clone(), state: after.clone(), version });
             after
         });
+        if let Some(tx) = handoff.hold.take() {
+            let after = version + events.len() as u64;
+            let decided = Decided { events: events.clone(), state: fold(state.clone(), &events), version: after };
+            match held_elsewhere(&store, &stream, tx, decided, append.clone()).await {
+                Settled::Committed { decided, position } => {
+                    let executed = Executed { events: events.len(), version: decided.version, position };
+                    let outcome = Outcome { executed, events, state: decided.state.clone(), redecided: false };
+                    return Attempt { state: decided.state, version: decided.version, result: Ok(outcome) };
+                }
+                Settled::Alone => {}
+                Settled::Unknown(reloaded) => {
+                    let (state, version) = reloaded.unwrap_or((state, version));
+                    return Attempt { state, version, result: Err(CommandError::Unavailable) };
+                }
+            }
+        }
         let appended = if along.is_empty() {
             store.append(append).await
         } else {
@@ -304,6 +342,48 @@ async fn decide_and_append<A: Aggregate>(
     Attempt { state, version, result: Err(CommandError::Conflict) }
 }
 
+/// How long an actor holds a decision for its caller (see `Hosts::hold`) before it gives up
+/// on being told what became of it: longer than any commit takes, short enough that a caller
+/// that never answers does not block the stream for good.
+const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+
+/// What became of a decision held for a caller.
+enum Settled<A: Aggregate> {
+    /// It committed with the caller's command; `decided` says the state and version after it.
+    Committed { decided: Decided<A>, position: u64 },
+    /// The caller's command refused it: the actor appends it itself.
+    Alone,
+    /// Unknown (the caller went away, the store failed mid-commit, or a conflict): the state
+    /// as the store now has it, if it could be read. Either way the next append's expected
+    /// version catches a stream that moved.
+    Unknown(Option<(A, u64)>),
+}
+
+/// Hands a decision to the caller that commits it (see `Hosts::hold`) and waits to be told
+/// how that went.
+async fn held_elsewhere<A: Aggregate>(
+    store: &SharedStore,
+    stream: &StreamId,
+    tx: mpsc::Sender<Held<A>>,
+    decided: Decided<A>,
+    append: StreamAppend,
+) -> Settled<A> {
+    let (settle, told) = oneshot::channel();
+    let held = Held { decided, append, settle: Some(settle) };
+    let kept = held.decided.clone();
+    let answer = match tx.try_send(held) {
+        Ok(()) => tokio::time::timeout(HOLD_AT_MOST, told).await.ok().and_then(Result::ok),
+        Err(_) => return Settled::Alone,
+    };
+    match answer {
+        Some(Settle::Committed { position }) => Settled::Committed { decided: kept, position },
+        Some(Settle::Alone) => Settled::Alone,
+        Some(Settle::Unknown) | None => {
+            Settled::Unknown(load::<A>(store, stream).await.ok().map(|(state, version, _)| (state, version)))
+        }
+    }
+}
+
 /// Commits the appends that come along with a command that changed nothing of its own
 /// stream: the position of the last event, 0 when there are none.
 async fn along_alone<E: std::error::Error + 'static>(
@@ -342,7 +422,7 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             self.state.clone(),
             self.version,
             (msg.command, msg.metadata, msg.along),
-            msg.preview,
+            msg.handoff,
         );
         let reply = msg.reply;
         // `wait` holds the mailbox: the next command sees this one's result.

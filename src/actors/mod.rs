@@ -16,10 +16,10 @@
 mod host;
 mod registry;
 
-pub use host::{AggregateActor, Drain, Execute};
-pub use registry::{host_on_this_thread, Hosts, HostsConfig};
+pub use host::{AggregateActor, Drain, Execute, Handoff};
+pub use registry::{host_on_this_thread, HeldDecision, Hold, Hosts, HostsConfig};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, StreamAppend};
 
 /// What a successful command did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +53,38 @@ pub struct Decided<A: crate::domain::Aggregate> {
     pub events: Vec<A::Event>,
     pub state: A,
     pub version: u64,
+}
+
+/// A decision an actor has not appended but handed to its caller, to commit in the same
+/// transaction as another actor's command (see [`Hosts::hold`]). The actor waits, its mailbox
+/// held, until told how that went; a `Held` dropped untold counts as [`Settle::Unknown`].
+pub struct Held<A: crate::domain::Aggregate> {
+    pub decided: Decided<A>,
+    /// The events to append, expecting the stream at the version the actor decided on.
+    pub append: StreamAppend,
+    settle: Option<tokio::sync::oneshot::Sender<Settle>>,
+}
+
+impl<A: crate::domain::Aggregate> Held<A> {
+    /// Tells the actor what became of its decision.
+    fn settle(mut self, how: Settle) {
+        if let Some(tx) = self.settle.take() {
+            let _ = tx.send(how);
+        }
+    }
+}
+
+/// What became of a held decision, as its caller tells the actor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Committed with the caller's command; the transaction's last event is at `position`.
+    Committed { position: u64 },
+    /// Not committed, and the caller's command will not commit it: the actor appends it on its
+    /// own (deciding again if the stream moved meanwhile).
+    Alone,
+    /// The caller cannot tell whether it committed (the store failed mid-commit, another
+    /// writer moved the stream): the actor reads its stream again.
+    Unknown,
 }
 
 /// Errors of hosted commands. The HTTP layer answers `Domain` by the variant's meaning,

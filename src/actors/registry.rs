@@ -1,10 +1,10 @@
 //! Finds or starts the actor for a stream, on the arbiter its id hashes to.
-use super::host::{AggregateActor, Drain, Execute};
-use super::{CommandError, Decided, Executed, Outcome};
+use super::host::{AggregateActor, Drain, Execute, Handoff};
+use super::{CommandError, Decided, Executed, Held, Outcome, Settle};
 use crate::clock::SharedClock;
 use crate::domain::Aggregate;
 use crate::metrics;
-use crate::store::{ExpectedVersion, SharedStore, StreamAppend};
+use crate::store::{SharedStore, StreamAppend};
 use actix::dev::SendError;
 use actix::prelude::*;
 use annals_events::{Metadata, StreamId};
@@ -150,6 +150,48 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The rest of a held command: it completes once its decision is settled.
+type Pending<A> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Outcome<A>, CommandError<<A as Aggregate>::Error>>> + Send>,
+>;
+
+/// What [`Hosts::hold`] got back.
+pub enum Hold<A: Aggregate> {
+    /// A decision to commit with another command, then settle.
+    Held(HeldDecision<A>),
+    /// The command decided nothing to append, or failed: nothing is held.
+    Done(Outcome<A>),
+}
+
+/// A held decision (see [`Hosts::hold`]). Dropping it unsettled tells the actor it is
+/// unknown whether the events committed: it reads its stream again.
+pub struct HeldDecision<A: Aggregate> {
+    held: Held<A>,
+    outcome: Pending<A>,
+}
+
+impl<A: Aggregate> HeldDecision<A> {
+    /// What the command decided, and the state after it.
+    pub fn decided(&self) -> &Decided<A> {
+        &self.held.decided
+    }
+
+    /// The decided events as an append (expecting the stream where the actor decided them),
+    /// to come along with the command that commits them.
+    pub fn append(&self) -> StreamAppend {
+        self.held.append.clone()
+    }
+
+    /// Tells the actor what became of the decision, and returns the command's outcome: the
+    /// decided events at the committed position, or (`Alone`) what the actor then appended on
+    /// its own, or (`Unknown`) `Unavailable`.
+    pub async fn settle(self, how: Settle) -> Result<Outcome<A>, CommandError<A::Error>> {
+        let HeldDecision { held, outcome } = self;
+        held.settle(how);
+        outcome.await
+    }
+}
+
 /// The aggregate hosts of this node. Cheap to clone.
 #[derive(Clone)]
 pub struct Hosts {
@@ -204,11 +246,12 @@ impl Hosts {
         self.execute_with::<A>(id, command, metadata, Vec::new()).await
     }
 
-    /// As [`Hosts::execute_full`], with appends to new streams that commit in the same
+    /// As [`Hosts::execute_full`], with appends to other streams that commit in the same
     /// transaction as the command's events or not at all: a refused command leaves none of
-    /// them, and a crash cannot keep one without the other. Each must expect its stream not to
-    /// exist (another aggregate's creation, decided by that aggregate): the actors of those
-    /// streams are not involved.
+    /// them, and a crash cannot keep one without the other. Each is either another
+    /// aggregate's creation, decided by that aggregate and expecting its stream not to exist
+    /// (no actor of it is involved), or a decision its actor holds for this (see
+    /// [`Hosts::hold`]), which the caller then settles.
     pub async fn execute_with<A: Aggregate>(
         &self,
         id: &str,
@@ -216,7 +259,7 @@ impl Hosts {
         metadata: Metadata,
         along: Vec<StreamAppend>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
-        self.execute_tracked::<A>(id, command, metadata, along, None).await
+        self.execute_tracked::<A>(id, command, metadata, along, Handoff::default()).await
     }
 
     /// As [`Hosts::execute_full`], running `prepare` on what the command decided while its
@@ -232,8 +275,22 @@ impl Hosts {
         metadata: Metadata,
         prepare: impl FnOnce(&Decided<A>) -> T,
     ) -> Result<(Outcome<A>, Option<T>), CommandError<A::Error>> {
+        self.execute_prepared_with(id, command, metadata, Vec::new(), prepare).await
+    }
+
+    /// As [`Hosts::execute_prepared`], with appends that come `along` as in
+    /// [`Hosts::execute_with`].
+    pub async fn execute_prepared_with<A: Aggregate, T>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+        along: Vec<StreamAppend>,
+        prepare: impl FnOnce(&Decided<A>) -> T,
+    ) -> Result<(Outcome<A>, Option<T>), CommandError<A::Error>> {
         let (tx, mut rx) = mpsc::channel(1);
-        let execution = self.execute_tracked::<A>(id, command, metadata, Vec::new(), Some(tx));
+        let execution =
+            self.execute_tracked::<A>(id, command, metadata, along, Handoff { preview: Some(tx), hold: None });
         tokio::pin!(execution);
         let prepared = tokio::select! {
             biased;
@@ -245,17 +302,48 @@ impl Hosts {
         Ok((outcome, prepared))
     }
 
+    /// Decides a command on aggregate `A` without appending its events: they come back held
+    /// (see [`Held`]), for the caller to commit in the same transaction as another actor's
+    /// command (pass [`HeldDecision::append`] along to [`Hosts::execute_with`] or
+    /// [`Hosts::execute_prepared_with`]), and the actor takes no other command until told how
+    /// that went ([`HeldDecision::settle`]). So two actors' decisions commit together or not
+    /// at all, and neither actor decides anything else in between: a code's redemption and
+    /// the tokens it gives, in their session. A command that decides nothing, or fails, comes
+    /// back done.
+    pub async fn hold<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Hold<A>, CommandError<A::Error>> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let id = id.to_string();
+        let hosts = self.clone();
+        let mut outcome: Pending<A> = Box::pin(async move {
+            hosts
+                .execute_tracked::<A>(&id, command, metadata, Vec::new(), Handoff { preview: None, hold: Some(tx) })
+                .await
+        });
+        tokio::select! {
+            biased;
+            out = &mut outcome => out.map(Hold::Done),
+            held = rx.recv() => match held {
+                Some(held) => Ok(Hold::Held(HeldDecision { held, outcome })),
+                None => outcome.await.map(Hold::Done),
+            },
+        }
+    }
+
     async fn execute_tracked<A: Aggregate>(
         &self,
         id: &str,
         command: A::Command,
         metadata: Metadata,
         along: Vec<StreamAppend>,
-        preview: Option<mpsc::Sender<Decided<A>>>,
+        handoff: Handoff<A>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
-        debug_assert!(along.iter().all(|a| a.expected == ExpectedVersion::Exact(0)));
         let _counted = InFlight::enter(&self.inner);
-        self.execute_once::<A>(id, command, metadata, along, preview).await
+        self.execute_once::<A>(id, command, metadata, along, handoff).await
     }
 
     async fn execute_once<A: Aggregate>(
@@ -264,7 +352,7 @@ impl Hosts {
         command: A::Command,
         metadata: Metadata,
         along: Vec<StreamAppend>,
-        preview: Option<mpsc::Sender<Decided<A>>>,
+        handoff: Handoff<A>,
     ) -> Result<Outcome<A>, CommandError<A::Error>> {
         let stream = StreamId::new(A::KIND, id);
         // Two tries: an actor may passivate between lookup and send, or drop a queued message
@@ -286,7 +374,7 @@ impl Hosts {
                 command: command.clone(),
                 metadata: metadata.clone(),
                 along: along.clone(),
-                preview: preview.clone(),
+                handoff: handoff.clone(),
                 reply,
                 taken: taken.clone(),
             };

@@ -1,6 +1,6 @@
 //! Aggregates hosted as actors, against real stores.
 use crate::support::{self, holding::HoldingStore, pg::TestDb};
-use annals::actors::{CommandError, Hosts, HostsConfig};
+use annals::actors::{CommandError, HeldDecision, Hold, Hosts, HostsConfig, Settle};
 use annals::clock::{SharedClock, SystemClock};
 use annals::domain::realm::{RealmCommand, RealmError};
 use annals::domain::user::{User, UserCommand};
@@ -452,4 +452,85 @@ async fn appends_along_with_a_command_commit_with_it_or_not_at_all() {
     assert_eq!(events(StreamType::User, "u1").await.len(), 3);
     assert_eq!(events(StreamType::Realm, "gamma").await.len(), 1);
     other.shutdown().await;
+}
+
+/// Holds a role grant on `u1` at `h` (see `Hosts::hold`).
+async fn hold_grant(h: &Hosts, role: &str) -> HeldDecision<User> {
+    match h.hold::<User>("u1", UserCommand::GrantRole { role_id: role.into() }, meta()).await {
+        Ok(Hold::Held(held)) => held,
+        Ok(Hold::Done(done)) => panic!("nothing held: {:?}", done.executed),
+        Err(e) => panic!("not held: {e:?}"),
+    }
+}
+
+fn grant(role: &str) -> UserCommand {
+    UserCommand::GrantRole { role_id: role.into() }
+}
+
+#[actix_rt::test]
+async fn a_held_decision_commits_with_another_actors_command_and_holds_its_stream_until_then() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    h.execute::<User>("u2", create_user("bob"), meta()).await.unwrap();
+    // Given a grant on u1 decided and held,
+    let held = hold_grant(&h, "r1").await;
+    assert_eq!((held.decided().version, held.append().expected), (2, store::ExpectedVersion::Exact(1)));
+    // while a second command on u1 waits for it,
+    let h2 = h.clone();
+    let next = actix_rt::spawn(async move { h2.execute_full::<User>("u1", grant("r2"), meta()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!next.is_finished(), "u1 decides nothing else while its decision is held");
+    // when it commits along with a grant on u2,
+    let done = h.execute_with::<User>("u2", grant("r9"), meta(), vec![held.append()]).await.unwrap();
+    let outcome = held.settle(Settle::Committed { position: done.executed.position }).await.unwrap();
+    // then both are recorded in one transaction, u2's first,
+    let u1 = store.read_stream(&StreamId::new(StreamType::User, "u1"), 0, ReadUntil::End).await.unwrap();
+    let u2 = store.read_stream(&StreamId::new(StreamType::User, "u2"), 0, ReadUntil::End).await.unwrap();
+    assert_eq!((u2[1].position + 1, u1[1].position), (done.executed.position, done.executed.position));
+    assert_eq!((outcome.executed.version, outcome.executed.position), (2, done.executed.position));
+    // and u1 goes on from it: the waiting grant follows without a conflict.
+    let next = next.await.unwrap().unwrap();
+    assert!(!next.redecided);
+    assert_eq!((next.executed.version, next.state.roles.len()), (3, 2));
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_held_decision_its_caller_could_not_commit_is_appended_by_its_actor() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let (a, b) = (hosts(&inner, Duration::from_secs(60), 64), hosts(&inner, Duration::from_secs(60), 64));
+    a.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    a.execute::<User>("u2", create_user("bob"), meta()).await.unwrap();
+    // Given another node granted r1 on u1 after this node's actor last saw it,
+    b.execute::<User>("u1", grant("r1"), meta()).await.unwrap();
+    // when this node holds a grant of r2 and commits it along with a grant on u2,
+    let held = hold_grant(&a, "r2").await;
+    let refused = a.execute_with::<User>("u2", grant("r9"), meta(), vec![held.append()]).await;
+    // then the stale decision conflicts, and neither is recorded;
+    assert!(matches!(refused, Err(CommandError::Conflict)), "{refused:?}");
+    let u2 = inner.read_stream(&StreamId::new(StreamType::User, "u2"), 0, ReadUntil::End).await.unwrap();
+    assert_eq!(u2.len(), 1);
+    // told so, u1's actor records its grant on its own, decided again on what the store holds.
+    let outcome = held.settle(Settle::Alone).await.unwrap();
+    assert!(outcome.redecided);
+    assert_eq!((outcome.executed.version, outcome.state.roles.len()), (3, 2));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_held_decision_dropped_unsettled_leaves_its_actor_reading_the_stream_again() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given a held grant committed by its caller, who then went away without a word,
+    let held = hold_grant(&h, "r1").await;
+    store.append(held.append()).await.unwrap();
+    drop(held);
+    // when the same role is granted again, u1's actor knows it already: nothing to record, and
+    // no conflict (it read its stream again instead of deciding on what it had before).
+    let again = h.execute_full::<User>("u1", grant("r1"), meta()).await.unwrap();
+    assert_eq!((again.executed.events, again.executed.version, again.redecided), (0, 2, false));
+    h.shutdown().await;
 }

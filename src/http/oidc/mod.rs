@@ -6,6 +6,7 @@ mod bearer;
 mod brute_force;
 mod certs;
 mod check_session;
+mod code_redemption;
 mod cookies;
 mod discovery;
 mod introspect;

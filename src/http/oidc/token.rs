@@ -1,13 +1,14 @@
 //! `POST /realms/{realm}/protocol/openid-connect/token`: the token endpoint (RFC 6749 §3.2).
 //!
-//! Every issuance is an event before the response: a code redemption on its AuthRequest and
-//! the tokens on the Session; a refresh on the Session (rotation, reuse detection); the
+//! Every issuance is an event before the response: a code redemption on its AuthRequest with
+//! the tokens on the Session, in one commit (`code_redemption`); a refresh on the Session (rotation, reuse detection); the
 //! password grant as an AuthRequest of its own plus a new Session; client credentials as a
 //! new ClientGrant stream per token (appended without an actor, so one client's tokens never
 //! queue behind each other).
+use super::code_redemption::{self, Joint};
 use super::issue::{self, command_failed, Ids, Plan};
 use super::{client_actor, form, json_no_store, metadata, oauth_error, realm};
-use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, Redemption};
+use crate::domain::auth_request::{AuthRequest, AuthRequestCommand};
 use crate::domain::client_assertion::{self, ClientAssertion, ClientAssertionCommand};
 use crate::domain::client_grant::{ClientGrant, ClientGrantCommand};
 use crate::domain::session::{Issue, Session, SessionCommand, SessionError};
@@ -18,7 +19,7 @@ use crate::oidc::login::LoginError;
 use crate::oidc::tokens::{self, RefreshClaims, SessionRef};
 use crate::oidc::{issuer, scope, OAuthError};
 use actix_web::{web, HttpRequest, HttpResponse};
-use annals_events::auth_request::{AuthRequestEvent, AuthRequestStarted};
+use annals_events::auth_request::AuthRequestStarted;
 use annals_events::client_assertion::ClientAssertionUsed;
 use annals_events::client_grant::ClientGrantIssued;
 use annals_events::session::SessionEvent;
@@ -140,7 +141,7 @@ async fn grant(
         .ok_or_else(|| OAuthError::invalid_request("Missing form parameter: grant_type"))?;
     let client = authenticated_client(state, req, realm, &params).await?;
     match grant_type.as_str() {
-        "authorization_code" => authorization_code(state, req, realm, &client, &params).await,
+        "authorization_code" => code_redemption::authorization_code(state, req, realm, &client, &params).await,
         "refresh_token" => refresh(state, req, realm, &client, &params).await,
         "password" => password(state, req, realm, &client, &params).await,
         "client_credentials" => client_credentials(state, req, realm, &client, &params).await,
@@ -148,7 +149,7 @@ async fn grant(
     }
 }
 
-fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+pub(super) fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
     params
         .get(name)
         .map(String::as_str)
@@ -156,33 +157,38 @@ fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a 
 }
 
 /// Tokens to record in a live session and then sign.
-struct SessionIssue<'a> {
-    session_id: &'a str,
-    subject: &'a tokens::Subject,
-    grant: &'a str,
-    granted: &'a std::collections::BTreeSet<String>,
+pub(super) struct SessionIssue<'a> {
+    pub(super) session_id: &'a str,
+    pub(super) subject: &'a tokens::Subject,
+    pub(super) grant: &'a str,
+    pub(super) granted: &'a std::collections::BTreeSet<String>,
     /// A refresh: the presented token's id (rotation, reuse detection).
-    presented_refresh: Option<String>,
-    nonce: Option<&'a str>,
+    pub(super) presented_refresh: Option<String>,
+    pub(super) nonce: Option<&'a str>,
     /// Ids chosen beforehand (a code redemption records them first); else new ones.
-    ids: Option<Ids>,
+    pub(super) ids: Option<Ids>,
     /// The request was answered from an existing session: `acr` 0, as Keycloak reports it.
-    sso: bool,
+    pub(super) sso: bool,
     /// The authorization request's `acr_values`.
-    acr_values: Option<&'a str>,
+    pub(super) acr_values: Option<&'a str>,
     /// A refresh: the `acr` its token carried from the login.
-    carried_acr: Option<&'a str>,
+    pub(super) carried_acr: Option<&'a str>,
     /// The authorization request this login completes (names an offline session it starts).
-    request: Option<&'a str>,
+    pub(super) request: Option<&'a str>,
 }
 
 /// Records tokens in a live session and signs them.
-async fn issue_in_session(
+///
+/// With `joint`, the tokens commit together with the code redemption its authorization
+/// request's actor holds, and the redemption is settled as soon as the session's command has
+/// ended (see `code_redemption`).
+pub(super) async fn issue_in_session(
     state: &AppState,
     req: &HttpRequest,
     realm: &RealmView,
     client: &ClientView,
     it: SessionIssue<'_>,
+    joint: Option<&mut Joint>,
 ) -> Result<issue::TokenResponse, OAuthError> {
     let now = state.clock.now().timestamp();
     let access_exp = now + tokens::access_lifespan(realm, client);
@@ -225,16 +231,19 @@ async fn issue_in_session(
         minted.valid(&d.events, &d.state).ok()?;
         Some(minted.sign(&d.state, d.version, ids.clone(), (offline, d.state.expires_at())))
     };
-    let (outcome, prepared) =
-        state.hosts.execute_prepared::<Session, _>(it.session_id, command, meta.clone(), prepare).await.map_err(
-            |e| match e {
-                crate::actors::CommandError::Domain(SessionError::Revoked) => {
-                    OAuthError::invalid_grant("Refresh token was revoked")
-                }
-                crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
-                other => command_failed(other),
-            },
-        )?;
+    let along = joint.as_deref().map(Joint::along).unwrap_or_default();
+    let executed =
+        state.hosts.execute_prepared_with::<Session, _>(it.session_id, command, meta.clone(), along, prepare).await;
+    if let Some(joint) = joint {
+        joint.settle(Joint::settled_by(&executed)).await;
+    }
+    let (outcome, prepared) = executed.map_err(|e| match e {
+        crate::actors::CommandError::Domain(SessionError::Revoked) => {
+            OAuthError::invalid_grant("Refresh token was revoked")
+        }
+        crate::actors::CommandError::Domain(_) => OAuthError::invalid_grant("Session not active"),
+        other => command_failed(other),
+    })?;
     minted.valid(&outcome.events, &outcome.state)?;
     let s = &outcome.state;
     let (plan, signed) = match prepared.flatten() {
@@ -351,7 +360,7 @@ async fn join_offline_session(
     online: &Session,
     (from, request): (&str, Option<&str>),
     first: Issue,
-    meta: &annals_events::Metadata,
+    meta: &Metadata,
 ) -> Result<(String, i64), OAuthError> {
     let settings = &realm.settings;
     // Keycloak refuses lifetimes of zero; a realm carrying one gets a minute, not a dead token.
@@ -402,188 +411,6 @@ fn offline_allowed(subject: &tokens::Subject) -> Result<(), OAuthError> {
     }
 }
 
-async fn authorization_code(
-    state: &AppState,
-    req: &HttpRequest,
-    realm: &RealmView,
-    client: &ClientView,
-    params: &BTreeMap<String, String>,
-) -> Result<issue::TokenResponse, OAuthError> {
-    let code = required(params, "code")?;
-    let invalid = || OAuthError::invalid_grant("Code not valid");
-    let (ar_id, secret) = code.split_once('.').ok_or_else(invalid)?;
-    if uuid::Uuid::parse_str(ar_id).is_err() || secret.len() != 43 {
-        return Err(invalid());
-    }
-    if !client.settings.standard_flow_enabled {
-        return Err(OAuthError::unauthorized_client("Client not allowed to exchange code"));
-    }
-    // Who the code is for, resolved before the code is spent: a failure here (the user
-    // directory unavailable) must leave the code redeemable by a retry.
-    let meta = metadata(req, &realm.id, client_actor(&realm.id, &client.client_id));
-    let peek =
-        state.hosts.execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, meta.clone()).await.map_err(|e| {
-            match e {
-                crate::actors::CommandError::Domain(_) => invalid(),
-                other => command_failed(other),
-            }
-        })?;
-    if peek.state.request.as_ref().is_none_or(|r| r.realm_id != realm.id) {
-        return Err(invalid());
-    }
-    let subject = match &peek.state.user_id {
-        Some(u) => Some(issue::subject(state, &realm.id, u).await?),
-        None => None,
-    };
-    // The request's scopes never change; what the client may be granted is fixed now and
-    // recorded with the redemption (whether it gives an offline token), so a replay revokes
-    // what was given even if the client's scopes change meanwhile. A refusal is answered only
-    // after the code is spent: a replay must still be recorded (and revoke) when the client's
-    // scopes no longer allow the request's.
-    let requested = peek.state.request.as_ref().map(|r| r.scope.as_str()).unwrap_or_default();
-    let granted = scope::grant(requested, client);
-    let token_ids = vec![issue::token_id(), issue::token_id(), issue::token_id()];
-    let redeem = Redemption {
-        code_hash: code_hash(secret),
-        client: client.id.clone(),
-        redirect_uri: params.get("redirect_uri").cloned(),
-        code_verifier: params.get("code_verifier").cloned(),
-        token_ids: token_ids.clone(),
-        offline: granted.as_ref().is_ok_and(|g| g.contains("offline_access")),
-    };
-    let outcome = state
-        .hosts
-        .execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Redeem(redeem), meta.clone())
-        .await
-        .map_err(|e| match e {
-            crate::actors::CommandError::Domain(_) => invalid(),
-            other => command_failed(other),
-        })?;
-    let started: AuthRequestStarted = outcome.state.request.as_deref().cloned().ok_or_else(invalid)?;
-    let session_id = outcome.state.session_id.clone().unwrap_or_default();
-    match outcome.events.first() {
-        Some(AuthRequestEvent::CodeRedeemed(_)) => {}
-        Some(AuthRequestEvent::CodeReplayed(_)) => {
-            let first = outcome.state.redeemed.clone().unwrap_or_default();
-            // A redemption recorded before this was: judged by the client's scopes now.
-            let offline = outcome
-                .state
-                .redeemed_offline
-                .unwrap_or_else(|| scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access")));
-            let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
-            // The replay is refused either way; a revocation that failed has been logged.
-            let _ = revoke_code_grant(state, &gave, first, &meta).await;
-            return Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded());
-        }
-        Some(AuthRequestEvent::Failed(f)) => {
-            let reason = f.error.strip_prefix("invalid_grant: ").unwrap_or(&f.error).to_string();
-            return Err(OAuthError::invalid_grant(reason).recorded());
-        }
-        _ => return Err(invalid()),
-    }
-    let subject = subject.ok_or_else(invalid)?;
-    if outcome.state.user_id.as_deref() != Some(subject.user.id.as_str()) {
-        return Err(invalid());
-    }
-    let method = outcome.state.method.clone();
-    let granted = granted?;
-    // The ids recorded at redemption are the ones issued, so a replay revokes exactly them.
-    let ids = Ids {
-        access: Some(token_ids[0].clone()),
-        id: granted.contains("openid").then(|| token_ids[1].clone()),
-        refresh: Some(token_ids[2].clone()),
-    };
-    let it = SessionIssue {
-        session_id: &session_id,
-        subject: &subject,
-        grant: "authorization_code",
-        granted: &granted,
-        presented_refresh: None,
-        nonce: started.nonce.as_deref(),
-        ids: Some(ids),
-        sso: method.as_deref() == Some("sso"),
-        acr_values: started.acr_values.as_deref(),
-        carried_acr: None,
-        request: Some(ar_id),
-    };
-    let body = issue_in_session(state, req, realm, client, it).await?;
-    // A replay that raced this redemption may have revoked before these tokens were recorded,
-    // and missed them. The request's log is read again now (from the store: the replay may
-    // have been recorded by another node's actor): a replay not in it yet comes after what
-    // was just recorded and revokes it; one that is, this redemption answers by revoking them
-    // itself. The answer stays a success, as when the replay comes later (two redemptions,
-    // exactly one success, and nothing it gave outlives the replay), unless the revocation
-    // fails: tokens never handed out are harmless.
-    let stream = annals_events::StreamId::new(annals_events::StreamType::AuthRequest, ar_id);
-    let later =
-        state.store.read_stream(&stream, outcome.executed.version, crate::store::ReadUntil::End).await.map_err(
-            |e| {
-                tracing::error!(error = %e, "the authorization request cannot be read again");
-                OAuthError::temporarily_unavailable("try again")
-            },
-        )?;
-    let replayed = later
-        .iter()
-        .any(|e| matches!(e.decode(), Ok(annals_events::DomainEvent::AuthRequest(AuthRequestEvent::CodeReplayed(_)))));
-    if replayed {
-        let offline = granted.contains("offline_access");
-        let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
-        revoke_code_grant(state, &gave, token_ids, &meta).await?;
-    }
-    Ok(body)
-}
-
-/// What one code redemption gave: tokens in an SSO session, and maybe an offline token.
-struct CodeGrant<'a> {
-    session_id: &'a str,
-    /// The authorization request (names an offline session of its own).
-    request: &'a str,
-    /// The client's internal id.
-    client: &'a str,
-    /// The login asked for an offline token.
-    offline: bool,
-}
-
-/// Revokes what a replayed code's first redemption gave (RFC 6749 §4.1.2): all the client
-/// holds in the SSO session (its tokens may already have been refreshed) and the ids chosen
-/// at redemption (`first`, should they be recorded later), and so the offline token: what
-/// the client holds in the SSO session's offline session (shared with other clients, which
-/// keep theirs) or the offline session of this login's own. Only a login that asked for one:
-/// the client's offline tokens of other logins are not in question. Waits until introspection
-/// sees each revocation. A session that does not exist holds nothing to revoke; any other
-/// failure is an error (after trying every session).
-async fn revoke_code_grant(
-    state: &AppState,
-    gave: &CodeGrant<'_>,
-    first: Vec<String>,
-    meta: &Metadata,
-) -> Result<(), OAuthError> {
-    let revoke_client = |also: Vec<String>| SessionCommand::RevokeClient {
-        client: gave.client.to_string(),
-        also,
-        reason: "code_replayed".into(),
-    };
-    let mut revocations = vec![(gave.session_id.to_string(), revoke_client(first.clone()))];
-    if gave.offline {
-        revocations.push((shared_offline_session_id(gave.session_id), revoke_client(first)));
-        revocations.push((offline_session_id(gave.request), SessionCommand::Revoke { reason: "code_replayed".into() }));
-    }
-    let mut failed = None;
-    for (id, cmd) in revocations {
-        match state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
-            Ok(done) => {
-                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
-            }
-            Err(crate::actors::CommandError::Domain(SessionError::NotFound)) => {}
-            Err(e) => {
-                tracing::error!(session = %id, error = %e, "the tokens of a replayed code could not be revoked");
-                failed = Some(command_failed(e));
-            }
-        }
-    }
-    failed.map_or(Ok(()), Err)
-}
-
 async fn refresh(
     state: &AppState,
     req: &HttpRequest,
@@ -629,7 +456,7 @@ async fn refresh(
         carried_acr: claims.acr.as_deref(),
         request: None,
     };
-    issue_in_session(state, req, realm, client, it).await
+    issue_in_session(state, req, realm, client, it, None).await
 }
 
 async fn password(
@@ -770,7 +597,7 @@ async fn password(
         carried_acr: None,
         request: Some(&ar_id),
     };
-    issue_in_session(state, req, realm, client, it).await
+    issue_in_session(state, req, realm, client, it, None).await
 }
 
 async fn client_credentials(
