@@ -15,6 +15,7 @@ mod sqlite_writer;
 mod writer;
 
 pub use error::StoreError;
+pub use writer::{DeferredOutcome, DEFER_AT_MOST};
 
 use annals_events::{NewEvent, RecordedEvent, StreamId};
 use async_trait::async_trait;
@@ -89,6 +90,17 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append(&self, append: StreamAppend) -> Result<Appended, StoreError> {
         let mut out = self.append_all(vec![append]).await?;
         out.pop().ok_or(StoreError::Closed)
+    }
+
+    /// Appends that create new streams (each expecting version 0), committed with the next
+    /// batch of other appends or within [`DEFER_AT_MOST`], rather than in a transaction and a
+    /// disk flush of their own: returns once queued, with the outcome to come. Only for
+    /// records no answer depends on being durable (a login page's authorization request).
+    /// A store without a writer of its own appends at once.
+    async fn append_deferred(&self, appends: Vec<StreamAppend>) -> Result<DeferredOutcome, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(self.append_all(appends).await);
+        Ok(rx)
     }
 
     /// Events of one stream with `version > after_version`, up to `until`, in version order.

@@ -112,6 +112,10 @@ impl EventStore for PgStore {
         self.writer.append(appends).await
     }
 
+    async fn append_deferred(&self, appends: Vec<StreamAppend>) -> Result<super::DeferredOutcome, StoreError> {
+        self.writer.append_deferred(appends).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

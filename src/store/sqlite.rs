@@ -392,6 +392,10 @@ impl EventStore for SqliteStore {
         self.writer.append(appends).await
     }
 
+    async fn append_deferred(&self, appends: Vec<StreamAppend>) -> Result<super::DeferredOutcome, StoreError> {
+        self.writer.append_deferred(appends).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -59,6 +59,13 @@ pub(crate) trait Flush: Send + 'static {
     fn failure_is_final(&self) -> bool;
 }
 
+/// How long a deferred append (see [`Writer::append_deferred`]) waits at most for a batch to
+/// come along with before it is committed on its own.
+pub const DEFER_AT_MOST: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Deferred appends waiting for a batch; a full queue makes callers wait, as the main one does.
+const DEFERRED_QUEUE: usize = 4 * 1024;
+
 /// Committed batches queued for the flusher, at most this many (besides the group being
 /// flushed and the batch the writer holds): past it the writer waits.
 const UNFLUSHED: usize = 8;
@@ -164,8 +171,13 @@ async fn flush_loop(mut flusher: Box<dyn Flush>, mut rx: mpsc::Receiver<Committe
     }
 }
 
+/// What becomes of a deferred append: its outcome once durable (or its failure).
+pub type DeferredOutcome = oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
+
 pub(crate) struct Writer {
     queue: mpsc::Sender<Pending>,
+    /// Appends that wait for the next batch instead of waking the writer (see `append_deferred`).
+    deferred: mpsc::Sender<Pending>,
     /// The events committed last, for read models following the log.
     recent: Arc<Recent>,
     stop: Arc<Notify>,
@@ -189,6 +201,7 @@ impl Writer {
         Fut: std::future::Future<Output = Result<B, StoreError>>,
     {
         let (queue, rx) = mpsc::channel(QUEUE);
+        let (deferred, deferred_rx) = mpsc::channel(DEFERRED_QUEUE);
         let stop = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
@@ -239,7 +252,7 @@ impl Writer {
                             // After the flusher thread is spawned: threads inherit the
                             // nice value, and the flusher must not wait behind handlers.
                             yield_to_handlers();
-                            run(backend, rx, acks, stop2).await;
+                            run(backend, (rx, deferred_rx), acks, stop2).await;
                             // Every committed batch is answered before the writer reports it
                             // has stopped.
                             if let Some(t) = thread {
@@ -255,7 +268,7 @@ impl Writer {
             })
             .map_err(|e| StoreError::Invalid(format!("writer thread: {e}")))?;
         ready_rx.await.map_err(|_| StoreError::Closed)??;
-        Ok(Writer { queue, recent, stop, failed, done: Mutex::new(Some(done)) })
+        Ok(Writer { queue, deferred, recent, stop, failed, done: Mutex::new(Some(done)) })
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
@@ -271,6 +284,23 @@ impl Writer {
         let out = rx.await.map_err(|_| StoreError::Closed)?;
         metrics::APPEND_SECONDS.observe(started.elapsed().as_secs_f64());
         out
+    }
+
+    /// Queues the creation of new streams without waking the writer: they commit, in order
+    /// and ahead of it, with the next batch another append starts, or on their own once they
+    /// have waited [`DEFER_AT_MOST`] (or at shutdown). For records nothing outside this node
+    /// waits for (an authorization request shown as a login page): the transaction and the
+    /// disk flush of their own that they would cost are shared. Each append must expect its
+    /// stream not to exist, so that coming ahead of appends queued earlier changes nothing.
+    /// Returns once queued, with the outcome to come.
+    pub async fn append_deferred(&self, appends: Vec<StreamAppend>) -> Result<DeferredOutcome, StoreError> {
+        if appends.iter().any(|a| a.expected != super::ExpectedVersion::Exact(0)) {
+            return Err(StoreError::Invalid("only new streams may be appended deferred".into()));
+        }
+        super::plan::validate(&appends)?;
+        let (reply, rx) = oneshot::channel();
+        self.deferred.send(Pending { appends, reply }).await.map_err(|_| StoreError::Closed)?;
+        Ok(rx)
     }
 
     /// Events from `after + 1` on that this writer committed last, if it still holds
@@ -294,16 +324,59 @@ impl Writer {
     }
 }
 
-async fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Pending>, acks: Acks, stop: Arc<Notify>) {
+/// What woke the writer.
+enum Woken {
+    /// An append (`None`: the queue is closed and empty).
+    Append(Option<Pending>),
+    Stop,
+    /// Time to commit what was deferred, if anything.
+    Tick,
+}
+
+async fn run<B: Backend>(
+    mut backend: B,
+    (mut rx, mut deferred): (mpsc::Receiver<Pending>, mpsc::Receiver<Pending>),
+    acks: Acks,
+    stop: Arc<Notify>,
+) {
     let recent = acks.recent.clone();
+    // Deferred appends are looked for at every batch and on this tick: a writer woken for
+    // each of them would pay the wake-up they are deferred to save.
+    let mut tick = tokio::time::interval(DEFER_AT_MOST);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let first = tokio::select! {
-            p = rx.recv() => p,
-            _ = stop.notified() => { rx.close(); rx.recv().await }
+        let woken = tokio::select! {
+            biased;
+            p = rx.recv() => Woken::Append(p),
+            _ = stop.notified() => Woken::Stop,
+            _ = tick.tick() => Woken::Tick,
         };
-        let Some(first) = first else { break };
-        let mut batch = vec![first];
-        let mut events: usize = batch[0].appends.iter().map(|a| a.events.len()).sum();
+        let first = match woken {
+            Woken::Append(p) => p,
+            Woken::Stop => {
+                rx.close();
+                deferred.close();
+                rx.recv().await
+            }
+            Woken::Tick => None,
+        };
+        // Deferred appends go first, every one queued: each creates a stream, so none depends
+        // on an append queued after it, while the append that woke the writer may build on one.
+        let (mut batch, mut events) = (Vec::new(), 0);
+        while let Ok(p) = deferred.try_recv() {
+            events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
+            batch.push(p);
+        }
+        match first {
+            Some(p) => {
+                events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
+                batch.push(p);
+            }
+            // The queue is closed and empty (shutdown): done once nothing deferred is left.
+            None if rx.is_closed() && batch.is_empty() => break,
+            None if batch.is_empty() => continue,
+            None => {}
+        }
         drain(&mut rx, &mut batch, &mut events);
         if acks.failed.load(Ordering::Acquire) {
             for p in batch {

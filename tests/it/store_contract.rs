@@ -415,6 +415,42 @@ async fn head_moves_for_every_subscriber(ctx: Ctx) {
     }
 }
 
+async fn a_deferred_append_commits_ahead_of_the_next_append_in_its_transaction(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut shared = 0;
+    // Three times, since the writer's tick may commit a deferred append on its own just before
+    // the next append arrives (a window of microseconds in 50 ms).
+    for id in ["d1", "d2", "d3"] {
+        // Given a new stream's creation deferred,
+        let deferred = s.append_deferred(vec![append(id, 0, 1)]).await.unwrap();
+        // when an append builds on it (as the next step of a login does) before it committed,
+        let next = s.append(append(id, 1, 1)).await.unwrap();
+        // then both commit, the deferred one first, and (but for that tick) in one transaction.
+        let first = tokio::time::timeout(Duration::from_secs(5), deferred).await.unwrap().unwrap().unwrap();
+        assert_eq!((first[0].last_version, first[0].last_position + 1), (1, next.first_position));
+        let log = s.read_stream(&user(id), 0, ReadUntil::End).await.unwrap();
+        assert_eq!(log.len(), 2);
+        shared += usize::from(log[0].recorded_at == log[1].recorded_at);
+    }
+    assert!(shared > 0, "a deferred append never shared the next append's transaction");
+}
+
+async fn a_deferred_append_alone_commits_within_its_bound_and_only_creates_streams(ctx: Ctx) {
+    let s = &ctx.store;
+    s.append(append("a", 0, 1)).await.unwrap();
+    // An append to a stream that may exist is not deferred: it could overtake an earlier one.
+    let err = s.append_deferred(vec![append("a", 1, 1)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    // With nothing else appended, a deferred creation commits on its own, within the bound
+    // (and a scheduler's delay).
+    let queued = std::time::Instant::now();
+    let deferred = s.append_deferred(vec![append("d", 0, 2)]).await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(5), deferred).await.unwrap().unwrap().unwrap();
+    assert_eq!((done[0].last_version, done[0].last_position), (2, 3));
+    assert!(queued.elapsed() < store::DEFER_AT_MOST * 20, "{:?}", queued.elapsed());
+    assert_eq!(s.read_stream(&user("d"), 0, ReadUntil::End).await.unwrap().len(), 2);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -512,7 +548,21 @@ contract!(
     tampering_is_refused_or_detected,
     deleted_row_is_detected,
     head_moves_for_every_subscriber,
+    a_deferred_append_commits_ahead_of_the_next_append_in_its_transaction,
+    a_deferred_append_alone_commits_within_its_bound_and_only_creates_streams,
 );
+
+/// A node stopping commits what it deferred before it reports stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_shutdown_commits_deferred_appends() {
+    let (s, dir) = support::sqlite_store().await;
+    let deferred = s.append_deferred(vec![append("d", 0, 1)]).await.unwrap();
+    s.shutdown().await;
+    assert_eq!(deferred.await.unwrap().unwrap()[0].last_version, 1);
+    let again = store::open(dir.path().join("annals.db").to_str().unwrap()).await.unwrap();
+    assert_eq!(again.read_stream(&user("d"), 0, ReadUntil::End).await.unwrap().len(), 1);
+    again.shutdown().await;
+}
 
 #[allow(dead_code)]
 fn _assert_object_safe(_: &dyn EventStore) {}

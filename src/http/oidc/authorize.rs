@@ -98,9 +98,15 @@ async fn handle(state: &AppState, req: &HttpRequest, name: &str, pairs: Vec<(Str
             return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, &shown, "The request cannot be recorded.");
         }
     };
-    match state.store.append(append).await {
-        // The login that follows finds the request's actor without reading it back.
-        Ok(done) => state.hosts.remember::<AuthRequest>(&ar_id, seed, done.last_version),
+    // The request is recorded with the next commit, not in one of its own: nothing this
+    // answer gives depends on it (a login page, or a reply whose code, recorded right after,
+    // commits with it). The request's next step finds its actor without reading it back, and
+    // appends after it (see ARCHITECTURE.md, "An authorization request's start may wait").
+    let version = append.events.len() as u64;
+    match state.store.append_deferred(vec![append]).await {
+        // Not awaited: a new stream cannot conflict, and a batch that fails is logged by the
+        // writer; the request's next step then finds no request and says so.
+        Ok(_) => state.hosts.remember::<AuthRequest>(&ar_id, seed, version),
         Err(e) => {
             tracing::error!(error = %e, "authorization request cannot be recorded");
             return state.pages.error(StatusCode::SERVICE_UNAVAILABLE, &shown, "Please try again in a moment.");
