@@ -250,6 +250,17 @@ async fn decide_and_append<A: Aggregate>(
     for attempt in 0..2 {
         let events = match state.decide(command.clone(), clock.now()) {
             Ok(events) => events,
+            // A stream this actor found empty may have been created since, by another node or
+            // by a deferred append that committed after the actor loaded: look once more
+            // before refusing, or the refusal would stand until the actor passivates.
+            Err(e) if version == 0 && attempt == 0 => match catch_up(&store, &stream, state, version).await {
+                Ok((caught, v)) if v > 0 => {
+                    (state, version) = (caught, v);
+                    continue;
+                }
+                Ok((caught, v)) => return Attempt { state: caught, version: v, result: Err(CommandError::Domain(e)) },
+                Err((stale, err)) => return Attempt { state: stale, version, result: Err(err) },
+            },
             Err(e) => return Attempt { state, version, result: Err(CommandError::Domain(e)) },
         };
         if events.is_empty() {
@@ -322,17 +333,9 @@ async fn decide_and_append<A: Aggregate>(
             }
             Err(StoreError::Conflict { .. }) if attempt == 0 => {
                 // Another node (or a pre-actor writer) moved the stream: catch up, decide again.
-                match store.read_stream_payloads(&stream, version).await {
-                    Ok(tail) => match typed::<A>(&tail) {
-                        Ok(evs) => {
-                            if let Some(last) = tail.last() {
-                                version = last.version;
-                            }
-                            state = fold(state, &evs);
-                        }
-                        Err(e) => return Attempt { state, version, result: Err(CommandError::Corrupt(e)) },
-                    },
-                    Err(e) => return Attempt { state, version, result: Err(CommandError::Store(e)) },
+                match catch_up(&store, &stream, state, version).await {
+                    Ok(caught) => (state, version) = caught,
+                    Err((stale, err)) => return Attempt { state: stale, version, result: Err(err) },
                 }
             }
             Err(StoreError::Conflict { .. }) => return Attempt { state, version, result: Err(CommandError::Conflict) },
@@ -340,6 +343,36 @@ async fn decide_and_append<A: Aggregate>(
         }
     }
     Attempt { state, version, result: Err(CommandError::Conflict) }
+}
+
+/// The stream's events after `version`, folded into `state`. A stream with none is not ahead
+/// of the actor but behind it: the state was remembered from a creation that never committed
+/// (a deferred append lost in a failed batch), and it is read again from the start.
+async fn catch_up<A: Aggregate>(
+    store: &SharedStore,
+    stream: &StreamId,
+    state: A,
+    version: u64,
+) -> Result<(A, u64), (A, CommandError<A::Error>)> {
+    let tail = match store.read_stream_payloads(stream, version).await {
+        Ok(tail) => tail,
+        Err(e) => return Err((state, CommandError::Store(e))),
+    };
+    let Some(last) = tail.last() else {
+        if version == 0 {
+            return Ok((state, version));
+        }
+        return match load::<A>(store, stream).await {
+            Ok((fresh, v, _)) => Ok((fresh, v)),
+            Err(LoadError::Store(e)) => Err((state, CommandError::Store(e))),
+            Err(LoadError::Corrupt(e)) => Err((state, CommandError::Corrupt(e))),
+        };
+    };
+    let last = last.version;
+    match typed::<A>(&tail) {
+        Ok(evs) => Ok((fold(state, &evs), last)),
+        Err(e) => Err((state, CommandError::Corrupt(e))),
+    }
 }
 
 /// How long an actor holds a decision for its caller (see `Hosts::hold`) before it gives up

@@ -82,8 +82,8 @@ pub enum Settle {
     /// Not committed, and the caller's command will not commit it: the actor appends it on its
     /// own (deciding again if the stream moved meanwhile).
     Alone,
-    /// The caller cannot tell whether it committed (the store failed mid-commit, another
-    /// writer moved the stream): the actor reads its stream again.
+    /// The caller cannot tell whether it committed (the store failed mid-commit, or the
+    /// other actor's thread stopped mid-command): the actor reads its stream again.
     Unknown,
 }
 

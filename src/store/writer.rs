@@ -360,24 +360,28 @@ async fn run<B: Backend>(
             }
             Woken::Tick => None,
         };
-        // Deferred appends go first, every one queued: each creates a stream, so none depends
-        // on an append queued after it, while the append that woke the writer may build on one.
-        let (mut batch, mut events) = (Vec::new(), 0);
-        while let Ok(p) = deferred.try_recv() {
+        let (mut regular, mut events) = (Vec::new(), 0);
+        if let Some(p) = first {
             events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
+            regular.push(p);
+            drain(&mut rx, &mut regular, &mut events);
+        }
+        // Then every deferred append queued so far, ahead of them: each creates a stream, so
+        // none depends on an append queued after it, while any append just taken may build on
+        // one (deferred before it was sent, so visible here). They may take a batch past
+        // `MAX_BATCH_EVENTS`, by at most their own queue.
+        let mut batch = Vec::new();
+        while let Ok(p) = deferred.try_recv() {
             batch.push(p);
         }
-        match first {
-            Some(p) => {
-                events += p.appends.iter().map(|a| a.events.len()).sum::<usize>();
-                batch.push(p);
-            }
+        batch.append(&mut regular);
+        if batch.is_empty() {
             // The queue is closed and empty (shutdown): done once nothing deferred is left.
-            None if rx.is_closed() && batch.is_empty() => break,
-            None if batch.is_empty() => continue,
-            None => {}
+            match rx.is_closed() {
+                true => break,
+                false => continue,
+            }
         }
-        drain(&mut rx, &mut batch, &mut events);
         if acks.failed.load(Ordering::Acquire) {
             for p in batch {
                 let _ = p.reply.send(Err(sync_failed()));

@@ -534,3 +534,42 @@ async fn a_held_decision_dropped_unsettled_leaves_its_actor_reading_the_stream_a
     assert_eq!((again.executed.events, again.executed.version, again.redecided), (0, 2, false));
     h.shutdown().await;
 }
+
+/// A state remembered from a creation that never committed (a deferred append lost with its
+/// batch): the actor's append conflicts with a stream the store lacks, and it reads the
+/// stream again from the start instead of insisting on what it remembered.
+#[actix_rt::test]
+async fn a_remembered_creation_that_never_committed_is_read_again_from_the_store() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    let (_, created) =
+        annals::provision::create_seeded::<User>("u1", vec![create_user("ada")], chrono::Utc::now(), &meta()).unwrap();
+    // Given a remembered creation that is not in the store,
+    h.remember::<User>("u1", created, 1);
+    // when a role is granted, the user is not found (not a conflict that would never clear),
+    let refused = h.execute::<User>("u1", grant("r1"), meta()).await;
+    assert!(matches!(refused, Err(CommandError::Domain(annals::domain::user::UserError::NotFound))), "{refused:?}");
+    // and once it is created, the same actor goes on from the store.
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    let granted = h.execute_full::<User>("u1", grant("r1"), meta()).await.unwrap();
+    assert_eq!((granted.executed.version, granted.redecided), (2, false));
+    h.shutdown().await;
+}
+
+/// An actor that found its stream empty does not keep refusing once another node (or a
+/// deferred append) has created it.
+#[actix_rt::test]
+async fn a_stream_created_after_its_actor_found_it_empty_is_found() {
+    let (store, _dir) = support::sqlite_store().await;
+    let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&store, Duration::from_secs(60), 64));
+    // Given this node's actor for u1 activated on an empty stream,
+    let refused = a.execute::<User>("u1", grant("r1"), meta()).await;
+    assert!(matches!(refused, Err(CommandError::Domain(_))), "{refused:?}");
+    // when another node creates u1,
+    b.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // then this node's actor finds it at the next command.
+    let granted = a.execute_full::<User>("u1", grant("r1"), meta()).await.unwrap();
+    assert_eq!((granted.executed.version, granted.state.roles.len()), (2, 1));
+    a.shutdown().await;
+    b.shutdown().await;
+}

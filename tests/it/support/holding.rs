@@ -68,6 +68,12 @@ impl store::EventStore for HoldingStore {
         }
         out
     }
+    async fn append_deferred(
+        &self,
+        appends: Vec<store::StreamAppend>,
+    ) -> Result<store::DeferredOutcome, store::StoreError> {
+        self.inner.append_deferred(appends).await
+    }
     async fn read_stream(
         &self,
         stream: &StreamId,
