@@ -386,8 +386,8 @@ enum Settled<A: Aggregate> {
     Committed { decided: Decided<A>, position: u64 },
     /// The caller's command refused it: the actor appends it itself.
     Alone,
-    /// Unknown (the caller went away, the store failed mid-commit, or a conflict): the state
-    /// as the store now has it, if it could be read. Either way the next append's expected
+    /// Unknown (the caller went away or could not tell, or a minute passed): the state as
+    /// the store now has it, if it could be read. Either way the next append's expected
     /// version catches a stream that moved.
     Unknown(Option<(A, u64)>),
 }
