@@ -299,6 +299,7 @@ async fn decide_and_append<A: Aggregate>(
                     return Attempt { state: decided.state, version: decided.version, result: Ok(outcome) };
                 }
                 Settled::Alone => {}
+                Settled::Discard => return Attempt { state, version, result: Err(CommandError::Busy) },
                 Settled::Unknown(reloaded) => {
                     let (state, version) = reloaded.unwrap_or((state, version));
                     return Attempt { state, version, result: Err(CommandError::Unavailable) };
@@ -386,6 +387,8 @@ enum Settled<A: Aggregate> {
     Committed { decided: Decided<A>, position: u64 },
     /// The caller's command refused it: the actor appends it itself.
     Alone,
+    /// Nothing ran: the decision is dropped.
+    Discard,
     /// Unknown (the caller went away or could not tell, or a minute passed): the state as
     /// the store now has it, if it could be read. Either way the next append's expected
     /// version catches a stream that moved.
@@ -411,6 +414,7 @@ async fn held_elsewhere<A: Aggregate>(
     match answer {
         Some(Settle::Committed { position }) => Settled::Committed { decided: kept, position },
         Some(Settle::Alone) => Settled::Alone,
+        Some(Settle::Discard) => Settled::Discard,
         Some(Settle::Unknown) | None => {
             Settled::Unknown(load::<A>(store, stream).await.ok().map(|(state, version, _)| (state, version)))
         }

@@ -82,6 +82,9 @@ pub enum Settle {
     /// Not committed, and the caller's command will not commit it: the actor appends it on its
     /// own (deciding again if the stream moved meanwhile).
     Alone,
+    /// Not committed, and not to be: the caller's command never ran (its actor was busy). The
+    /// actor drops the decision, as if the command had not come, and its caller gets `Busy`.
+    Discard,
     /// The caller cannot tell whether it committed (the store failed mid-commit, or the
     /// other actor's thread stopped mid-command): the actor reads its stream again.
     Unknown,

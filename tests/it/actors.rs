@@ -573,3 +573,20 @@ async fn a_stream_created_after_its_actor_found_it_empty_is_found() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_held_decision_discarded_leaves_nothing_and_the_command_can_come_again() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given a held grant whose carrying command never ran (its actor was busy),
+    let held = hold_grant(&h, "r1").await;
+    // when it is discarded, its caller is told to come back,
+    let discarded = held.settle(Settle::Discard).await;
+    assert!(matches!(discarded, Err(CommandError::Busy)), "{discarded:?}");
+    // and nothing was recorded: the same grant, sent again, is decided anew and recorded.
+    assert_eq!(store.read_stream(&StreamId::new(StreamType::User, "u1"), 0, ReadUntil::End).await.unwrap().len(), 1);
+    let again = h.execute_full::<User>("u1", grant("r1"), meta()).await.unwrap();
+    assert_eq!((again.executed.events, again.executed.version, again.redecided), (1, 2, false));
+    h.shutdown().await;
+}

@@ -40,15 +40,16 @@ impl Joint {
     }
 
     /// What the session's command tells of the redemption it carried: committed with it;
-    /// refused before anything was written (the code is still spent: the actor records the
-    /// redemption on its own, or a replay if another node redeemed the code meanwhile); or
-    /// unknown, when the store failed or the session's actor stopped mid-command.
+    /// never run (the session's actor was busy: the redemption is dropped and the code stays
+    /// redeemable for the client's retry); refused before anything was written (the code is
+    /// spent all the same: the actor records the redemption on its own, or a replay if
+    /// another node redeemed the code meanwhile); or unknown, when the store failed or the
+    /// session's actor stopped mid-command.
     pub(super) fn settled_by<T>(executed: &Result<(Outcome<Session>, T), CommandError<SessionError>>) -> Settle {
         match executed {
             Ok((outcome, _)) => Settle::Committed { position: outcome.executed.position },
-            Err(CommandError::Domain(_) | CommandError::Busy | CommandError::Conflict | CommandError::Corrupt(_)) => {
-                Settle::Alone
-            }
+            Err(CommandError::Busy) => Settle::Discard,
+            Err(CommandError::Domain(_) | CommandError::Conflict | CommandError::Corrupt(_)) => Settle::Alone,
             Err(CommandError::Unavailable | CommandError::Store(_)) => Settle::Unknown,
         }
     }
