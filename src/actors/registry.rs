@@ -184,7 +184,7 @@ impl<A: Aggregate> HeldDecision<A> {
 
     /// Tells the actor what became of the decision, and returns the command's outcome: the
     /// decided events at the committed position, or (`Alone`) what the actor then appended on
-    /// its own, or (`Unknown`) `Unavailable`.
+    /// its own, or (`Discard`) `Busy`, or (`Unknown`) `Unavailable`.
     pub async fn settle(self, how: Settle) -> Result<Outcome<A>, CommandError<A::Error>> {
         let HeldDecision { held, outcome } = self;
         held.settle(how);
