@@ -3,7 +3,7 @@ use super::{CommandError, Decided, Executed, Held, Outcome, Settle};
 use crate::clock::SharedClock;
 use crate::domain::{fold, Aggregate};
 use crate::metrics;
-use crate::store::{Appended, ExpectedVersion, SharedStore, Snapshot, StoreError, StreamAppend};
+use crate::store::{Appended, DeferredOutcome, ExpectedVersion, SharedStore, Snapshot, StoreError, StreamAppend};
 use actix::prelude::*;
 use annals_events::{Metadata, NewEvent, RecordedEvent, StreamId};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,17 +39,21 @@ pub struct Handoff<A: Aggregate> {
     /// another actor's command; the actor holds its mailbox until told how that went (see
     /// `Hosts::hold`).
     pub hold: Option<mpsc::Sender<Held<A>>>,
+    /// Queue the events as a deferred append (see `EventStore::append_deferred`) and answer
+    /// once queued, not once durable, where the store is this node's alone (see
+    /// `Hosts::execute_deferred_with`).
+    pub defer: bool,
 }
 
 impl<A: Aggregate> Default for Handoff<A> {
     fn default() -> Self {
-        Handoff { preview: None, hold: None }
+        Handoff { preview: None, hold: None, defer: false }
     }
 }
 
 impl<A: Aggregate> Clone for Handoff<A> {
     fn clone(&self) -> Self {
-        Handoff { preview: self.preview.clone(), hold: self.hold.clone() }
+        Handoff { preview: self.preview.clone(), hold: self.hold.clone(), defer: self.defer }
     }
 }
 
@@ -80,6 +84,9 @@ pub struct AggregateActor<A: Aggregate> {
     unavailable: bool,
     /// Started from a state this node recorded itself (see `Hosts::remember`): no load.
     seeded: bool,
+    /// The state holds events of a deferred append that did not commit: the next command
+    /// reads the stream again first.
+    stale: bool,
 }
 
 impl<A: Aggregate> AggregateActor<A> {
@@ -110,6 +117,7 @@ impl<A: Aggregate> AggregateActor<A> {
             broken: None,
             unavailable: false,
             seeded,
+            stale: false,
         }
     }
 
@@ -236,17 +244,39 @@ struct Attempt<A: Aggregate> {
     state: A,
     version: u64,
     result: Result<Outcome<A>, CommandError<A::Error>>,
+    /// The commit still to come of events the state already holds (a deferred append).
+    deferred: Option<DeferredOutcome>,
+    /// The state is still one the actor was told is stale (reading the stream failed).
+    stale: bool,
+}
+
+impl<A: Aggregate> Attempt<A> {
+    fn done(state: A, version: u64, result: Result<Outcome<A>, CommandError<A::Error>>) -> Self {
+        Attempt { state, version, result, deferred: None, stale: false }
+    }
 }
 
 async fn decide_and_append<A: Aggregate>(
     store: SharedStore,
     clock: SharedClock,
     stream: StreamId,
-    mut state: A,
-    mut version: u64,
+    (mut state, mut version, stale): (A, u64, bool),
     (command, metadata, along): (A::Command, Metadata, Vec<StreamAppend>),
     mut handoff: Handoff<A>,
 ) -> Attempt<A> {
+    if stale {
+        let failed = match load::<A>(&store, &stream).await {
+            Ok((fresh, v, _)) => {
+                (state, version) = (fresh, v);
+                None
+            }
+            Err(LoadError::Store(e)) => Some(CommandError::Store(e)),
+            Err(LoadError::Corrupt(e)) => Some(CommandError::Corrupt(e)),
+        };
+        if let Some(e) = failed {
+            return Attempt { state, version, result: Err(e), deferred: None, stale: true };
+        }
+    }
     for attempt in 0..2 {
         let events = match state.decide(command.clone(), clock.now()) {
             Ok(events) => events,
@@ -258,27 +288,27 @@ async fn decide_and_append<A: Aggregate>(
                     (state, version) = (caught, v);
                     continue;
                 }
-                Ok((caught, v)) => return Attempt { state: caught, version: v, result: Err(CommandError::Domain(e)) },
-                Err((stale, err)) => return Attempt { state: stale, version, result: Err(err) },
+                Ok((caught, v)) => return Attempt::done(caught, v, Err(CommandError::Domain(e))),
+                Err((stale, err)) => return Attempt::done(stale, version, Err(err)),
             },
-            Err(e) => return Attempt { state, version, result: Err(CommandError::Domain(e)) },
+            Err(e) => return Attempt::done(state, version, Err(CommandError::Domain(e))),
         };
         if events.is_empty() {
             // Nothing of this stream changes; what comes along still commits, on its own (no
             // caller relies on this: every command given appends to carry decides events).
             let position = match along_alone(&store, &along).await {
                 Ok(p) => p,
-                Err(e) => return Attempt { state, version, result: Err(e) },
+                Err(e) => return Attempt::done(state, version, Err(e)),
             };
             let executed = Executed { events: 0, version, position };
             let outcome = Outcome { executed, events, state: state.clone(), redecided: attempt > 0 };
-            return Attempt { state, version, result: Ok(outcome) };
+            return Attempt::done(state, version, Ok(outcome));
         }
         let new: Result<Vec<NewEvent>, _> =
             events.iter().map(|e| NewEvent::new(&e.clone().into(), &metadata)).collect();
         let new = match new {
             Ok(n) => n,
-            Err(e) => return Attempt { state, version, result: Err(CommandError::Corrupt(e.to_string())) },
+            Err(e) => return Attempt::done(state, version, Err(CommandError::Corrupt(e.to_string()))),
         };
         let append = StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: new };
         // The caller prepares its answer while the events commit; `redecided` tells it
@@ -296,15 +326,32 @@ async fn decide_and_append<A: Aggregate>(
                 Settled::Committed { decided, position } => {
                     let executed = Executed { events: events.len(), version: decided.version, position };
                     let outcome = Outcome { executed, events, state: decided.state.clone(), redecided: false };
-                    return Attempt { state: decided.state, version: decided.version, result: Ok(outcome) };
+                    return Attempt::done(decided.state, decided.version, Ok(outcome));
                 }
                 Settled::Alone => {}
-                Settled::Discard => return Attempt { state, version, result: Err(CommandError::Busy) },
+                Settled::Discard => return Attempt::done(state, version, Err(CommandError::Busy)),
                 Settled::Unknown(reloaded) => {
                     let (state, version) = reloaded.unwrap_or((state, version));
-                    return Attempt { state, version, result: Err(CommandError::Unavailable) };
+                    return Attempt::done(state, version, Err(CommandError::Unavailable));
                 }
             }
+        }
+        // Deferred only where this node is the log's only user: nobody else appends to the
+        // stream meanwhile, or reads it before it commits.
+        if handoff.defer && store.exclusive() {
+            // Answered once queued: the events commit ahead of the next batch (see
+            // `EventStore::append_deferred`), and the actor watches for that commit.
+            let all = std::iter::once(append).chain(along.iter().cloned()).collect();
+            return match store.append_deferred(all).await {
+                Ok(pending) => {
+                    let version = version + events.len() as u64;
+                    let after = previewed.unwrap_or_else(|| fold(state, &events));
+                    let executed = Executed { events: events.len(), version, position: 0 };
+                    let outcome = Outcome { executed, events, state: after.clone(), redecided: attempt > 0 };
+                    Attempt { state: after, version, result: Ok(outcome), deferred: Some(pending), stale: false }
+                }
+                Err(e) => Attempt::done(state, version, Err(CommandError::Store(e))),
+            };
         }
         let appended = if along.is_empty() {
             store.append(append).await
@@ -326,24 +373,24 @@ async fn decide_and_append<A: Aggregate>(
                     Executed { events: events.len(), version: done.last_version, position: done.last_position };
                 let after = previewed.unwrap_or_else(|| fold(state, &events));
                 let outcome = Outcome { executed, events, state: after.clone(), redecided: attempt > 0 };
-                return Attempt { state: after, version: done.last_version, result: Ok(outcome) };
+                return Attempt::done(after, done.last_version, Ok(outcome));
             }
             // A stream that comes along exists already: catching up on this one cannot help.
             Err(StoreError::Conflict { stream: other, .. }) if other != stream => {
-                return Attempt { state, version, result: Err(CommandError::Conflict) }
+                return Attempt::done(state, version, Err(CommandError::Conflict))
             }
             Err(StoreError::Conflict { .. }) if attempt == 0 => {
                 // Another node (or a pre-actor writer) moved the stream: catch up, decide again.
                 match catch_up(&store, &stream, state, version).await {
                     Ok(caught) => (state, version) = caught,
-                    Err((stale, err)) => return Attempt { state: stale, version, result: Err(err) },
+                    Err((stale, err)) => return Attempt::done(stale, version, Err(err)),
                 }
             }
-            Err(StoreError::Conflict { .. }) => return Attempt { state, version, result: Err(CommandError::Conflict) },
-            Err(e) => return Attempt { state, version, result: Err(CommandError::Store(e)) },
+            Err(StoreError::Conflict { .. }) => return Attempt::done(state, version, Err(CommandError::Conflict)),
+            Err(e) => return Attempt::done(state, version, Err(CommandError::Store(e))),
         }
     }
-    Attempt { state, version, result: Err(CommandError::Conflict) }
+    Attempt::done(state, version, Err(CommandError::Conflict))
 }
 
 /// The stream's events after `version`, folded into `state`. A stream with none is not ahead
@@ -456,18 +503,30 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             self.store.clone(),
             self.clock.clone(),
             self.stream.clone(),
-            self.state.clone(),
-            self.version,
+            (self.state.clone(), self.version, std::mem::take(&mut self.stale)),
             (msg.command, msg.metadata, msg.along),
             msg.handoff,
         );
         let reply = msg.reply;
         // `wait` holds the mailbox: the next command sees this one's result.
-        ctx.wait(fut.into_actor(self).map(move |attempt, act, _| {
+        ctx.wait(fut.into_actor(self).map(move |attempt, act, ctx| {
             act.state = attempt.state;
             act.version = attempt.version;
+            act.stale |= attempt.stale;
             act.last_used = Instant::now();
-            if act.version >= act.snapshot_version + SNAPSHOT_EVERY {
+            if let Some(pending) = attempt.deferred {
+                // The state holds events not yet committed: no snapshot of it. Should they not
+                // commit (a failed batch; a crash makes this moot), the next command reads the
+                // stream as the store has it. Until the actor hears of it, an append of its
+                // expects their version, and conflicts without them (then it reads the stream
+                // again too); only a command that appends nothing answers from them meanwhile.
+                ctx.spawn(pending.into_actor(act).map(|committed, act, _| {
+                    if !matches!(committed, Ok(Ok(_))) {
+                        tracing::warn!(stream = %act.stream, "a deferred append did not commit; reading the stream again");
+                        act.stale = true;
+                    }
+                }));
+            } else if act.version >= act.snapshot_version + SNAPSHOT_EVERY {
                 if let Ok(state) = snapshot_text(&act.state) {
                     let store = act.store.clone();
                     let snap = Snapshot { stream: act.stream.clone(), version: act.version, state };

@@ -28,7 +28,8 @@ pub struct Executed {
     pub events: usize,
     /// The stream's version after the command.
     pub version: u64,
-    /// The global position of the last appended event (0 when nothing was appended).
+    /// The global position of the last appended event (0 when nothing was appended, or when
+    /// the append was deferred and has no position yet: see [`Hosts::execute_deferred_with`]).
     pub position: u64,
 }
 

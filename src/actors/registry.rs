@@ -262,6 +262,27 @@ impl Hosts {
         self.execute_tracked::<A>(id, command, metadata, along, Handoff::default()).await
     }
 
+    /// As [`Hosts::execute_with`], but on a store that is this node's alone
+    /// ([`crate::store::EventStore::exclusive`]) the events (and those that come along) are
+    /// queued as a deferred append ([`crate::store::EventStore::append_deferred`]) and the
+    /// outcome comes once they are queued, with position 0: they commit ahead of the next
+    /// batch, or within 50 ms. The actor holds them as its state at once, so its next command
+    /// appends after them; should they not commit, that append conflicts (the store lacks
+    /// them) and the actor stops once told, so either way the stream is read again. On a
+    /// store other nodes share, the command appends as `execute_with` does. Only for a
+    /// decision nothing handed out needs durable: whatever does (a token) is appended after
+    /// it, and that append's commit includes it or follows it.
+    pub async fn execute_deferred_with<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+        along: Vec<StreamAppend>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        let handoff = Handoff { defer: true, ..Handoff::default() };
+        self.execute_tracked::<A>(id, command, metadata, along, handoff).await
+    }
+
     /// As [`Hosts::execute_full`], running `prepare` on what the command decided while its
     /// events commit, and returning what it made only if that decision is the one that
     /// committed (`None` if the command decided nothing, failed, or was decided again after a
@@ -289,8 +310,13 @@ impl Hosts {
         prepare: impl FnOnce(&Decided<A>) -> T,
     ) -> Result<(Outcome<A>, Option<T>), CommandError<A::Error>> {
         let (tx, mut rx) = mpsc::channel(1);
-        let execution =
-            self.execute_tracked::<A>(id, command, metadata, along, Handoff { preview: Some(tx), hold: None });
+        let execution = self.execute_tracked::<A>(
+            id,
+            command,
+            metadata,
+            along,
+            Handoff { preview: Some(tx), ..Handoff::default() },
+        );
         tokio::pin!(execution);
         let prepared = tokio::select! {
             biased;
@@ -321,7 +347,13 @@ impl Hosts {
         let hosts = self.clone();
         let mut outcome: Pending<A> = Box::pin(async move {
             hosts
-                .execute_tracked::<A>(&id, command, metadata, Vec::new(), Handoff { preview: None, hold: Some(tx) })
+                .execute_tracked::<A>(
+                    &id,
+                    command,
+                    metadata,
+                    Vec::new(),
+                    Handoff { hold: Some(tx), ..Handoff::default() },
+                )
                 .await
         });
         tokio::select! {

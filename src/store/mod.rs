@@ -92,11 +92,14 @@ pub trait EventStore: Send + Sync + 'static {
         out.pop().ok_or(StoreError::Closed)
     }
 
-    /// Appends that create new streams (each expecting version 0), committed with the next
-    /// batch of other appends or within [`DEFER_AT_MOST`], rather than in a transaction and a
-    /// disk flush of their own: returns once queued, with the outcome to come. Only for
-    /// records no answer depends on being durable (a login page's authorization request).
-    /// A store without a writer of its own appends at once.
+    /// Appends committed with the next batch of other appends or within [`DEFER_AT_MOST`],
+    /// rather than in a transaction and a disk flush of their own: returns once queued, with
+    /// the outcome to come. Only for records no answer depends on being durable (a login
+    /// page's authorization request, a login's code on a node that is the log's only user).
+    /// They commit ahead of appends queued before them, so each must expect an exact version
+    /// and come from its stream's only writer once every earlier append to that stream was
+    /// answered (an actor, or a new stream's creation). A store without a writer of its own
+    /// appends at once.
     async fn append_deferred(&self, appends: Vec<StreamAppend>) -> Result<DeferredOutcome, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let _ = tx.send(self.append_all(appends).await);
@@ -130,6 +133,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// this; verification, `events tail` and audit never do).
     async fn read_all_payloads(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read_all(after_position, limit).await
+    }
+
+    /// Whether this node is the only one that appends to and reads from this log (an embedded
+    /// database), so that what it defers is seen by nobody before it commits. `false` for a
+    /// log other nodes may share (PostgreSQL), where another node may be asked next.
+    fn exclusive(&self) -> bool {
+        false
     }
 
     /// The last committed position, asked of the database.

@@ -396,6 +396,12 @@ impl EventStore for SqliteStore {
         self.writer.append_deferred(appends).await
     }
 
+    fn exclusive(&self) -> bool {
+        // SQLite serves one node (several nodes share PostgreSQL). Other processes on the file
+        // (the CLI's readers) read what is committed, and act on nothing.
+        true
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -286,16 +286,18 @@ impl Writer {
         out
     }
 
-    /// Queues the creation of new streams without waking the writer: they commit, in order
-    /// and ahead of it, with the next batch another append starts, or on their own once they
-    /// have waited [`DEFER_AT_MOST`] (or at shutdown). For records nothing outside this node
-    /// waits for (an authorization request shown as a login page): the transaction and the
-    /// disk flush of their own that they would cost are shared. Each append must expect its
-    /// stream not to exist, so that coming ahead of appends queued earlier changes nothing.
-    /// Returns once queued, with the outcome to come.
+    /// Queues appends without waking the writer: they commit, in order and ahead of it, with
+    /// the next batch another append starts, or on their own once they have waited
+    /// [`DEFER_AT_MOST`] (or at shutdown). For records nothing outside this node waits for
+    /// (an authorization request shown as a login page): the transaction and the disk flush
+    /// of their own that they would cost are shared. Coming ahead of appends queued earlier
+    /// must change nothing: each append expects an exact version and comes from its stream's
+    /// only writer after every earlier append to the stream was answered (see
+    /// `EventStore::append_deferred`); one that cannot hold anyway conflicts, never lands
+    /// out of order. Returns once queued, with the outcome to come.
     pub async fn append_deferred(&self, appends: Vec<StreamAppend>) -> Result<DeferredOutcome, StoreError> {
-        if appends.iter().any(|a| a.expected != super::ExpectedVersion::Exact(0)) {
-            return Err(StoreError::Invalid("only new streams may be appended deferred".into()));
+        if appends.iter().any(|a| !matches!(a.expected, super::ExpectedVersion::Exact(_))) {
+            return Err(StoreError::Invalid("a deferred append must expect an exact version".into()));
         }
         super::plan::validate(&appends)?;
         let (reply, rx) = oneshot::channel();
@@ -366,10 +368,10 @@ async fn run<B: Backend>(
             regular.push(p);
             drain(&mut rx, &mut regular, &mut events);
         }
-        // Then every deferred append queued so far, ahead of them: each creates a stream, so
-        // none depends on an append queued after it, while any append just taken may build on
-        // one (deferred before it was sent, so visible here). They may take a batch past
-        // `MAX_BATCH_EVENTS`, by at most their own queue.
+        // Then every deferred append queued so far, ahead of them: none depends on an append
+        // still queued (its writer had every earlier append to its stream answered), while any
+        // append just taken may build on one (deferred before it was sent, so visible here).
+        // They may take a batch past `MAX_BATCH_EVENTS`, by at most their own queue.
         let mut batch = Vec::new();
         while let Ok(p) = deferred.try_recv() {
             batch.push(p);

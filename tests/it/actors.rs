@@ -590,3 +590,81 @@ async fn a_held_decision_discarded_leaves_nothing_and_the_command_can_come_again
     assert_eq!((again.executed.events, again.executed.version, again.redecided), (1, 2, false));
     h.shutdown().await;
 }
+
+fn user_log(
+    store: &SharedStore,
+    id: &'static str,
+) -> impl std::future::Future<Output = Vec<annals_events::RecordedEvent>> {
+    let store = store.clone();
+    async move { store.read_stream(&StreamId::new(StreamType::User, id), 0, ReadUntil::End).await.unwrap() }
+}
+
+#[actix_rt::test]
+async fn a_deferred_command_is_the_actors_state_at_once_and_commits_ahead_of_its_next_append() {
+    let (store, _dir) = support::sqlite_store().await;
+    assert!(store.exclusive(), "an SQLite log is this node's alone");
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    let (bob, _) =
+        annals::provision::create_seeded::<User>("u2", vec![create_user("bob")], chrono::Utc::now(), &meta()).unwrap();
+    // Given a grant on u1 deferred, with u2's creation along,
+    let deferred = h.execute_deferred_with::<User>("u1", grant("r1"), meta(), vec![bob]).await;
+    let deferred = deferred.unwrap();
+    // then it answers before any position is known, with the state after it,
+    assert_eq!((deferred.executed.version, deferred.executed.position), (2, 0));
+    assert_eq!(deferred.state.roles.len(), 1);
+    // and u1's next command builds on it without a conflict,
+    let next = h.execute_full::<User>("u1", grant("r2"), meta()).await.unwrap();
+    assert!(!next.redecided);
+    assert_eq!((next.executed.version, next.state.roles.len()), (3, 2));
+    // committed after it: once that command is answered, the deferred grant and what came
+    // along are in the log ahead of it.
+    let (u1, u2) = (user_log(&store, "u1").await, user_log(&store, "u2").await);
+    assert_eq!((u1.len(), u2.len()), (3, 1));
+    assert!(u1[1].position < u1[2].position && u2[0].position < u1[2].position);
+    assert_eq!(u1[2].position, next.executed.position);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_deferred_command_that_never_commits_leaves_nothing_of_it_in_the_actor() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = HoldingStore::new(inner.clone());
+    let store: SharedStore = holding.clone();
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given a deferred grant whose batch fails,
+    holding.lose_next_deferred();
+    let lost = h.execute_deferred_with::<User>("u1", grant("r1"), meta(), Vec::new()).await.unwrap();
+    assert_eq!(lost.state.roles.len(), 1, "answered before it was known to fail");
+    // when u1 is given its next command at once (before or after the actor heard of the
+    // failure), then it is decided on what the store holds: the lost grant is not there.
+    let next = h.execute_full::<User>("u1", grant("r2"), meta()).await.unwrap();
+    assert_eq!((next.executed.version, next.state.roles.len()), (2, 1));
+    assert!(next.state.roles.contains("r2"), "{:?}", next.state.roles);
+    assert_eq!(user_log(&store, "u1").await.len(), 2);
+    // And once the actor has heard, the same holds for a command that appends nothing.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holding.lose_next_deferred();
+    h.execute_deferred_with::<User>("u1", grant("r3"), meta(), Vec::new()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let again = h.execute_full::<User>("u1", grant("r2"), meta()).await.unwrap();
+    assert_eq!((again.executed.events, again.executed.version, again.state.roles.len()), (0, 2, 1));
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_deferred_command_on_a_log_other_nodes_share_commits_before_it_answers() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = HoldingStore::new(inner.clone());
+    holding.share();
+    let store: SharedStore = holding.clone();
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given a log another node may read, when a command is asked deferred, then it is in the
+    // log when it answers, with its position.
+    let done = h.execute_deferred_with::<User>("u1", grant("r1"), meta(), Vec::new()).await.unwrap();
+    let u1 = user_log(&store, "u1").await;
+    assert_eq!((u1.len(), done.executed.position), (2, u1[1].position));
+    h.shutdown().await;
+}

@@ -435,18 +435,26 @@ async fn a_deferred_append_commits_ahead_of_the_next_append_in_its_transaction(c
     assert!(shared > 0, "a deferred append never shared the next append's transaction");
 }
 
-async fn a_deferred_append_alone_commits_within_its_bound_and_only_creates_streams(ctx: Ctx) {
+async fn a_deferred_append_alone_commits_within_its_bound_and_expects_an_exact_version(ctx: Ctx) {
     let s = &ctx.store;
     s.append(append("a", 0, 1)).await.unwrap();
-    // An append to a stream that may exist is not deferred: it could overtake an earlier one.
-    let err = s.append_deferred(vec![append("a", 1, 1)]).await.unwrap_err();
+    // An append that expects no particular version is not deferred: going ahead of appends
+    // queued before it, it could land out of order instead of conflicting.
+    let any = StreamAppend { expected: ExpectedVersion::Any, ..append("a", 1, 1) };
+    let err = s.append_deferred(vec![any]).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
-    // With nothing else appended, a deferred creation commits on its own (on the writer's
-    // tick), not only at shutdown.
-    let deferred = s.append_deferred(vec![append("d", 0, 2)]).await.unwrap();
+    // With nothing else appended, deferred appends commit on their own (on the writer's
+    // tick), not only at shutdown: a creation, and one to a stream that exists.
+    let deferred = s.append_deferred(vec![append("d", 0, 2), append("a", 1, 1)]).await.unwrap();
     let done = tokio::time::timeout(Duration::from_secs(5), deferred).await.unwrap().unwrap().unwrap();
     assert_eq!((done[0].last_version, done[0].last_position), (2, 3));
+    assert_eq!((done[1].last_version, done[1].last_position), (2, 4));
     assert_eq!(s.read_stream(&user("d"), 0, ReadUntil::End).await.unwrap().len(), 2);
+    // One that expects a version the stream is not at conflicts, as any append does.
+    let stale = s.append_deferred(vec![append("a", 1, 1)]).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), stale).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(s.read_stream(&user("a"), 0, ReadUntil::End).await.unwrap().len(), 2);
 }
 
 macro_rules! contract {
@@ -547,7 +555,7 @@ contract!(
     deleted_row_is_detected,
     head_moves_for_every_subscriber,
     a_deferred_append_commits_ahead_of_the_next_append_in_its_transaction,
-    a_deferred_append_alone_commits_within_its_bound_and_only_creates_streams,
+    a_deferred_append_alone_commits_within_its_bound_and_expects_an_exact_version,
 );
 
 /// A node stopping commits what it deferred before it reports stopped. Tried until once the

@@ -260,8 +260,13 @@ pub async fn complete(
         Some(_) => Default::default(),
     };
     // The code is offered before the request's response type is known here; the aggregate
-    // records it only when the request asked for one.
-    let outcome = match state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
+    // records it only when the request asked for one. The login's record (the user
+    // identified, the code, the session) is deferred on a node that is its log's only user:
+    // what this answer hands out (a code, the SSO cookie) grants nothing until a token is
+    // issued, and a token's commit includes the record or follows it (see ARCHITECTURE.md,
+    // "A login's record may wait"). Where other nodes share the log it commits first, since
+    // the code's redemption may reach one of them at once.
+    let outcome = match state.hosts.execute_deferred_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
         Ok(o) => o,
         Err(e) => return step_failed(state, realm, e),
     };
@@ -304,8 +309,8 @@ fn session_start(
     }
 }
 
-/// Once a new session's start has committed: the code's redemption then finds its actor
-/// without reading it back.
+/// Once a new session's start has committed (or is queued to, deferred): the code's
+/// redemption then finds its actor without reading it back.
 fn remember_session(state: &AppState, seed: SessionSeed) {
     if let Some((sid, session, version)) = seed {
         state.hosts.remember::<Session>(&sid, session, version);

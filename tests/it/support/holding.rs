@@ -2,6 +2,7 @@
 //! the moment between an append and its reply, held open so a test can act inside it.
 use annals::store::{self, ReadUntil, SharedStore};
 use annals_events::StreamId;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Which append to hold.
@@ -16,6 +17,11 @@ enum Hold {
 pub struct HoldingStore {
     inner: SharedStore,
     hold: Mutex<Hold>,
+    /// Report the log as shared with other nodes (not `exclusive`), as PostgreSQL does.
+    shared: AtomicBool,
+    /// Lose the next deferred append: nothing of it is written, and its outcome is a failure
+    /// (as for a batch that failed).
+    lose_deferred: AtomicBool,
     /// Notified once the held append has committed.
     pub appended: tokio::sync::Notify,
     /// Notify to let the held append's caller go on.
@@ -27,9 +33,21 @@ impl HoldingStore {
         Arc::new(HoldingStore {
             inner,
             hold: Mutex::new(Hold::Off),
+            shared: AtomicBool::new(false),
+            lose_deferred: AtomicBool::new(false),
             appended: Default::default(),
             release: Default::default(),
         })
+    }
+
+    /// Reports the log as shared with other nodes from now on.
+    pub fn share(&self) {
+        self.shared.store(true, Ordering::SeqCst);
+    }
+
+    /// Loses the next deferred append.
+    pub fn lose_next_deferred(&self) {
+        self.lose_deferred.store(true, Ordering::SeqCst);
     }
 
     /// Holds the next append.
@@ -72,7 +90,15 @@ impl store::EventStore for HoldingStore {
         &self,
         appends: Vec<store::StreamAppend>,
     ) -> Result<store::DeferredOutcome, store::StoreError> {
+        if self.lose_deferred.swap(false, Ordering::SeqCst) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Err(store::StoreError::Engine("lost with its batch".into())));
+            return Ok(rx);
+        }
         self.inner.append_deferred(appends).await
+    }
+    fn exclusive(&self) -> bool {
+        !self.shared.load(Ordering::SeqCst) && self.inner.exclusive()
     }
     async fn read_stream(
         &self,
