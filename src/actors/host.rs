@@ -87,6 +87,9 @@ pub struct AggregateActor<A: Aggregate> {
     /// The state holds events of a deferred append that did not commit: the next command
     /// reads the stream again first.
     stale: bool,
+    /// Deferred appends of this actor not yet known to have committed: no snapshot until
+    /// there are none (a snapshot holding them would outlive their failure).
+    deferred: usize,
 }
 
 impl<A: Aggregate> AggregateActor<A> {
@@ -118,6 +121,7 @@ impl<A: Aggregate> AggregateActor<A> {
             unavailable: false,
             seeded,
             stale: false,
+            deferred: 0,
         }
     }
 
@@ -515,18 +519,21 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
             act.stale |= attempt.stale;
             act.last_used = Instant::now();
             if let Some(pending) = attempt.deferred {
-                // The state holds events not yet committed: no snapshot of it. Should they not
+                // The state holds events not yet committed: no snapshot of it (nor of a state
+                // after it, until they are known to have committed). Should they not
                 // commit (a failed batch; a crash makes this moot), the next command reads the
                 // stream as the store has it. Until the actor hears of it, an append of its
                 // expects their version, and conflicts without them (then it reads the stream
                 // again too); only a command that appends nothing answers from them meanwhile.
+                act.deferred += 1;
                 ctx.spawn(pending.into_actor(act).map(|committed, act, _| {
+                    act.deferred -= 1;
                     if !matches!(committed, Ok(Ok(_))) {
                         tracing::warn!(stream = %act.stream, "a deferred append did not commit; reading the stream again");
                         act.stale = true;
                     }
                 }));
-            } else if act.version >= act.snapshot_version + SNAPSHOT_EVERY {
+            } else if act.deferred == 0 && act.version >= act.snapshot_version + SNAPSHOT_EVERY {
                 if let Ok(state) = snapshot_text(&act.state) {
                     let store = act.store.clone();
                     let snap = Snapshot { stream: act.stream.clone(), version: act.version, state };

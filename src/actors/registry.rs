@@ -7,7 +7,7 @@ use crate::metrics;
 use crate::store::{SharedStore, StreamAppend};
 use actix::dev::SendError;
 use actix::prelude::*;
-use annals_events::{Metadata, StreamId};
+use annals_events::{Metadata, StreamId, StreamType};
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -69,6 +69,23 @@ struct Seeds {
     next: u64,
 }
 
+/// Seeds kept apart by aggregate kind, each kind with its own bound: authorization requests,
+/// which anyone can start by the thousand, never push out the sessions that logins started
+/// (a session's record may still be on its way to the log when its code is redeemed, and
+/// only the seed has it then; see `Hosts::execute_deferred_with`).
+#[derive(Default)]
+struct SeedsByKind(HashMap<StreamType, Seeds>);
+
+impl SeedsByKind {
+    fn put(&mut self, stream: StreamId, state: Box<dyn Any + Send>, version: u64) {
+        self.0.entry(stream.kind).or_default().put(stream, state, version);
+    }
+
+    fn take<A: Aggregate>(&mut self, stream: &StreamId) -> Option<(A, u64)> {
+        self.0.get_mut(&stream.kind)?.take::<A>(stream)
+    }
+}
+
 struct Seed {
     state: Box<dyn Any + Send>,
     version: u64,
@@ -117,7 +134,7 @@ struct Inner {
     actors: Mutex<HashMap<StreamId, Entry>>,
     /// Taken only while `actors` is held, so a seed and a live actor of one stream never
     /// both count.
-    seeds: Mutex<Seeds>,
+    seeds: Mutex<SeedsByKind>,
     closing: AtomicBool,
     /// Commands between the closing check and their reply, while their caller waits (see
     /// `InFlight`); shutdown waits for zero so no command that may have appended is cut off.
@@ -216,7 +233,7 @@ impl Hosts {
                 config,
                 arbiters,
                 actors: Mutex::new(HashMap::new()),
-                seeds: Mutex::new(Seeds::default()),
+                seeds: Mutex::new(SeedsByKind::default()),
                 closing: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
@@ -268,7 +285,7 @@ impl Hosts {
     /// outcome comes once they are queued, with position 0: they commit ahead of the next
     /// batch, or within 50 ms. The actor holds them as its state at once, so its next command
     /// appends after them; should they not commit, that append conflicts (the store lacks
-    /// them) and the actor stops once told, so either way the stream is read again. On a
+    /// them), and once the actor is told its next command reads the stream first. On a
     /// store other nodes share, the command appends as `execute_with` does. Only for a
     /// decision nothing handed out needs durable: whatever does (a token) is appended after
     /// it, and that append's commit includes it or follows it.
@@ -526,7 +543,6 @@ mod tests {
     use super::*;
     use crate::domain::realm::Realm;
     use crate::domain::user::User;
-    use annals_events::StreamType;
 
     fn stream(id: &str) -> StreamId {
         StreamId::new(StreamType::User, id)
@@ -573,5 +589,17 @@ mod tests {
         assert!(seeds.take::<User>(&stream("s0")).is_none());
         assert!(seeds.take::<User>(&stream("s1")).is_some());
         assert!(seeds.states.len() <= Seeds::CAPACITY);
+    }
+
+    #[test]
+    fn given_seeds_of_one_kind_filling_their_map_then_another_kinds_seed_stays() {
+        let mut seeds = SeedsByKind::default();
+        let session = StreamId::new(StreamType::Session, "s1");
+        seeds.put(session.clone(), user("ada"), 1);
+        for i in 0..Seeds::CAPACITY + 10 {
+            seeds.put(stream(&format!("u{i}")), user("x"), 1);
+        }
+        assert!(seeds.take::<User>(&session).is_some());
+        assert!(seeds.take::<User>(&stream("u0")).is_none(), "the oldest of the full kind went");
     }
 }

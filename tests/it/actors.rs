@@ -668,3 +668,29 @@ async fn a_deferred_command_on_a_log_other_nodes_share_commits_before_it_answers
     assert_eq!((u1.len(), done.executed.position), (2, u1[1].position));
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn no_snapshot_holds_a_deferred_append_before_it_is_known_to_have_committed() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = HoldingStore::new(inner.clone());
+    let store: SharedStore = holding.clone();
+    let h = hosts(&store, Duration::from_secs(60), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    for i in 0..98 {
+        h.execute::<User>("u1", grant(&format!("r{i}")), meta()).await.unwrap();
+    }
+    // Given a deferred grant taking u1 to a snapshot's version, still on its way,
+    holding.pend_next_deferred();
+    let pending = h.execute_deferred_with::<User>("u1", grant("lost"), meta(), Vec::new()).await.unwrap();
+    assert_eq!(pending.executed.version, 100);
+    // when a command that appends nothing runs meanwhile, and the deferred grant then fails,
+    h.execute::<User>("u1", grant("r0"), meta()).await.unwrap();
+    holding.fail_pending();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // then no snapshot kept it: the actor, reading its stream again, finds 99 events without it.
+    assert!(store.load_snapshot(&StreamId::new(StreamType::User, "u1")).await.unwrap().is_none());
+    let next = h.execute_full::<User>("u1", grant("new"), meta()).await.unwrap();
+    assert_eq!((next.executed.version, next.state.roles.len()), (100, 99));
+    assert!(!next.state.roles.contains("lost"));
+    h.shutdown().await;
+}

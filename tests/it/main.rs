@@ -10,6 +10,7 @@ mod evidence;
 mod http_sinks;
 mod incident;
 mod login_race;
+mod login_record;
 mod offline;
 mod oidc_certs;
 mod oidc_flow;

@@ -238,7 +238,7 @@ pub async fn complete(
         },
     };
     let meta = metadata(req, &realm.id, annals_events::Actor::User { id: user_id.clone(), realm: realm.id.clone() });
-    let consent = match consent_needed(state, realm, ar_id, &user_id, &meta).await {
+    let (consent, tokens_at_once) = match consent_needed(state, realm, ar_id, &user_id, &meta).await {
         Ok(c) => c,
         Err(res) => return res,
     };
@@ -259,14 +259,20 @@ pub async fn complete(
         },
         Some(_) => Default::default(),
     };
-    // The code is offered before the request's response type is known here; the aggregate
-    // records it only when the request asked for one. The login's record (the user
-    // identified, the code, the session) is deferred on a node that is its log's only user:
-    // what this answer hands out (a code, the SSO cookie) grants nothing until a token is
-    // issued, and a token's commit includes the record or follows it (see ARCHITECTURE.md,
-    // "A login's record may wait"). Where other nodes share the log it commits first, since
-    // the code's redemption may reach one of them at once.
-    let outcome = match state.hosts.execute_deferred_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await {
+    // The code is offered whatever the response type; the aggregate records it only when the
+    // request asked for one. The login's record (the user identified, the code, the session)
+    // is deferred on a node that is its log's only user when the answer carries no tokens:
+    // what it hands out (a code, the SSO cookie) grants nothing until a token is issued, and
+    // the code's redemption appends after the record, so its commit includes the record or
+    // follows it (see ARCHITECTURE.md, "A login's record may wait"). Tokens in the answer
+    // itself may go to a session that exists already, with nothing tying their commit to
+    // the record's but the writer's order: the record commits first. So it does where other
+    // nodes share the log, since the code's redemption may reach one of them at once.
+    let recorded = match tokens_at_once {
+        false => state.hosts.execute_deferred_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await,
+        true => state.hosts.execute_with::<AuthRequest>(ar_id, cmd, meta.clone(), along).await,
+    };
+    let outcome = match recorded {
         Ok(o) => o,
         Err(e) => return step_failed(state, realm, e),
     };
@@ -339,34 +345,37 @@ pub fn step_failed(state: &AppState, realm: &RealmView, e: CommandError<AuthRequ
     }
 }
 
-/// The scopes the user must approve before the client gets a code, if any: only for a client
-/// that requires consent (as Keycloak), for the scopes the user has not yet approved, or all
-/// of them with `prompt=consent`. With `prompt=none` a needed consent ends the request with
-/// `consent_required`.
+/// What the request asks of its answer: the scopes the user must approve before the client
+/// gets a code, if any, and whether the answer carries tokens itself (an implicit or hybrid
+/// response type). Consent is asked only for a client that requires it (as Keycloak), for the
+/// scopes the user has not yet approved, or all of them with `prompt=consent`. With
+/// `prompt=none` a needed consent ends the request with `consent_required`.
 async fn consent_needed(
     state: &AppState,
     realm: &RealmView,
     ar_id: &str,
     user_id: &str,
     meta: &annals_events::Metadata,
-) -> Result<Option<Vec<String>>, HttpResponse> {
+) -> Result<(Option<Vec<String>>, bool), HttpResponse> {
     let outcome = state
         .hosts
         .execute_full::<AuthRequest>(ar_id, AuthRequestCommand::Check, meta.clone())
         .await
         .map_err(|e| step_failed(state, realm, e))?;
     let Some(started) = outcome.state.request.as_deref() else { return Err(timed_out(state, realm)) };
+    let (_, token, id_token) = rules::parts(&started.response_type);
+    let tokens_at_once = token || id_token;
     let asked = {
         let dir = state.read_models.read();
         let Some(client) = dir.clients.get(&started.client).filter(|c| c.settings.consent_required) else {
-            return Ok(None);
+            return Ok((None, tokens_at_once));
         };
         let granted = scope::grant(&started.scope, client).unwrap_or_default();
         let asked = scope::needing_consent(&granted);
         let forced = started.prompt.iter().any(|p| p == "consent");
         let given = dir.consents.granted(user_id, &client.id);
         if asked.is_empty() || (!forced && given.is_some_and(|g| asked.iter().all(|s| g.contains(s)))) {
-            return Ok(None);
+            return Ok((None, tokens_at_once));
         }
         asked
     };
@@ -376,7 +385,7 @@ async fn consent_needed(
         let e = OAuthError::consent_required("Consent required");
         return Err(reply_error(state, realm, &rules::reply_of(started), &e));
     }
-    Ok(Some(asked))
+    Ok((Some(asked), tokens_at_once))
 }
 
 /// The consent page: what the client asks for, and Yes / No, bound to this browser.

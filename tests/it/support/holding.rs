@@ -14,14 +14,22 @@ enum Hold {
     Carrying(&'static str),
 }
 
+/// How a deferred append's outcome is told.
+type DeferredReply = tokio::sync::oneshot::Sender<Result<Vec<store::Appended>, store::StoreError>>;
+
 pub struct HoldingStore {
     inner: SharedStore,
     hold: Mutex<Hold>,
     /// Report the log as shared with other nodes (not `exclusive`), as PostgreSQL does.
     shared: AtomicBool,
-    /// Lose the next deferred append: nothing of it is written, and its outcome is a failure
-    /// (as for a batch that failed).
-    lose_deferred: AtomicBool,
+    /// Lose the next deferred append (that writes an event of this type, if one is named):
+    /// nothing of it is written, and its outcome is a failure (as for a batch that failed).
+    lose_deferred: Mutex<Option<Option<&'static str>>>,
+    /// The event types of every deferred append, in order.
+    deferred: Mutex<Vec<String>>,
+    /// Keep the next deferred append pending (nothing written) until told it failed.
+    pend_deferred: AtomicBool,
+    pending: Mutex<Option<DeferredReply>>,
     /// Notified once the held append has committed.
     pub appended: tokio::sync::Notify,
     /// Notify to let the held append's caller go on.
@@ -34,7 +42,10 @@ impl HoldingStore {
             inner,
             hold: Mutex::new(Hold::Off),
             shared: AtomicBool::new(false),
-            lose_deferred: AtomicBool::new(false),
+            lose_deferred: Mutex::new(None),
+            deferred: Mutex::new(Vec::new()),
+            pend_deferred: AtomicBool::new(false),
+            pending: Mutex::new(None),
             appended: Default::default(),
             release: Default::default(),
         })
@@ -47,7 +58,29 @@ impl HoldingStore {
 
     /// Loses the next deferred append.
     pub fn lose_next_deferred(&self) {
-        self.lose_deferred.store(true, Ordering::SeqCst);
+        *self.lose_deferred.lock().unwrap() = Some(None);
+    }
+
+    /// Loses the next deferred append that writes an event of type `event_type`.
+    pub fn lose_next_deferred_carrying(&self, event_type: &'static str) {
+        *self.lose_deferred.lock().unwrap() = Some(Some(event_type));
+    }
+
+    /// Keeps the next deferred append pending, written nowhere, until [`Self::fail_pending`].
+    pub fn pend_next_deferred(&self) {
+        self.pend_deferred.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells the pending deferred append's caller it failed.
+    pub fn fail_pending(&self) {
+        if let Some(tx) = self.pending.lock().unwrap().take() {
+            let _ = tx.send(Err(store::StoreError::Engine("lost with its batch".into())));
+        }
+    }
+
+    /// The event types every deferred append so far wrote (or was to write, if lost).
+    pub fn deferred_types(&self) -> Vec<String> {
+        self.deferred.lock().unwrap().clone()
     }
 
     /// Holds the next append.
@@ -90,7 +123,26 @@ impl store::EventStore for HoldingStore {
         &self,
         appends: Vec<store::StreamAppend>,
     ) -> Result<store::DeferredOutcome, store::StoreError> {
-        if self.lose_deferred.swap(false, Ordering::SeqCst) {
+        let types: Vec<String> = appends.iter().flat_map(|a| &a.events).map(|e| e.event_type.clone()).collect();
+        self.deferred.lock().unwrap().extend(types.iter().cloned());
+        let lose = {
+            let mut armed = self.lose_deferred.lock().unwrap();
+            let hit = match *armed {
+                Some(None) => true,
+                Some(Some(t)) => types.iter().any(|x| x == t),
+                None => false,
+            };
+            if hit {
+                *armed = None;
+            }
+            hit
+        };
+        if self.pend_deferred.swap(false, Ordering::SeqCst) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *self.pending.lock().unwrap() = Some(tx);
+            return Ok(rx);
+        }
+        if lose {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let _ = tx.send(Err(store::StoreError::Engine("lost with its batch".into())));
             return Ok(rx);
