@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PROFILE=${BENCH_PROFILE:-release}
 QUICK=${BENCH_QUICK:-0}
 OUT=${OUT:-benches/results-oidc.ndjson}
-if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; COLD=1000; APPENDS=2000; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; COLD=40000; APPENDS=200000; fi
+if [ "$QUICK" = 1 ]; then SECS=1; SESSIONS=2000; RUNS=1; COLD=1000; APPENDS=2000; SLICES=1; else SECS=10; SESSIONS=100000; RUNS=${BENCH_RUNS:-3}; COLD=40000; APPENDS=200000; SLICES=5; fi
 if [ "$PROFILE" = release ]; then DIR=release; else DIR=debug; fi
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --profile "$([ "$DIR" = debug ] && echo dev || echo release)" --bins -q
 BIN=${CARGO_TARGET_DIR:-target}/$DIR
@@ -39,9 +39,10 @@ mkdir -p "$TMP/realm" "$TMP/node"
 cp benches/realm.json "$TMP/realm/bench.json"
 start_server "$TMP/node" "$TMP/realm"
 HOST=${ADDR#http://}
+# Each record names its run, and its slice where there are several (the login's, below).
+tag() { sed "s/^{/{\"run\":$run,${SLICE:+\"slice\":$SLICE,}\"label\":\"$1\",/"; }
 oidc() { # label flow client secret [connections]
-  $LOAD oidc --host "$HOST" --flow "$2" --client "$3" --secret "$4" --connections "${5:-32}" --seconds "$SECS" --cold-tokens "$COLD" \
-    | sed "s/^{/{\"run\":$run,\"label\":\"$1\",/"
+  $LOAD oidc --host "$HOST" --flow "$2" --client "$3" --secret "$4" --connections "${5:-32}" --seconds "$SECS" --cold-tokens "$COLD" | tag "$1"
 }
 # Signing ceilings on the server's core (idle meanwhile), same run: RSA-2048 and ECDSA P-256
 # signatures per second. Every baseline runs on core 0, where the server does: the two vCPUs
@@ -54,7 +55,7 @@ sign_ceiling() { taskset -c 0 "$BIN/annals-load" sign --alg ES256 --seconds "$SE
 # Durable appends on the server's core (the server idle meanwhile), in process and without
 # HTTP: one event per append, each a new stream, 64 writers (what a client-credentials grant
 # costs the store).
-argon2_ceiling() { taskset -c 0 "$BIN/annals-load" argon2 --threads 1 --seconds "$SECS" | sed "s/^{/{\"run\":$run,\"label\":\"$1\",/"; }
+argon2_ceiling() { taskset -c 0 "$BIN/annals-load" argon2 --threads 1 --seconds "$SECS" | tag "$1"; }
 append_ceiling() { local db="$TMP/append-$run.db"; taskset -c 0 "$BIN/annals-load" append --database-url "sqlite://$db" --writers 64 --events "$APPENDS" | sed "s/^{/{\"run\":$run,\"label\":\"append_ceiling\",/"; rm -f "$db" "$db-wal" "$db-shm"; }
 for run in $(seq "$RUNS"); do
   record "$(oidc cc_es256 client-credentials cc-es cc-es-secret)"
@@ -67,12 +68,15 @@ for run in $(seq "$RUNS"); do
   record "$(oidc refresh_es256_64 refresh web web-secret 64)"
   record "$(oidc introspect_es256 introspect web web-secret)"
   record "$(SECS=1.5 oidc introspect_cold_es256 introspect-cold cc-es cc-es-secret)"
-  # The hashing ceiling right before and right after the logins: it drifts by several percent
-  # within minutes on this shared machine, and each run's login is judged against the mean of
-  # the two around it.
-  record "$(argon2_ceiling argon2_ceiling)"
-  record "$(oidc login login web web-secret 4)"
-  record "$(argon2_ceiling argon2_ceiling_after)"
+  # The logins and the hashing ceiling in alternating slices of SECS / SLICES: the ceiling
+  # drifts by up to 15% within a minute on this shared machine, and each slice of logins is
+  # judged against the mean of the ceiling slices right before and right after it.
+  for SLICE in $(seq "$SLICES"); do
+    record "$(SECS=$((SECS / SLICES)) argon2_ceiling argon2_ceiling)"
+    record "$(SECS=$((SECS / SLICES)) oidc login login web web-secret 4)"
+  done
+  SLICE=$((SLICES + 1)); record "$(SECS=$((SECS / SLICES)) argon2_ceiling argon2_ceiling)"
+  unset SLICE
 done
 stop_server
 
@@ -120,12 +124,17 @@ appends, http = med("append_ceiling", "events_per_s"), med("introspect_es256", "
 floor = 1e6 / sig + 1e6 / appends + 1e6 / http
 print(f"client_credentials ES256 with 64 connections: {med('cc_es256_64', 'per_s'):,.0f}/s")
 print(f"  its parts on one core: signed token {1e6/sig:.1f} us + durable append {1e6/appends:.1f} us ({appends:,.0f}/s, 64 writers) + HTTP round trip {1e6/http:.1f} us = {floor:.1f} us, at most {1e6/floor:,.0f}/s; measured at {med('cc_es256_64','per_s')*floor/1e6:.0%} of that")
-def of_run(label, key):
-    return {r["run"]: r["result"][key] for r in rows if r.get("label") == label}
-before, after, logins = of_run("argon2_ceiling", "hashes_per_s"), of_run("argon2_ceiling_after", "hashes_per_s"), of_run("login", "per_s")
-ratios = [logins[n] / ((before[n] + after[n]) / 2) for n in sorted(logins) if n in before and n in after]
-argon = st.median([(before[n] + after[n]) / 2 for n in before if n in after])
-print(f"login (authorize + credentials + code redemption): {med('login', 'per_s'):,.1f}/s; argon2id ceiling {argon:,.1f}/s on one core (mean of before and after each run); ratio {st.median(ratios):.0%} (per run {' / '.join(f'{r:.0%}' for r in ratios)})")
+def of_slices(label, key):
+    return {(r["run"], r["slice"]): r["result"][key] for r in rows if r.get("label") == label and "slice" in r}
+ceiling, logins = of_slices("argon2_ceiling", "hashes_per_s"), of_slices("login", "per_s")
+# Each slice of logins against the mean of the ceiling slices on either side; a run's ratio
+# is the median of its slices' (one slice disturbed by a neighbour moves it little).
+per_run = {}
+for (n, i), rate in sorted(logins.items()):
+    if (n, i) in ceiling and (n, i + 1) in ceiling:
+        per_run.setdefault(n, []).append(rate / ((ceiling[n, i] + ceiling[n, i + 1]) / 2))
+ratios = [st.median(v) for _, v in sorted(per_run.items())]
+print(f"login (authorize + credentials + code redemption): {st.median(logins.values()):,.1f}/s; argon2id ceiling {st.median(ceiling.values()):,.1f}/s on one core (medians of the slices); ratio {st.median(ratios):.1%} (per run {' / '.join(f'{r:.1%}' for r in ratios)}; slices {min(min(v) for v in per_run.values()):.0%} to {max(max(v) for v in per_run.values()):.0%})")
 m = next(r for r in rows if r["label"] == "session_rss")["result"]
 print(f"memory: {m['bytes_per_session']:,} bytes per live session ({m['sessions']:,} sessions, {m['rss_kb']//1024} MB against {m['baseline_empty_rss_kb']//1024} MB empty)")
 PY
