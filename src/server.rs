@@ -72,6 +72,8 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
     backchannel: tokio::task::JoinHandle<()>,
+    /// Revokes again what code replays left owed (see `http::oidc::replay`).
+    replays: tokio::task::JoinHandle<()>,
     checkpoints: tokio::task::JoinHandle<()>,
     rejections: (tokio::task::JoinHandle<()>, Arc<crate::rejections::Rejections>),
     ssf_push: tokio::task::JoinHandle<()>,
@@ -180,6 +182,7 @@ pub async fn start_wrapped(
     let handle = server.handle();
     let server = tokio::spawn(server);
     crate::metrics::init();
+    let replays = crate::http::spawn_replay_revocation(state_for_workers.clone());
     let backchannel = crate::http::spawn_backchannel_logout(state_for_workers);
     let checkpoints = crate::audit_checkpoints::spawn(store.clone(), audit_key, clock.clone(), cfg.checkpoint_interval);
     let (models, sweep_clock) = (read_models.clone(), clock.clone());
@@ -204,6 +207,7 @@ pub async fn start_wrapped(
         server,
         sweeper,
         backchannel,
+        replays,
         checkpoints,
         rejections,
         ssf_push,
@@ -235,6 +239,7 @@ impl Running {
         let _ = self.server.await;
         self.sweeper.abort();
         self.backchannel.abort();
+        self.replays.abort();
         self.checkpoints.abort();
         self.rejections.0.abort();
         self.ssf_push.abort();

@@ -120,6 +120,15 @@ pub struct AuthRequestCodeReplayed {
     pub at: i64,
 }
 
+/// What the first redemption of a replayed code gave is revoked: every session command the
+/// revocation takes committed. Until this is recorded, a node revokes it again (on the
+/// replay's own request, or later from the log), so a revocation that failed is retried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AuthRequestReplayRevoked {
+    pub at: i64,
+}
+
 /// The request ended without a code: `login_required`, `access_denied`, ... (the error sent
 /// back to the client).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +150,7 @@ event_enum! {
         CodeIssued(AuthRequestCodeIssued) = "auth_request.code_issued",
         CodeRedeemed(AuthRequestCodeRedeemed) = "auth_request.code_redeemed",
         CodeReplayed(AuthRequestCodeReplayed) = "auth_request.code_replayed",
+        ReplayRevoked(AuthRequestReplayRevoked) = "auth_request.replay_revoked",
         Failed(AuthRequestFailed) = "auth_request.failed",
     }
 }

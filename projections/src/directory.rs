@@ -5,6 +5,7 @@ use crate::consents::Consents;
 use crate::logout_deliveries::{LogoutDeliveries, Owed, URL_ATTRIBUTE};
 use crate::memberships::Memberships;
 use crate::realms::RealmDirectory;
+use crate::replay_revocations::{self, ReplayRevocations};
 use crate::sessions::Sessions;
 use crate::signing_keys::SigningKeyRing;
 use crate::ssf_streams::SsfStreams;
@@ -23,6 +24,7 @@ pub struct Directory {
     pub sessions: Sessions,
     pub consents: Consents,
     pub logout_deliveries: LogoutDeliveries,
+    pub replay_revocations: ReplayRevocations,
     pub ssf_streams: SsfStreams,
     /// The position of the last event that can change what a token says about a user (user,
     /// role, group or client events): caches of token subjects are valid while it stays.
@@ -98,7 +100,7 @@ impl Directory {
 
     /// Event types no model here reads.
     fn unread(event_type: &str) -> bool {
-        event_type.starts_with("auth_request.")
+        (event_type.starts_with("auth_request.") && !replay_revocations::READS.contains(&event_type))
             || event_type.starts_with("login_failures.")
             || event_type == "client_grant.issued"
             || event_type.starts_with("client_assertion.")
@@ -118,6 +120,7 @@ impl Directory {
             self.owe_logout(&event.stream.id, clients, *at);
         }
         self.logout_deliveries.apply(event, decoded);
+        self.replay_revocations.apply(event, decoded);
         self.sessions.apply(event, decoded);
         self.consents.apply(event, decoded);
         if matches!(

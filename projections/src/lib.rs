@@ -9,6 +9,7 @@ pub mod directory;
 pub mod logout_deliveries;
 pub mod memberships;
 pub mod realms;
+pub mod replay_revocations;
 pub mod sessions;
 pub mod signing_keys;
 pub mod ssf_streams;

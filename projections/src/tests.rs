@@ -435,3 +435,28 @@ fn given_a_long_log_of_ended_sessions_when_folded_then_only_the_recent_ones_are_
     assert!(!d.sessions.ended("s10"), "an hour before the end of the log");
     assert!(d.sessions.get("s4999").is_none());
 }
+
+#[test]
+fn given_a_replayed_code_when_folded_then_its_revocation_is_owed_until_recorded() {
+    use annals_events::auth_request::*;
+    let redeemed = ev(AuthRequestEvent::from(AuthRequestCodeRedeemed {
+        session_id: "s1".into(),
+        token_ids: vec!["at1".into()],
+        at: 100,
+        offline: Some(false),
+    }));
+    let replayed = ev(AuthRequestEvent::from(AuthRequestCodeReplayed { at: 150 }));
+    let mut history = vec![
+        (StreamType::AuthRequest, "ar1", redeemed.clone()),
+        (StreamType::AuthRequest, "ar2", redeemed),
+        (StreamType::AuthRequest, "ar1", replayed),
+    ];
+    let d = given(history.clone());
+    assert!(d.replay_revocations.is_owed("ar1") && !d.replay_revocations.is_owed("ar2"), "only the replayed one");
+    assert_eq!(d.replay_revocations.owed_since(149).count(), 0, "not before the replay");
+    assert_eq!(d.replay_revocations.owed_since(150).collect::<Vec<_>>(), ["ar1"]);
+    assert_eq!(d.position, 3, "every event folded, read or not");
+
+    history.push((StreamType::AuthRequest, "ar1", ev(AuthRequestEvent::from(AuthRequestReplayRevoked { at: 151 }))));
+    assert!(given(history).replay_revocations.is_empty(), "revoked");
+}

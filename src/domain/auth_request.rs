@@ -34,6 +34,9 @@ pub struct AuthRequest {
     #[serde(default)]
     pub redeemed_offline: Option<bool>,
     pub replayed: bool,
+    /// What the replay called for is revoked (recorded once all of it committed).
+    #[serde(default)]
+    pub replay_revoked: bool,
     /// The error that ended the request without a code.
     pub failed: Option<String>,
 }
@@ -72,6 +75,9 @@ pub enum AuthRequestCommand {
         error: String,
     },
     Redeem(Redemption),
+    /// What the first redemption of a replayed code gave is revoked: recorded once, so no
+    /// node revokes it again.
+    RecordReplayRevoked,
 }
 
 /// What the token endpoint presents with a code.
@@ -116,6 +122,9 @@ pub enum AuthRequestError {
     /// A consent answer for a request that asked for none.
     #[error("authorization request is not waiting for consent")]
     NoConsentPending,
+    /// A revocation recorded for a code that no one presented twice.
+    #[error("the code was not replayed")]
+    NotReplayed,
 }
 
 /// The SHA-256 of a code's secret part, as recorded.
@@ -237,6 +246,12 @@ impl Aggregate for AuthRequest {
                 let offline = Some(r.offline);
                 Ok(vec![AuthRequestCodeRedeemed { session_id, token_ids: r.token_ids, at, offline }.into()])
             }
+            C::RecordReplayRevoked => match (self.replayed, self.replay_revoked) {
+                (false, _) => Err(E::NotReplayed),
+                (true, false) => Ok(vec![AuthRequestReplayRevoked { at }.into()]),
+                // Another node (or the worker and the replay's own request) got there first.
+                (true, true) => Ok(vec![]),
+            },
             _ if self.completed() => Err(E::Completed),
             _ if at >= req.expires_at => Err(E::Expired),
             C::Consent { granted, code, .. } => {
@@ -291,6 +306,7 @@ impl Aggregate for AuthRequest {
                 self.redeemed_offline = r.offline;
             }
             AuthRequestEvent::CodeReplayed(_) => self.replayed = true,
+            AuthRequestEvent::ReplayRevoked(_) => self.replay_revoked = true,
             AuthRequestEvent::Failed(f) => self.failed = Some(f.error.clone()),
         }
         self
@@ -393,6 +409,26 @@ mod tests {
             given::<AuthRequest>(history).decide(redeem(Some(VERIFIER)), now()),
             Err(AuthRequestError::CodeUsed)
         );
+    }
+
+    #[test]
+    fn given_a_replayed_code_when_its_revocation_is_recorded_then_once_and_only_after_a_replay() {
+        let mut history = code_issued();
+        history.extend(given::<AuthRequest>(code_issued()).decide(redeem(Some(VERIFIER)), now()).unwrap());
+        assert_eq!(
+            given::<AuthRequest>(history.clone()).decide(AuthRequestCommand::RecordReplayRevoked, now()),
+            Err(AuthRequestError::NotReplayed),
+            "a redemption that no one repeated calls for no revocation"
+        );
+        history.extend(given::<AuthRequest>(history.clone()).decide(redeem(Some(VERIFIER)), now()).unwrap());
+        let replayed = given::<AuthRequest>(history.clone());
+        assert!(!replayed.replay_revoked, "owed until recorded");
+        let revoked = replayed.decide(AuthRequestCommand::RecordReplayRevoked, now()).unwrap();
+        assert!(matches!(&revoked[..], [AuthRequestEvent::ReplayRevoked(_)]));
+        history.extend(revoked);
+        let state = given::<AuthRequest>(history);
+        assert!(state.replay_revoked);
+        assert_eq!(state.decide(AuthRequestCommand::RecordReplayRevoked, now()), Ok(vec![]), "recorded once");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod oidc;
 mod ssf;
 
 pub use oidc::spawn_backchannel_logout;
+pub use oidc::spawn_replay_revocation;
 pub mod pages;
 
 use crate::actors::Hosts;

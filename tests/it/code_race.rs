@@ -12,7 +12,11 @@ use serde_json::Value;
 use std::time::Duration;
 
 async fn within<T>(what: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), what).await.expect("in time")
+    within_secs(10, what).await
+}
+
+async fn within_secs<T>(secs: u64, what: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), what).await.expect("in time")
 }
 
 async fn redeem_at(http: reqwest::Client, token_url: String, code: String) -> (u16, Value) {
@@ -123,6 +127,76 @@ async fn a_code_whose_session_ended_is_refused_and_spent_without_tokens() {
     let (status, err) = redeem(&demo, &code).await;
     assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
     let requested = types(demo.app.store.read_stream(&stream, 0, ReadUntil::End).await.unwrap());
+    assert_eq!(
+        requested[requested.len() - 2..],
+        ["auth_request.code_replayed", "auth_request.replay_revoked"],
+        "the replay, and its revocation (of nothing) done"
+    );
+    demo.app.stop().await;
+}
+
+/// A replay whose revocation fails (the store refuses the session's append) is refused all
+/// the same, and its revocation stays owed in the log: the node's replay worker revokes the
+/// tokens later and records it, once.
+#[actix_rt::test]
+async fn a_replay_whose_revocation_failed_is_revoked_later_from_the_log() {
+    let mut held = None;
+    let demo = Demo::start_wrapped(
+        |_| {},
+        |inner| {
+            let h = HoldingStore::new(inner);
+            held = Some(h.clone());
+            h
+        },
+    )
+    .await;
+    let holding = held.unwrap();
+    let code = alice_code(&demo, &mut Jar::default()).await;
+    let (status, first) = redeem(&demo, &code).await;
+    assert_eq!(status, 200, "{first}");
+    let access = first["access_token"].as_str().unwrap();
+    let request = code.split_once('.').unwrap().0.to_string();
+    let stream = StreamId::new(StreamType::AuthRequest, request);
+    let types = |log: Vec<annals_events::RecordedEvent>| log.into_iter().map(|e| e.event_type).collect::<Vec<_>>();
+
+    // Given a replay whose revocation the store refuses,
+    holding.fail_next_carrying("session.tokens_revoked");
+    let (status, err) = redeem(&demo, &code).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
+    // the first redemption's tokens still work, and the log shows the revocation owed.
+    assert_eq!(demo.introspect(access).await["active"], true, "the revocation did fail");
+    let requested = types(demo.app.store.read_stream(&stream, 0, ReadUntil::End).await.unwrap());
     assert_eq!(requested.last().map(String::as_str), Some("auth_request.code_replayed"), "{requested:?}");
+
+    // When the worker's turn comes (after the replay's own request had its chance),
+    within_secs(40, async {
+        loop {
+            if demo.introspect(access).await["active"] == false {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+
+    // then the tokens are revoked and the revocation recorded, once.
+    let (status, _) = demo
+        .token(
+            ("web", "web-secret-0123456789"),
+            &[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(status, 400, "the refresh token of a replayed code");
+    let requested = types(demo.app.store.read_stream(&stream, 0, ReadUntil::End).await.unwrap());
+    assert_eq!(
+        requested[requested.len() - 2..],
+        ["auth_request.code_replayed", "auth_request.replay_revoked"],
+        "{requested:?}"
+    );
+    let sid = claims(access)["sid"].as_str().unwrap().to_string();
+    let session =
+        types(demo.app.store.read_stream(&StreamId::new(StreamType::Session, sid), 0, ReadUntil::End).await.unwrap());
+    assert_eq!(session.iter().filter(|t| *t == "session.tokens_revoked").count(), 1, "{session:?}");
+    assert!(demo.app.read_models.read().replay_revocations.is_empty(), "nothing owed any more");
     demo.app.stop().await;
 }

@@ -405,6 +405,12 @@ async fn codes_resist_replay_pkce_downgrade_and_theft_by_another_client() {
     assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(demo.introspect(first["access_token"].as_str().unwrap()).await["active"], false);
     assert_eq!(demo.introspect(first["refresh_token"].as_str().unwrap()).await["active"], false);
+    // The replay's own request revoked them and recorded it: nothing is left owed for later.
+    let request = code.split_once('.').unwrap().0;
+    let stream = annals_events::StreamId::new(annals_events::StreamType::AuthRequest, request);
+    let log = demo.app.store.read_stream(&stream, 0, annals::store::ReadUntil::End).await.unwrap();
+    assert_eq!(log.last().map(|e| e.event_type.as_str()), Some("auth_request.replay_revoked"));
+    assert!(!demo.app.read_models.read().replay_revocations.is_owed(request));
 
     // Two concurrent redemptions: exactly one succeeds, and what it gave is revoked even when
     // the replay's revocation ran before those tokens were recorded (a race each round may hit).

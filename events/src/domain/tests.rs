@@ -173,6 +173,7 @@ pub(crate) fn samples() -> Vec<DomainEvent> {
         })
         .into(),
         AuthRequestEvent::from(AuthRequestCodeReplayed { at: 1 }).into(),
+        AuthRequestEvent::from(AuthRequestReplayRevoked { at: 1 }).into(),
         AuthRequestEvent::from(AuthRequestFailed { error: "login_required".into(), at: 1 }).into(),
         SessionEvent::from(SessionStarted {
             realm_id: "r".into(),

@@ -326,6 +326,7 @@ impl Said {
                     d("token_ids", e.token_ids.join(" "));
                 }
                 AuthRequestEvent::CodeReplayed(_) => error = Some("invalid_code".into()),
+                AuthRequestEvent::ReplayRevoked(_) => d("reason", "code_replayed".into()),
                 AuthRequestEvent::Failed(e) => error = Some(e.error.clone()),
             },
             DomainEvent::Session(e) => match e {

@@ -109,6 +109,8 @@ pub const TABLE: &[(&str, Class)] = &[
     ("auth_request.code_redeemed", user("CODE_TO_TOKEN", Success, Info)),
     // A code presented twice is a stolen code or a broken client: the tokens were revoked.
     ("auth_request.code_replayed", user("CODE_TO_TOKEN_ERROR", Failure, Critical)),
+    // The revocation the replay called for is done (recorded once every part of it committed).
+    ("auth_request.replay_revoked", user("REVOKE_GRANT", Success, Notice)),
     ("auth_request.failed", user("LOGIN_ERROR", Failure, Warning)),
     ("client.created", admin(Create, "CLIENT", Notice)),
     ("client.settings_changed", admin(Update, "CLIENT", Notice)),

@@ -8,11 +8,12 @@
 //! committed, always finds the tokens in the session and revokes them; and a crash keeps
 //! both or neither.
 use super::issue::{self, command_failed, Ids};
-use super::token::{issue_in_session, offline_session_id, required, shared_offline_session_id, SessionIssue};
+use super::replay::{self, CodeGrant};
+use super::token::{issue_in_session, required, SessionIssue};
 use super::{client_actor, metadata};
 use crate::actors::{CommandError, HeldDecision, Hold, Outcome, Settle};
 use crate::domain::auth_request::{code_hash, AuthRequest, AuthRequestCommand, AuthRequestError, Redemption};
-use crate::domain::session::{Session, SessionCommand, SessionError};
+use crate::domain::session::{Session, SessionError};
 use crate::http::AppState;
 use crate::oidc::tokens;
 use crate::oidc::{scope, OAuthError};
@@ -141,14 +142,11 @@ pub(super) async fn authorization_code(
         }
         (Some(AuthRequestEvent::CodeReplayed(_)), _) => {
             let first = outcome.state.redeemed.clone().unwrap_or_default();
-            // A redemption recorded before this was: judged by the client's scopes now.
-            let offline = outcome
-                .state
-                .redeemed_offline
-                .unwrap_or_else(|| scope::grant(&started.scope, client).is_ok_and(|g| g.contains("offline_access")));
-            let gave = CodeGrant { session_id: &session_id, request: ar_id, client: &started.client, offline };
-            // The replay is refused either way; a revocation that failed has been logged.
-            let _ = revoke_code_grant(state, &gave, first, &meta).await;
+            // The replay is refused either way. A revocation that failed has been logged and
+            // stays owed in the log: the replay worker takes it up again.
+            if let Some(gave) = CodeGrant::of(ar_id, &outcome.state, Some(client)) {
+                let _ = replay::revoke(state, &gave, first, &meta).await;
+            }
             Err(OAuthError::invalid_grant("Code already used; the tokens it gave are revoked").recorded())
         }
         (Some(AuthRequestEvent::Failed(f)), _) => {
@@ -234,58 +232,7 @@ async fn revoke_if_replayed_since(
         .iter()
         .any(|e| matches!(e.decode(), Ok(annals_events::DomainEvent::AuthRequest(AuthRequestEvent::CodeReplayed(_)))));
     match replayed {
-        true => revoke_code_grant(state, gave, token_ids, meta).await,
+        true => replay::revoke(state, gave, token_ids, meta).await,
         false => Ok(()),
     }
-}
-
-/// What one code redemption gave: tokens in an SSO session, and maybe an offline token.
-struct CodeGrant<'a> {
-    session_id: &'a str,
-    /// The authorization request (names an offline session of its own).
-    request: &'a str,
-    /// The client's internal id.
-    client: &'a str,
-    /// The login asked for an offline token.
-    offline: bool,
-}
-
-/// Revokes what a replayed code's first redemption gave (RFC 6749 §4.1.2): all the client
-/// holds in the SSO session (its tokens may already have been refreshed) and the ids chosen
-/// at redemption (`first`, should they be recorded later), and so the offline token: what
-/// the client holds in the SSO session's offline session (shared with other clients, which
-/// keep theirs) or the offline session of this login's own. Only a login that asked for one:
-/// the client's offline tokens of other logins are not in question. Waits until introspection
-/// sees each revocation. A session that does not exist holds nothing to revoke; any other
-/// failure is an error (after trying every session).
-async fn revoke_code_grant(
-    state: &AppState,
-    gave: &CodeGrant<'_>,
-    first: Vec<String>,
-    meta: &Metadata,
-) -> Result<(), OAuthError> {
-    let revoke_client = |also: Vec<String>| SessionCommand::RevokeClient {
-        client: gave.client.to_string(),
-        also,
-        reason: "code_replayed".into(),
-    };
-    let mut revocations = vec![(gave.session_id.to_string(), revoke_client(first.clone()))];
-    if gave.offline {
-        revocations.push((shared_offline_session_id(gave.session_id), revoke_client(first)));
-        revocations.push((offline_session_id(gave.request), SessionCommand::Revoke { reason: "code_replayed".into() }));
-    }
-    let mut failed = None;
-    for (id, cmd) in revocations {
-        match state.hosts.execute::<Session>(&id, cmd, meta.clone()).await {
-            Ok(done) => {
-                let _ = state.read_models.wait_for(done.position, std::time::Duration::from_secs(5)).await;
-            }
-            Err(crate::actors::CommandError::Domain(SessionError::NotFound)) => {}
-            Err(e) => {
-                tracing::error!(session = %id, error = %e, "the tokens of a replayed code could not be revoked");
-                failed = Some(command_failed(e));
-            }
-        }
-    }
-    failed.map_or(Ok(()), Err)
 }

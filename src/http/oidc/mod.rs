@@ -13,6 +13,7 @@ mod introspect;
 mod issue;
 mod login;
 mod logout;
+mod replay;
 mod revoke;
 mod token;
 mod userinfo;
@@ -21,6 +22,7 @@ pub use backchannel::spawn as spawn_backchannel_logout;
 pub use bearer::VerifiedTokens;
 pub use brute_force::LoginGates;
 pub use issue::Subjects;
+pub use replay::spawn as spawn_replay_revocation;
 
 use crate::http::{AppState, Correlation};
 use crate::oidc::OAuthError;

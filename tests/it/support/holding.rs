@@ -30,6 +30,8 @@ pub struct HoldingStore {
     /// Keep the next deferred append pending (nothing written) until told it failed.
     pend_deferred: AtomicBool,
     pending: Mutex<Option<DeferredReply>>,
+    /// Fail the next append that writes an event of this type: nothing of it is written.
+    fail: Mutex<Option<&'static str>>,
     /// Notified once the held append has committed.
     pub appended: tokio::sync::Notify,
     /// Notify to let the held append's caller go on.
@@ -46,6 +48,7 @@ impl HoldingStore {
             deferred: Mutex::new(Vec::new()),
             pend_deferred: AtomicBool::new(false),
             pending: Mutex::new(None),
+            fail: Mutex::new(None),
             appended: Default::default(),
             release: Default::default(),
         })
@@ -83,6 +86,11 @@ impl HoldingStore {
         self.deferred.lock().unwrap().clone()
     }
 
+    /// Fails the next append that writes an event of type `event_type`, writing nothing.
+    pub fn fail_next_carrying(&self, event_type: &'static str) {
+        *self.fail.lock().unwrap() = Some(event_type);
+    }
+
     /// Holds the next append.
     pub fn hold_next(&self) {
         *self.hold.lock().unwrap() = Hold::Next;
@@ -111,6 +119,13 @@ impl HoldingStore {
 #[async_trait::async_trait]
 impl store::EventStore for HoldingStore {
     async fn append_all(&self, appends: Vec<store::StreamAppend>) -> Result<Vec<store::Appended>, store::StoreError> {
+        {
+            let mut fail = self.fail.lock().unwrap();
+            if fail.is_some_and(|t| appends.iter().flat_map(|a| &a.events).any(|e| e.event_type == t)) {
+                *fail = None;
+                return Err(store::StoreError::Engine("the disk said no".into()));
+            }
+        }
         let held = self.take(&appends);
         let out = self.inner.append_all(appends).await;
         if held {
