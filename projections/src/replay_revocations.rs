@@ -17,10 +17,10 @@ pub struct ReplayRevocations {
 }
 
 impl ReplayRevocations {
-    /// Requests whose replay was recorded at or before `before` (epoch seconds) and whose
-    /// revocation is still owed.
-    pub fn owed_since(&self, before: i64) -> impl Iterator<Item = &String> {
-        self.owed.iter().filter(move |(_, at)| **at <= before).map(|(id, _)| id)
+    /// Every request whose revocation is owed, with when its replay was recorded (epoch
+    /// seconds).
+    pub fn owed(&self) -> impl Iterator<Item = (&String, i64)> {
+        self.owed.iter().map(|(id, at)| (id, *at))
     }
 
     pub fn is_owed(&self, request: &str) -> bool {

@@ -43,17 +43,20 @@ pub struct Handoff<A: Aggregate> {
     /// once queued, not once durable, where the store is this node's alone (see
     /// `Hosts::execute_deferred_with`).
     pub defer: bool,
+    /// Read what the stream gained since the actor's state before deciding, where other
+    /// nodes share the log (see `Hosts::execute_fresh`).
+    pub fresh: bool,
 }
 
 impl<A: Aggregate> Default for Handoff<A> {
     fn default() -> Self {
-        Handoff { preview: None, hold: None, defer: false }
+        Handoff { preview: None, hold: None, defer: false, fresh: false }
     }
 }
 
 impl<A: Aggregate> Clone for Handoff<A> {
     fn clone(&self) -> Self {
-        Handoff { preview: self.preview.clone(), hold: self.hold.clone(), defer: self.defer }
+        Handoff { preview: self.preview.clone(), hold: self.hold.clone(), defer: self.defer, fresh: self.fresh }
     }
 }
 
@@ -281,6 +284,16 @@ async fn decide_and_append<A: Aggregate>(
             return Attempt { state, version, result: Err(e), deferred: None, stale: true };
         }
     }
+    // Another node may have appended since this actor last read (a command that appends
+    // nothing, or is refused, never learns of it by a conflict). Only where nodes share the
+    // log: a log that is this node's alone has no other writer, and may hold deferred events
+    // of this actor's that are not in the store yet.
+    if handoff.fresh && !stale && !store.exclusive() {
+        match read_ahead(&store, &stream, state, version).await {
+            Ok((caught, v)) => (state, version) = (caught, v),
+            Err((state, err)) => return Attempt::done(state, version, Err(err)),
+        }
+    }
     for attempt in 0..2 {
         let events = match state.decide(command.clone(), clock.now()) {
             Ok(events) => events,
@@ -406,20 +419,30 @@ async fn catch_up<A: Aggregate>(
     state: A,
     version: u64,
 ) -> Result<(A, u64), (A, CommandError<A::Error>)> {
+    let (state, caught) = read_ahead(store, stream, state, version).await?;
+    if caught > version || version == 0 {
+        return Ok((state, caught));
+    }
+    match load::<A>(store, stream).await {
+        Ok((fresh, v, _)) => Ok((fresh, v)),
+        Err(LoadError::Store(e)) => Err((state, CommandError::Store(e))),
+        Err(LoadError::Corrupt(e)) => Err((state, CommandError::Corrupt(e))),
+    }
+}
+
+/// The stream's events after `version`, folded into `state`, with the version they reach
+/// (`version` itself if there are none).
+async fn read_ahead<A: Aggregate>(
+    store: &SharedStore,
+    stream: &StreamId,
+    state: A,
+    version: u64,
+) -> Result<(A, u64), (A, CommandError<A::Error>)> {
     let tail = match store.read_stream_payloads(stream, version).await {
         Ok(tail) => tail,
         Err(e) => return Err((state, CommandError::Store(e))),
     };
-    let Some(last) = tail.last() else {
-        if version == 0 {
-            return Ok((state, version));
-        }
-        return match load::<A>(store, stream).await {
-            Ok((fresh, v, _)) => Ok((fresh, v)),
-            Err(LoadError::Store(e)) => Err((state, CommandError::Store(e))),
-            Err(LoadError::Corrupt(e)) => Err((state, CommandError::Corrupt(e))),
-        };
-    };
+    let Some(last) = tail.last() else { return Ok((state, version)) };
     let last = last.version;
     match typed::<A>(&tail) {
         Ok(evs) => Ok((fold(state, &evs), last)),

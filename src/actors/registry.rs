@@ -279,6 +279,21 @@ impl Hosts {
         self.execute_tracked::<A>(id, command, metadata, along, Handoff::default()).await
     }
 
+    /// As [`Hosts::execute_full`], deciding on the stream as the store has it now: where other
+    /// nodes share the log, the actor first reads what they appended since it last read. For
+    /// a command that acts on what the log says happened elsewhere (a worker following a read
+    /// model), which on a state left behind would be refused, or change nothing, and so never
+    /// meet the conflict that would catch it up.
+    pub async fn execute_fresh<A: Aggregate>(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Outcome<A>, CommandError<A::Error>> {
+        let handoff = Handoff { fresh: true, ..Handoff::default() };
+        self.execute_tracked::<A>(id, command, metadata, Vec::new(), handoff).await
+    }
+
     /// As [`Hosts::execute_with`], but on a store that is this node's alone
     /// ([`crate::store::EventStore::exclusive`]) the events (and those that come along) are
     /// queued as a deferred append ([`crate::store::EventStore::append_deferred`]) and the

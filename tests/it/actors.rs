@@ -694,3 +694,29 @@ async fn no_snapshot_holds_a_deferred_append_before_it_is_known_to_have_committe
     assert!(!next.state.roles.contains("lost"));
     h.shutdown().await;
 }
+
+/// An actor left behind by another node's append learns of it only through a conflict, which
+/// a command that appends nothing never meets: run fresh, the command is decided on the
+/// stream as the store has it. On a log that is the node's alone no one else appends, and
+/// nothing is read.
+#[actix_rt::test]
+async fn a_fresh_command_is_decided_on_what_another_node_appended_since() {
+    let (inner, _dir) = support::sqlite_store().await;
+    let holding = HoldingStore::new(inner.clone());
+    holding.share();
+    let store: SharedStore = holding.clone();
+    let (a, b) = (hosts(&store, Duration::from_secs(60), 64), hosts(&store, Duration::from_secs(60), 64));
+    a.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    // Given node B granted a role after node A's actor loaded the user,
+    b.execute::<User>("u1", grant("r1"), meta()).await.unwrap();
+    let revoke = || UserCommand::RevokeRole { role_id: "r1".into() };
+    // node A's actor, as it stands, sees nothing to revoke;
+    let stale = a.execute_full::<User>("u1", revoke(), meta()).await.unwrap();
+    assert!(stale.events.is_empty() && !stale.state.roles.contains("r1"), "left behind");
+    // when the command runs fresh, it is decided on B's grant too.
+    let fresh = a.execute_fresh::<User>("u1", revoke(), meta()).await.unwrap();
+    assert_eq!(fresh.events.len(), 1, "the grant B made is revoked");
+    assert_eq!(user_log(&store, "u1").await.len(), 3);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -136,50 +136,51 @@ async fn a_code_whose_session_ended_is_refused_and_spent_without_tokens() {
 }
 
 /// A replay whose revocation fails (the store refuses the session's append) is refused all
-/// the same, and its revocation stays owed in the log: the node's replay worker revokes the
-/// tokens later and records it, once.
+/// the same, and its revocation stays owed in the log: the node's replay worker leaves it to
+/// the replay's own request for a while, then revokes the tokens and records it, once.
 #[actix_rt::test]
 async fn a_replay_whose_revocation_failed_is_revoked_later_from_the_log() {
+    let clock = annals::clock::ManualClock::at(chrono::Utc::now());
     let mut held = None;
-    let demo = Demo::start_wrapped(
-        |_| {},
-        |inner| {
-            let h = HoldingStore::new(inner);
-            held = Some(h.clone());
-            h
-        },
-    )
-    .await;
+    let wrap = |inner| {
+        let h = HoldingStore::new(inner);
+        held = Some(h.clone());
+        h as annals::store::SharedStore
+    };
+    let demo = Demo::start_full(|_| {}, vec![], |_| {}, std::sync::Arc::new(clock.clone()), wrap).await;
     let holding = held.unwrap();
     let code = alice_code(&demo, &mut Jar::default()).await;
     let (status, first) = redeem(&demo, &code).await;
     assert_eq!(status, 200, "{first}");
     let access = first["access_token"].as_str().unwrap();
     let request = code.split_once('.').unwrap().0.to_string();
-    let stream = StreamId::new(StreamType::AuthRequest, request);
+    let stream = StreamId::new(StreamType::AuthRequest, request.clone());
     let types = |log: Vec<annals_events::RecordedEvent>| log.into_iter().map(|e| e.event_type).collect::<Vec<_>>();
 
     // Given a replay whose revocation the store refuses,
     holding.fail_next_carrying("session.tokens_revoked");
     let (status, err) = redeem(&demo, &code).await;
     assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
-    // the first redemption's tokens still work, and the log shows the revocation owed.
+    // the first redemption's tokens still work, and the log shows the revocation owed;
     assert_eq!(demo.introspect(access).await["active"], true, "the revocation did fail");
     let requested = types(demo.app.store.read_stream(&stream, 0, ReadUntil::End).await.unwrap());
     assert_eq!(requested.last().map(String::as_str), Some("auth_request.code_replayed"), "{requested:?}");
+    assert!(demo.app.read_models.read().replay_revocations.is_owed(&request));
+    // the worker leaves it to the replay's own request for its grace period.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(demo.introspect(access).await["active"], true, "left alone within the grace period");
 
-    // When the worker's turn comes (after the replay's own request had its chance),
-    within_secs(40, async {
-        loop {
-            if demo.introspect(access).await["active"] == false {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+    // When the grace period has passed,
+    clock.advance(chrono::Duration::seconds(31));
+    within_secs(20, async {
+        while demo.app.read_models.read().replay_revocations.is_owed(&request) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
 
     // then the tokens are revoked and the revocation recorded, once.
+    assert_eq!(demo.introspect(access).await["active"], false);
     let (status, _) = demo
         .token(
             ("web", "web-secret-0123456789"),
@@ -194,9 +195,8 @@ async fn a_replay_whose_revocation_failed_is_revoked_later_from_the_log() {
         "{requested:?}"
     );
     let sid = claims(access)["sid"].as_str().unwrap().to_string();
-    let session =
-        types(demo.app.store.read_stream(&StreamId::new(StreamType::Session, sid), 0, ReadUntil::End).await.unwrap());
+    let session = StreamId::new(StreamType::Session, sid);
+    let session = types(demo.app.store.read_stream(&session, 0, ReadUntil::End).await.unwrap());
     assert_eq!(session.iter().filter(|t| *t == "session.tokens_revoked").count(), 1, "{session:?}");
-    assert!(demo.app.read_models.read().replay_revocations.is_empty(), "nothing owed any more");
     demo.app.stop().await;
 }

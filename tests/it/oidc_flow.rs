@@ -75,7 +75,8 @@ impl Demo {
         Demo::start_full(edit, vec![], |_| {}, Arc::new(annals::clock::SystemClock), wrap).await
     }
 
-    async fn start_full(
+    /// A node on a clock the test controls whose store is the one `wrap` makes of its own.
+    pub async fn start_full(
         edit: impl FnOnce(&mut Value),
         others: Vec<Value>,
         configure: impl FnOnce(&mut annals::config::ServeConfig),

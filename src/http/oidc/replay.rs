@@ -4,8 +4,11 @@
 //! The request that presents the code again revokes at once. What it could not finish (the
 //! store failed, the node stopped) stays owed in the log: the `replay_revocations` read model
 //! lists every replay without its revocation recorded, and a worker on each node revokes
-//! those again, with backoff, until one records it. Revoking twice is harmless: a revoked
-//! token stays revoked, and the second record is refused as already made.
+//! those again, with backoff, until one records it. Revoking twice is harmless (a revoked
+//! token stays revoked; the revocation is recorded once, a second record changing nothing),
+//! but a revocation takes what the client holds in the session when it runs: one retried
+//! long after the replay could take the tokens of the client's later logins in that session.
+//! So the worker takes up a replay only for an hour; past that it reports it and leaves it.
 use super::issue::command_failed;
 use super::token::{offline_session_id, shared_offline_session_id};
 use crate::domain::auth_request::{AuthRequest, AuthRequestCommand};
@@ -14,18 +17,23 @@ use crate::http::AppState;
 use crate::oidc::{scope, OAuthError};
 use annals_events::{Actor, Metadata};
 use annals_projections::clients::ClientView;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// How often the worker looks for revocations still owed.
 const TICK: Duration = Duration::from_secs(1);
-/// A replay's own request revokes within this (it waits for each revocation to show in
-/// introspection, 5 s at most): the worker leaves it alone until then, so one failure-free
-/// replay is revoked once.
-const GRACE_SECS: i64 = 10;
+/// The worker leaves a replay to its own request this long. That request revokes in up to
+/// three sessions, waiting up to 5 s for each to show in introspection, then records: 20 s
+/// at most, and nodes' clocks may differ by a few seconds.
+const GRACE_SECS: i64 = 30;
+/// How long after a replay the worker still revokes for it (see the module's comment).
+const HORIZON_SECS: i64 = 3600;
 /// The first retry after a failed attempt; each failure doubles it, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// After an attempt that found the revocation done, how long the worker waits for this
+/// node's read model to show it before looking again.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// What one code redemption gave: tokens in an SSO session, and maybe an offline token.
 pub(super) struct CodeGrant<'a> {
@@ -66,10 +74,12 @@ pub(super) async fn revoke(
 
 /// Records that a replay's revocation is done; whether it is (now or before).
 async fn record(state: &AppState, request: &str, meta: &Metadata) -> bool {
-    match state.hosts.execute::<AuthRequest>(request, AuthRequestCommand::RecordReplayRevoked, meta.clone()).await {
+    let command = AuthRequestCommand::RecordReplayRevoked;
+    // Fresh: the replay may have been recorded by another node's actor.
+    match state.hosts.execute_fresh::<AuthRequest>(request, command, meta.clone()).await {
         Ok(done) => {
             // So this node's worker, reading the model, does not revoke it again.
-            let _ = state.read_models.wait_for(done.position, Duration::from_secs(5)).await;
+            let _ = state.read_models.wait_for(done.executed.position, SETTLE).await;
             true
         }
         Err(e) => {
@@ -123,54 +133,82 @@ async fn revoke_code_grant(
 /// Starts the worker that revokes what replays left owed, on the current runtime.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // Request id -> when to try again and the wait after that, for attempts that failed.
-        let mut backoff: HashMap<String, (Instant, Duration)> = HashMap::new();
+        // Request id -> when to look again and the wait after a failure from there.
+        let mut next: HashMap<String, (Instant, Duration)> = HashMap::new();
+        // Replays past the horizon already reported.
+        let mut reported: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;
-            let before = state.clock.now().timestamp() - GRACE_SECS;
-            let owed: Vec<String> = state.read_models.read().replay_revocations.owed_since(before).cloned().collect();
-            backoff.retain(|id, _| owed.contains(id));
+            let now_s = state.clock.now().timestamp();
+            let owed: Vec<(String, i64)> =
+                state.read_models.read().replay_revocations.owed().map(|(id, at)| (id.clone(), at)).collect();
+            let ids: HashSet<&String> = owed.iter().map(|(id, _)| id).collect();
+            next.retain(|id, _| ids.contains(id));
+            reported.retain(|id| ids.contains(id));
             let now = Instant::now();
-            let due: Vec<&String> =
-                owed.iter().filter(|id| backoff.get(*id).is_none_or(|(at, _)| *at <= now)).collect();
-            for id in due {
-                if revoke_owed(&state, id).await {
-                    backoff.remove(id);
-                } else {
-                    let wait = backoff.get(id).map_or(FIRST_BACKOFF, |(_, w)| (*w * 2).min(MAX_BACKOFF));
-                    backoff.insert(id.clone(), (Instant::now() + wait, wait));
+            for (id, at) in owed {
+                if at > now_s - GRACE_SECS || next.get(&id).is_some_and(|(when, _)| *when > now) {
+                    continue;
                 }
+                if at < now_s - HORIZON_SECS {
+                    if reported.insert(id.clone()) {
+                        tracing::error!(request = %id, replayed_at = at, "a replayed code's revocation is not on record an hour after the replay; the worker leaves it");
+                    }
+                    continue;
+                }
+                let wait = match revoke_owed(&state, &id).await {
+                    Turn::Done => SETTLE,
+                    Turn::Failed => next.get(&id).map_or(FIRST_BACKOFF, |(_, w)| (*w * 2).min(MAX_BACKOFF)),
+                };
+                next.insert(id, (Instant::now() + wait, wait));
             }
         }
     })
 }
 
-/// One attempt at a revocation the log shows owed; whether it is done (or was already).
-async fn revoke_owed(state: &AppState, request: &str) -> bool {
+/// What came of one attempt.
+enum Turn {
+    /// The revocation is recorded (by this attempt or before it).
+    Done,
+    Failed,
+}
+
+/// One attempt at a revocation the log shows owed.
+async fn revoke_owed(state: &AppState, request: &str) -> Turn {
     let meta = |realm: Option<String>| Metadata {
         realm,
         actor: Actor::System { component: "replay-revocation".into() },
         ..Default::default()
     };
-    let ar = match state.hosts.execute_full::<AuthRequest>(request, AuthRequestCommand::Check, meta(None)).await {
+    // Fresh: the replay, or its revocation, may have been recorded on another node.
+    let ar = match state.hosts.execute_fresh::<AuthRequest>(request, AuthRequestCommand::Check, meta(None)).await {
         Ok(o) => o.state,
         Err(e) => {
             tracing::warn!(request, error = %e, "a replayed code's request cannot be read; its revocation waits");
-            return false;
+            return Turn::Failed;
         }
     };
-    // The model lags the actor: recorded meanwhile (here or on another node).
-    if !ar.replayed || ar.replay_revoked {
-        return true;
+    if ar.replay_revoked {
+        return Turn::Done;
     }
     let client = ar.request.as_deref().and_then(|r| state.read_models.read().clients.shared(&r.client));
-    let Some(gave) = CodeGrant::of(request, &ar, client.as_deref()) else { return true };
+    let gave = match CodeGrant::of(request, &ar, client.as_deref()) {
+        Some(gave) if ar.replayed => gave,
+        // The log says replayed; a request that does not is not read right: try again later.
+        _ => {
+            tracing::warn!(request, "a replayed code's request does not show the replay; its revocation waits");
+            return Turn::Failed;
+        }
+    };
     let meta = meta(ar.request.as_deref().map(|r| r.realm_id.clone()));
     let first = ar.redeemed.clone().unwrap_or_default();
     if revoke_code_grant(state, &gave, first, &meta).await.is_err() {
-        return false;
+        return Turn::Failed;
     }
     tracing::info!(request, "the tokens of a replayed code are revoked, on a later attempt");
-    record(state, request, &meta).await
+    match record(state, request, &meta).await {
+        true => Turn::Done,
+        false => Turn::Failed,
+    }
 }
