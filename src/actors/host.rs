@@ -286,8 +286,9 @@ async fn decide_and_append<A: Aggregate>(
     }
     // Another node may have appended since this actor last read (a command that appends
     // nothing, or is refused, never learns of it by a conflict). Only where nodes share the
-    // log: a log that is this node's alone has no other writer, and may hold deferred events
-    // of this actor's that are not in the store yet.
+    // log: on a log that is this node's alone every append to the stream goes through this
+    // actor (a creation that comes along with another command is caught at version 0), so
+    // the read would find nothing.
     if handoff.fresh && !stale && !store.exclusive() {
         match read_ahead(&store, &stream, state, version).await {
             Ok((caught, v)) => (state, version) = (caught, v),

@@ -697,8 +697,7 @@ async fn no_snapshot_holds_a_deferred_append_before_it_is_known_to_have_committe
 
 /// An actor left behind by another node's append learns of it only through a conflict, which
 /// a command that appends nothing never meets: run fresh, the command is decided on the
-/// stream as the store has it. On a log that is the node's alone no one else appends, and
-/// nothing is read.
+/// stream as the store has it.
 #[actix_rt::test]
 async fn a_fresh_command_is_decided_on_what_another_node_appended_since() {
     let (inner, _dir) = support::sqlite_store().await;

@@ -8,7 +8,8 @@
 //! token stays revoked; the revocation is recorded once, a second record changing nothing),
 //! but a revocation takes what the client holds in the session when it runs: one retried
 //! long after the replay could take the tokens of the client's later logins in that session.
-//! So the worker takes up a replay only for an hour; past that it reports it and leaves it.
+//! So the worker takes up a replay only for an hour; past that it reports it (once per
+//! start) and leaves it.
 use super::issue::command_failed;
 use super::token::{offline_session_id, shared_offline_session_id};
 use crate::domain::auth_request::{AuthRequest, AuthRequestCommand};
@@ -133,11 +134,13 @@ async fn revoke_code_grant(
 /// Starts the worker that revokes what replays left owed, on the current runtime.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // Request id -> when to look again and the wait after a failure from there.
+        // Request id -> when to look again, and the wait a failure then doubles.
         let mut next: HashMap<String, (Instant, Duration)> = HashMap::new();
         // Replays past the horizon already reported.
         let mut reported: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(TICK);
+        // One pass can take seconds (each revocation waits for introspection to see it).
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let now_s = state.clock.now().timestamp();
@@ -153,15 +156,19 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 }
                 if at < now_s - HORIZON_SECS {
                     if reported.insert(id.clone()) {
-                        tracing::error!(request = %id, replayed_at = at, "a replayed code's revocation is not on record an hour after the replay; the worker leaves it");
+                        tracing::warn!(request = %id, replayed_at = at, "a replayed code's revocation is not on record an hour after the replay; the worker leaves it");
                     }
                     continue;
                 }
-                let wait = match revoke_owed(&state, &id).await {
-                    Turn::Done => SETTLE,
-                    Turn::Failed => next.get(&id).map_or(FIRST_BACKOFF, |(_, w)| (*w * 2).min(MAX_BACKOFF)),
+                let (wait, base) = match revoke_owed(&state, &id).await {
+                    // A failure after this starts its backoff from the first step.
+                    Turn::Done => (SETTLE, FIRST_BACKOFF / 2),
+                    Turn::Failed => {
+                        let wait = next.get(&id).map_or(FIRST_BACKOFF, |(_, w)| (*w * 2).min(MAX_BACKOFF));
+                        (wait, wait)
+                    }
                 };
-                next.insert(id, (Instant::now() + wait, wait));
+                next.insert(id, (Instant::now() + wait, base));
             }
         }
     })
