@@ -719,3 +719,26 @@ async fn a_fresh_command_is_decided_on_what_another_node_appended_since() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A command on a stream that does not exist is refused, and leaves no actor behind: made-up
+/// ids cost a read each, never memory until the idle timeout.
+#[actix_rt::test]
+async fn a_command_on_a_stream_that_does_not_exist_leaves_no_actor() {
+    let (store, _dir) = support::sqlite_store().await;
+    let h = hosts(&store, Duration::from_secs(300), 64);
+    h.execute::<User>("u1", create_user("ada"), meta()).await.unwrap();
+    for i in 0..50 {
+        let refused = h.execute::<User>(&format!("ghost{i}"), grant("r1"), meta()).await;
+        assert!(matches!(refused, Err(CommandError::Domain(_))), "{refused:?}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while h.live() > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.live(), 1, "only the user that exists is hosted");
+    // A stream created after an actor found it empty is still found.
+    h.execute::<User>("ghost0", create_user("bob"), meta()).await.unwrap();
+    h.execute::<User>("ghost0", grant("r1"), meta()).await.unwrap();
+    assert_eq!(user_log(&store, "ghost0").await.len(), 2);
+    h.shutdown().await;
+}

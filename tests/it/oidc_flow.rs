@@ -1541,3 +1541,31 @@ async fn a_new_connection_while_the_node_stops_is_answered_retry_later() {
     assert_eq!(&reply, b"HTTP/1.1 401");
     tokio::time::timeout(std::time::Duration::from_secs(15), stopping).await.unwrap().unwrap();
 }
+
+/// Made-up codes, which a public client may present without any secret, are refused and
+/// leave nothing hosted: each costs a read, not an actor kept for the idle timeout.
+#[actix_rt::test]
+async fn forged_codes_from_a_public_client_are_refused_and_leave_no_actor() {
+    let demo = Demo::start().await;
+    let before = demo.app.hosts.live();
+    for _ in 0..60 {
+        let code = format!("{}.{}", uuid::Uuid::new_v4(), "A".repeat(43));
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://spa.example/cb"),
+            ("code_verifier", VERIFIER),
+        ];
+        let res = demo.http.post(demo.url("token")).form(&form).send().await.unwrap();
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while demo.app.hosts.live() > before + 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(demo.app.hosts.live() <= before + 5, "{} actors live, {before} before", demo.app.hosts.live());
+    demo.app.stop().await;
+}
