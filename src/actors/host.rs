@@ -569,13 +569,16 @@ impl<A: Aggregate> Handler<Execute<A>> for AggregateActor<A> {
                     });
                 }
             }
+            let refused = matches!(attempt.result, Err(CommandError::Domain(_)));
             let _ = reply.send(attempt.result);
-            // A stream that still does not exist holds nothing worth keeping: without this,
-            // each made-up id (a forged code at the token endpoint, which a public client
-            // may present without any secret) would keep an actor live until it passivates.
-            // Not while commands wait for it: dropped, each would be sent again to a new
-            // actor, and a burst of them could run out of tries.
-            if act.version == 0 && act.deferred == 0 && act.queued.load(Ordering::Acquire) == 0 {
+            // A command refused on a stream that does not exist leaves nothing worth keeping:
+            // without this, each made-up id (a forged code at the token endpoint, which a
+            // public client may present without any secret) would keep an actor live until
+            // it passivates. Only a refusal: a check that finds nothing (no failed logins for
+            // this user or address) is asked again at the next login, and stays cheap. Not
+            // while commands wait for it: dropped, each would be sent again to a new actor,
+            // and a burst of them could run out of tries.
+            if refused && act.version == 0 && act.deferred == 0 && act.queued.load(Ordering::Acquire) == 0 {
                 ctx.stop();
             }
         }));

@@ -2,6 +2,7 @@
 use crate::support::{self, holding::HoldingStore, pg::TestDb};
 use annals::actors::{CommandError, HeldDecision, Hold, Hosts, HostsConfig, Settle};
 use annals::clock::{SharedClock, SystemClock};
+use annals::domain::login_failures::{LoginFailures, LoginFailuresCommand};
 use annals::domain::realm::{RealmCommand, RealmError};
 use annals::domain::user::{User, UserCommand};
 use annals::domain::{realm::Realm, Aggregate};
@@ -720,8 +721,8 @@ async fn a_fresh_command_is_decided_on_what_another_node_appended_since() {
     b.shutdown().await;
 }
 
-/// A command on a stream that does not exist is refused, and leaves no actor behind: made-up
-/// ids cost a read each, never memory until the idle timeout.
+/// A command refused on a stream that does not exist leaves no actor behind: made-up ids cost
+/// a read each, never memory until the idle timeout.
 #[actix_rt::test]
 async fn a_command_on_a_stream_that_does_not_exist_leaves_no_actor() {
     let (store, _dir) = support::sqlite_store().await;
@@ -736,6 +737,12 @@ async fn a_command_on_a_stream_that_does_not_exist_leaves_no_actor() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(h.live(), 1, "only the user that exists is hosted");
+    // A command that finds nothing and refuses nothing (no failed logins on record) keeps its
+    // actor: the next login asks again.
+    let key = annals::domain::login_failures::user_key("r", "nobody");
+    h.execute::<LoginFailures>(&key, LoginFailuresCommand::Check, meta()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.live(), 2, "kept");
     // A stream created after an actor found it empty is still found.
     h.execute::<User>("ghost0", create_user("bob"), meta()).await.unwrap();
     h.execute::<User>("ghost0", grant("r1"), meta()).await.unwrap();
